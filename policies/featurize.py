@@ -1,0 +1,126 @@
+"""The one featurizer: a request's context and candidate actions as model input.
+
+Serving, learning, offline replay and DSJSON export all go through `Example`,
+so the model sees the same features everywhere.
+
+VW text layout (one multi-line example per decision)::
+
+    shared |<ns> name:1.5 key=value token ...      (one `|ns` group per context namespace)
+    |action id=<action id> |channel <channel> |<ns> ...   (one line per candidate action)
+
+Names are sanitized for VW's text format: white space, `|` and `:` become `_`.
+Namespaces and features are emitted in sorted order so that the same input
+always gives the same floating-point sums.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import Protocol
+
+_SANITIZE = str.maketrans({" ": "_", "\t": "_", "\n": "_", "\r": "_", "\v": "_", "\f": "_", "|": "_", ":": "_"})
+
+ACTION_NAMESPACE = "action"
+CHANNEL_NAMESPACE = "channel"
+
+
+class FeaturesLike(Protocol):
+    """What a namespace's features look like (nextbest.v1.Features satisfies it)."""
+
+    numeric: Mapping[str, float]
+    categorical: Mapping[str, str]
+    tokens: Sequence[str]
+
+
+class ActionLike(Protocol):
+    """A candidate action (nextbest.v1.Action satisfies it)."""
+
+    id: str
+    channel: str
+    features: Mapping[str, FeaturesLike]
+
+
+def sanitize(name: str) -> str:
+    """`name` made safe for VW's text format."""
+    return name.translate(_SANITIZE)
+
+
+def namespace_items(features: FeaturesLike) -> list[tuple[str, float]]:
+    """The (feature name, value) pairs of one namespace, sorted, as VW sees them."""
+    items = [(sanitize(k), float(v)) for k, v in features.numeric.items()]
+    items += [(f"{sanitize(k)}={sanitize(v)}", 1.0) for k, v in features.categorical.items()]
+    items += [(sanitize(t), 1.0) for t in features.tokens]
+    items.sort()
+    return items
+
+
+def _namespace_text(name: str, features: FeaturesLike) -> str:
+    parts = [f"|{sanitize(name)}"]
+    for feature, value in namespace_items(features):
+        parts.append(feature if value == 1.0 else f"{feature}:{value:.9g}")
+    return " ".join(parts)
+
+
+def _namespaces_text(namespaces: Mapping[str, FeaturesLike]) -> str:
+    return " ".join(_namespace_text(ns, namespaces[ns]) for ns in sorted(namespaces))
+
+
+def action_namespaces(action: ActionLike) -> dict[str, dict[str, float]]:
+    """All namespaces of one action line, including the implicit id and channel ones."""
+    out: dict[str, dict[str, float]] = {ACTION_NAMESPACE: {f"id={sanitize(action.id)}": 1.0}}
+    if action.channel:
+        out[CHANNEL_NAMESPACE] = {sanitize(action.channel): 1.0}
+    for ns in sorted(action.features):
+        out[sanitize(ns)] = dict(namespace_items(action.features[ns]))
+    return out
+
+
+def context_namespaces(context: Mapping[str, FeaturesLike]) -> dict[str, dict[str, float]]:
+    """All namespaces of the shared context."""
+    return {sanitize(ns): dict(namespace_items(context[ns])) for ns in sorted(context)}
+
+
+class Example:
+    """One decision's input: the shared context and the candidate actions, in order.
+
+    Built from protobuf messages (or anything shaped like them); computes each
+    representation once and caches it.
+    """
+
+    def __init__(self, context: Mapping[str, FeaturesLike], actions: Sequence[ActionLike]) -> None:
+        self.context = context
+        self.actions = actions
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    @property
+    def action_ids(self) -> list[str]:
+        return [a.id for a in self.actions]
+
+    @cached_property
+    def _shared_line(self) -> str:
+        return ("shared " + _namespaces_text(self.context)) if self.context else ""
+
+    @cached_property
+    def _action_lines(self) -> list[str]:
+        lines = []
+        for action in self.actions:
+            head = f"|{ACTION_NAMESPACE} id={sanitize(action.id)}"
+            if action.channel:
+                head += f" |{CHANNEL_NAMESPACE} {sanitize(action.channel)}"
+            rest = _namespaces_text(action.features)
+            lines.append(f"{head} {rest}" if rest else head)
+        return lines
+
+    def vw_lines(self) -> list[str]:
+        """The unlabeled VW multi-line example (shared line first when there is context)."""
+        shared = [self._shared_line] if self._shared_line else []
+        return shared + self._action_lines
+
+    def vw_labeled_lines(self, chosen_index: int, cost: float, probability: float) -> list[str]:
+        """The VW multi-line example with the cb label `0:cost:probability` on the chosen action."""
+        lines = list(self._action_lines)
+        lines[chosen_index] = f"0:{cost:.9g}:{probability:.9g} {lines[chosen_index]}"
+        return ([self._shared_line] if self._shared_line else []) + lines

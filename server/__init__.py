@@ -1,0 +1,1 @@
+"""nextbest server: the decision service, its store, trainer and Python client."""

@@ -1,0 +1,121 @@
+"""The nextbest server: gRPC services, the catalog of live models and the trainer, over one store."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from server.admin_service import AdminService
+from server.catalog import Catalog
+from server.config import Limits, default_loop_config
+from server.decision_service import DecisionService
+from server.errors import ErrorInterceptor
+from server.pb import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc
+from server.store import Store
+from server.trainer import Trainer
+
+log = logging.getLogger("nextbest")
+
+SERVICE_NAMES = (
+    decision_pb2.DESCRIPTOR.services_by_name["DecisionService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+)
+
+
+class NextbestServer:
+    """A running nextbest server bound to `host:port` (port 0 picks a free one).
+
+    `start()` creates the loop `default` on a new store, starts the catalog
+    refresher, the trainer and the gRPC server. `stop()` finishes in-flight
+    calls, then saves the trainer's positions and publishes pending models.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        host: str = "127.0.0.1",
+        port: int = 50051,
+        *,
+        limits: Limits | None = None,
+        clock: Callable[[], float] = time.time,
+        max_workers: int = 16,
+        train: bool = True,
+    ) -> None:
+        self.store = store
+        self.limits = limits or Limits()
+        self._host = host
+        self._requested_port = port
+        self.port = 0
+        self._clock = clock
+        self._max_workers = max_workers
+        self.trainer = Trainer(store, clock) if train else None
+        self._grpc: grpc.Server | None = None
+        self._health: health.HealthServicer | None = None
+        self.catalog: Catalog | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self._host}:{self.port}"
+
+    def start(self) -> NextbestServer:
+        if self.store.configs.generation() == 0:
+            config = default_loop_config()
+            config.version = 1
+            self.store.configs.create(config.name, config.SerializeToString())
+        self.catalog = Catalog(self.store)
+        self.catalog.start()
+        if self.trainer:
+            self.trainer.start()
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="rpc"),
+            interceptors=[ErrorInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", self.limits.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        decision_pb2_grpc.add_DecisionServiceServicer_to_server(
+            DecisionService(self.store.log, self.catalog, self.limits, self._clock), server
+        )
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(
+            AdminService(self.store, self.catalog, self.limits, self.trainer), server
+        )
+        self._health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        for name in (*SERVICE_NAMES, ""):
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        self.port = server.add_insecure_port(f"{self._host}:{self._requested_port}")
+        if self.port == 0:
+            raise OSError(f"cannot bind {self._host}:{self._requested_port}")
+        server.start()
+        self._grpc = server
+        return self
+
+    def wait(self) -> None:
+        assert self._grpc is not None
+        self._grpc.wait_for_termination()
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Graceful stop: refuse new calls, finish in-flight ones, checkpoint, close the store."""
+        if self._health is not None:
+            self._health.enter_graceful_shutdown()
+        if self._grpc is not None:
+            self._grpc.stop(grace).wait()
+        if self.trainer:
+            self.trainer.stop()
+        if self.catalog:
+            self.catalog.stop()
+        self.store.close()
+
+    def __enter__(self) -> NextbestServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,145 @@
+"""A small Python client for nextbest, for users and tests.
+
+    from server.client import Client, action
+
+    with Client("127.0.0.1:50051") as nb:
+        r = nb.rank(
+            context={"user": {"segment": "student", "visits": 3}},
+            actions=[action("welcome-email", "email"), action("app-tip", "push", {"offer": {"kind": "tip"}})],
+        )
+        nb.reward(r.event_id, 1.0)
+
+Plain dicts become Features: numbers are numeric features, strings are
+categorical (`name=value`), and a list of strings under "tokens" is a bag of words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import grpc
+
+from server.pb import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc, types_pb2
+
+LoopConfig = types_pb2.LoopConfig
+LearningMode = types_pb2.LearningMode
+RewardAggregation = types_pb2.RewardAggregation
+FeaturesInput = types_pb2.Features | Mapping[str, Any]
+
+
+def features(values: FeaturesInput) -> types_pb2.Features:
+    """Features from a dict: numbers → numeric, strings → categorical, "tokens": [str] → tokens."""
+    if isinstance(values, types_pb2.Features):
+        return values
+    out = types_pb2.Features()
+    for name, value in values.items():
+        if name == "tokens" and not isinstance(value, str):
+            out.tokens.extend(value)
+        elif isinstance(value, bool | str):
+            out.categorical[name] = str(value)
+        elif isinstance(value, int | float):
+            out.numeric[name] = float(value)
+        else:
+            raise TypeError(f"feature {name!r}: expected a number, a string or a token list, got {type(value)}")
+    return out
+
+
+def namespaces(values: Mapping[str, FeaturesInput] | None) -> dict[str, types_pb2.Features]:
+    """A namespace → Features map from dicts."""
+    return {ns: features(v) for ns, v in (values or {}).items()}
+
+
+def action(action_id: str, channel: str = "", features: Mapping[str, FeaturesInput] | None = None) -> types_pb2.Action:
+    """An Action with its channel and features by namespace."""
+    return types_pb2.Action(id=action_id, channel=channel, features=namespaces(features))
+
+
+class Client:
+    """Blocking client of DecisionService and AdminService. Errors raise grpc.RpcError."""
+
+    def __init__(
+        self,
+        target: str = "127.0.0.1:50051",
+        *,
+        channel: grpc.Channel | None = None,
+        timeout: float | None = 30.0,
+    ) -> None:
+        self.channel = channel or grpc.insecure_channel(target)
+        self.decisions = decision_pb2_grpc.DecisionServiceStub(self.channel)
+        self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
+        self.timeout = timeout
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Block until the server accepts connections."""
+        grpc.channel_ready_future(self.channel).result(timeout=timeout)
+
+    # decisions
+
+    def rank(
+        self,
+        actions: Iterable[types_pb2.Action],
+        context: Mapping[str, FeaturesInput] | None = None,
+        *,
+        loop: str = "",
+        event_id: str = "",
+        excluded: Iterable[str] = (),
+        deferred: bool = False,
+    ) -> decision_pb2.RankResponse:
+        request = decision_pb2.RankRequest(
+            loop=loop,
+            event_id=event_id,
+            context=namespaces(context),
+            actions=list(actions),
+            excluded_action_ids=list(excluded),
+            deferred=deferred,
+        )
+        return self.decisions.Rank(request, timeout=self.timeout)
+
+    def reward(self, event_id: str, value: float, *, loop: str = "", reward_id: str = "") -> bool:
+        """Report a reward; returns True when this reward_id was already accepted."""
+        request = decision_pb2.RewardRequest(loop=loop, event_id=event_id, value=value, reward_id=reward_id)
+        return self.decisions.Reward(request, timeout=self.timeout).duplicate
+
+    def activate(self, event_id: str, *, loop: str = "") -> bool:
+        """Activate a deferred decision; returns True when it was already activated."""
+        request = decision_pb2.ActivateRequest(loop=loop, event_id=event_id)
+        return self.decisions.Activate(request, timeout=self.timeout).duplicate
+
+    def reward_stream(self, rewards: Iterable[decision_pb2.RewardRequest]) -> decision_pb2.RewardStreamSummary:
+        return self.decisions.RewardStream(iter(rewards), timeout=self.timeout)
+
+    # administration
+
+    def create_loop(self, name: str, **config: Any) -> types_pb2.LoopConfig:
+        """Create a loop; keyword arguments are LoopConfig fields (unset ones take the defaults)."""
+        request = admin_pb2.CreateLoopRequest(config=LoopConfig(name=name, **config))
+        return self.admin.CreateLoop(request, timeout=self.timeout)
+
+    def get_loop(self, name: str) -> types_pb2.LoopConfig:
+        return self.admin.GetLoop(admin_pb2.GetLoopRequest(loop=name), timeout=self.timeout)
+
+    def list_loops(self) -> list[types_pb2.LoopConfig]:
+        return list(self.admin.ListLoops(admin_pb2.ListLoopsRequest(), timeout=self.timeout).loops)
+
+    def update_loop(self, name: str, **changes: Any) -> types_pb2.LoopConfig:
+        """Change some fields of a loop's config, keeping the others (fails if it changed meanwhile)."""
+        config = self.get_loop(name)
+        for field, value in changes.items():
+            setattr(config, field, value)
+        return self.admin.UpdateLoop(admin_pb2.UpdateLoopRequest(config=config), timeout=self.timeout)
+
+    def delete_loop(self, name: str) -> None:
+        self.admin.DeleteLoop(admin_pb2.DeleteLoopRequest(loop=name), timeout=self.timeout)
+
+    def stats(self, loop: str = "default") -> admin_pb2.LoopStats:
+        return self.admin.GetStats(admin_pb2.GetStatsRequest(loop=loop), timeout=self.timeout)

@@ -1,0 +1,73 @@
+"""Errors that become a gRPC status, and the interceptor that maps them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import grpc
+
+from server.store import StoreFullError
+
+log = logging.getLogger("nextbest")
+
+
+class ServiceError(Exception):
+    """An error with the gRPC status code it answers with; the message names the field."""
+
+    code = grpc.StatusCode.INTERNAL
+
+
+class InvalidArgument(ServiceError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(ServiceError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(ServiceError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(ServiceError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class ResourceExhausted(ServiceError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def _status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    if isinstance(exc, ServiceError):
+        return exc.code, str(exc)
+    if isinstance(exc, StoreFullError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, f"store full: {exc}"
+    log.exception("unexpected error")
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
+
+
+def _guard(fn: Callable) -> Callable:
+    def call(request_or_iterator, context: grpc.ServicerContext):
+        try:
+            return fn(request_or_iterator, context)
+        except Exception as exc:  # every failure becomes a clean status; the server keeps serving
+            if context.code() is not None and not isinstance(exc, ServiceError | StoreFullError):
+                raise  # context.abort() already set the status
+            context.abort(*_status_of(exc))
+
+    return call
+
+
+class ErrorInterceptor(grpc.ServerInterceptor):
+    """Turns ServiceError, StoreFullError and unexpected exceptions into gRPC statuses."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        if handler.unary_unary:
+            return handler._replace(unary_unary=_guard(handler.unary_unary))
+        if handler.stream_unary:
+            return handler._replace(stream_unary=_guard(handler.stream_unary))
+        return handler

@@ -1,0 +1,87 @@
+from server.pb import types_pb2 as _types_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RankRequest(_message.Message):
+    __slots__ = ("loop", "event_id", "context", "actions", "excluded_action_ids", "deferred")
+    class ContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _types_pb2.Features
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_types_pb2.Features, _Mapping]] = ...) -> None: ...
+    LOOP_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDED_ACTION_IDS_FIELD_NUMBER: _ClassVar[int]
+    DEFERRED_FIELD_NUMBER: _ClassVar[int]
+    loop: str
+    event_id: str
+    context: _containers.MessageMap[str, _types_pb2.Features]
+    actions: _containers.RepeatedCompositeFieldContainer[_types_pb2.Action]
+    excluded_action_ids: _containers.RepeatedScalarFieldContainer[str]
+    deferred: bool
+    def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _types_pb2.Features]] = ..., actions: _Optional[_Iterable[_Union[_types_pb2.Action, _Mapping]]] = ..., excluded_action_ids: _Optional[_Iterable[str]] = ..., deferred: _Optional[bool] = ...) -> None: ...
+
+class RankResponse(_message.Message):
+    __slots__ = ("event_id", "chosen_action_id", "ranking", "model_version", "policy", "learning_mode")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHOSEN_ACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    RANKING_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_MODE_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    chosen_action_id: str
+    ranking: _containers.RepeatedCompositeFieldContainer[_types_pb2.ActionProbability]
+    model_version: str
+    policy: str
+    learning_mode: _types_pb2.LearningMode
+    def __init__(self, event_id: _Optional[str] = ..., chosen_action_id: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[_types_pb2.ActionProbability, _Mapping]]] = ..., model_version: _Optional[str] = ..., policy: _Optional[str] = ..., learning_mode: _Optional[_Union[_types_pb2.LearningMode, str]] = ...) -> None: ...
+
+class RewardRequest(_message.Message):
+    __slots__ = ("loop", "event_id", "value", "reward_id")
+    LOOP_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    REWARD_ID_FIELD_NUMBER: _ClassVar[int]
+    loop: str
+    event_id: str
+    value: float
+    reward_id: str
+    def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ..., value: _Optional[float] = ..., reward_id: _Optional[str] = ...) -> None: ...
+
+class RewardResponse(_message.Message):
+    __slots__ = ("duplicate",)
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    duplicate: bool
+    def __init__(self, duplicate: _Optional[bool] = ...) -> None: ...
+
+class ActivateRequest(_message.Message):
+    __slots__ = ("loop", "event_id")
+    LOOP_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    loop: str
+    event_id: str
+    def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ...) -> None: ...
+
+class ActivateResponse(_message.Message):
+    __slots__ = ("duplicate",)
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    duplicate: bool
+    def __init__(self, duplicate: _Optional[bool] = ...) -> None: ...
+
+class RewardStreamSummary(_message.Message):
+    __slots__ = ("accepted", "duplicates")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    duplicates: int
+    def __init__(self, accepted: _Optional[int] = ..., duplicates: _Optional[int] = ...) -> None: ...

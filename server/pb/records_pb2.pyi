@@ -1,0 +1,86 @@
+from server.pb import types_pb2 as _types_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DecisionRecord(_message.Message):
+    __slots__ = ("loop", "event_id", "context", "actions", "pmf", "chosen_index", "model_version", "policy", "config", "timestamp", "deferred", "excluded_action_ids", "policy_top_index")
+    class ContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _types_pb2.Features
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_types_pb2.Features, _Mapping]] = ...) -> None: ...
+    LOOP_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    PMF_FIELD_NUMBER: _ClassVar[int]
+    CHOSEN_INDEX_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    DEFERRED_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDED_ACTION_IDS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_TOP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    loop: str
+    event_id: str
+    context: _containers.MessageMap[str, _types_pb2.Features]
+    actions: _containers.RepeatedCompositeFieldContainer[_types_pb2.Action]
+    pmf: _containers.RepeatedScalarFieldContainer[float]
+    chosen_index: int
+    model_version: str
+    policy: str
+    config: _types_pb2.LoopConfig
+    timestamp: float
+    deferred: bool
+    excluded_action_ids: _containers.RepeatedScalarFieldContainer[str]
+    policy_top_index: int
+    def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _types_pb2.Features]] = ..., actions: _Optional[_Iterable[_Union[_types_pb2.Action, _Mapping]]] = ..., pmf: _Optional[_Iterable[float]] = ..., chosen_index: _Optional[int] = ..., model_version: _Optional[str] = ..., policy: _Optional[str] = ..., config: _Optional[_Union[_types_pb2.LoopConfig, _Mapping]] = ..., timestamp: _Optional[float] = ..., deferred: _Optional[bool] = ..., excluded_action_ids: _Optional[_Iterable[str]] = ..., policy_top_index: _Optional[int] = ...) -> None: ...
+
+class RewardRecord(_message.Message):
+    __slots__ = ("loop", "event_id", "kind", "value", "reward_id", "timestamp")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[RewardRecord.Kind]
+        KIND_REWARD: _ClassVar[RewardRecord.Kind]
+        KIND_ACTIVATION: _ClassVar[RewardRecord.Kind]
+    KIND_UNSPECIFIED: RewardRecord.Kind
+    KIND_REWARD: RewardRecord.Kind
+    KIND_ACTIVATION: RewardRecord.Kind
+    LOOP_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    REWARD_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    loop: str
+    event_id: str
+    kind: RewardRecord.Kind
+    value: float
+    reward_id: str
+    timestamp: float
+    def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ..., kind: _Optional[_Union[RewardRecord.Kind, str]] = ..., value: _Optional[float] = ..., reward_id: _Optional[str] = ..., timestamp: _Optional[float] = ...) -> None: ...
+
+class JoinedEvent(_message.Message):
+    __slots__ = ("decision", "reward", "reward_count", "defaulted", "activated", "joined_at")
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    REWARD_FIELD_NUMBER: _ClassVar[int]
+    REWARD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DEFAULTED_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATED_FIELD_NUMBER: _ClassVar[int]
+    JOINED_AT_FIELD_NUMBER: _ClassVar[int]
+    decision: DecisionRecord
+    reward: float
+    reward_count: int
+    defaulted: bool
+    activated: bool
+    joined_at: float
+    def __init__(self, decision: _Optional[_Union[DecisionRecord, _Mapping]] = ..., reward: _Optional[float] = ..., reward_count: _Optional[int] = ..., defaulted: _Optional[bool] = ..., activated: _Optional[bool] = ..., joined_at: _Optional[float] = ...) -> None: ...

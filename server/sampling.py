@@ -1,0 +1,32 @@
+"""Seeded sampling: any decision can be reproduced from its log record.
+
+The uniform draw is the first 8 bytes of SHA-256(loop + "\\0" + event_id) read
+as a big-endian integer over 2**64. The chosen action is the first, in the
+order the policy saw the actions, whose cumulative probability exceeds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+
+def seeded_uniform(loop: str, event_id: str) -> float:
+    """A number in [0, 1) determined by (loop, event_id)."""
+    digest = hashlib.sha256(f"{loop}\x00{event_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def sample_index(pmf: Sequence[float], u: float) -> int:
+    """Index drawn from `pmf` with the uniform number `u`; never one with probability 0."""
+    cumulative = 0.0
+    last_positive = -1
+    for i, p in enumerate(pmf):
+        if p > 0:
+            cumulative += p
+            last_positive = i
+            if u < cumulative:
+                return i
+    if last_positive < 0:
+        raise ValueError("pmf has no positive probability")
+    return last_positive  # u fell in the rounding gap above the cumulative sum

@@ -1,0 +1,172 @@
+"""Narrow storage interfaces: an event log, a model store and a loop-config store.
+
+The server, joiner and learner see only these. `server.store.lmdb` implements
+them on one machine; a distributed backend implements the same methods.
+Every write returns only once it is durable.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+
+class StoreFullError(Exception):
+    """The store has no room left (map or disk full); nothing of the failed write remains."""
+
+
+class Stream(enum.Enum):
+    """The append-only streams of the event log, each kept per loop."""
+
+    DECISIONS = "decisions"  # DecisionRecord, keyed by event id
+    REWARDS = "rewards"  # RewardRecord (rewards and activations), keyed by idempotency key or unkeyed
+    JOINED = "joined"  # JoinedEvent, keyed by event id
+
+
+@dataclass(frozen=True)
+class Entry:
+    """An entry to append: `key` makes the append idempotent (None: always appended)."""
+
+    key: str | None
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Appended:
+    """The outcome of appending one entry.
+
+    `created` is False when an entry with the same key was already in the
+    stream; `seq` and `data` are then those of the existing entry.
+    """
+
+    seq: int
+    created: bool
+    data: bytes
+
+
+class EventLog(ABC):
+    """Streams of records per (stream, loop), each numbered 1, 2, 3... in append order."""
+
+    @abstractmethod
+    def append(self, stream: Stream, loop: str, entries: Sequence[Entry]) -> list[Appended]:
+        """Append entries in order; durable when this returns. Keys are unique per (stream, loop)."""
+
+    @abstractmethod
+    def get(self, stream: Stream, loop: str, key: str) -> bytes | None:
+        """The entry appended under `key`, or None."""
+
+    @abstractmethod
+    def read(self, stream: Stream, loop: str, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
+        """Up to `limit` entries with seq > after_seq, in order."""
+
+    @abstractmethod
+    def last_seq(self, stream: Stream, loop: str) -> int:
+        """The seq of the last entry ever appended (0 when none); trimming does not lower it."""
+
+    @abstractmethod
+    def trim(self, stream: Stream, loop: str, before_seq: int) -> int:
+        """Delete entries with seq < before_seq (and their keys); return how many were deleted."""
+
+    @abstractmethod
+    def get_cursor(self, name: str) -> bytes | None:
+        """A consumer's durable position or state, saved by `set_cursor`."""
+
+    @abstractmethod
+    def set_cursor(self, name: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def drop_loop(self, loop: str) -> None:
+        """Delete every stream entry, key and cursor of `loop` (cursor names start with `loop/`)."""
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """A published model: the learner's checkpoint.
+
+    `learned_seq` is the seq of the last joined event the model has learned
+    from; it is stored with the model bytes in the same write, so a learner
+    that restarts from this model resumes right after it.
+    """
+
+    loop: str
+    version: int
+    spec: str
+    data: bytes
+    learned_seq: int
+    created_at: float
+    state: bytes = b""  # learner bookkeeping kept with the checkpoint
+
+
+class ModelStore(ABC):
+    """Versioned models per loop; the newest published one is live."""
+
+    @abstractmethod
+    def publish(self, loop: str, spec: str, data: bytes, learned_seq: int, state: bytes = b"") -> StoredModel:
+        """Store a new version (last version + 1) and make it live, in one durable write."""
+
+    @abstractmethod
+    def live(self, loop: str) -> StoredModel | None:
+        """The live model, or None before the first publish."""
+
+    @abstractmethod
+    def live_version(self, loop: str) -> int:
+        """The live model's version (0 when none); cheap enough to poll."""
+
+    @abstractmethod
+    def get(self, loop: str, version: int) -> StoredModel | None: ...
+
+    @abstractmethod
+    def versions(self, loop: str) -> list[int]:
+        """Versions still kept, oldest first."""
+
+    @abstractmethod
+    def prune(self, loop: str, keep: int) -> None:
+        """Keep only the newest `keep` versions (the live one always stays)."""
+
+    @abstractmethod
+    def drop_loop(self, loop: str) -> None: ...
+
+
+class ConfigStore(ABC):
+    """Loop configurations (serialized LoopConfig) by loop name."""
+
+    @abstractmethod
+    def create(self, name: str, data: bytes) -> bool:
+        """Store a new loop's config; False (and nothing written) when it exists."""
+
+    @abstractmethod
+    def put(self, name: str, data: bytes) -> None:
+        """Replace an existing loop's config; KeyError (and nothing written) when there is none."""
+
+    @abstractmethod
+    def get(self, name: str) -> bytes | None: ...
+
+    @abstractmethod
+    def list(self) -> dict[str, bytes]:
+        """Every loop's config, by name."""
+
+    @abstractmethod
+    def delete(self, name: str) -> bool:
+        """False when there was no such loop."""
+
+    @abstractmethod
+    def generation(self) -> int:
+        """A counter raised by every create, put and delete; cheap enough to poll."""
+
+
+@dataclass
+class Store:
+    """The three stores a nextbest process works with."""
+
+    log: EventLog
+    models: ModelStore
+    configs: ConfigStore
+    close: Callable[[], None]  # releases the backend's resources
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,493 @@
+"""The storage interfaces on one machine: every store in one LMDB environment (a directory).
+
+Named databases (`P` is `loop \\0 stream \\0`; seqs and versions are 8-byte big-endian):
+
+    events   P + seq           -> key length (>h, -1 when unkeyed) + key + data
+    keys     P + key           -> seq
+    seqs     P                 -> last seq ever appended (trim never lowers it)
+    cursors  name              -> data
+    models   loop \\0 version   -> _MODEL header + spec + state + model bytes
+    live     loop              -> live version, highest version ever published
+    configs  name              -> data
+    meta     config_generation -> counter
+
+Group commit: all writes of a Store run on its one writer thread. Callers queue an operation (a
+function of a write transaction) and block until the transaction holding it has committed with
+fsync; the writer puts everything queued (up to `max_batch` operations) in one transaction, each
+operation in a child transaction, so an operation that raises leaves nothing behind and its
+caller alone gets the exception. When the commit fails, every caller of the batch gets the error
+(StoreFullError when the map or the disk is full) and nothing of the batch remains.
+
+Space: once LMDB's map is full it cannot even delete, so writes that add data are refused with
+StoreFullError while the data fills `map_size` minus a reserve (1/16 of the map, at least 256 KiB);
+the reserve keeps trim, prune, drop_loop and config deletes working, and freeing space through
+them makes the store writable again.
+
+Several processes may open the same directory: LMDB's locks serialize their writers. Open the
+store after forking, never before, and give every process the same `map_size`.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from contextlib import contextmanager
+from typing import TypeVar
+
+import lmdb
+
+from .base import (
+    Appended,
+    ConfigStore,
+    Entry,
+    EventLog,
+    ModelStore,
+    Store,
+    StoredModel,
+    StoreFullError,
+    Stream,
+)
+
+DEFAULT_MAP_SIZE = 16 << 30
+_DBS = ("events", "keys", "seqs", "cursors", "models", "live", "configs", "meta")
+_CHUNK = 10_000  # entries deleted per write operation by trim and drop_loop
+_GENERATION = b"config_generation"
+_U64 = struct.Struct(">Q")
+_KEYLEN = struct.Struct(">h")
+_MODEL = struct.Struct(">qdII")  # learned_seq, created_at, len(spec), len(state)
+_LIVE = struct.Struct(">QQ")  # live version, highest version ever published
+
+_T = TypeVar("_T")
+_Op = tuple[Callable[[lmdb.Transaction], object], bool, Future]
+
+
+def _u64(raw: bytes | None) -> int:
+    return _U64.unpack(raw)[0] if raw else 0
+
+
+def _delete_prefix(txn: lmdb.Transaction, db: lmdb._Database, prefix: bytes, limit: int) -> int:
+    cur = txn.cursor(db)
+    n = 0
+    if cur.set_range(prefix):
+        while n < limit and cur.key().startswith(prefix):
+            cur.delete()
+            n += 1
+    return n
+
+
+class _Env:
+    """The environment, its databases, the writer thread, and the gate that makes close() safe."""
+
+    def __init__(self, path: str, map_size: int, max_readers: int, max_batch: int) -> None:
+        os.makedirs(path, exist_ok=True)
+        self.path = path
+        self.env = lmdb.open(path, map_size=map_size, max_dbs=len(_DBS), max_readers=max_readers)
+        self.env.reader_check()  # free reader slots left behind by dead processes
+        self.db = {name: self.env.open_db(name.encode()) for name in _DBS}
+        self.max_key_size = self.env.max_key_size()
+        map_size = self.env.info()["map_size"]
+        psize = self.env.stat()["psize"]
+        self._limit_pages = (map_size - max(map_size // 16, 64 * psize)) // psize
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._lock = threading.Condition()
+        self._closed = False
+        self._readers = 0
+        self._writer = threading.Thread(target=self._run, name=f"lmdb-writer {path}", daemon=True)
+        self._writer.start()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"the LMDB store at {self.path} is closed")
+
+    @contextmanager
+    def read(self) -> Iterator[lmdb.Transaction]:
+        """A read transaction, ended when the block exits."""
+        with self._lock:
+            self._check_open()
+            self._readers += 1
+        try:
+            with self.env.begin() as txn:
+                yield txn
+        finally:
+            with self._lock:
+                self._readers -= 1
+                self._lock.notify_all()
+
+    def write(self, op: Callable[[lmdb.Transaction], _T], grows: bool = True) -> _T:
+        """Run `op` in the writer's next transaction; return its result once committed.
+
+        `grows`: the operation may add data, so it is refused when the store is full.
+        """
+        future: Future = Future()
+        with self._lock:
+            self._check_open()
+            self._queue.put((op, grows, future))
+        return future.result()
+
+    def close(self) -> None:
+        """Finish the queued writes, wait for running reads, close the environment."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
+        self._writer.join()
+        with self._lock:
+            self._lock.wait_for(lambda: self._readers == 0)
+        self.env.close()
+
+    def _full(self, why: str) -> StoreFullError:
+        return StoreFullError(
+            f"the LMDB store at {self.path} is full ({why}); free space (trim, prune, drop a loop) "
+            f"or reopen it with a larger map_size (now {self.env.info()['map_size']} bytes)"
+        )
+
+    def _used_pages(self, txn: lmdb.Transaction) -> int:
+        stats = [txn.stat(db) for db in self.db.values()]
+        return sum(s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"] for s in stats)
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            batch = [self._queue.get()]
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if batch[-1] is None:  # close() queues None last
+                batch.pop()
+                stop = True
+            if batch:
+                self._commit(batch)
+
+    def _commit(self, batch: list[_Op]) -> None:
+        outcomes: list[tuple[Future, object, BaseException | None]] = []
+        try:
+            txn = self.env.begin(write=True)
+            try:
+                full = self._used_pages(txn) > self._limit_pages
+                for op, grows, future in batch:
+                    if grows and full:
+                        outcomes.append((future, None, self._full("only the reserve kept for deletes is left")))
+                        continue
+                    child = self.env.begin(write=True, parent=txn)
+                    try:
+                        result = op(child)
+                        child.commit()
+                    except lmdb.MapFullError as e:
+                        child.abort()
+                        outcomes.append((future, None, self._full(str(e))))
+                    except Exception as e:
+                        child.abort()
+                        outcomes.append((future, None, e))
+                    else:
+                        outcomes.append((future, result, None))
+                txn.commit()
+            except BaseException:
+                txn.abort()
+                raise
+        except (lmdb.MapFullError, lmdb.DiskError) as e:
+            for _, _, future in batch:
+                future.set_exception(self._full(f"commit failed: {e}"))
+        except BaseException as e:
+            for _, _, future in batch:
+                future.set_exception(e)
+        else:
+            for future, result, error in outcomes:
+                if error is None:
+                    future.set_result(result)
+                else:
+                    future.set_exception(error)
+
+
+def _prefix(stream: Stream, loop: str) -> bytes:
+    return f"{loop}\0{stream.value}\0".encode()
+
+
+def _encode_entry(key: bytes | None, data: bytes) -> bytes:
+    return _KEYLEN.pack(-1) + data if key is None else _KEYLEN.pack(len(key)) + key + data
+
+
+def _entry_key(value: bytes) -> bytes | None:
+    n = _KEYLEN.unpack_from(value)[0]
+    return None if n < 0 else value[2 : 2 + n]
+
+
+def _entry_data(value: bytes) -> bytes:
+    return value[2 + max(_KEYLEN.unpack_from(value)[0], 0) :]
+
+
+class LmdbEventLog(EventLog):
+    """EventLog on LMDB; appends are idempotent through the `keys` index."""
+
+    def __init__(self, env: _Env) -> None:
+        self._env = env
+        self._db = env.db
+
+    def append(self, stream: Stream, loop: str, entries: Sequence[Entry]) -> list[Appended]:
+        """Append entries in order; raise ValueError when a key is too long for LMDB."""
+        prefix = _prefix(stream, loop)
+        for e in entries:
+            if e.key is not None and len(prefix) + len(e.key.encode()) > self._env.max_key_size:
+                raise ValueError(f"key too long for the {stream.value} stream of {loop!r}: {e.key!r}")
+        return self._env.write(lambda txn: self._append(txn, prefix, entries)) if entries else []
+
+    def _append(self, txn: lmdb.Transaction, prefix: bytes, entries: Sequence[Entry]) -> list[Appended]:
+        events, keys = self._db["events"], self._db["keys"]
+        seq = _u64(txn.get(prefix, db=self._db["seqs"]))
+        out = []
+        for e in entries:
+            key = None if e.key is None else e.key.encode()
+            if key is not None:
+                found = txn.get(prefix + key, db=keys)
+                if found is not None:
+                    value = txn.get(prefix + found, db=events)
+                    out.append(Appended(_u64(found), False, _entry_data(value)))
+                    continue
+                txn.put(prefix + key, _U64.pack(seq + 1), db=keys)
+            seq += 1
+            txn.put(prefix + _U64.pack(seq), _encode_entry(key, e.data), db=events)
+            out.append(Appended(seq, True, e.data))
+        txn.put(prefix, _U64.pack(seq), db=self._db["seqs"])
+        return out
+
+    def get(self, stream: Stream, loop: str, key: str) -> bytes | None:
+        prefix = _prefix(stream, loop)
+        with self._env.read() as txn:
+            seq = txn.get(prefix + key.encode(), db=self._db["keys"])
+            value = None if seq is None else txn.get(prefix + seq, db=self._db["events"])
+        return None if value is None else _entry_data(value)
+
+    def read(self, stream: Stream, loop: str, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
+        prefix = _prefix(stream, loop)
+        out: list[tuple[int, bytes]] = []
+        if limit <= 0:
+            return out
+        with self._env.read() as txn:
+            cur = txn.cursor(self._db["events"])
+            if not cur.set_range(prefix + _U64.pack(max(after_seq, 0) + 1)):
+                return out
+            for k, v in cur:
+                if not k.startswith(prefix):
+                    break
+                out.append((_u64(k[len(prefix) :]), _entry_data(v)))
+                if len(out) == limit:
+                    break
+        return out
+
+    def last_seq(self, stream: Stream, loop: str) -> int:
+        with self._env.read() as txn:
+            return _u64(txn.get(_prefix(stream, loop), db=self._db["seqs"]))
+
+    def trim(self, stream: Stream, loop: str, before_seq: int) -> int:
+        """Delete entries with seq < before_seq, in transactions of up to 10,000 entries."""
+        prefix = _prefix(stream, loop)
+        end = prefix + _U64.pack(max(before_seq, 0))
+        total = 0
+        while (n := self._env.write(lambda txn: self._trim(txn, prefix, end), grows=False)) == _CHUNK:
+            total += n
+        return total + n
+
+    def _trim(self, txn: lmdb.Transaction, prefix: bytes, end: bytes) -> int:
+        cur = txn.cursor(self._db["events"])
+        n = 0
+        if cur.set_range(prefix):
+            while n < _CHUNK and cur.key().startswith(prefix) and cur.key() < end:
+                key = _entry_key(cur.value())
+                if key is not None:
+                    txn.delete(prefix + key, db=self._db["keys"])
+                cur.delete()
+                n += 1
+        return n
+
+    def get_cursor(self, name: str) -> bytes | None:
+        with self._env.read() as txn:
+            return txn.get(name.encode(), db=self._db["cursors"])
+
+    def set_cursor(self, name: str, data: bytes) -> None:
+        self._env.write(lambda txn: txn.put(name.encode(), data, db=self._db["cursors"]))
+
+    def drop_loop(self, loop: str) -> None:
+        """Delete the loop's keys, entries, counters and cursors, in that order and in
+        transactions of up to 10,000 records; call again to finish a drop that was interrupted."""
+        targets = [(self._db[name], f"{loop}\0".encode()) for name in ("keys", "events", "seqs")]
+        targets.append((self._db["cursors"], f"{loop}/".encode()))
+
+        def drop_some(txn: lmdb.Transaction) -> int:
+            for db, prefix in targets:
+                if n := _delete_prefix(txn, db, prefix, _CHUNK):
+                    return n
+            return 0
+
+        while self._env.write(drop_some, grows=False):
+            pass
+
+
+def _model_key(loop: str, version: int) -> bytes:
+    return loop.encode() + b"\0" + _U64.pack(version)
+
+
+def _encode_model(m: StoredModel) -> bytes:
+    spec = m.spec.encode()
+    return _MODEL.pack(m.learned_seq, m.created_at, len(spec), len(m.state)) + spec + m.state + m.data
+
+
+def _decode_model(loop: str, version: int, raw: bytes) -> StoredModel:
+    learned_seq, created_at, n_spec, n_state = _MODEL.unpack_from(raw)
+    spec_end = _MODEL.size + n_spec
+    state_end = spec_end + n_state
+    spec = raw[_MODEL.size : spec_end].decode()
+    return StoredModel(loop, version, spec, raw[state_end:], learned_seq, created_at, raw[spec_end:state_end])
+
+
+class LmdbModelStore(ModelStore):
+    """ModelStore on LMDB; a version number is never reused, even after prune or drop_loop."""
+
+    def __init__(self, env: _Env) -> None:
+        self._env = env
+        self._db = env.db
+
+    def _live(self, txn: lmdb.Transaction, loop: str) -> tuple[int, int]:
+        raw = txn.get(loop.encode(), db=self._db["live"])
+        return _LIVE.unpack(raw) if raw else (0, 0)
+
+    def publish(self, loop: str, spec: str, data: bytes, learned_seq: int, state: bytes = b"") -> StoredModel:
+        def op(txn: lmdb.Transaction) -> StoredModel:
+            m = StoredModel(loop, self._live(txn, loop)[1] + 1, spec, data, learned_seq, time.time(), state)
+            txn.put(_model_key(loop, m.version), _encode_model(m), db=self._db["models"])
+            txn.put(loop.encode(), _LIVE.pack(m.version, m.version), db=self._db["live"])
+            return m
+
+        return self._env.write(op)
+
+    def live(self, loop: str) -> StoredModel | None:
+        with self._env.read() as txn:
+            version = self._live(txn, loop)[0]
+            raw = txn.get(_model_key(loop, version), db=self._db["models"]) if version else None
+        return None if raw is None else _decode_model(loop, version, raw)
+
+    def live_version(self, loop: str) -> int:
+        with self._env.read() as txn:
+            return self._live(txn, loop)[0]
+
+    def get(self, loop: str, version: int) -> StoredModel | None:
+        if version <= 0:
+            return None
+        with self._env.read() as txn:
+            raw = txn.get(_model_key(loop, version), db=self._db["models"])
+        return None if raw is None else _decode_model(loop, version, raw)
+
+    def _versions(self, txn: lmdb.Transaction, loop: str) -> list[int]:
+        prefix = loop.encode() + b"\0"
+        cur = txn.cursor(self._db["models"])
+        out = []
+        if cur.set_range(prefix):
+            for k in cur.iternext(values=False):
+                if not k.startswith(prefix):
+                    break
+                out.append(_u64(k[len(prefix) :]))
+        return out
+
+    def versions(self, loop: str) -> list[int]:
+        with self._env.read() as txn:
+            return self._versions(txn, loop)
+
+    def prune(self, loop: str, keep: int) -> None:
+        def op(txn: lmdb.Transaction) -> None:
+            versions = self._versions(txn, loop)
+            live = self._live(txn, loop)[0]
+            for v in versions[: max(len(versions) - max(keep, 0), 0)]:
+                if v != live:
+                    txn.delete(_model_key(loop, v), db=self._db["models"])
+
+        self._env.write(op, grows=False)
+
+    def drop_loop(self, loop: str) -> None:
+        """Delete every version; the highest version number is kept so none is reused."""
+
+        def op(txn: lmdb.Transaction) -> None:
+            high = self._live(txn, loop)[1]
+            if high:
+                txn.put(loop.encode(), _LIVE.pack(0, high), db=self._db["live"])
+            for v in self._versions(txn, loop):
+                txn.delete(_model_key(loop, v), db=self._db["models"])
+
+        self._env.write(op, grows=False)
+
+
+class LmdbConfigStore(ConfigStore):
+    """ConfigStore on LMDB; the generation counter is stored, so other processes see changes."""
+
+    def __init__(self, env: _Env) -> None:
+        self._env = env
+        self._db = env.db["configs"]
+        self._meta = env.db["meta"]
+
+    def _bump(self, txn: lmdb.Transaction) -> None:
+        txn.put(_GENERATION, _U64.pack(_u64(txn.get(_GENERATION, db=self._meta)) + 1), db=self._meta)
+
+    def create(self, name: str, data: bytes) -> bool:
+        def op(txn: lmdb.Transaction) -> bool:
+            created = txn.put(name.encode(), data, overwrite=False, db=self._db)
+            if created:
+                self._bump(txn)
+            return created
+
+        return self._env.write(op)
+
+    def put(self, name: str, data: bytes) -> None:
+        """Replace an existing loop's config; KeyError when there is none."""
+
+        def op(txn: lmdb.Transaction) -> None:
+            if txn.get(name.encode(), db=self._db) is None:
+                raise KeyError(name)
+            txn.put(name.encode(), data, db=self._db)
+            self._bump(txn)
+
+        self._env.write(op)
+
+    def get(self, name: str) -> bytes | None:
+        with self._env.read() as txn:
+            return txn.get(name.encode(), db=self._db)
+
+    def list(self) -> dict[str, bytes]:
+        with self._env.read() as txn:
+            return {k.decode(): v for k, v in txn.cursor(self._db)}
+
+    def delete(self, name: str) -> bool:
+        def op(txn: lmdb.Transaction) -> bool:
+            deleted = txn.delete(name.encode(), db=self._db)
+            if deleted:
+                self._bump(txn)
+            return deleted
+
+        return self._env.write(op, grows=False)
+
+    def generation(self) -> int:
+        with self._env.read() as txn:
+            return _u64(txn.get(_GENERATION, db=self._meta))
+
+
+def open_lmdb(
+    path: str | os.PathLike[str],
+    *,
+    map_size: int = DEFAULT_MAP_SIZE,
+    max_readers: int = 512,
+    max_batch: int = 1024,
+) -> Store:
+    """Open (creating it if missing) the LMDB store in directory `path`.
+
+    `map_size` bounds the data file (LMDB reserves that much address space; the file grows as
+    needed); `max_readers` bounds concurrent read transactions over all processes; `max_batch`
+    bounds the writes grouped into one commit. The store's methods may be called from any thread;
+    a process opens a directory once (a second open raises lmdb.Error) and shares that Store.
+    """
+    env = _Env(os.fspath(path), map_size, max_readers, max_batch)
+    return Store(LmdbEventLog(env), LmdbModelStore(env), LmdbConfigStore(env), env.close)

@@ -1,0 +1,82 @@
+"""The trainer: for every loop, a joiner and a learner, run by one background thread."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from server.joiner import Joiner, JoinerState
+from server.learner import Learner
+from server.pb import types_pb2
+from server.store import Store
+
+log = logging.getLogger("nextbest")
+
+
+@dataclass
+class _LoopWork:
+    joiner: Joiner
+    learner: Learner
+
+
+class Trainer:
+    """Joins and learns every loop of the store until stopped; saves its positions on stop."""
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time, idle_seconds: float = 0.01) -> None:
+        self._store = store
+        self._clock = clock
+        self._idle = idle_seconds
+        self._loops: dict[str, _LoopWork] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def joiner_state(self, loop: str) -> JoinerState | None:
+        """A copy of the live joiner's state of `loop` (None when this trainer has not started it)."""
+        work = self._loops.get(loop)
+        return copy.deepcopy(work.joiner.state) if work else None
+
+    def step(self) -> int:
+        """One pass over every loop; returns how many events were joined or learned."""
+        configs = {name: types_pb2.LoopConfig.FromString(data) for name, data in self._store.configs.list().items()}
+        for name in set(self._loops) - set(configs):
+            del self._loops[name]
+        done = 0
+        for name, config in configs.items():
+            work = self._loops.get(name)
+            if work is None:
+                work = self._loops[name] = _LoopWork(
+                    Joiner(self._store.log, name, self._clock), Learner(self._store, name, config)
+                )
+            done += work.joiner.step(config.reward_wait_seconds)
+            done += work.learner.step(config)
+        return done
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="trainer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the current pass, then save every joiner and publish every learner."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        for name, work in self._loops.items():
+            try:
+                work.joiner.save()
+                work.learner.publish()
+            except Exception:
+                log.exception("loop %s: final checkpoint failed", name)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.step()
+            except Exception:
+                log.exception("trainer pass failed; retrying")
+                busy = 0
+            if not busy:
+                self._stop.wait(self._idle)

@@ -1,0 +1,92 @@
+"""Validation of decision-path requests: every problem names its field."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from server.config import DEFAULT_LOOP, Limits
+from server.errors import InvalidArgument
+from server.pb import decision_pb2, types_pb2
+
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _string(value: str, field: str, limits: Limits, *, required: bool = True) -> None:
+    if required and not value:
+        raise InvalidArgument(f"{field}: must not be empty")
+    if len(value) > limits.max_string_length:
+        raise InvalidArgument(f"{field}: longer than {limits.max_string_length} characters")
+    if "\x00" in value:
+        raise InvalidArgument(f"{field}: contains a NUL character")
+
+
+def _features(namespaces: Mapping[str, types_pb2.Features], field: str, limits: Limits) -> None:
+    if len(namespaces) > limits.max_namespaces:
+        raise InvalidArgument(f"{field}: {len(namespaces)} namespaces, more than {limits.max_namespaces}")
+    for ns, features in namespaces.items():
+        where = f"{field}[{ns!r}]"
+        _string(ns, f"{where} (namespace name)", limits)
+        count = len(features.numeric) + len(features.categorical) + len(features.tokens)
+        if count > limits.max_features_per_namespace:
+            raise InvalidArgument(f"{where}: {count} features, more than {limits.max_features_per_namespace}")
+        for name, value in features.numeric.items():
+            _string(name, f"{where}.numeric (feature name)", limits)
+            if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
+                raise InvalidArgument(f"{where}.numeric[{name!r}]: must be a finite 32-bit float, got {value}")
+        for name, value in features.categorical.items():
+            _string(name, f"{where}.categorical (feature name)", limits)
+            _string(value, f"{where}.categorical[{name!r}]", limits)
+        for i, token in enumerate(features.tokens):
+            _string(token, f"{where}.tokens[{i}]", limits)
+
+
+def loop_name(loop: str) -> str:
+    """The loop a request addresses: empty means `default`."""
+    return loop or DEFAULT_LOOP
+
+
+def event_id(value: str, limits: Limits, *, required: bool) -> None:
+    _string(value, "event_id", limits, required=required)
+
+
+def rank_request(request: decision_pb2.RankRequest, limits: Limits) -> list[types_pb2.Action]:
+    """Validate a RankRequest; return the candidate actions (excluded ones removed), in order."""
+    _string(request.loop, "loop", limits, required=False)
+    event_id(request.event_id, limits, required=False)
+    if not request.actions:
+        raise InvalidArgument("actions: at least one action is required")
+    if len(request.actions) > limits.max_actions:
+        raise InvalidArgument(f"actions: {len(request.actions)} actions, more than {limits.max_actions}")
+    _features(request.context, "context", limits)
+    ids: set[str] = set()
+    for i, action in enumerate(request.actions):
+        _string(action.id, f"actions[{i}].id", limits)
+        if action.id in ids:
+            raise InvalidArgument(f"actions[{i}].id: duplicate action id {action.id!r}")
+        ids.add(action.id)
+        _string(action.channel, f"actions[{i}].channel", limits, required=False)
+        _features(action.features, f"actions[{i}].features", limits)
+    excluded = set()
+    for i, action_id in enumerate(request.excluded_action_ids):
+        if action_id not in ids:
+            raise InvalidArgument(f"excluded_action_ids[{i}]: {action_id!r} is not among the actions")
+        excluded.add(action_id)
+    candidates = [a for a in request.actions if a.id not in excluded]
+    if not candidates:
+        raise InvalidArgument("excluded_action_ids: every action is excluded")
+    return candidates
+
+
+def reward_request(request: decision_pb2.RewardRequest, limits: Limits, field: str = "") -> None:
+    """Validate a RewardRequest; `field` prefixes the names (for stream items)."""
+    _string(request.loop, f"{field}loop", limits, required=False)
+    _string(request.event_id, f"{field}event_id", limits)
+    _string(request.reward_id, f"{field}reward_id", limits, required=False)
+    if not math.isfinite(request.value):
+        raise InvalidArgument(f"{field}value: must be finite, got {request.value}")
+
+
+def activate_request(request: decision_pb2.ActivateRequest, limits: Limits) -> None:
+    _string(request.loop, "loop", limits, required=False)
+    _string(request.event_id, "event_id", limits)
