@@ -98,7 +98,10 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             )
         config = normalized(request.config)  # a bad spec is refused here; the old config stays
         config.version = current.version + 1
-        self._store.configs.put(config.name, config.SerializeToString())
+        try:
+            self._store.configs.put(config.name, config.SerializeToString())
+        except KeyError:
+            raise NotFound(f"loop: no loop named {config.name!r}") from None  # deleted meanwhile
         self._catalog.refresh()
         return config
 
