@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 
 import grpc
 
+import policies
 from server.catalog import Catalog
 from server.config import Limits, check_loop_name, normalized
-from server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from server.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 from server.joiner import JoinerState
-from server.learner import learned_position
+from server.learner import learned_position, state_estimates
 from server.pb import admin_pb2, admin_pb2_grpc, records_pb2, types_pb2
-from server.store import Store, Stream
+from server.store import PublishConflictError, Store, StoredModel, Stream
 from server.trainer import Trainer
+
+_CHUNK = 1 << 20
+_PUBLISH_ATTEMPTS = 20
 
 
 def _loop_config(store: Store, name: str) -> types_pb2.LoopConfig:
@@ -24,13 +36,20 @@ def _loop_config(store: Store, name: str) -> types_pb2.LoopConfig:
     return types_pb2.LoopConfig.FromString(data)
 
 
-def loop_stats(store: Store, loop: str, joiner: JoinerState | None = None) -> admin_pb2.LoopStats:
-    """Statistics of one loop from what the store holds, or from the live joiner's state when given."""
+def loop_stats(
+    store: Store,
+    loop: str,
+    joiner: JoinerState | None = None,
+    learner: records_pb2.LearnerState | None = None,
+) -> admin_pb2.LoopStats:
+    """Statistics of one loop from what the store holds, or from the live joiner's and learner's state."""
     if joiner is None:
         saved = store.log.get_cursor(f"{loop}/joiner")
         joiner = JoinerState(**json.loads(saved)) if saved else JoinerState()
     j = joiner
     live = store.models.live(loop)
+    if learner is None:
+        learner = records_pb2.LearnerState.FromString(live.state) if live else records_pb2.LearnerState()
     learned = learned_position(store, loop)
     joined_last = store.log.last_seq(Stream.JOINED, loop)
     lag_seconds = 0.0
@@ -55,6 +74,26 @@ def loop_stats(store: Store, loop: str, joiner: JoinerState | None = None) -> ad
         pending_decisions=decisions - j.decisions_closed,
         model_version=str(live.version if live else 0),
         apprentice_match_rate=j.apprentice_matches / j.apprentice_joined if j.apprentice_joined else 0.0,
+        policies=state_estimates(learner),
+    )
+
+
+def _make_live(config: types_pb2.LoopConfig, spec: str) -> None:
+    config.policy = spec
+    shadows = [s for s in config.shadow_policies if s != spec]
+    del config.shadow_policies[:]
+    config.shadow_policies.extend(shadows)
+
+
+def _model_info(model: StoredModel, live_version: int) -> admin_pb2.ModelInfo:
+    return admin_pb2.ModelInfo(
+        loop=model.loop,
+        version=model.version,
+        spec=model.spec,
+        learned_seq=model.learned_seq,
+        created_at=model.created_at,
+        size_bytes=len(model.data),
+        live=model.version == live_version,
     )
 
 
@@ -119,4 +158,120 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     def GetStats(self, request: admin_pb2.GetStatsRequest, context: grpc.ServicerContext) -> admin_pb2.LoopStats:
         _loop_config(self._store, request.loop)
         joiner = self._trainer.joiner_state(request.loop) if self._trainer else None
-        return loop_stats(self._store, request.loop, joiner)
+        learner = self._trainer.learner_state(request.loop) if self._trainer else None
+        return loop_stats(self._store, request.loop, joiner, learner)
+
+    def _change(self, name: str, change: Callable[[types_pb2.LoopConfig], None]) -> types_pb2.LoopConfig:
+        """Apply `change` to the loop's config, validate it and store it as the next version."""
+        config = _loop_config(self._store, name)
+        version = config.version
+        change(config)
+        config = normalized(config)
+        config.version = version + 1
+        try:
+            self._store.configs.put(name, config.SerializeToString())
+        except KeyError:
+            raise NotFound(f"loop: no loop named {name!r}") from None
+        self._catalog.refresh()
+        return config
+
+    def SetPolicy(self, request: admin_pb2.SetPolicyRequest, context: grpc.ServicerContext) -> types_pb2.LoopConfig:
+        spec = request.spec.strip()
+        if not spec:
+            raise InvalidArgument("spec: must not be empty")
+
+        def change(config: types_pb2.LoopConfig) -> None:
+            if request.mode == admin_pb2.POLICY_MODE_SHADOW:
+                if spec == config.policy:
+                    raise InvalidArgument(f"spec: {spec!r} is the live policy")
+                if spec not in config.shadow_policies:
+                    config.shadow_policies.append(spec)
+            elif request.mode in (admin_pb2.POLICY_MODE_REPLACE, admin_pb2.POLICY_MODE_UNSPECIFIED):
+                _make_live(config, spec)
+            else:
+                raise InvalidArgument(f"mode: unknown value {request.mode}")
+
+        return self._change(request.loop, change)
+
+    def PromotePolicy(
+        self, request: admin_pb2.PromotePolicyRequest, context: grpc.ServicerContext
+    ) -> types_pb2.LoopConfig:
+        def change(config: types_pb2.LoopConfig) -> None:
+            if request.shadow.strip() not in config.shadow_policies:
+                raise NotFound(f"shadow: no shadow policy {request.shadow!r} in loop {config.name!r}")
+            _make_live(config, request.shadow.strip())
+
+        return self._change(request.loop, change)
+
+    def ListModels(
+        self, request: admin_pb2.ListModelsRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ListModelsResponse:
+        _loop_config(self._store, request.loop)
+        live = self._store.models.live_version(request.loop)
+        models = (self._store.models.get(request.loop, v) for v in self._store.models.versions(request.loop))
+        return admin_pb2.ListModelsResponse(models=[_model_info(m, live) for m in models if m is not None])
+
+    def Rollback(self, request: admin_pb2.RollbackRequest, context: grpc.ServicerContext) -> admin_pb2.ModelInfo:
+        config = _loop_config(self._store, request.loop)
+        stored = self._store.models.get(request.loop, request.version)
+        if stored is None:
+            raise NotFound(f"version: loop {request.loop!r} keeps no model version {request.version}")
+        return self._publish(config, stored.spec, stored.data)
+
+    def ExportModel(
+        self, request: admin_pb2.ExportModelRequest, context: grpc.ServicerContext
+    ) -> Iterator[admin_pb2.ModelChunk]:
+        _loop_config(self._store, request.loop)
+        version = request.version or self._store.models.live_version(request.loop)
+        stored = self._store.models.get(request.loop, version)
+        if stored is None:
+            raise NotFound(f"version: loop {request.loop!r} has no model version {version}")
+        yield admin_pb2.ModelChunk(spec=stored.spec, version=stored.version, data=stored.data[:_CHUNK])
+        for start in range(_CHUNK, len(stored.data), _CHUNK):
+            yield admin_pb2.ModelChunk(data=stored.data[start : start + _CHUNK])
+
+    def ImportModel(
+        self, request_iterator: Iterator[admin_pb2.ImportModelRequest], context: grpc.ServicerContext
+    ) -> admin_pb2.ModelInfo:
+        first = next(request_iterator, None)
+        if first is None:
+            raise InvalidArgument("ImportModel: no message")
+        chunks = [first.data]
+        size = len(first.data)
+        for chunk in request_iterator:
+            size += len(chunk.data)
+            if size > self._limits.max_model_bytes:
+                raise ResourceExhausted(f"data: model larger than {self._limits.max_model_bytes} bytes")
+            chunks.append(chunk.data)
+        config = _loop_config(self._store, first.loop)
+        spec = first.spec.strip()
+        if not spec:
+            raise InvalidArgument("spec: must not be empty")
+        data = b"".join(chunks)
+        try:
+            policies.load(spec, data)  # a scratch instance: corrupt bytes never reach the live model
+        except (ValueError, policies.PolicySpecError) as e:
+            raise InvalidArgument(f"data: cannot load the model as {spec!r}: {e}") from e
+        return self._publish(config, spec, data)
+
+    def _publish(self, config: types_pb2.LoopConfig, spec: str, data: bytes) -> admin_pb2.ModelInfo:
+        """Make `spec` the loop's policy and publish `data` as its newest model, carrying the learner's
+        position and shadows over; retried while the learner publishes concurrently."""
+        if config.policy != spec:
+            config = self._change(config.name, lambda c: _make_live(c, spec))
+        for _ in range(_PUBLISH_ATTEMPTS):
+            live = self._store.models.live(config.name)
+            try:
+                model = self._store.models.publish(
+                    config.name,
+                    spec,
+                    data,
+                    live.learned_seq if live else 0,
+                    live.state if live else b"",
+                    if_live=live.version if live else 0,
+                )
+            except PublishConflictError:
+                continue
+            self._catalog.refresh()
+            return _model_info(model, model.version)
+        raise Aborted(f"loop {config.name!r}: the learner kept publishing; try again")

@@ -15,6 +15,7 @@ DEFAULT_POLICY = "vw:--cb_explore_adf --epsilon 0.05"
 DEFAULT_REWARD_WAIT_SECONDS = 60.0
 DEFAULT_PUBLISH_INTERVAL_SECONDS = 10.0
 MIN_INTERVAL_SECONDS = 0.05
+MAX_SHADOWS = 8
 
 _LOOP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -32,6 +33,7 @@ class Limits:
     max_string_length: int = 256
     max_message_bytes: int = 4 * 1024 * 1024
     max_loops: int = 1000
+    max_model_bytes: int = 1 << 30
 
 
 def check_loop_name(name: str, field: str = "loop") -> str:
@@ -43,6 +45,14 @@ def check_loop_name(name: str, field: str = "loop") -> str:
     return name
 
 
+def _checked_spec(spec: str, field: str) -> str:
+    try:
+        policies.create(spec)
+    except policies.PolicySpecError as e:
+        raise InvalidArgument(f"{field}: {e}") from e
+    return spec
+
+
 def normalized(config: types_pb2.LoopConfig) -> types_pb2.LoopConfig:
     """A copy of `config` with defaults in place of zero values, validated.
 
@@ -52,11 +62,17 @@ def normalized(config: types_pb2.LoopConfig) -> types_pb2.LoopConfig:
     out = types_pb2.LoopConfig()
     out.CopyFrom(config)
     check_loop_name(out.name, "config.name")
-    out.policy = out.policy.strip() or DEFAULT_POLICY
-    try:
-        policies.create(out.policy)
-    except policies.PolicySpecError as e:
-        raise InvalidArgument(f"config.policy: {e}") from e
+    out.policy = _checked_spec(out.policy.strip() or DEFAULT_POLICY, "config.policy")
+    if len(out.shadow_policies) > MAX_SHADOWS:
+        raise InvalidArgument(f"config.shadow_policies: at most {MAX_SHADOWS} shadow policies")
+    shadows = []
+    for i, spec in enumerate(out.shadow_policies):
+        spec = spec.strip()
+        if spec == out.policy or spec in shadows:
+            raise InvalidArgument(f"config.shadow_policies[{i}]: {spec!r} is already live or shadowed")
+        shadows.append(_checked_spec(spec, f"config.shadow_policies[{i}]"))
+    del out.shadow_policies[:]
+    out.shadow_policies.extend(shadows)
     for field, default in (
         ("reward_wait_seconds", DEFAULT_REWARD_WAIT_SECONDS),
         ("publish_interval_seconds", DEFAULT_PUBLISH_INTERVAL_SECONDS),

@@ -34,6 +34,10 @@ class FailedPrecondition(ServiceError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class Aborted(ServiceError):
+    code = grpc.StatusCode.ABORTED
+
+
 class ResourceExhausted(ServiceError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
@@ -59,6 +63,18 @@ def _guard(fn: Callable) -> Callable:
     return call
 
 
+def _guard_stream(fn: Callable) -> Callable:
+    def call(request, context: grpc.ServicerContext):
+        try:
+            yield from fn(request, context)
+        except Exception as exc:
+            if context.code() is not None and not isinstance(exc, ServiceError | StoreFullError):
+                raise
+            context.abort(*_status_of(exc))
+
+    return call
+
+
 class ErrorInterceptor(grpc.ServerInterceptor):
     """Turns ServiceError, StoreFullError and unexpected exceptions into gRPC statuses."""
 
@@ -70,4 +86,6 @@ class ErrorInterceptor(grpc.ServerInterceptor):
             return handler._replace(unary_unary=_guard(handler.unary_unary))
         if handler.stream_unary:
             return handler._replace(stream_unary=_guard(handler.stream_unary))
+        if handler.unary_stream:
+            return handler._replace(unary_stream=_guard_stream(handler.unary_stream))
         return handler

@@ -1,9 +1,10 @@
-"""The learner: trains a loop's policy on its joined events and publishes models.
+"""The learner: trains a loop's policy (and its shadows) on joined events and publishes models.
 
-It is the only writer of models. Each publish stores the model together with
-the seq of the last joined event it learned from, in one write; a restarted
-learner loads the live model and resumes right after that seq, so no event is
-skipped or learned twice.
+It is the only writer of models besides the admin's rollback and import,
+which publish conditionally too. Each publish stores the model with the seq
+of the last joined event it learned from and the shadows' state, in one
+write; a restarted learner loads the live model and resumes right after that
+seq, so no event is skipped or learned twice.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import logging
 import time
 
 import policies
+from server import estimates
 from server.config import Mode
-from server.pb import records_pb2, types_pb2
-from server.store import Store, Stream
+from server.pb import admin_pb2, records_pb2, types_pb2
+from server.store import PublishConflictError, Store, Stream
 
 log = logging.getLogger("nextbest")
 
 _BATCH = 500
+DEFAULT_KEEP_MODELS = 10
 
 
 def learn_event(joined: records_pb2.JoinedEvent) -> policies.LearnEvent | None:
@@ -56,36 +59,63 @@ def learned_position(store: Store, loop: str) -> int:
     return seq
 
 
+def state_estimates(state: records_pb2.LearnerState) -> list[admin_pb2.PolicyEstimate]:
+    """The live policy's and every shadow's estimate, live first."""
+    out = [estimates.estimate(state.live_spec, state.live_estimate, live=True)] if state.live_spec else []
+    return out + [estimates.estimate(s.spec, s.estimate) for s in state.shadows]
+
+
+class _Shadow:
+    def __init__(self, policy: policies.Policy, sums: records_pb2.EstimateSums | None = None) -> None:
+        self.policy = policy
+        self.sums = sums or records_pb2.EstimateSums()
+
+
 class Learner:
     """Learns one loop's joined stream in order; `step()` does what is due."""
 
-    def __init__(self, store: Store, loop: str, config: types_pb2.LoopConfig) -> None:
+    def __init__(self, store: Store, loop: str, config: types_pb2.LoopConfig, keep_models: int = DEFAULT_KEEP_MODELS):
         self._store = store
         self._loop = loop
-        live = store.models.live(loop)
+        self._keep = keep_models
+        self._shadows: dict[str, _Shadow] = {}
+        self._live_sums = records_pb2.EstimateSums()
+        self._version = -1
+        self._adopt_live(config)
+
+    def _adopt_live(self, config: types_pb2.LoopConfig) -> None:
+        """Take the live model (and its shadows) as the learner's state, when it is of the configured spec."""
+        live = self._store.models.live(self._loop)
         self._version = live.version if live else 0
-        self.learned_seq = learned_position(store, loop)
+        self.learned_seq = learned_position(self._store, self._loop)
+        state = records_pb2.LearnerState.FromString(live.state) if live else records_pb2.LearnerState()
         if live is not None and live.spec == config.policy:
             self._policy = policies.load(live.spec, live.data)
             self._dirty = False
-        else:  # a new loop, or a new policy spec: start fresh from here
+        else:  # a new loop, or a new spec that no model has yet: start fresh from here
             self._policy = policies.create(config.policy)
             self._dirty = live is not None
+        self._live_sums = state.live_estimate if state.live_spec == self._policy.spec else records_pb2.EstimateSums()
+        self._shadows = {s.spec: _Shadow(policies.load(s.spec, s.model), s.estimate) for s in state.shadows}
         self._last_publish = time.monotonic()
 
     def step(self, config: types_pb2.LoopConfig) -> int:
         """Learn from new joined events; publish when the interval has passed. Returns events consumed."""
-        if config.policy != self._policy.spec:
-            log.info("loop %s: policy changed to %s; learning a new model", self._loop, config.policy)
-            self._policy = policies.create(config.policy)
-            self._dirty = True
-            self._last_publish = float("-inf")  # a new spec takes effect at once
+        if self._store.models.live_version(self._loop) != self._version:
+            log.info("loop %s: a model was published by an admin call; adopting it", self._loop)
+            self._adopt_live(config)
+        self._sync_policies(config)
         batch = self._store.log.read(Stream.JOINED, self._loop, self.learned_seq, _BATCH)
         if batch:
-            events = [e for _, d in batch if (e := learn_event(records_pb2.JoinedEvent.FromString(d))) is not None]
-            self._policy.learn(events)
+            learned = 0
+            for _, data in batch:
+                joined = records_pb2.JoinedEvent.FromString(data)
+                event = learn_event(joined)
+                if event is not None:
+                    self._learn(joined, event)
+                    learned += 1
             self.learned_seq = batch[-1][0]
-            if events:
+            if learned:
                 self._dirty = True
             elif not self._dirty:  # only skipped: the model is unchanged, record the position alone
                 position = {"version": self._version, "seq": self.learned_seq}
@@ -94,14 +124,60 @@ class Learner:
             self.publish()
         return len(batch)
 
+    def _sync_policies(self, config: types_pb2.LoopConfig) -> None:
+        if config.policy != self._policy.spec:
+            shadow = self._shadows.pop(config.policy, None)
+            log.info("loop %s: policy is now %s (%s)", self._loop, config.policy, "warm" if shadow else "fresh")
+            self._policy = shadow.policy if shadow else policies.create(config.policy)
+            self._live_sums = records_pb2.EstimateSums()
+            self._dirty = True
+            self._last_publish = float("-inf")  # a new spec takes effect at once
+        wanted = set(config.shadow_policies)
+        for spec in set(self._shadows) - wanted:
+            del self._shadows[spec]
+        for spec in wanted - set(self._shadows):
+            self._shadows[spec] = _Shadow(policies.create(spec))
+            self._dirty = True
+
+    def _learn(self, joined: records_pb2.JoinedEvent, event: policies.LearnEvent) -> None:
+        d = joined.decision
+        if d.policy == self._policy.spec:
+            estimates.add(self._live_sums, 1.0, event.reward)
+        for shadow in self._shadows.values():
+            p = shadow.policy.pmf(event.example, d.event_id)[event.chosen_index]
+            estimates.add(shadow.sums, p / event.probability, event.reward)
+            shadow.policy.learn([event])
+        self._policy.learn([event])
+
+    def state(self) -> records_pb2.LearnerState:
+        """The live policy's and the shadows' estimates as of now (without model bytes)."""
+        return self._state(with_models=False)
+
+    def _state(self, with_models: bool) -> records_pb2.LearnerState:
+        return records_pb2.LearnerState(
+            live_spec=self._policy.spec,
+            live_estimate=self._live_sums,
+            shadows=[
+                records_pb2.ShadowState(spec=spec, estimate=s.sums, model=s.policy.save() if with_models else b"")
+                for spec, s in sorted(self._shadows.items())
+            ],
+        )
+
     def publish(self) -> None:
-        """Publish the current model (with its position) if it changed since the last publish."""
+        """Publish the current model (with position and shadows) if it changed since the last publish."""
         if not self._dirty:
             return
-        model = self._store.models.publish(self._loop, self._policy.spec, self._policy.save(), self.learned_seq)
-        self._version = model.version
+        state = self._state(with_models=True).SerializeToString()
+        try:
+            model = self._store.models.publish(
+                self._loop, self._policy.spec, self._policy.save(), self.learned_seq, state, if_live=self._version
+            )
+        except PublishConflictError:
+            return  # an admin call published meanwhile; the next step adopts its model
         log.info(
             "loop %s: published model version %d (learned through %d)", self._loop, model.version, model.learned_seq
         )
+        self._version = model.version
         self._dirty = False
         self._last_publish = time.monotonic()
+        self._store.models.prune(self._loop, self._keep)

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from server.joiner import Joiner, JoinerState
-from server.learner import Learner
-from server.pb import types_pb2
+from server.learner import DEFAULT_KEEP_MODELS, Learner
+from server.pb import records_pb2, types_pb2
 from server.store import Store
 
 log = logging.getLogger("nextbest")
@@ -26,13 +26,25 @@ class _LoopWork:
 class Trainer:
     """Joins and learns every loop of the store until stopped; saves its positions on stop."""
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time, idle_seconds: float = 0.01) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+        idle_seconds: float = 0.01,
+        keep_models: int = DEFAULT_KEEP_MODELS,
+    ) -> None:
         self._store = store
         self._clock = clock
         self._idle = idle_seconds
+        self._keep_models = keep_models
         self._loops: dict[str, _LoopWork] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def learner_state(self, loop: str) -> records_pb2.LearnerState | None:
+        """The live learner's estimates of `loop` (None when this trainer has not started it)."""
+        work = self._loops.get(loop)
+        return work.learner.state() if work else None
 
     def joiner_state(self, loop: str) -> JoinerState | None:
         """A copy of the live joiner's state of `loop` (None when this trainer has not started it)."""
@@ -46,13 +58,17 @@ class Trainer:
             del self._loops[name]
         done = 0
         for name, config in configs.items():
-            work = self._loops.get(name)
-            if work is None:
-                work = self._loops[name] = _LoopWork(
-                    Joiner(self._store.log, name, self._clock), Learner(self._store, name, config)
-                )
-            done += work.joiner.step(config.reward_wait_seconds)
-            done += work.learner.step(config)
+            try:
+                work = self._loops.get(name)
+                if work is None:
+                    work = self._loops[name] = _LoopWork(
+                        Joiner(self._store.log, name, self._clock),
+                        Learner(self._store, name, config, self._keep_models),
+                    )
+                done += work.joiner.step(config.reward_wait_seconds)
+                done += work.learner.step(config)
+            except Exception:
+                log.exception("loop %s: trainer step failed; retrying", name)
         return done
 
     def start(self) -> None:

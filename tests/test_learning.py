@@ -1,38 +1,18 @@
 """The service learns a planted preference through the real loop: Rank → log → Reward → join → learn → publish."""
 
 import numpy as np
+from planted import ACTIONS, PERSONALIZING, SEGMENTS, run
 
-from server.client import LearningMode, action
+from server.client import LearningMode
 from server.testing import wait_for
 
-SEGMENTS = ["student", "parent", "retiree"]
-ACTIONS = [
-    action("email-offer", "email"),
-    action("push-tip", "push"),
-    action("sms-coupon", "sms"),
-    action("call-back", "call"),
-]
-BEST = {"student": "push-tip", "parent": "email-offer", "retiree": "call-back"}
-POLICY = "vw:--cb_explore_adf --epsilon 0.1 -q ::"
-
-
-def run_world(client, loop, rounds, seed):
-    """Each round: a random customer, Rank, then a Bernoulli reward (0.8 for the planted best, else 0.1)."""
-    rng = np.random.default_rng(seed)
-    hits = []
-    for i in range(rounds):
-        segment = SEGMENTS[rng.integers(len(SEGMENTS))]
-        r = client.rank(ACTIONS, {"user": {"segment": segment}}, loop=loop, event_id=f"{loop}-{seed}-{i}")
-        best = r.chosen_action_id == BEST[segment]
-        hits.append(best)
-        client.reward(r.event_id, float(rng.random() < (0.8 if best else 0.1)), loop=loop)
-    return np.array(hits)
+POLICY = PERSONALIZING
 
 
 def test_service_learns_a_planted_preference(served):
     server, client = served
     client.create_loop("learn", policy=POLICY, reward_wait_seconds=0.05, publish_interval_seconds=0.05)
-    hits = run_world(client, "learn", 1500, seed=7)
+    hits, _ = run(client, "learn", 1500, seed=7)
     first, last = hits[:300].mean(), hits[-300:].mean()
     print(f"best-action rate: first 300 {first:.3f}, last 300 {last:.3f} (chance 0.25)")
     assert last > 0.75, (first, last)

@@ -25,13 +25,15 @@ _sym_db = _symbol_database.Default()
 from server.pb import types_pb2 as nextbest_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17nextbest/v1/admin.proto\x12\x0bnextbest.v1\x1a\x17nextbest/v1/types.proto\"<\n\x11\x43reateLoopRequest\x12\'\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x17.nextbest.v1.LoopConfig\"\x1e\n\x0eGetLoopRequest\x12\x0c\n\x04loop\x18\x01 \x01(\t\"\x12\n\x10ListLoopsRequest\";\n\x11ListLoopsResponse\x12&\n\x05loops\x18\x01 \x03(\x0b\x32\x17.nextbest.v1.LoopConfig\"<\n\x11UpdateLoopRequest\x12\'\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x17.nextbest.v1.LoopConfig\"!\n\x11\x44\x65leteLoopRequest\x12\x0c\n\x04loop\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteLoopResponse\"\x1f\n\x0fGetStatsRequest\x12\x0c\n\x04loop\x18\x01 \x01(\t\"\xdd\x02\n\tLoopStats\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x11\n\tdecisions\x18\x02 \x01(\x03\x12\x0f\n\x07rewards\x18\x03 \x01(\x03\x12\x13\n\x0b\x61\x63tivations\x18\x04 \x01(\x03\x12\x0e\n\x06joined\x18\x05 \x01(\x03\x12\x18\n\x10\x64\x65\x66\x61ult_rewarded\x18\x06 \x01(\x03\x12\x16\n\x0eorphan_rewards\x18\x07 \x01(\x03\x12\x14\n\x0clate_rewards\x18\x08 \x01(\x03\x12\x16\n\x0e\x61verage_reward\x18\t \x01(\x01\x12\x0f\n\x07learned\x18\n \x01(\x03\x12\x1a\n\x12learner_lag_events\x18\x0b \x01(\x03\x12\x1b\n\x13learner_lag_seconds\x18\x0c \x01(\x01\x12\x19\n\x11pending_decisions\x18\r \x01(\x03\x12\x15\n\rmodel_version\x18\x0e \x01(\t\x12\x1d\n\x15\x61pprentice_match_rate\x18\x0f \x01(\x01\x32\xba\x03\n\x0c\x41\x64minService\x12\x45\n\nCreateLoop\x12\x1e.nextbest.v1.CreateLoopRequest\x1a\x17.nextbest.v1.LoopConfig\x12?\n\x07GetLoop\x12\x1b.nextbest.v1.GetLoopRequest\x1a\x17.nextbest.v1.LoopConfig\x12J\n\tListLoops\x12\x1d.nextbest.v1.ListLoopsRequest\x1a\x1e.nextbest.v1.ListLoopsResponse\x12\x45\n\nUpdateLoop\x12\x1e.nextbest.v1.UpdateLoopRequest\x1a\x17.nextbest.v1.LoopConfig\x12M\n\nDeleteLoop\x12\x1e.nextbest.v1.DeleteLoopRequest\x1a\x1f.nextbest.v1.DeleteLoopResponse\x12@\n\x08GetStats\x12\x1c.nextbest.v1.GetStatsRequest\x1a\x16.nextbest.v1.LoopStatsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17nextbest/v1/admin.proto\x12\x0bnextbest.v1\x1a\x17nextbest/v1/types.proto\"<\n\x11\x43reateLoopRequest\x12\'\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x17.nextbest.v1.LoopConfig\"\x1e\n\x0eGetLoopRequest\x12\x0c\n\x04loop\x18\x01 \x01(\t\"\x12\n\x10ListLoopsRequest\";\n\x11ListLoopsResponse\x12&\n\x05loops\x18\x01 \x03(\x0b\x32\x17.nextbest.v1.LoopConfig\"<\n\x11UpdateLoopRequest\x12\'\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x17.nextbest.v1.LoopConfig\"!\n\x11\x44\x65leteLoopRequest\x12\x0c\n\x04loop\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteLoopResponse\"\x1f\n\x0fGetStatsRequest\x12\x0c\n\x04loop\x18\x01 \x01(\t\"\x8c\x03\n\tLoopStats\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x11\n\tdecisions\x18\x02 \x01(\x03\x12\x0f\n\x07rewards\x18\x03 \x01(\x03\x12\x13\n\x0b\x61\x63tivations\x18\x04 \x01(\x03\x12\x0e\n\x06joined\x18\x05 \x01(\x03\x12\x18\n\x10\x64\x65\x66\x61ult_rewarded\x18\x06 \x01(\x03\x12\x16\n\x0eorphan_rewards\x18\x07 \x01(\x03\x12\x14\n\x0clate_rewards\x18\x08 \x01(\x03\x12\x16\n\x0e\x61verage_reward\x18\t \x01(\x01\x12\x0f\n\x07learned\x18\n \x01(\x03\x12\x1a\n\x12learner_lag_events\x18\x0b \x01(\x03\x12\x1b\n\x13learner_lag_seconds\x18\x0c \x01(\x01\x12\x19\n\x11pending_decisions\x18\r \x01(\x03\x12\x15\n\rmodel_version\x18\x0e \x01(\t\x12\x1d\n\x15\x61pprentice_match_rate\x18\x0f \x01(\x01\x12-\n\x08policies\x18\x10 \x03(\x0b\x32\x1b.nextbest.v1.PolicyEstimate\"\x8b\x01\n\x0ePolicyEstimate\x12\x0c\n\x04spec\x18\x01 \x01(\t\x12\x0c\n\x04live\x18\x02 \x01(\x08\x12\x0e\n\x06\x65vents\x18\x03 \x01(\x03\x12\r\n\x05value\x18\x04 \x01(\x01\x12\x0e\n\x06\x63i_low\x18\x05 \x01(\x01\x12\x0f\n\x07\x63i_high\x18\x06 \x01(\x01\x12\x1d\n\x15\x65\x66\x66\x65\x63tive_sample_size\x18\x07 \x01(\x01\"U\n\x10SetPolicyRequest\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x0c\n\x04spec\x18\x02 \x01(\t\x12%\n\x04mode\x18\x03 \x01(\x0e\x32\x17.nextbest.v1.PolicyMode\"4\n\x14PromotePolicyRequest\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x0e\n\x06shadow\x18\x02 \x01(\t\"\x83\x01\n\tModelInfo\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0c\n\x04spec\x18\x03 \x01(\t\x12\x13\n\x0blearned_seq\x18\x04 \x01(\x03\x12\x12\n\ncreated_at\x18\x05 \x01(\x01\x12\x12\n\nsize_bytes\x18\x06 \x01(\x03\x12\x0c\n\x04live\x18\x07 \x01(\x08\"!\n\x11ListModelsRequest\x12\x0c\n\x04loop\x18\x01 \x01(\t\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.nextbest.v1.ModelInfo\"0\n\x0fRollbackRequest\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"3\n\x12\x45xportModelRequest\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"9\n\nModelChunk\x12\x0c\n\x04spec\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\">\n\x12ImportModelRequest\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x0c\n\x04spec\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c*Z\n\nPolicyMode\x12\x1b\n\x17POLICY_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13POLICY_MODE_REPLACE\x10\x01\x12\x16\n\x12POLICY_MODE_SHADOW\x10\x02\x32\xf2\x06\n\x0c\x41\x64minService\x12\x45\n\nCreateLoop\x12\x1e.nextbest.v1.CreateLoopRequest\x1a\x17.nextbest.v1.LoopConfig\x12?\n\x07GetLoop\x12\x1b.nextbest.v1.GetLoopRequest\x1a\x17.nextbest.v1.LoopConfig\x12J\n\tListLoops\x12\x1d.nextbest.v1.ListLoopsRequest\x1a\x1e.nextbest.v1.ListLoopsResponse\x12\x45\n\nUpdateLoop\x12\x1e.nextbest.v1.UpdateLoopRequest\x1a\x17.nextbest.v1.LoopConfig\x12M\n\nDeleteLoop\x12\x1e.nextbest.v1.DeleteLoopRequest\x1a\x1f.nextbest.v1.DeleteLoopResponse\x12@\n\x08GetStats\x12\x1c.nextbest.v1.GetStatsRequest\x1a\x16.nextbest.v1.LoopStats\x12\x43\n\tSetPolicy\x12\x1d.nextbest.v1.SetPolicyRequest\x1a\x17.nextbest.v1.LoopConfig\x12K\n\rPromotePolicy\x12!.nextbest.v1.PromotePolicyRequest\x1a\x17.nextbest.v1.LoopConfig\x12M\n\nListModels\x12\x1e.nextbest.v1.ListModelsRequest\x1a\x1f.nextbest.v1.ListModelsResponse\x12@\n\x08Rollback\x12\x1c.nextbest.v1.RollbackRequest\x1a\x16.nextbest.v1.ModelInfo\x12I\n\x0b\x45xportModel\x12\x1f.nextbest.v1.ExportModelRequest\x1a\x17.nextbest.v1.ModelChunk0\x01\x12H\n\x0bImportModel\x12\x1f.nextbest.v1.ImportModelRequest\x1a\x16.nextbest.v1.ModelInfo(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nextbest.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_POLICYMODE']._serialized_start=1531
+  _globals['_POLICYMODE']._serialized_end=1621
   _globals['_CREATELOOPREQUEST']._serialized_start=65
   _globals['_CREATELOOPREQUEST']._serialized_end=125
   _globals['_GETLOOPREQUEST']._serialized_start=127
@@ -49,7 +51,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSTATSREQUEST']._serialized_start=359
   _globals['_GETSTATSREQUEST']._serialized_end=390
   _globals['_LOOPSTATS']._serialized_start=393
-  _globals['_LOOPSTATS']._serialized_end=742
-  _globals['_ADMINSERVICE']._serialized_start=745
-  _globals['_ADMINSERVICE']._serialized_end=1187
+  _globals['_LOOPSTATS']._serialized_end=789
+  _globals['_POLICYESTIMATE']._serialized_start=792
+  _globals['_POLICYESTIMATE']._serialized_end=931
+  _globals['_SETPOLICYREQUEST']._serialized_start=933
+  _globals['_SETPOLICYREQUEST']._serialized_end=1018
+  _globals['_PROMOTEPOLICYREQUEST']._serialized_start=1020
+  _globals['_PROMOTEPOLICYREQUEST']._serialized_end=1072
+  _globals['_MODELINFO']._serialized_start=1075
+  _globals['_MODELINFO']._serialized_end=1206
+  _globals['_LISTMODELSREQUEST']._serialized_start=1208
+  _globals['_LISTMODELSREQUEST']._serialized_end=1241
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1243
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1303
+  _globals['_ROLLBACKREQUEST']._serialized_start=1305
+  _globals['_ROLLBACKREQUEST']._serialized_end=1353
+  _globals['_EXPORTMODELREQUEST']._serialized_start=1355
+  _globals['_EXPORTMODELREQUEST']._serialized_end=1406
+  _globals['_MODELCHUNK']._serialized_start=1408
+  _globals['_MODELCHUNK']._serialized_end=1465
+  _globals['_IMPORTMODELREQUEST']._serialized_start=1467
+  _globals['_IMPORTMODELREQUEST']._serialized_end=1529
+  _globals['_ADMINSERVICE']._serialized_start=1624
+  _globals['_ADMINSERVICE']._serialized_end=2506
 # @@protoc_insertion_point(module_scope)

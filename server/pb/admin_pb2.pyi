@@ -1,11 +1,21 @@
 from server.pb import types_pb2 as _types_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class PolicyMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    POLICY_MODE_UNSPECIFIED: _ClassVar[PolicyMode]
+    POLICY_MODE_REPLACE: _ClassVar[PolicyMode]
+    POLICY_MODE_SHADOW: _ClassVar[PolicyMode]
+POLICY_MODE_UNSPECIFIED: PolicyMode
+POLICY_MODE_REPLACE: PolicyMode
+POLICY_MODE_SHADOW: PolicyMode
 
 class CreateLoopRequest(_message.Message):
     __slots__ = ("config",)
@@ -52,7 +62,7 @@ class GetStatsRequest(_message.Message):
     def __init__(self, loop: _Optional[str] = ...) -> None: ...
 
 class LoopStats(_message.Message):
-    __slots__ = ("loop", "decisions", "rewards", "activations", "joined", "default_rewarded", "orphan_rewards", "late_rewards", "average_reward", "learned", "learner_lag_events", "learner_lag_seconds", "pending_decisions", "model_version", "apprentice_match_rate")
+    __slots__ = ("loop", "decisions", "rewards", "activations", "joined", "default_rewarded", "orphan_rewards", "late_rewards", "average_reward", "learned", "learner_lag_events", "learner_lag_seconds", "pending_decisions", "model_version", "apprentice_match_rate", "policies")
     LOOP_FIELD_NUMBER: _ClassVar[int]
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
     REWARDS_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +78,7 @@ class LoopStats(_message.Message):
     PENDING_DECISIONS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     APPRENTICE_MATCH_RATE_FIELD_NUMBER: _ClassVar[int]
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
     loop: str
     decisions: int
     rewards: int
@@ -83,4 +94,107 @@ class LoopStats(_message.Message):
     pending_decisions: int
     model_version: str
     apprentice_match_rate: float
-    def __init__(self, loop: _Optional[str] = ..., decisions: _Optional[int] = ..., rewards: _Optional[int] = ..., activations: _Optional[int] = ..., joined: _Optional[int] = ..., default_rewarded: _Optional[int] = ..., orphan_rewards: _Optional[int] = ..., late_rewards: _Optional[int] = ..., average_reward: _Optional[float] = ..., learned: _Optional[int] = ..., learner_lag_events: _Optional[int] = ..., learner_lag_seconds: _Optional[float] = ..., pending_decisions: _Optional[int] = ..., model_version: _Optional[str] = ..., apprentice_match_rate: _Optional[float] = ...) -> None: ...
+    policies: _containers.RepeatedCompositeFieldContainer[PolicyEstimate]
+    def __init__(self, loop: _Optional[str] = ..., decisions: _Optional[int] = ..., rewards: _Optional[int] = ..., activations: _Optional[int] = ..., joined: _Optional[int] = ..., default_rewarded: _Optional[int] = ..., orphan_rewards: _Optional[int] = ..., late_rewards: _Optional[int] = ..., average_reward: _Optional[float] = ..., learned: _Optional[int] = ..., learner_lag_events: _Optional[int] = ..., learner_lag_seconds: _Optional[float] = ..., pending_decisions: _Optional[int] = ..., model_version: _Optional[str] = ..., apprentice_match_rate: _Optional[float] = ..., policies: _Optional[_Iterable[_Union[PolicyEstimate, _Mapping]]] = ...) -> None: ...
+
+class PolicyEstimate(_message.Message):
+    __slots__ = ("spec", "live", "events", "value", "ci_low", "ci_high", "effective_sample_size")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_SAMPLE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    spec: str
+    live: bool
+    events: int
+    value: float
+    ci_low: float
+    ci_high: float
+    effective_sample_size: float
+    def __init__(self, spec: _Optional[str] = ..., live: _Optional[bool] = ..., events: _Optional[int] = ..., value: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., effective_sample_size: _Optional[float] = ...) -> None: ...
+
+class SetPolicyRequest(_message.Message):
+    __slots__ = ("loop", "spec", "mode")
+    LOOP_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    loop: str
+    spec: str
+    mode: PolicyMode
+    def __init__(self, loop: _Optional[str] = ..., spec: _Optional[str] = ..., mode: _Optional[_Union[PolicyMode, str]] = ...) -> None: ...
+
+class PromotePolicyRequest(_message.Message):
+    __slots__ = ("loop", "shadow")
+    LOOP_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
+    loop: str
+    shadow: str
+    def __init__(self, loop: _Optional[str] = ..., shadow: _Optional[str] = ...) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("loop", "version", "spec", "learned_seq", "created_at", "size_bytes", "live")
+    LOOP_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    LEARNED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    loop: str
+    version: int
+    spec: str
+    learned_seq: int
+    created_at: float
+    size_bytes: int
+    live: bool
+    def __init__(self, loop: _Optional[str] = ..., version: _Optional[int] = ..., spec: _Optional[str] = ..., learned_seq: _Optional[int] = ..., created_at: _Optional[float] = ..., size_bytes: _Optional[int] = ..., live: _Optional[bool] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ("loop",)
+    LOOP_FIELD_NUMBER: _ClassVar[int]
+    loop: str
+    def __init__(self, loop: _Optional[str] = ...) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+
+class RollbackRequest(_message.Message):
+    __slots__ = ("loop", "version")
+    LOOP_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    loop: str
+    version: int
+    def __init__(self, loop: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class ExportModelRequest(_message.Message):
+    __slots__ = ("loop", "version")
+    LOOP_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    loop: str
+    version: int
+    def __init__(self, loop: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class ModelChunk(_message.Message):
+    __slots__ = ("spec", "version", "data")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    spec: str
+    version: int
+    data: bytes
+    def __init__(self, spec: _Optional[str] = ..., version: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ImportModelRequest(_message.Message):
+    __slots__ = ("loop", "spec", "data")
+    LOOP_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    loop: str
+    spec: str
+    data: bytes
+    def __init__(self, loop: _Optional[str] = ..., spec: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...

@@ -65,6 +65,36 @@ class AdminServiceStub:
                 request_serializer=nextbest_dot_v1_dot_admin__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=nextbest_dot_v1_dot_admin__pb2.LoopStats.FromString,
                 _registered_method=True)
+        self.SetPolicy = channel.unary_unary(
+                '/nextbest.v1.AdminService/SetPolicy',
+                request_serializer=nextbest_dot_v1_dot_admin__pb2.SetPolicyRequest.SerializeToString,
+                response_deserializer=nextbest_dot_v1_dot_types__pb2.LoopConfig.FromString,
+                _registered_method=True)
+        self.PromotePolicy = channel.unary_unary(
+                '/nextbest.v1.AdminService/PromotePolicy',
+                request_serializer=nextbest_dot_v1_dot_admin__pb2.PromotePolicyRequest.SerializeToString,
+                response_deserializer=nextbest_dot_v1_dot_types__pb2.LoopConfig.FromString,
+                _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/nextbest.v1.AdminService/ListModels',
+                request_serializer=nextbest_dot_v1_dot_admin__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=nextbest_dot_v1_dot_admin__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
+        self.Rollback = channel.unary_unary(
+                '/nextbest.v1.AdminService/Rollback',
+                request_serializer=nextbest_dot_v1_dot_admin__pb2.RollbackRequest.SerializeToString,
+                response_deserializer=nextbest_dot_v1_dot_admin__pb2.ModelInfo.FromString,
+                _registered_method=True)
+        self.ExportModel = channel.unary_stream(
+                '/nextbest.v1.AdminService/ExportModel',
+                request_serializer=nextbest_dot_v1_dot_admin__pb2.ExportModelRequest.SerializeToString,
+                response_deserializer=nextbest_dot_v1_dot_admin__pb2.ModelChunk.FromString,
+                _registered_method=True)
+        self.ImportModel = channel.stream_unary(
+                '/nextbest.v1.AdminService/ImportModel',
+                request_serializer=nextbest_dot_v1_dot_admin__pb2.ImportModelRequest.SerializeToString,
+                response_deserializer=nextbest_dot_v1_dot_admin__pb2.ModelInfo.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -109,6 +139,53 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetPolicy(self, request, context):
+        """REPLACE: the spec becomes the loop's policy; it serves from the next
+        published model (at once). A spec that is shadowed is promoted warm.
+        SHADOW: the spec learns from the same joined events as the live policy,
+        with a running off-policy estimate of its value in GetStats.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PromotePolicy(self, request, context):
+        """Makes a shadow policy live, with what it has learned.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """The versioned model history (the newest N are kept).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Rollback(self, request, context):
+        """Publishes a kept version's model again as the newest version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportModel(self, request, context):
+        """Streams the live model's bytes (or a kept version's).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportModel(self, request_iterator, context):
+        """Warm-starts the loop from a model trained elsewhere: the first message
+        carries loop and spec, every message a chunk of the bytes. The bytes are
+        loaded in a scratch instance first; the live model is untouched on error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -141,6 +218,36 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=nextbest_dot_v1_dot_admin__pb2.GetStatsRequest.FromString,
                     response_serializer=nextbest_dot_v1_dot_admin__pb2.LoopStats.SerializeToString,
+            ),
+            'SetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPolicy,
+                    request_deserializer=nextbest_dot_v1_dot_admin__pb2.SetPolicyRequest.FromString,
+                    response_serializer=nextbest_dot_v1_dot_types__pb2.LoopConfig.SerializeToString,
+            ),
+            'PromotePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.PromotePolicy,
+                    request_deserializer=nextbest_dot_v1_dot_admin__pb2.PromotePolicyRequest.FromString,
+                    response_serializer=nextbest_dot_v1_dot_types__pb2.LoopConfig.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=nextbest_dot_v1_dot_admin__pb2.ListModelsRequest.FromString,
+                    response_serializer=nextbest_dot_v1_dot_admin__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'Rollback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rollback,
+                    request_deserializer=nextbest_dot_v1_dot_admin__pb2.RollbackRequest.FromString,
+                    response_serializer=nextbest_dot_v1_dot_admin__pb2.ModelInfo.SerializeToString,
+            ),
+            'ExportModel': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportModel,
+                    request_deserializer=nextbest_dot_v1_dot_admin__pb2.ExportModelRequest.FromString,
+                    response_serializer=nextbest_dot_v1_dot_admin__pb2.ModelChunk.SerializeToString,
+            ),
+            'ImportModel': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportModel,
+                    request_deserializer=nextbest_dot_v1_dot_admin__pb2.ImportModelRequest.FromString,
+                    response_serializer=nextbest_dot_v1_dot_admin__pb2.ModelInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -305,6 +412,168 @@ class AdminService:
             '/nextbest.v1.AdminService/GetStats',
             nextbest_dot_v1_dot_admin__pb2.GetStatsRequest.SerializeToString,
             nextbest_dot_v1_dot_admin__pb2.LoopStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nextbest.v1.AdminService/SetPolicy',
+            nextbest_dot_v1_dot_admin__pb2.SetPolicyRequest.SerializeToString,
+            nextbest_dot_v1_dot_types__pb2.LoopConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PromotePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nextbest.v1.AdminService/PromotePolicy',
+            nextbest_dot_v1_dot_admin__pb2.PromotePolicyRequest.SerializeToString,
+            nextbest_dot_v1_dot_types__pb2.LoopConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nextbest.v1.AdminService/ListModels',
+            nextbest_dot_v1_dot_admin__pb2.ListModelsRequest.SerializeToString,
+            nextbest_dot_v1_dot_admin__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rollback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nextbest.v1.AdminService/Rollback',
+            nextbest_dot_v1_dot_admin__pb2.RollbackRequest.SerializeToString,
+            nextbest_dot_v1_dot_admin__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/nextbest.v1.AdminService/ExportModel',
+            nextbest_dot_v1_dot_admin__pb2.ExportModelRequest.SerializeToString,
+            nextbest_dot_v1_dot_admin__pb2.ModelChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportModel(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/nextbest.v1.AdminService/ImportModel',
+            nextbest_dot_v1_dot_admin__pb2.ImportModelRequest.SerializeToString,
+            nextbest_dot_v1_dot_admin__pb2.ModelInfo.FromString,
             options,
             channel_credentials,
             insecure,

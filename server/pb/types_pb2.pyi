@@ -83,7 +83,7 @@ class ActionProbability(_message.Message):
     def __init__(self, action_id: _Optional[str] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class LoopConfig(_message.Message):
-    __slots__ = ("name", "policy", "reward_wait_seconds", "default_reward", "reward_aggregation", "learning_mode", "publish_interval_seconds", "retention_days", "version")
+    __slots__ = ("name", "policy", "reward_wait_seconds", "default_reward", "reward_aggregation", "learning_mode", "publish_interval_seconds", "retention_days", "version", "shadow_policies")
     NAME_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     REWARD_WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +93,7 @@ class LoopConfig(_message.Message):
     PUBLISH_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RETENTION_DAYS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_POLICIES_FIELD_NUMBER: _ClassVar[int]
     name: str
     policy: str
     reward_wait_seconds: float
@@ -102,4 +103,5 @@ class LoopConfig(_message.Message):
     publish_interval_seconds: float
     retention_days: float
     version: int
-    def __init__(self, name: _Optional[str] = ..., policy: _Optional[str] = ..., reward_wait_seconds: _Optional[float] = ..., default_reward: _Optional[float] = ..., reward_aggregation: _Optional[_Union[RewardAggregation, str]] = ..., learning_mode: _Optional[_Union[LearningMode, str]] = ..., publish_interval_seconds: _Optional[float] = ..., retention_days: _Optional[float] = ..., version: _Optional[int] = ...) -> None: ...
+    shadow_policies: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., policy: _Optional[str] = ..., reward_wait_seconds: _Optional[float] = ..., default_reward: _Optional[float] = ..., reward_aggregation: _Optional[_Union[RewardAggregation, str]] = ..., learning_mode: _Optional[_Union[LearningMode, str]] = ..., publish_interval_seconds: _Optional[float] = ..., retention_days: _Optional[float] = ..., version: _Optional[int] = ..., shadow_policies: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -17,6 +17,10 @@ class StoreFullError(Exception):
     """The store has no room left (map or disk full); nothing of the failed write remains."""
 
 
+class PublishConflictError(Exception):
+    """A conditional publish found another live version than the one it expected."""
+
+
 class Stream(enum.Enum):
     """The append-only streams of the event log, each kept per loop."""
 
@@ -103,8 +107,14 @@ class ModelStore(ABC):
     """Versioned models per loop; the newest published one is live."""
 
     @abstractmethod
-    def publish(self, loop: str, spec: str, data: bytes, learned_seq: int, state: bytes = b"") -> StoredModel:
-        """Store a new version (last version + 1) and make it live, in one durable write."""
+    def publish(
+        self, loop: str, spec: str, data: bytes, learned_seq: int, state: bytes = b"", if_live: int | None = None
+    ) -> StoredModel:
+        """Store a new version (last version + 1) and make it live, in one durable write.
+
+        With `if_live`, only when the live version is still `if_live` (0: none);
+        otherwise PublishConflictError and nothing is written.
+        """
 
     @abstractmethod
     def live(self, loop: str) -> StoredModel | None:

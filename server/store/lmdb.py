@@ -47,6 +47,7 @@ from .base import (
     Entry,
     EventLog,
     ModelStore,
+    PublishConflictError,
     Store,
     StoredModel,
     StoreFullError,
@@ -358,8 +359,13 @@ class LmdbModelStore(ModelStore):
         raw = txn.get(loop.encode(), db=self._db["live"])
         return _LIVE.unpack(raw) if raw else (0, 0)
 
-    def publish(self, loop: str, spec: str, data: bytes, learned_seq: int, state: bytes = b"") -> StoredModel:
+    def publish(
+        self, loop: str, spec: str, data: bytes, learned_seq: int, state: bytes = b"", if_live: int | None = None
+    ) -> StoredModel:
         def op(txn: lmdb.Transaction) -> StoredModel:
+            live = self._live(txn, loop)[0]
+            if if_live is not None and live != if_live:
+                raise PublishConflictError(f"loop {loop}: live model is version {live}, not {if_live}")
             m = StoredModel(loop, self._live(txn, loop)[1] + 1, spec, data, learned_seq, time.time(), state)
             txn.put(_model_key(loop, m.version), _encode_model(m), db=self._db["models"])
             txn.put(loop.encode(), _LIVE.pack(m.version, m.version), db=self._db["live"])
