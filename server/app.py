@@ -16,6 +16,7 @@ from server.catalog import Catalog
 from server.config import Limits, default_loop_config
 from server.decision_service import DecisionService
 from server.errors import ErrorInterceptor
+from server.learner import DEFAULT_KEEP_MODELS
 from server.pb import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc
 from server.store import Store
 from server.trainer import Trainer
@@ -46,6 +47,7 @@ class NextbestServer:
         clock: Callable[[], float] = time.time,
         max_workers: int = 16,
         train: bool = True,
+        keep_models: int = DEFAULT_KEEP_MODELS,
     ) -> None:
         self.store = store
         self.limits = limits or Limits()
@@ -54,7 +56,7 @@ class NextbestServer:
         self.port = 0
         self._clock = clock
         self._max_workers = max_workers
-        self.trainer = Trainer(store, clock) if train else None
+        self.trainer = Trainer(store, clock, keep_models=keep_models) if train else None
         self._grpc: grpc.Server | None = None
         self._health: health.HealthServicer | None = None
         self.catalog: Catalog | None = None

@@ -77,7 +77,12 @@ class Catalog:
                 current = {name: current.get(name) for name in configs}
             for name in list(current):
                 config = configs[name] if configs is not None else current[name].config
-                current[name] = self._view(name, config, current[name])
+                try:
+                    current[name] = self._view(name, config, current[name])
+                except Exception:
+                    log.exception("loop %s: cannot load its live model; serving the previous one", name)
+                    if current[name] is None:
+                        del current[name]
             self._loops = current
             self._generation = generation
 

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 
+import policies
 from server.config import Limits
 
 
@@ -22,7 +23,15 @@ def _serve(args: argparse.Namespace) -> int:
         max_string_length=args.max_string_length,
         max_message_bytes=args.max_message_bytes,
     )
-    server = NextbestServer(open_store(args.store), args.host, args.port, limits=limits, max_workers=args.threads)
+    policies.allow_python_modules(args.policy_module)
+    server = NextbestServer(
+        open_store(args.store),
+        args.host,
+        args.port,
+        limits=limits,
+        max_workers=args.threads,
+        keep_models=args.keep_models,
+    )
     stopping = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -68,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-features", type=int, default=d.max_features_per_namespace, help="features per namespace")
     serve.add_argument("--max-string-length", type=int, default=d.max_string_length, help="characters per id/name")
     serve.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes, help="bytes per request")
+    serve.add_argument(
+        "--policy-module",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="allow `python:MODULE:Class` policy specs from this module (repeatable); none by default",
+    )
+    serve.add_argument("--keep-models", type=int, default=10, help="model versions kept per loop (default: 10)")
     serve.set_defaults(run=_serve)
     return parser
 

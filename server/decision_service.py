@@ -13,6 +13,7 @@ import policies
 from server import validation
 from server.catalog import Catalog
 from server.config import Limits, Mode
+from server.errors import InvalidArgument
 from server.pb import decision_pb2, decision_pb2_grpc, records_pb2, types_pb2
 from server.sampling import sample_index, seeded_uniform
 from server.store import Entry, EventLog, Stream
@@ -77,15 +78,18 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
             deferred=request.deferred,
             excluded_action_ids=request.excluded_action_ids,
         )
-        if view.config.learning_mode == Mode.LEARNING_MODE_ONLINE:
-            pmf = model.pmf(example, event_id)
-            record.policy = model.spec
-        else:  # APPRENTICE and LOGGING_ONLY answer with the baseline: the first candidate
-            if view.config.learning_mode == Mode.LEARNING_MODE_APPRENTICE:
-                record.policy_top_index = int(np.argmax(model.pmf(example, event_id)))
-            pmf = np.zeros(len(candidates))
-            pmf[0] = 1.0
-            record.policy = BASELINE_POLICY
+        try:
+            if view.config.learning_mode == Mode.LEARNING_MODE_ONLINE:
+                pmf = model.pmf(example, event_id)
+                record.policy = model.spec
+            else:  # APPRENTICE and LOGGING_ONLY answer with the baseline: the first candidate
+                if view.config.learning_mode == Mode.LEARNING_MODE_APPRENTICE:
+                    record.policy_top_index = int(np.argmax(model.pmf(example, event_id)))
+                pmf = np.zeros(len(candidates))
+                pmf[0] = 1.0
+                record.policy = BASELINE_POLICY
+        except policies.PolicyInputError as e:
+            raise InvalidArgument(f"actions: {e}") from e
         for name, features in request.context.items():
             record.context[name].CopyFrom(features)
         record.actions.extend(candidates)
