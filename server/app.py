@@ -48,6 +48,7 @@ class NextbestServer:
         max_workers: int = 16,
         train: bool = True,
         keep_models: int = DEFAULT_KEEP_MODELS,
+        retention_interval_seconds: float = 60.0,
     ) -> None:
         self.store = store
         self.limits = limits or Limits()
@@ -56,7 +57,11 @@ class NextbestServer:
         self.port = 0
         self._clock = clock
         self._max_workers = max_workers
-        self.trainer = Trainer(store, clock, keep_models=keep_models) if train else None
+        self.trainer = (
+            Trainer(store, clock, keep_models=keep_models, retention_interval_seconds=retention_interval_seconds)
+            if train
+            else None
+        )
         self._grpc: grpc.Server | None = None
         self._health: health.HealthServicer | None = None
         self.catalog: Catalog | None = None

@@ -10,9 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from server.joiner import Joiner, JoinerState
-from server.learner import DEFAULT_KEEP_MODELS, Learner
+from server.learner import DEFAULT_KEEP_MODELS, Learner, learned_position
 from server.pb import records_pb2, types_pb2
-from server.store import Store
+from server.retention import apply_retention
+from server.store import Store, Stream
 
 log = logging.getLogger("nextbest")
 
@@ -21,6 +22,7 @@ log = logging.getLogger("nextbest")
 class _LoopWork:
     joiner: Joiner
     learner: Learner
+    retained_at: float = float("-inf")  # monotonic time of the last retention pass
 
 
 class Trainer:
@@ -32,11 +34,13 @@ class Trainer:
         clock: Callable[[], float] = time.time,
         idle_seconds: float = 0.01,
         keep_models: int = DEFAULT_KEEP_MODELS,
+        retention_interval_seconds: float = 60.0,
     ) -> None:
         self._store = store
         self._clock = clock
         self._idle = idle_seconds
         self._keep_models = keep_models
+        self._retention_interval = retention_interval_seconds
         self._loops: dict[str, _LoopWork] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -67,9 +71,23 @@ class Trainer:
                     )
                 done += work.joiner.step(config.reward_wait_seconds)
                 done += work.learner.step(config)
+                if config.retention_days > 0 and time.monotonic() - work.retained_at >= self._retention_interval:
+                    self._retain(name, config, work)
             except Exception:
                 log.exception("loop %s: trainer step failed; retrying", name)
         return done
+
+    def _retain(self, loop: str, config: types_pb2.LoopConfig, work: _LoopWork) -> None:
+        work.retained_at = time.monotonic()
+        work.joiner.save()  # the bounds below must be durable before anything is deleted
+        bounds = {
+            Stream.DECISIONS: work.joiner.state.decisions_closed,
+            Stream.REWARDS: work.joiner.state.rewards_from,
+            Stream.JOINED: learned_position(self._store, loop),
+        }
+        deleted = apply_retention(self._store.log, loop, self._clock() - config.retention_days * 86400, bounds)
+        if any(deleted.values()):
+            log.info("loop %s: retention deleted %s", loop, {s.value: n for s, n in deleted.items()})
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="trainer", daemon=True)

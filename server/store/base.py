@@ -174,6 +174,7 @@ class Store:
     models: ModelStore
     configs: ConfigStore
     close: Callable[[], None]  # releases the backend's resources
+    used_bytes: Callable[[], int]  # space the stored data takes now
 
     def __enter__(self) -> Store:
         return self

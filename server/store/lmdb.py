@@ -102,6 +102,11 @@ class _Env:
         self._writer = threading.Thread(target=self._run, name=f"lmdb-writer {path}", daemon=True)
         self._writer.start()
 
+    def used_bytes(self) -> int:
+        """Bytes of the map in use: pages up to the highest one ever used (freed pages are reused)."""
+        with self.read():
+            return (self.env.info()["last_pgno"] + 1) * self.env.stat()["psize"]
+
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"the LMDB store at {self.path} is closed")
@@ -496,4 +501,4 @@ def open_lmdb(
     a process opens a directory once (a second open raises lmdb.Error) and shares that Store.
     """
     env = _Env(os.fspath(path), map_size, max_readers, max_batch)
-    return Store(LmdbEventLog(env), LmdbModelStore(env), LmdbConfigStore(env), env.close)
+    return Store(LmdbEventLog(env), LmdbModelStore(env), LmdbConfigStore(env), env.close, env.used_bytes)

@@ -1,0 +1,43 @@
+"""Retention: delete a loop's events older than its `retention_days` once nothing needs them.
+
+A decision is deleted only after it has been joined, a reward only after the
+joiner is past it, a joined event only after the learner has consumed it; so
+retention never changes what is learned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from server.pb import records_pb2
+from server.store import EventLog, Stream
+
+_PAGE = 1000
+
+_TIMESTAMP: dict[Stream, Callable[[bytes], float]] = {
+    Stream.DECISIONS: lambda data: records_pb2.DecisionRecord.FromString(data).timestamp,
+    Stream.REWARDS: lambda data: records_pb2.RewardRecord.FromString(data).timestamp,
+    Stream.JOINED: lambda data: records_pb2.JoinedEvent.FromString(data).decision.timestamp,
+}
+
+
+def _first_kept(log: EventLog, stream: Stream, loop: str, cutoff: float, bound: int) -> int:
+    """The seq of the first entry to keep: stamped at or after `cutoff`, or past `bound`."""
+    after = 0
+    while page := log.read(stream, loop, after, _PAGE):
+        for seq, data in page:
+            if seq > bound or _TIMESTAMP[stream](data) >= cutoff:
+                return seq
+        after = page[-1][0]
+    return min(after, bound) + 1
+
+
+def apply_retention(log: EventLog, loop: str, cutoff: float, bounds: dict[Stream, int]) -> dict[Stream, int]:
+    """Trim each stream of `loop` below `cutoff`, never past its bound (the seq its consumer is done with).
+
+    Returns how many entries were deleted per stream.
+    """
+    return {
+        stream: log.trim(stream, loop, _first_kept(log, stream, loop, cutoff, bound))
+        for stream, bound in bounds.items()
+    }
