@@ -3,11 +3,31 @@
 >>> import policies
 >>> p = policies.create("vw:--cb_explore_adf --epsilon 0.05")
 >>> p.pmf(policies.Example(context, actions), event_id)
+
+Families: `vw:<VW arguments>` (policies.vw), `random`, `baseline`,
+`fixed:<json>` (policies.simple), `rules:<journey>` (policies.rules),
+`linucb:<params>`, `lints:<params>` (policies.linear) and
+`python:<module>:<Class>[:<params>]` (policies.python).
 """
 
-from policies import vw  # noqa: F401  (registers the family)
-from policies.base import LearnEvent, Policy, PolicySpecError
+from policies import linear, python, rules, simple, vw  # noqa: F401  (registers the families)
+from policies.base import LearnEvent, Policy, PolicyInputError, PolicySpecError
 from policies.featurize import Example
-from policies.registry import create, families, load, register
+from policies.python import allow_python_modules
+from policies.registry import create, export_state, families, family, import_state, load, register
 
-__all__ = ["Example", "LearnEvent", "Policy", "PolicySpecError", "create", "families", "load", "register"]
+__all__ = [
+    "Example",
+    "LearnEvent",
+    "Policy",
+    "PolicyInputError",
+    "PolicySpecError",
+    "allow_python_modules",
+    "create",
+    "export_state",
+    "families",
+    "family",
+    "import_state",
+    "load",
+    "register",
+]

@@ -10,14 +10,23 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
+from policies.envelope import seal
 from policies.featurize import Example
 
 
 class PolicySpecError(ValueError):
     """A policy spec string that cannot be used; the message says why."""
+
+
+class PolicyInputError(ValueError):
+    """A request this policy cannot decide, e.g. no candidate has a positive weight; the message says why.
+
+    The service answers it with INVALID_ARGUMENT: the request, not the policy, must change.
+    """
 
 
 @dataclass(frozen=True)
@@ -46,9 +55,19 @@ class Policy(ABC):
     """Base of every policy family.
 
     Public methods validate and delegate to the private `_pmf`, `_learn` and
-    `_save`; families implement those and a `_load` class method.
-    Implementations need not be thread-safe: the service serializes calls.
+    `_save`; families implement those and the `_create` and `_load` class
+    methods. Implementations need not be thread-safe: the service serializes calls.
+
+    Each family declares what the contract suite (`tests/test_policy_contract.py`)
+    checks it against: `contract_specs`, representative specs it must pass
+    with; `learns`, whether learning changes its pmf (when False, `learn` must
+    leave the pmf unchanged); `explores`, whether every candidate always gets a
+    positive probability (instances may set it from their spec).
     """
+
+    contract_specs: ClassVar[tuple[str, ...]] = ()
+    learns: ClassVar[bool] = True
+    explores: bool = False
 
     def __init__(self, spec: str) -> None:
         self._spec = spec
@@ -75,8 +94,16 @@ class Policy(ABC):
             self._learn(events)
 
     def save(self) -> bytes:
-        """The policy's learned state as bytes; `policies.load(spec, data)` restores it."""
-        return self._save()
+        """The policy's learned state as bytes; `policies.load(spec, data)` restores it.
+
+        The bytes carry the family and a checksum (see `policies.envelope`).
+        """
+        return seal(self.family, self._save())
+
+    @property
+    def family(self) -> str:
+        """The family part of the spec, e.g. `vw`."""
+        return self._spec.partition(":")[0].strip()
 
     @abstractmethod
     def _pmf(self, example: Example, event_id: str) -> Sequence[float]: ...

@@ -11,13 +11,20 @@ VW text layout (one multi-line example per decision)::
 Names are sanitized for VW's text format: white space, `|` and `:` become `_`.
 Namespaces and features are emitted in sorted order so that the same input
 always gives the same floating-point sums.
+
+For models outside VW (`linucb`, `lints`), `Example.hashed(dim)` gives the same
+features as hashed vectors, with the context × action crosses that let a linear
+model personalize.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Protocol
+
+import numpy as np
 
 _SANITIZE = str.maketrans({" ": "_", "\t": "_", "\n": "_", "\r": "_", "\v": "_", "\f": "_", "|": "_", ":": "_"})
 
@@ -81,6 +88,27 @@ def context_namespaces(context: Mapping[str, FeaturesLike]) -> dict[str, dict[st
     return {sanitize(ns): dict(namespace_items(context[ns])) for ns in sorted(context)}
 
 
+def _feature_hashes(namespaces: Mapping[str, Mapping[str, float]]) -> tuple[list[int], list[float]]:
+    keys, values = [], []
+    for ns, features in namespaces.items():
+        for name, value in features.items():
+            keys.append(zlib.crc32(f"{ns}^{name}".encode()))
+            values.append(value)
+    return keys, values
+
+
+def _mix(keys: np.ndarray) -> np.ndarray:
+    """The splitmix64 finalizer: 64 well-mixed bits from any uint64 key."""
+    z = keys ^ (keys >> np.uint64(30))
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+_CONSTANT_KEY = zlib.crc32(b"constant^")
+
+
 class Example:
     """One decision's input: the shared context and the candidate actions, in order.
 
@@ -91,6 +119,7 @@ class Example:
     def __init__(self, context: Mapping[str, FeaturesLike], actions: Sequence[ActionLike]) -> None:
         self.context = context
         self.actions = actions
+        self._hashed: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -124,3 +153,37 @@ class Example:
         lines = list(self._action_lines)
         lines[chosen_index] = f"0:{cost:.9g}:{probability:.9g} {lines[chosen_index]}"
         return ([self._shared_line] if self._shared_line else []) + lines
+
+    def hashed(self, dim: int) -> np.ndarray:
+        """The example as a read-only float64 array of shape (actions, dim), one row per action.
+
+        Row i holds every product of (1 or a context feature) with (1 or a
+        feature of action i, including its `action` id and `channel`
+        namespaces): a constant, each context feature, each action feature and
+        each context × action cross, so that a linear model can make the best
+        action depend on the context. Each product goes to a bucket chosen by a
+        stable hash of the two `ns^name` feature names (names as in the VW
+        lines; CRC-32 of each, combined and mixed by splitmix64, never Python's
+        `hash()`), with a hashed sign; each row is then scaled to unit length.
+        """
+        cached = self._hashed.get(dim)
+        if cached is not None:
+            return cached
+        context_keys, context_values = _feature_hashes(context_namespaces(self.context))
+        rows, action_keys, action_values = [], [], []
+        for i, action in enumerate(self.actions):
+            keys, values = _feature_hashes(action_namespaces(action))
+            rows += [i] * (len(keys) + 1)
+            action_keys += [*keys, _CONSTANT_KEY]
+            action_values += [*values, 1.0]
+        ck = np.array([*context_keys, _CONSTANT_KEY], dtype=np.uint64)
+        keys = _mix((ck[:, None] << np.uint64(32)) | np.array(action_keys, dtype=np.uint64)).ravel()
+        values = np.outer([*context_values, 1.0], action_values).ravel()
+        signs = 1.0 - 2.0 * (keys >> np.uint64(63)).astype(np.float64)
+        flat = np.tile(np.array(rows) * dim, len(ck)) + (keys % np.uint64(dim)).astype(np.int64)
+        x = np.bincount(flat, weights=values * signs, minlength=len(self.actions) * dim).reshape(-1, dim)
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        x /= np.where(norms > 0, norms, 1.0)
+        x.flags.writeable = False
+        self._hashed[dim] = x
+        return x

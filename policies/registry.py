@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from policies.base import Policy, PolicySpecError
+from policies.envelope import is_sealed, seal, unseal
 
 _FAMILIES: dict[str, type[Policy]] = {}
 
@@ -30,21 +31,47 @@ def families() -> list[str]:
     return sorted(_FAMILIES)
 
 
-def _split(spec: str) -> tuple[type[Policy], str]:
-    family, _, params = spec.strip().partition(":")
-    cls = _FAMILIES.get(family)
+def family(name: str) -> type[Policy]:
+    """The class registered for family `name`; PolicySpecError when there is none."""
+    cls = _FAMILIES.get(name)
     if cls is None:
-        raise PolicySpecError(f"unknown policy family {family!r} in {spec!r}; known: {', '.join(families())}")
-    return cls, params.strip()
+        raise PolicySpecError(f"unknown policy family {name!r}; known: {', '.join(families())}")
+    return cls
+
+
+def _split(spec: str) -> tuple[str, type[Policy], str]:
+    name, _, params = spec.strip().partition(":")
+    name = name.strip()
+    if name not in _FAMILIES:
+        raise PolicySpecError(f"unknown policy family {name!r} in {spec!r}; known: {', '.join(families())}")
+    return name, _FAMILIES[name], params.strip()
 
 
 def create(spec: str) -> Policy:
     """A fresh, untrained policy from its spec string; raises PolicySpecError with the reason."""
-    cls, params = _split(spec)
+    _, cls, params = _split(spec)
     return cls._create(spec.strip(), params)
 
 
 def load(spec: str, data: bytes) -> Policy:
-    """A policy restored from `Policy.save()` bytes; raises ValueError on corrupt bytes."""
-    cls, params = _split(spec)
-    return cls._load(spec.strip(), params, data)
+    """A policy restored from `Policy.save()` bytes; raises ValueError on corrupt bytes.
+
+    Raises PolicySpecError (a ValueError too) when the spec itself cannot be used.
+    """
+    name, cls, params = _split(spec)
+    return cls._load(spec.strip(), params, unseal(name, data))
+
+
+def export_state(spec: str, data: bytes) -> bytes:
+    """The family's own model bytes inside `Policy.save()` bytes (for VW: a file `vw -i` reads)."""
+    name, _, _ = _split(spec)
+    return unseal(name, data)
+
+
+def import_state(spec: str, state: bytes) -> bytes:
+    """`Policy.save()` bytes around a family's own model bytes (e.g. a model trained by `vw -f`).
+
+    Bytes that already are `Policy.save()` bytes are returned as they are.
+    """
+    name, _, _ = _split(spec)
+    return state if is_sealed(state) else seal(name, state)
