@@ -157,9 +157,11 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 
     def GetStats(self, request: admin_pb2.GetStatsRequest, context: grpc.ServicerContext) -> admin_pb2.LoopStats:
         _loop_config(self._store, request.loop)
-        joiner = self._trainer.joiner_state(request.loop) if self._trainer else None
-        learner = self._trainer.learner_state(request.loop) if self._trainer else None
-        return loop_stats(self._store, request.loop, joiner, learner)
+        return self.stats(request.loop)
+
+    def stats(self, loop: str) -> admin_pb2.LoopStats:
+        """The loop's statistics, from this process's trainer when it runs one, else from the store."""
+        return self._trainer.stats(loop) if self._trainer else loop_stats(self._store, loop)
 
     def _change(self, name: str, change: Callable[[types_pb2.LoopConfig], None]) -> types_pb2.LoopConfig:
         """Apply `change` to the loop's config, validate it and store it as the next version."""
@@ -207,8 +209,12 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.ListModelsRequest, context: grpc.ServicerContext
     ) -> admin_pb2.ListModelsResponse:
         _loop_config(self._store, request.loop)
-        live = self._store.models.live_version(request.loop)
-        models = (self._store.models.get(request.loop, v) for v in self._store.models.versions(request.loop))
+        for _ in range(_PUBLISH_ATTEMPTS):  # the learner may publish between the two reads
+            versions = self._store.models.versions(request.loop)
+            live = self._store.models.live_version(request.loop)
+            if live in versions or live == 0:
+                break
+        models = (self._store.models.get(request.loop, v) for v in versions)
         return admin_pb2.ListModelsResponse(models=[_model_info(m, live) for m in models if m is not None])
 
     def Rollback(self, request: admin_pb2.RollbackRequest, context: grpc.ServicerContext) -> admin_pb2.ModelInfo:
@@ -226,9 +232,10 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         stored = self._store.models.get(request.loop, version)
         if stored is None:
             raise NotFound(f"version: loop {request.loop!r} has no model version {version}")
-        yield admin_pb2.ModelChunk(spec=stored.spec, version=stored.version, data=stored.data[:_CHUNK])
-        for start in range(_CHUNK, len(stored.data), _CHUNK):
-            yield admin_pb2.ModelChunk(data=stored.data[start : start + _CHUNK])
+        data = policies.export_state(stored.spec, stored.data)
+        yield admin_pb2.ModelChunk(spec=stored.spec, version=stored.version, data=data[:_CHUNK])
+        for start in range(_CHUNK, len(data), _CHUNK):
+            yield admin_pb2.ModelChunk(data=data[start : start + _CHUNK])
 
     def ImportModel(
         self, request_iterator: Iterator[admin_pb2.ImportModelRequest], context: grpc.ServicerContext
@@ -247,8 +254,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         spec = first.spec.strip()
         if not spec:
             raise InvalidArgument("spec: must not be empty")
-        data = b"".join(chunks)
         try:
+            data = policies.import_state(spec, b"".join(chunks))
             policies.load(spec, data)  # a scratch instance: corrupt bytes never reach the live model
         except (ValueError, policies.PolicySpecError) as e:
             raise InvalidArgument(f"data: cannot load the model as {spec!r}: {e}") from e

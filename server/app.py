@@ -17,6 +17,7 @@ from server.config import Limits, default_loop_config
 from server.decision_service import DecisionService
 from server.errors import ErrorInterceptor
 from server.learner import DEFAULT_KEEP_MODELS
+from server.metrics import Metrics
 from server.pb import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc
 from server.store import Store
 from server.trainer import Trainer
@@ -27,6 +28,14 @@ SERVICE_NAMES = (
     decision_pb2.DESCRIPTOR.services_by_name["DecisionService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
+
+
+def ensure_default_loop(store: Store) -> None:
+    """Create the loop `default` on a store that never had a loop."""
+    if store.configs.generation() == 0:
+        config = default_loop_config()
+        config.version = 1
+        store.configs.create(config.name, config.SerializeToString())
 
 
 class NextbestServer:
@@ -49,6 +58,9 @@ class NextbestServer:
         train: bool = True,
         keep_models: int = DEFAULT_KEEP_MODELS,
         retention_interval_seconds: float = 60.0,
+        metrics_port: int | None = None,
+        rpc_metrics: bool | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.store = store
         self.limits = limits or Limits()
@@ -62,6 +74,11 @@ class NextbestServer:
             if train
             else None
         )
+        self._metrics_port = metrics_port
+        self._rpc_metrics = metrics_port is not None if rpc_metrics is None else rpc_metrics
+        self.metrics_port = 0
+        self._reuse_port = reuse_port
+        self.metrics: Metrics | None = None
         self._grpc: grpc.Server | None = None
         self._health: health.HealthServicer | None = None
         self.catalog: Catalog | None = None
@@ -71,28 +88,30 @@ class NextbestServer:
         return f"{self._host}:{self.port}"
 
     def start(self) -> NextbestServer:
-        if self.store.configs.generation() == 0:
-            config = default_loop_config()
-            config.version = 1
-            self.store.configs.create(config.name, config.SerializeToString())
+        ensure_default_loop(self.store)
         self.catalog = Catalog(self.store)
         self.catalog.start()
         if self.trainer:
             self.trainer.start()
+        admin = AdminService(self.store, self.catalog, self.limits, self.trainer)
+        interceptors: list[grpc.ServerInterceptor] = [ErrorInterceptor()]
+        if self._rpc_metrics or self._metrics_port is not None:
+            self.metrics = Metrics(self.store, admin.stats)
+            interceptors.insert(0, self.metrics.interceptor())
+        if self._metrics_port is not None:
+            self.metrics_port = self.metrics.serve(self._host, self._metrics_port)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="rpc"),
-            interceptors=[ErrorInterceptor()],
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", self.limits.max_message_bytes),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", int(self._reuse_port)),
             ],
         )
         decision_pb2_grpc.add_DecisionServiceServicer_to_server(
             DecisionService(self.store.log, self.catalog, self.limits, self._clock), server
         )
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            AdminService(self.store, self.catalog, self.limits, self.trainer), server
-        )
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         for name in (*SERVICE_NAMES, ""):
@@ -117,6 +136,8 @@ class NextbestServer:
             self._grpc.stop(grace).wait()
         if self.trainer:
             self.trainer.stop()
+        if self.metrics:
+            self.metrics.stop()
         if self.catalog:
             self.catalog.stop()
         self.store.close()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from server.joiner import Joiner, JoinerState
 from server.learner import DEFAULT_KEEP_MODELS, Learner, learned_position
-from server.pb import records_pb2, types_pb2
+from server.pb import admin_pb2, records_pb2, types_pb2
 from server.retention import apply_retention
 from server.store import Store, Stream
 
@@ -44,6 +44,12 @@ class Trainer:
         self._loops: dict[str, _LoopWork] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def stats(self, loop: str) -> admin_pb2.LoopStats:
+        """The loop's statistics with this trainer's live joiner and learner state."""
+        from server.admin_service import loop_stats
+
+        return loop_stats(self._store, loop, self.joiner_state(loop), self.learner_state(loop))
 
     def learner_state(self, loop: str) -> records_pb2.LearnerState | None:
         """The live learner's estimates of `loop` (None when this trainer has not started it)."""

@@ -1,6 +1,5 @@
 """AdminService: loops are created, read, listed, changed and deleted; models swap without pausing Rank."""
 
-
 import grpc
 import pytest
 

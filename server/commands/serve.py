@@ -37,30 +37,34 @@ def add(commands: argparse._SubParsersAction) -> None:
         help="allow `python:MODULE:Class` policy specs from this module (repeatable); none by default",
     )
     serve.add_argument("--keep-models", type=int, default=10, help="model versions kept per loop (default: 10)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the port (SO_REUSEPORT) and the store; one trainer (default: 1)",
+    )
+    serve.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port at /metrics (0: any)"
+    )
     serve.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import policies
-    from server.app import NextbestServer
-    from server.store import open_store
 
-    limits = Limits(
-        max_actions=args.max_actions,
-        max_namespaces=args.max_namespaces,
-        max_features_per_namespace=args.max_features,
-        max_string_length=args.max_string_length,
-        max_message_bytes=args.max_message_bytes,
-    )
+    if args.workers < 1:
+        raise SystemExit("nextbest serve: --workers must be at least 1")
     policies.allow_python_modules(args.policy_module)
-    server = NextbestServer(
-        open_store(args.store),
-        args.host,
-        args.port,
-        limits=limits,
-        max_workers=args.threads,
-        keep_models=args.keep_models,
-    )
+    options = {
+        "limits": Limits(
+            max_actions=args.max_actions,
+            max_namespaces=args.max_namespaces,
+            max_features_per_namespace=args.max_features,
+            max_string_length=args.max_string_length,
+            max_message_bytes=args.max_message_bytes,
+        ),
+        "max_workers": args.threads,
+    }
     stopping = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -69,10 +73,70 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    server.start()
-    loops = ", ".join(server.catalog.names())
-    print(f"nextbest serving on {server.address} (store {args.store}; loops: {loops})", flush=True)
-    stopping.wait()
-    server.stop(grace=args.grace)
+    if args.workers == 1:
+        _serve_one(args, options, stopping)
+    else:
+        _serve_workers(args, options, stopping)
     print("nextbest stopped", flush=True)
     return 0
+
+
+def _announce(address: str, args: argparse.Namespace, loops: list[str], metrics_port: int) -> None:
+    extra = f"; metrics on port {metrics_port}" if args.metrics_port is not None else ""
+    workers = f"; {args.workers} workers" if args.workers > 1 else ""
+    print(f"nextbest serving on {address} (store {args.store}; loops: {', '.join(loops)}{workers}{extra})", flush=True)
+
+
+def _serve_one(args: argparse.Namespace, options: dict, stopping: threading.Event) -> None:
+    from server.app import NextbestServer
+    from server.store import open_store
+
+    server = NextbestServer(
+        open_store(args.store),
+        args.host,
+        args.port,
+        keep_models=args.keep_models,
+        metrics_port=args.metrics_port,
+        **options,
+    ).start()
+    _announce(server.address, args, server.catalog.names(), server.metrics_port)
+    stopping.wait()
+    server.stop(grace=args.grace)
+
+
+def _serve_workers(args: argparse.Namespace, options: dict, stopping: threading.Event) -> None:
+    from server.app import ensure_default_loop
+    from server.metrics import Metrics
+    from server.store import open_store
+    from server.trainer import Trainer
+    from server.workers import WorkerPool, free_port
+
+    store = open_store(args.store)
+    ensure_default_loop(store)
+    port = args.port or free_port(args.host)
+    pool = WorkerPool(
+        args.workers,
+        args.store,
+        args.host,
+        port,
+        {
+            **options,
+            "rpc_metrics": args.metrics_port is not None,
+            "grace": args.grace,
+            "policy_modules": args.policy_module,
+        },
+    )
+    trainer = Trainer(store, keep_models=args.keep_models)
+    trainer.start()
+    pool.start()
+    metrics, metrics_port = None, 0
+    if args.metrics_port is not None:
+        metrics = Metrics(store, trainer.stats)
+        metrics_port = metrics.serve(args.host, args.metrics_port)
+    _announce(f"{args.host}:{port}", args, sorted(store.configs.list()), metrics_port)
+    stopping.wait()
+    pool.stop(args.grace)
+    trainer.stop()
+    if metrics:
+        metrics.stop()
+    store.close()

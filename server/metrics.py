@@ -1,0 +1,169 @@
+"""Prometheus metrics: per-RPC counts and latencies (an interceptor) and per-loop gauges (a collector).
+
+Exposed over HTTP by `nextbest serve --metrics-port P` at `/metrics`. With
+several worker processes the RPC metrics of every worker are aggregated
+through prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from server.admin_service import loop_stats
+from server.store import Store
+
+_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+class RpcMetrics:
+    """Request counters and latency histograms by method and status code."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.requests = Counter(
+            "nextbest_rpc_requests", "RPCs handled, by method and status code", ["method", "code"], registry=registry
+        )
+        self.latency = Histogram(
+            "nextbest_rpc_latency_seconds",
+            "RPC handling time, by method",
+            ["method"],
+            buckets=_BUCKETS,
+            registry=registry,
+        )
+
+    def observe(self, method: str, code: grpc.StatusCode | None, seconds: float) -> None:
+        self.requests.labels(method, (code or grpc.StatusCode.OK).name).inc()
+        self.latency.labels(method).observe(seconds)
+
+
+class MetricsInterceptor(grpc.ServerInterceptor):
+    """Counts every RPC and times it, whatever its outcome."""
+
+    def __init__(self, metrics: RpcMetrics) -> None:
+        self._metrics = metrics
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method.rsplit(".", 1)[-1]  # e.g. DecisionService/Rank
+        if handler.unary_unary:
+            return handler._replace(unary_unary=self._timed(method, handler.unary_unary))
+        if handler.stream_unary:
+            return handler._replace(stream_unary=self._timed(method, handler.stream_unary))
+        if handler.unary_stream:
+            return handler._replace(unary_stream=self._timed_stream(method, handler.unary_stream))
+        return handler
+
+    def _timed(self, method: str, fn: Callable) -> Callable:
+        def call(request, context):
+            start = time.perf_counter()
+            try:
+                return fn(request, context)
+            finally:
+                self._metrics.observe(method, _code(context), time.perf_counter() - start)
+
+        return call
+
+    def _timed_stream(self, method: str, fn: Callable) -> Callable:
+        def call(request, context) -> Iterator:
+            start = time.perf_counter()
+            try:
+                yield from fn(request, context)
+            finally:
+                self._metrics.observe(method, _code(context), time.perf_counter() - start)
+
+        return call
+
+
+def _code(context: grpc.ServicerContext) -> grpc.StatusCode | None:
+    code = context.code()
+    return code if isinstance(code, grpc.StatusCode) else None
+
+
+class LoopCollector:
+    """Per-loop gauges read from the store at scrape time."""
+
+    def __init__(self, store: Store, stats: Callable[[str], object] | None = None) -> None:
+        self._store = store
+        self._stats = stats or (lambda loop: loop_stats(store, loop))
+
+    def collect(self):
+        counters = {
+            "decisions": "Decisions logged",
+            "rewards": "Rewards received",
+            "joined": "Decisions whose reward window closed",
+            "default_rewarded": "Joined decisions that took the default reward",
+            "orphan_rewards": "Rewards for events never seen",
+            "late_rewards": "Rewards after their window",
+            "learned": "Joined events consumed by the learner",
+        }
+        families = {
+            name: CounterMetricFamily(f"nextbest_{name}", help_, labels=["loop"]) for name, help_ in counters.items()
+        }
+        gauges = {
+            "learner_lag_events": GaugeMetricFamily(
+                "nextbest_learner_lag_events", "Joined events not yet learned", labels=["loop"]
+            ),
+            "learner_lag_seconds": GaugeMetricFamily(
+                "nextbest_learner_lag_seconds", "Age of the oldest joined event not yet learned", labels=["loop"]
+            ),
+            "pending_decisions": GaugeMetricFamily(
+                "nextbest_pending_decisions", "Decisions whose window is open", labels=["loop"]
+            ),
+            "model_version": GaugeMetricFamily("nextbest_model_version", "Live model version", labels=["loop"]),
+            "model_age_seconds": GaugeMetricFamily(
+                "nextbest_model_age_seconds", "Seconds since the live model was published", labels=["loop"]
+            ),
+        }
+        now = time.time()
+        for loop in sorted(self._store.configs.list()):
+            stats = self._stats(loop)
+            for name, family in families.items():
+                family.add_metric([loop], getattr(stats, name))
+            for name in ("learner_lag_events", "learner_lag_seconds", "pending_decisions"):
+                gauges[name].add_metric([loop], getattr(stats, name))
+            gauges["model_version"].add_metric([loop], int(stats.model_version))
+            live = self._store.models.live(loop)
+            gauges["model_age_seconds"].add_metric([loop], now - live.created_at if live else 0.0)
+        store = GaugeMetricFamily("nextbest_store_bytes", "Bytes the store's data takes")
+        store.add_metric([], self._store.used_bytes())
+        yield from families.values()
+        yield from gauges.values()
+        yield store
+
+
+class Metrics:
+    """The metrics of one server: RPC metrics for its interceptor, loop gauges, and the HTTP endpoint.
+
+    In multiprocess mode (PROMETHEUS_MULTIPROC_DIR set in every process) the
+    RPC metrics of all processes are aggregated by the one that serves HTTP.
+    """
+
+    def __init__(self, store: Store, stats: Callable[[str], object] | None = None) -> None:
+        self.registry = CollectorRegistry()
+        multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.rpc = RpcMetrics(None if multiprocess else self.registry)
+        if multiprocess:
+            MultiProcessCollector(self.registry)
+        self.registry.register(LoopCollector(store, stats))
+        self._http = None
+
+    def interceptor(self) -> MetricsInterceptor:
+        return MetricsInterceptor(self.rpc)
+
+    def serve(self, host: str, port: int) -> int:
+        """Serve /metrics on host:port (0 picks a free port); returns the port."""
+        self._http, _ = start_http_server(port, addr=host, registry=self.registry)
+        return self._http.server_port
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()

@@ -1,0 +1,97 @@
+"""`nextbest serve --workers 2`: two processes share the port and the store, one trainer learns, both swap
+models, metrics aggregate across workers, and a clean shutdown keeps every acknowledged decision."""
+
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from planted import ACTIONS, PERSONALIZING
+
+from server.client import Client
+from server.store import Stream, open_store
+from server.testing import wait_for
+
+CHANNELS = 16  # separate connections, spread over the workers by the kernel
+
+
+def cpu_ticks(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def children(pid):
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def test_two_workers_share_port_store_and_models(tmp_path):
+    store = tmp_path / "store"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "server",
+            "--log-level",
+            "WARNING",
+            "serve",
+            "--store",
+            str(store),
+            "--port",
+            "0",
+            "--workers",
+            "2",
+            "--metrics-port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    clients = []
+    try:
+        line = proc.stdout.readline()
+        address = re.search(r"serving on (\S+)", line).group(1)
+        metrics_port = int(re.search(r"metrics on port (\d+)", line).group(1))
+        workers = [p for p in children(proc.pid) if "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_text()]
+        assert len(workers) == 2, workers
+        before = {p: cpu_ticks(p) for p in workers}
+
+        clients = [Client(address) for _ in range(CHANNELS)]
+        admin = clients[0]
+        admin.create_loop("w", policy=PERSONALIZING, reward_wait_seconds=0.05, publish_interval_seconds=0.05)
+        wait_for(lambda: all(any(cfg.name == "w" for cfg in c.list_loops()) for c in clients))
+        ranked = 0
+        for _ in range(40):
+            for c in clients:
+                r = c.rank(ACTIONS, {"user": {"segment": "student"}}, loop="w", event_id=f"e{ranked}")
+                c.reward(r.event_id, 1.0 if r.chosen_action_id == "push-tip" else 0.0, loop="w")
+                ranked += 1
+        stats = wait_for(lambda: (s := admin.stats("w")).learned == ranked and s)
+        version = int(stats.model_version)
+        assert version >= 1
+        # every worker serves the newest model
+        wait_for(lambda: all(int(c.rank(ACTIONS, loop="w").model_version) >= version for c in clients))
+        assert all(cpu_ticks(p) - before[p] > 10 for p in workers), "both workers served calls"
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        counted = re.search(r'nextbest_rpc_requests_total\{code="OK",method="DecisionService/Rank"\} (\S+)', text)
+        assert float(counted.group(1)) >= ranked
+        assert 'nextbest_decisions_total{loop="w"} ' in text
+    finally:
+        for c in clients:
+            c.close()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    assert code == 0, proc.stderr.read()
+    with open_store(str(store)) as s:  # every acknowledged decision is in the store
+        assert all(s.log.get(Stream.DECISIONS, "w", f"e{i}") is not None for i in range(ranked))
