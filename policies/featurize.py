@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping, Sequence
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -48,6 +48,7 @@ class ActionLike(Protocol):
     features: Mapping[str, FeaturesLike]
 
 
+@lru_cache(maxsize=1 << 16)  # names repeat from request to request
 def sanitize(name: str) -> str:
     """`name` made safe for VW's text format."""
     return name.translate(_SANITIZE)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from server.config import DEFAULT_LOOP, Limits
 from server.errors import InvalidArgument
@@ -21,24 +21,34 @@ def _string(value: str, field: str, limits: Limits, *, required: bool = True) ->
         raise InvalidArgument(f"{field}: contains a NUL character")
 
 
+def _names(names: Iterable[str], field: str, limits: Limits) -> None:
+    longest = limits.max_string_length
+    for name in names:
+        if not name or len(name) > longest or "\x00" in name:
+            _string(name, field, limits)  # raises, naming the problem
+
+
 def _features(namespaces: Mapping[str, types_pb2.Features], field: str, limits: Limits) -> None:
     if len(namespaces) > limits.max_namespaces:
         raise InvalidArgument(f"{field}: {len(namespaces)} namespaces, more than {limits.max_namespaces}")
     for ns, features in namespaces.items():
         where = f"{field}[{ns!r}]"
         _string(ns, f"{where} (namespace name)", limits)
-        count = len(features.numeric) + len(features.categorical) + len(features.tokens)
+        numeric, categorical, tokens = features.numeric, features.categorical, features.tokens
+        count = len(numeric) + len(categorical) + len(tokens)
         if count > limits.max_features_per_namespace:
             raise InvalidArgument(f"{where}: {count} features, more than {limits.max_features_per_namespace}")
-        for name, value in features.numeric.items():
-            _string(name, f"{where}.numeric (feature name)", limits)
-            if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
+        _names(numeric, f"{where}.numeric (feature name)", limits)
+        for name, value in numeric.items():
+            if not -_FLOAT32_MAX <= value <= _FLOAT32_MAX:  # also false for NaN
                 raise InvalidArgument(f"{where}.numeric[{name!r}]: must be a finite 32-bit float, got {value}")
-        for name, value in features.categorical.items():
-            _string(name, f"{where}.categorical (feature name)", limits)
-            _string(value, f"{where}.categorical[{name!r}]", limits)
-        for i, token in enumerate(features.tokens):
-            _string(token, f"{where}.tokens[{i}]", limits)
+        _names(categorical, f"{where}.categorical (feature name)", limits)
+        for name, value in categorical.items():
+            if not value or len(value) > limits.max_string_length or "\x00" in value:
+                _string(value, f"{where}.categorical[{name!r}]", limits)
+        for i, token in enumerate(tokens):
+            if not token or len(token) > limits.max_string_length or "\x00" in token:
+                _string(token, f"{where}.tokens[{i}]", limits)
 
 
 def loop_name(loop: str) -> str:
