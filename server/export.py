@@ -1,0 +1,67 @@
+"""Joined events out of the log: as `LoggedEvent`s for evaluation, and as DSJSON for VW and other tools.
+
+`export` streams a loop's joined stream (page by page, in join order) as DSJSON lines written by
+`policies.ope.dsjson.to_dsjson`; it only reads the store, so it can run while a server writes it
+(from another process: LMDB lets a process open a directory only once).
+"""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from policies import Example
+from policies.ope.dsjson import to_dsjson
+from policies.ope.logged import LoggedEvent
+from server.learner import learn_event
+from server.pb import records_pb2
+from server.store import Store, Stream
+
+PAGE = 1000
+
+
+def logged_event(joined: records_pb2.JoinedEvent) -> LoggedEvent:
+    """A joined event as off-policy evaluation reads it.
+
+    The features are the featurizer's, the probability and pmf are the logged ones, and
+    `skip_learn` is set when the learner does not learn from the event (`learn_event`: a
+    deferred decision never activated, or a LOGGING_ONLY decision).
+    """
+    d = joined.decision
+    return LoggedEvent(
+        event_id=d.event_id,
+        example=Example(d.context, d.actions),
+        chosen_index=d.chosen_index,
+        probability=d.pmf[d.chosen_index],
+        reward=joined.reward,
+        pmf=tuple(d.pmf),
+        timestamp=d.timestamp,
+        skip_learn=learn_event(joined) is None,
+    )
+
+
+def export(store: Store, loop: str, out: TextIO, since: float | None = None, until: float | None = None) -> int:
+    """Write `loop`'s joined events to `out` as DSJSON, one line each, in join order; return how many.
+
+    Only decisions made at `since` or later and before `until` (seconds since the epoch) are
+    written. Besides the fields of `to_dsjson`, each line has Personalizer's outcome list `o`
+    (`[{"v": reward, "EventId": id, "ActionTaken": activated}]`) and `VWState.m`, the version
+    of the model that decided. Memory stays constant: the stream is read a page at a time.
+    """
+    written = 0
+    seq = 0
+    while page := store.log.read(Stream.JOINED, loop, seq, PAGE):
+        lines = []
+        for _, data in page:
+            joined = records_pb2.JoinedEvent.FromString(data)
+            d = joined.decision
+            if (since is not None and d.timestamp < since) or (until is not None and d.timestamp >= until):
+                continue
+            extra = {
+                "o": [{"v": joined.reward, "EventId": d.event_id, "ActionTaken": joined.activated}],
+                "VWState": {"m": d.model_version},
+            }
+            lines.append(to_dsjson(logged_event(joined), extra) + "\n")
+        out.write("".join(lines))
+        written += len(lines)
+        seq = page[-1][0]
+    return written

@@ -1,0 +1,216 @@
+"""DSJSON out: `nextbest export` of a real server's log, read back by VW (`--dsjson`) and by `read`."""
+
+import argparse
+import io
+import json
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import vowpalwabbit
+from planted import PERSONALIZING
+from test_dsjson import vw_parsed
+
+from policies.ope.dsjson import read
+from server.cli import main
+from server.client import LearningMode, action, namespaces
+from server.commands.export import moment
+from server.export import export, logged_event
+from server.pb import records_pb2
+from server.store import Entry, Stream, open_store
+from server.testing import FakeClock, running_server, wait_for
+
+T0 = 1_700_000_000.0
+WAIT = 10.0
+DECISIONS = 40
+SEGMENTS = ["student", "parent", "retiree"]
+
+
+def actions(i):
+    return [
+        action("welcome email", "email", {"offer": {"kind": "welcome", "value": i % 3}}),
+        action("app-tip", "push", {"offer": {"kind": "tip", "value": 1.5}}),
+        action("sms:coupon", "sms", {"offer": {"kind": "coupon", "value": 5, "tokens": ["_new"]}}),
+        action("call", "", {"script": {"tokens": ["short", "friendly"]}}),
+    ]
+
+
+def deferred(i):
+    return i % 4 == 0
+
+
+def activated(i):
+    return i % 8 == 0
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory):
+    """A log of DECISIONS decisions (one a second from T0) of loop `shop` and 3 of the LOGGING_ONLY loop `quiet`.
+
+    Every 4th decision is deferred, every 8th activated; `exported` is what `nextbest export` printed
+    from another process while the server ran.
+    """
+    store = tmp_path_factory.mktemp("export") / "store"
+    clock = FakeClock(T0)
+    with running_server(store, clock=clock) as (server, client):
+        client.create_loop("shop", policy=PERSONALIZING, reward_wait_seconds=WAIT, publish_interval_seconds=0.05)
+        client.create_loop("quiet", learning_mode=LearningMode.LEARNING_MODE_LOGGING_ONLY, reward_wait_seconds=WAIT)
+        rng = np.random.default_rng(5)
+        for i in range(DECISIONS):
+            context = {
+                "user": {"segment": SEGMENTS[i % 3], "visits": i % 5, "tokens": ["music", "_promo"]},
+                "time": {"hour": 8.25 + i % 12},
+            }
+            client.rank(actions(i), context, loop="shop", event_id=f"e{i}", deferred=deferred(i))
+            if activated(i):
+                client.activate(f"e{i}", loop="shop")
+            if rng.random() < 0.5:
+                client.reward(f"e{i}", float(rng.integers(1, 4)), loop="shop")
+            clock.advance(1)
+        for i in range(3):
+            client.rank(actions(i), loop="quiet", event_id=f"q{i}")
+        clock.advance(WAIT + 1)
+        wait_for(lambda: client.stats("shop").joined == DECISIONS and client.stats("quiet").joined == 3)
+        wait_for(lambda: client.stats("shop").learned == DECISIONS)  # consumed; deferred ones never shown skipped
+        exported = subprocess.run(
+            [sys.executable, "-m", "server", "export", "--store", str(store), "--loop", "shop"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    learned = DECISIONS - sum(deferred(i) and not activated(i) for i in range(DECISIONS))
+    return SimpleNamespace(store=str(store), learned=learned, exported=exported)
+
+
+def exported(log, loop="shop", **window):
+    with open_store(log.store) as store:
+        out = io.StringIO()
+        export(store, loop, out, **window)
+        joined = [records_pb2.JoinedEvent.FromString(d) for _, d in store.log.read(Stream.JOINED, loop, 0, 10**6)]
+    return out.getvalue().splitlines(), joined
+
+
+def test_vw_learns_from_every_exported_line_the_learner_learned_from(log, tmp_path):
+    lines, _ = exported(log)
+    path = tmp_path / "shop.json"
+    path.write_text("\n".join(lines) + "\n")
+    ws = vowpalwabbit.Workspace(f"--cb_explore_adf --dsjson -q :: -d {path} --quiet")
+    ws.run_parser()
+    assert ws.get_weighted_examples() == log.learned == sum("_skipLearn" not in json.loads(t) for t in lines)
+    ws.finish()
+
+
+def test_vw_hashes_the_export_as_it_hashes_the_featurizers_text(log):
+    """Same hashes; values equal to float precision (VW's text parser reads "0.125" as 0.12499999)."""
+    lines, joined = exported(log)
+    text = vowpalwabbit.Workspace("--cb_explore_adf -q :: --quiet")
+    dsjson = vowpalwabbit.Workspace("--cb_explore_adf -q :: --dsjson --quiet")
+    for line, j in zip(lines, joined, strict=True):
+        e = logged_event(j)
+        from_text = vw_parsed(text, "\n".join(e.example.vw_labeled_lines(e.chosen_index, -e.reward, e.probability)))
+        from_json = vw_parsed(dsjson, line.replace('"_skipLearn":true,', ""))  # VW would not parse it
+        for a, b in zip(from_text, from_json, strict=True):
+            assert [h for h, _ in a] == [h for h, _ in b]
+            np.testing.assert_allclose([v for _, v in a], [v for _, v in b], rtol=1e-6)
+    for workspace in (text, dsjson):
+        workspace.finish()
+
+
+def test_the_export_says_what_the_log_says(log):
+    lines, joined = exported(log)
+    assert len(lines) == DECISIONS
+    for line, j in zip(lines, joined, strict=True):
+        d, obj = j.decision, json.loads(line)
+        ranking = [i - 1 for i in obj["a"]]
+        assert [a["_tag"] for a in obj["c"]["_multi"]] == [a.id for a in d.actions]
+        assert ranking[0] == obj["_labelIndex"] == obj["_label_Action"] - 1 == d.chosen_index
+        assert sorted(ranking[1:], key=lambda i: -d.pmf[i]) == ranking[1:]
+        assert obj["p"] == [d.pmf[i] for i in ranking]
+        assert (obj["_label_probability"], obj["_label_cost"]) == (d.pmf[d.chosen_index], -j.reward)
+        assert obj["EventId"] == d.event_id
+        assert datetime.fromisoformat(obj["Timestamp"]).timestamp() == pytest.approx(d.timestamp, abs=1e-6)
+        assert obj["o"] == [{"v": j.reward, "EventId": d.event_id, "ActionTaken": j.activated}]
+        assert obj["VWState"] == {"m": d.model_version}
+        (back,) = read([line])
+        expected = logged_event(j)
+        assert back.example.vw_lines() == expected.example.vw_lines()
+        assert (back.chosen_index, back.probability, back.pmf, back.reward, back.skip_learn) == (
+            expected.chosen_index,
+            expected.probability,
+            expected.pmf,
+            expected.reward,
+            expected.skip_learn,
+        )
+
+
+def test_deferred_decisions_never_activated_and_logging_only_ones_are_marked_skip_learn(log):
+    lines, _ = exported(log)
+    skipped = {obj["EventId"] for obj in map(json.loads, lines) if obj.get("_skipLearn")}
+    assert skipped == {f"e{i}" for i in range(DECISIONS) if deferred(i) and not activated(i)}
+    quiet, _ = exported(log, "quiet")
+    assert [json.loads(t).get("_skipLearn") for t in quiet] == [True, True, True]
+
+
+def test_since_and_until_select_decisions_by_their_time(log):
+    lines, _ = exported(log, since=T0 + 10, until=T0 + 20)
+    assert [json.loads(t)["EventId"] for t in lines] == [f"e{i}" for i in range(10, 20)]
+
+
+def test_the_command_writes_to_stdout_while_the_server_runs_and_to_a_file(log, tmp_path, capsys):
+    lines, _ = exported(log)
+    assert log.exported.stdout.splitlines() == lines
+    assert f"{DECISIONS} events of loop 'shop' written to standard output" in log.exported.stderr
+    out = tmp_path / "window.json"
+    since = datetime.fromtimestamp(T0 + 10, UTC).isoformat()
+    assert main(["export", "--store", log.store, "--loop", "shop", "--since", since, "--until", str(T0 + 20),
+                 "--output", str(out)]) == 0  # fmt: skip
+    assert len(out.read_text().splitlines()) == 10
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"10 events of loop 'shop' written to {out}" in captured.err
+
+
+@pytest.mark.parametrize(
+    "store, loop, message",
+    [("missing", "shop", "no store in"), ("", "nope", r"no loop 'nope' in .* \(loops: default, quiet, shop\)")],
+)
+def test_the_command_refuses_a_missing_store_or_loop(log, tmp_path, capsys, store, loop, message):
+    assert main(["export", "--store", str(tmp_path / store) if store else log.store, "--loop", loop]) == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_the_command_reports_an_event_vws_json_cannot_hold(tmp_path, capsys):
+    decision = records_pb2.DecisionRecord(
+        event_id="odd", context=namespaces({"_private": {"x": 2}}), actions=actions(0), pmf=[1, 0, 0, 0]
+    )
+    with open_store(str(tmp_path / "store")) as store:
+        store.configs.create("odd", b"")
+        store.log.append(
+            Stream.JOINED, "odd", [Entry("odd", records_pb2.JoinedEvent(decision=decision).SerializeToString())]
+        )
+    assert main(["export", "--store", str(tmp_path / "store"), "--loop", "odd"]) == 1
+    assert "event 'odd': VW's JSON cannot hold namespace '_private'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("1700000000", T0),
+        ("1700000000.5", T0 + 0.5),
+        ("2023-11-14T22:13:20Z", T0),
+        ("2023-11-14T22:13:20", T0),
+        ("2023-11-14T23:13:20+01:00", T0),
+        ("2023-11-14", T0 - 80000),
+    ],
+)
+def test_times_are_iso_8601_utc_by_default_or_epoch_seconds(text, seconds):
+    assert moment(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2023-13-01", ""])
+def test_other_times_are_refused(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="expected ISO 8601 or epoch seconds"):
+        moment(text)
