@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 
@@ -19,6 +20,7 @@ from server.errors import (
     NotFound,
     ResourceExhausted,
 )
+from server.export import joined_events, logged_event
 from server.joiner import JoinerState
 from server.learner import learned_position, state_estimates
 from server.pb import admin_pb2, admin_pb2_grpc, records_pb2, types_pb2
@@ -76,6 +78,29 @@ def loop_stats(
         apprentice_match_rate=j.apprentice_matches / j.apprentice_joined if j.apprentice_joined else 0.0,
         policies=state_estimates(learner),
     )
+
+
+def evaluate_response(report: dict) -> admin_pb2.EvaluateResponse:
+    """The EvaluateResponse of an evaluation report (the JSON of `nextbest evaluate`)."""
+
+    def number(x: float | None) -> float:
+        return math.nan if x is None else x
+
+    response = admin_pb2.EvaluateResponse(
+        events=report["events"], best=report["best"] or "", report_json=json.dumps(report)
+    )
+    for entry in report["policies"]:
+        policy = response.policies.add(
+            spec=entry["spec"],
+            effective_sample_size=number(entry["ess"]),
+            max_weight=number(entry["max_weight"]),
+            warnings=entry["warnings"],
+        )
+        for name, e in entry["estimates"].items():
+            policy.estimates[name].CopyFrom(
+                admin_pb2.Estimate(value=number(e["value"]), ci_low=number(e["ci"][0]), ci_high=number(e["ci"][1]))
+            )
+    return response
 
 
 def _make_live(config: types_pb2.LoopConfig, spec: str) -> None:
@@ -260,6 +285,19 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         except (ValueError, policies.PolicySpecError) as e:
             raise InvalidArgument(f"data: cannot load the model as {spec!r}: {e}") from e
         return self._publish(config, spec, data)
+
+    def Evaluate(self, request: admin_pb2.EvaluateRequest, context: grpc.ServicerContext) -> admin_pb2.EvaluateResponse:
+        from policies.ope.report import evaluate
+
+        _loop_config(self._store, request.loop)
+        joined = joined_events(self._store, request.loop, request.since or None, request.until or None)
+        try:
+            report = evaluate((logged_event(j) for j in joined), list(request.specs))
+        except policies.PolicySpecError as e:
+            raise InvalidArgument(f"specs: {e}") from e
+        except ValueError as e:  # e.g. too few events
+            raise FailedPrecondition(f"loop {request.loop!r}: {e}") from e
+        return evaluate_response(report)
 
     def _publish(self, config: types_pb2.LoopConfig, spec: str, data: bytes) -> admin_pb2.ModelInfo:
         """Make `spec` the loop's policy and publish `data` as its newest model, carrying the learner's

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TextIO
 
 from policies import Example
@@ -39,6 +40,21 @@ def logged_event(joined: records_pb2.JoinedEvent) -> LoggedEvent:
     )
 
 
+def joined_events(
+    store: Store, loop: str, since: float | None = None, until: float | None = None
+) -> Iterator[records_pb2.JoinedEvent]:
+    """`loop`'s joined events in join order, read a page at a time, with decisions made at `since`
+    or later and before `until` (seconds since the epoch; None: unbounded)."""
+    seq = 0
+    while page := store.log.read(Stream.JOINED, loop, seq, PAGE):
+        for _, data in page:
+            joined = records_pb2.JoinedEvent.FromString(data)
+            t = joined.decision.timestamp
+            if (since is None or t >= since) and (until is None or t < until):
+                yield joined
+        seq = page[-1][0]
+
+
 def export(store: Store, loop: str, out: TextIO, since: float | None = None, until: float | None = None) -> int:
     """Write `loop`'s joined events to `out` as DSJSON, one line each, in join order; return how many.
 
@@ -48,20 +64,12 @@ def export(store: Store, loop: str, out: TextIO, since: float | None = None, unt
     of the model that decided. Memory stays constant: the stream is read a page at a time.
     """
     written = 0
-    seq = 0
-    while page := store.log.read(Stream.JOINED, loop, seq, PAGE):
-        lines = []
-        for _, data in page:
-            joined = records_pb2.JoinedEvent.FromString(data)
-            d = joined.decision
-            if (since is not None and d.timestamp < since) or (until is not None and d.timestamp >= until):
-                continue
-            extra = {
-                "o": [{"v": joined.reward, "EventId": d.event_id, "ActionTaken": joined.activated}],
-                "VWState": {"m": d.model_version},
-            }
-            lines.append(to_dsjson(logged_event(joined), extra) + "\n")
-        out.write("".join(lines))
-        written += len(lines)
-        seq = page[-1][0]
+    for joined in joined_events(store, loop, since, until):
+        d = joined.decision
+        extra = {
+            "o": [{"v": joined.reward, "EventId": d.event_id, "ActionTaken": joined.activated}],
+            "VWState": {"m": d.model_version},
+        }
+        out.write(to_dsjson(logged_event(joined), extra) + "\n")
+        written += 1
     return written

@@ -1,5 +1,22 @@
 """Off-policy evaluation: logged bandit events, DSJSON logs, estimators and counterfactual replay."""
 
+from policies.ope.estimators import DM, DR, IPS, SNIPS, BanditFeedback, ClippedIPS, Estimate, Estimator, cross_fit
 from policies.ope.logged import LoggedEvent
+from policies.ope.replay import replay
+from policies.ope.report import evaluate, search_grid
 
-__all__ = ["LoggedEvent"]
+__all__ = [
+    "DM",
+    "DR",
+    "IPS",
+    "SNIPS",
+    "BanditFeedback",
+    "ClippedIPS",
+    "Estimate",
+    "Estimator",
+    "LoggedEvent",
+    "cross_fit",
+    "evaluate",
+    "replay",
+    "search_grid",
+]

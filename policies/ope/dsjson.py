@@ -134,14 +134,32 @@ class _Namespaces:
     def features(self) -> dict[str, Features]:
         numeric, tokens = self.numeric, self.tokens
         return {
-            ns: Features(numeric.get(ns, {}), {}, tuple(tokens.get(ns, ())))
+            ns: _with_categoricals(numeric.get(ns, {}), tuple(tokens.get(ns, ())))
             for ns in sorted(numeric.keys() | tokens.keys())
             if numeric.get(ns) or tokens.get(ns)
         }
 
 
+def _with_categoricals(numeric: dict[str, float], tokens: tuple[str, ...]) -> Features:
+    """Features where each `name=value` feature of value 1 is the categorical name → value again.
+
+    That is how the featurizer writes a categorical feature, so its VW text (and
+    hash) is unchanged, and rules on `ns.name` match events read back from DSJSON.
+    """
+    categorical = {}
+    for key in [k for k, v in numeric.items() if v == 1.0 and "=" in k[1:]]:
+        name, _, value = key.partition("=")
+        if name not in categorical and name not in numeric:
+            categorical[name] = value
+            del numeric[key]
+    return Features(numeric, categorical, tokens)
+
+
 def _pairs(features: Features | None) -> list[tuple[str, float]]:
-    return [*features.numeric.items(), *((t, 1.0) for t in features.tokens)] if features else []
+    if not features:
+        return []
+    categorical = ((f"{k}={v}", 1.0) for k, v in features.categorical.items())
+    return [*features.numeric.items(), *categorical, *((t, 1.0) for t in features.tokens)]
 
 
 def _action(item: Any, position: int) -> Action:

@@ -198,3 +198,58 @@ class ImportModelRequest(_message.Message):
     spec: str
     data: bytes
     def __init__(self, loop: _Optional[str] = ..., spec: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class EvaluateRequest(_message.Message):
+    __slots__ = ("loop", "specs", "since", "until")
+    LOOP_FIELD_NUMBER: _ClassVar[int]
+    SPECS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    loop: str
+    specs: _containers.RepeatedScalarFieldContainer[str]
+    since: float
+    until: float
+    def __init__(self, loop: _Optional[str] = ..., specs: _Optional[_Iterable[str]] = ..., since: _Optional[float] = ..., until: _Optional[float] = ...) -> None: ...
+
+class Estimate(_message.Message):
+    __slots__ = ("value", "ci_low", "ci_high")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    value: float
+    ci_low: float
+    ci_high: float
+    def __init__(self, value: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ...) -> None: ...
+
+class PolicyReport(_message.Message):
+    __slots__ = ("spec", "estimates", "effective_sample_size", "max_weight", "warnings")
+    class EstimatesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Estimate
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Estimate, _Mapping]] = ...) -> None: ...
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATES_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_SAMPLE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    spec: str
+    estimates: _containers.MessageMap[str, Estimate]
+    effective_sample_size: float
+    max_weight: float
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, spec: _Optional[str] = ..., estimates: _Optional[_Mapping[str, Estimate]] = ..., effective_sample_size: _Optional[float] = ..., max_weight: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EvaluateResponse(_message.Message):
+    __slots__ = ("events", "policies", "best", "report_json")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    BEST_FIELD_NUMBER: _ClassVar[int]
+    REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    events: int
+    policies: _containers.RepeatedCompositeFieldContainer[PolicyReport]
+    best: str
+    report_json: str
+    def __init__(self, events: _Optional[int] = ..., policies: _Optional[_Iterable[_Union[PolicyReport, _Mapping]]] = ..., best: _Optional[str] = ..., report_json: _Optional[str] = ...) -> None: ...

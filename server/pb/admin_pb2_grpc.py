@@ -95,6 +95,11 @@ class AdminServiceStub:
                 request_serializer=nextbest_dot_v1_dot_admin__pb2.ImportModelRequest.SerializeToString,
                 response_deserializer=nextbest_dot_v1_dot_admin__pb2.ModelInfo.FromString,
                 _registered_method=True)
+        self.Evaluate = channel.unary_unary(
+                '/nextbest.v1.AdminService/Evaluate',
+                request_serializer=nextbest_dot_v1_dot_admin__pb2.EvaluateRequest.SerializeToString,
+                response_deserializer=nextbest_dot_v1_dot_admin__pb2.EvaluateResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -186,6 +191,16 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Evaluate(self, request, context):
+        """Off-policy evaluation of candidate policy specs on the loop's joined
+        events, as `nextbest evaluate` does on an exported log: each learning
+        policy is replayed in order (scored on an event before learning from it);
+        the logged policy, `baseline` and `random` are always reported.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -248,6 +263,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ImportModel,
                     request_deserializer=nextbest_dot_v1_dot_admin__pb2.ImportModelRequest.FromString,
                     response_serializer=nextbest_dot_v1_dot_admin__pb2.ModelInfo.SerializeToString,
+            ),
+            'Evaluate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Evaluate,
+                    request_deserializer=nextbest_dot_v1_dot_admin__pb2.EvaluateRequest.FromString,
+                    response_serializer=nextbest_dot_v1_dot_admin__pb2.EvaluateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -574,6 +594,33 @@ class AdminService:
             '/nextbest.v1.AdminService/ImportModel',
             nextbest_dot_v1_dot_admin__pb2.ImportModelRequest.SerializeToString,
             nextbest_dot_v1_dot_admin__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Evaluate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nextbest.v1.AdminService/Evaluate',
+            nextbest_dot_v1_dot_admin__pb2.EvaluateRequest.SerializeToString,
+            nextbest_dot_v1_dot_admin__pb2.EvaluateResponse.FromString,
             options,
             channel_credentials,
             insecure,
