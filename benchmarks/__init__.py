@@ -1,0 +1,1 @@
+"""Benchmarks of nextbest: load generation and the baselines it is measured against."""

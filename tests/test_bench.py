@@ -1,0 +1,121 @@
+"""`nextbest bench`: the payload, the echo baseline, open-loop scheduling and a short end-to-end bench.
+
+Nothing here asserts a throughput or a latency: only that the bench measures and reports them.
+"""
+
+import asyncio
+import dataclasses
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+
+from benchmarks import echo
+from benchmarks.load import Load, Service, Workload, measure, rank_request
+from server import validation
+from server.cli import build_parser
+from server.commands.bench import Plan
+from server.config import Limits
+from server.pb import decision_pb2
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_payload_is_a_valid_rank_request_of_the_documented_size():
+    request = rank_request(random.Random(0), "bench")
+    assert len(validation.rank_request(request, Limits())) == 10
+    assert sorted(request.context) == ["history", "session", "user"]
+    for features in request.context.values():
+        assert len(features.numeric) + len(features.categorical) + len(features.tokens) == 20
+        assert features.numeric and features.categorical and features.tokens
+    for action in request.actions:
+        (offer,) = action.features.values()
+        assert len(offer.numeric) + len(offer.categorical) + len(offer.tokens) == 5
+    assert len({a.channel for a in request.actions}) == 6
+    assert 2000 < request.ByteSize() < 3000
+
+
+def test_workload_sends_unique_events_and_rewards_a_fraction():
+    workload = Workload("bench", reward_fraction=0.5, seed=1)
+    calls = [workload.call(i) for i in range(400)]
+    ranks = [decision_pb2.RankRequest.FromString(rank) for rank, _ in calls]
+    assert len({r.event_id for r in ranks}) == 400
+    assert all(r.loop == "bench" and len(r.actions) == 10 for r in ranks)
+    rewards = {
+        rank.event_id: decision_pb2.RewardRequest.FromString(reward)
+        for rank, (_, reward) in zip(ranks, calls, strict=True)
+        if reward is not None
+    }
+    assert 100 < len(rewards) < 300
+    assert all(reward.event_id == event_id and reward.loop == "bench" for event_id, reward in rewards.items())
+
+
+def test_echo_service_answers_with_the_bytes_it_received_and_drains_streams():
+    server, port = echo.serve(threads=2)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_unary(echo.METHOD)
+            payload = rank_request(random.Random(0)).SerializeToString()
+            assert call(payload, timeout=10) == payload
+            assert call(b"", timeout=10) == b""
+            drain = channel.stream_unary(echo.STREAM_METHOD)
+            assert int.from_bytes(drain(iter([payload] * 50), timeout=10), "big") == 50
+    finally:
+        server.stop(None)
+
+
+def test_open_loop_against_echo_schedules_and_measures():
+    server, port = echo.serve(threads=4)
+    try:
+        service = Service("echo", f"127.0.0.1:{port}", echo.METHOD, echo.METHOD)
+        workload = Workload("bench", reward_fraction=0.5, seed=1)
+        run = asyncio.run(measure(service, workload, Load(rate=200, arrival="fixed"), warmup=0.2, duration=1.0))
+    finally:
+        server.stop(None)
+    assert run["mode"] == "open" and run["rate"] == 200
+    assert run["scheduled"] > 0 and run["calls"] > 0 and run["errors"] == {}
+    assert run["reward"]["calls"] > 0
+    assert set(run["latency_ms"]) == {"p50", "p90", "p99", "p999", "max", "mean"}
+
+
+def test_every_plan_field_is_a_flag_with_the_same_default():
+    args = build_parser().parse_args(["bench"])
+    assert Plan(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Plan)}) == Plan()
+
+
+def test_short_bench_reports_rank_and_echo(tmp_path):
+    report_path, plot_path = tmp_path / "bench.json", tmp_path / "bench.png"
+    flags = ["--duration", "1.5", "--warmup", "0.5", "--concurrency", "2", "--reward-stream", "2000"]
+    outputs = ["--json", str(report_path), "--plot", str(plot_path)]
+    out = subprocess.run(
+        [sys.executable, "-m", "server", "--log-level", "WARNING", "bench", *flags, *outputs],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "rank/echo" in out.stdout and "RewardStream" in out.stdout
+    assert "calls" in out.stderr  # the progress lines
+    report = json.loads(report_path.read_text())
+    sections = {"version", "machine", "plan", "server", "loop", "payload", "runs", "comparisons", "reward_stream"}
+    assert sections <= set(report)
+    echo_run, rank_run = report["runs"]
+    assert (echo_run["service"], rank_run["service"]) == ("echo", "rank")
+    for run in (echo_run, rank_run):
+        assert run["mode"] == "closed" and run["concurrency"] == 2
+        assert run["throughput"] > 0 and run["calls"] > 0
+        assert run["latency_ms"]["p50"] > 0 and run["latency_ms"]["p999"] >= run["latency_ms"]["p99"]
+        assert run["reward"]["calls"] > 0
+        assert set(run["cpu"]) == {"client", "server", "machine", "other"}
+        assert run["timeline"]
+    assert rank_run["learner"]["decisions"] > 0
+    (comparison,) = report["comparisons"]
+    assert comparison["throughput_ratio"] > 0 and comparison["p99_ratio"] > 0
+    stream = report["reward_stream"]
+    assert stream["accepted"] == 2000 and stream["rewards_per_second"] > 0 and stream["echo_per_second"] > 0
+    assert report["loop"]["reward_wait_seconds"] == 0.5
+    assert plot_path.read_bytes().startswith(b"\x89PNG")
