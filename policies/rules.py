@@ -20,6 +20,9 @@ or the same in TOML (keys with dots must be quoted)::
 it parses as TOML; otherwise the path of a `.json` or `.toml` file (at most
 1 MiB), read when the policy is created. The saved policy holds the journey
 itself, so a published model keeps behaving the same when the file changes.
+Any readable file may be named until `restrict_rules_files` confines them to
+one directory (relative paths then start there) or forbids them: a server
+does, since its specs come from requests (`nextbest serve --rules-dir DIR`).
 
 - `rules` (required, non-empty): tried in order. A rule applies when every
   condition of its `if` holds (an empty or absent `if` always holds) and one
@@ -63,6 +66,9 @@ from policies.featurize import Example, FeaturesLike
 from policies.registry import register
 
 _MAX_FILE_BYTES = 1 << 20
+
+_restricted = False  # whether journey files are confined to _files_dir (None: none may be read)
+_files_dir: str | None = None
 _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "<": lambda a, b: a < b,
     "<=": lambda a, b: a <= b,
@@ -261,7 +267,34 @@ def _parse(params: str) -> tuple[object, bool, str]:
                 f"rules: the journey is not inline JSON (it does not start with {{), not TOML ({e}), "
                 "nor the path of a .json or .toml file"
             ) from None
-    return _read_file(params), False, f"rules (file {params})"
+    return _read_file(_allowed_path(params)), False, f"rules (file {params})"
+
+
+def restrict_rules_files(directory: str | os.PathLike[str] | None) -> Callable[[], None]:
+    """From now on read journey files only inside `directory` (None: read none); returns a function that
+    restores the previous setting. Symbolic links are resolved before the check."""
+    global _restricted, _files_dir
+    previous = (_restricted, _files_dir)
+    _restricted, _files_dir = True, None if directory is None else os.path.realpath(directory)
+
+    def restore() -> None:
+        global _restricted, _files_dir
+        _restricted, _files_dir = previous
+
+    return restore
+
+
+def _allowed_path(path: str) -> str:
+    if not _restricted:
+        return path
+    if _files_dir is None:
+        raise PolicySpecError(
+            "rules: this server reads no journey files (start it with --rules-dir DIR); send the journey inline"
+        )
+    full = os.path.realpath(os.path.join(_files_dir, path))
+    if os.path.commonpath([full, _files_dir]) != _files_dir:
+        raise PolicySpecError(f"rules: {path!r} is outside the server's rules directory")
+    return full
 
 
 def _read_file(path: str) -> object:

@@ -134,10 +134,10 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     def CreateLoop(self, request: admin_pb2.CreateLoopRequest, context: grpc.ServicerContext) -> types_pb2.LoopConfig:
         if request.config.version:
             raise InvalidArgument("config.version: is set by the server; leave it 0")
-        config = normalized(request.config)
-        config.version = 1
         if len(self._store.configs.list()) >= self._limits.max_loops:
             raise ResourceExhausted(f"loops: at most {self._limits.max_loops} loops (limit max_loops)")
+        config = normalized(request.config)
+        config.version = 1
         if not self._store.configs.create(config.name, config.SerializeToString()):
             raise AlreadyExists(f"config.name: a loop named {config.name!r} exists")
         self._catalog.refresh()

@@ -12,6 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from server.admin_service import AdminService
+from server.auth import ApiKeys, AuthInterceptor, exposure_problem
 from server.catalog import Catalog
 from server.config import Limits, default_loop_config
 from server.decision_service import DecisionService
@@ -20,6 +21,7 @@ from server.learner import DEFAULT_KEEP_MODELS
 from server.metrics import Metrics
 from server.pb import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc
 from server.store import Store
+from server.tls import ServerTls, TlsError
 from server.trainer import Trainer
 
 log = logging.getLogger("nextbest")
@@ -44,6 +46,12 @@ class NextbestServer:
     `start()` creates the loop `default` on a new store, starts the catalog
     refresher, the trainer and the gRPC server. `stop()` finishes in-flight
     calls, then saves the trainer's positions and publishes pending models.
+
+    Access: with `api_keys` every call but health checking and reflection needs
+    a key with the method's scope (see `server.auth`); without keys the server
+    binds only a loopback address unless `insecure` (ValueError otherwise).
+    `tls` serves TLS, mutual TLS when it holds a client CA. With
+    `serve_without_logging` Rank answers unlogged when the store is full.
     """
 
     def __init__(
@@ -61,7 +69,14 @@ class NextbestServer:
         metrics_port: int | None = None,
         rpc_metrics: bool | None = None,
         reuse_port: bool = False,
+        api_keys: ApiKeys | None = None,
+        tls: ServerTls | None = None,
+        insecure: bool = False,
+        serve_without_logging: bool = False,
     ) -> None:
+        problem = exposure_problem(host, api_keys, insecure)
+        if problem:
+            raise ValueError(problem)
         self.store = store
         self.limits = limits or Limits()
         self._host = host
@@ -78,6 +93,9 @@ class NextbestServer:
         self._rpc_metrics = metrics_port is not None if rpc_metrics is None else rpc_metrics
         self.metrics_port = 0
         self._reuse_port = reuse_port
+        self._api_keys = api_keys
+        self._tls = tls
+        self._serve_without_logging = serve_without_logging
         self.metrics: Metrics | None = None
         self._grpc: grpc.Server | None = None
         self._health: health.HealthServicer | None = None
@@ -95,6 +113,8 @@ class NextbestServer:
             self.trainer.start()
         admin = AdminService(self.store, self.catalog, self.limits, self.trainer)
         interceptors: list[grpc.ServerInterceptor] = [ErrorInterceptor()]
+        if self._api_keys is not None:
+            interceptors.insert(0, AuthInterceptor(self._api_keys))
         if self._rpc_metrics or self._metrics_port is not None:
             self.metrics = Metrics(self.store, admin.stats)
             interceptors.insert(0, self.metrics.interceptor())
@@ -108,16 +128,29 @@ class NextbestServer:
                 ("grpc.so_reuseport", int(self._reuse_port)),
             ],
         )
-        decision_pb2_grpc.add_DecisionServiceServicer_to_server(
-            DecisionService(self.store.log, self.catalog, self.limits, self._clock), server
+        decisions = DecisionService(
+            self.store.log,
+            self.catalog,
+            self.limits,
+            self._clock,
+            serve_without_logging=self._serve_without_logging,
+            on_unlogged=self.metrics.rpc.unlogged_decision if self.metrics else None,
         )
+        decision_pb2_grpc.add_DecisionServiceServicer_to_server(decisions, server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         for name in (*SERVICE_NAMES, ""):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        self.port = server.add_insecure_port(f"{self._host}:{self._requested_port}")
+        address = f"{self._host}:{self._requested_port}"
+        if self._tls:
+            try:
+                self.port = server.add_secure_port(address, self._tls.credentials())
+            except RuntimeError as e:  # gRPC logs the reason, e.g. a key that does not match the certificate
+                raise TlsError(f"cannot serve TLS on {address}: {e} (does the key match the certificate?)") from None
+        else:
+            self.port = server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"cannot bind {self._host}:{self._requested_port}")
         server.start()

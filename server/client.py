@@ -11,12 +11,17 @@
 
 Plain dicts become Features: numbers are numeric features, strings are
 categorical (`name=value`), and a list of strings under "tokens" is a bag of words.
+
+A server with API keys wants `Client(target, api_key="...")`; one serving TLS
+wants `tls=True` (the system's CA certificates) or `ca_cert=` (PEM bytes or a
+file), and for mutual TLS also `client_cert=` and `client_key=`.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 
@@ -55,8 +60,85 @@ def action(action_id: str, channel: str = "", features: Mapping[str, FeaturesInp
     return types_pb2.Action(id=action_id, channel=channel, features=namespaces(features))
 
 
+Pem = bytes | str | os.PathLike[str]
+
+
+def _pem(value: Pem | None) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    with open(value, "rb") as f:
+        return f.read()
+
+
+class _CallDetails(NamedTuple):
+    method: str
+    timeout: float | None
+    metadata: Any
+    credentials: Any
+    wait_for_ready: bool | None
+    compression: Any
+
+
+class _BearerKey(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds `authorization: Bearer <key>` to the metadata of every call."""
+
+    def __init__(self, key: str) -> None:
+        self._header = ("authorization", f"Bearer {key}")
+
+    def _with_key(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        metadata = (*(details.metadata or ()), self._header)
+        return _CallDetails(
+            details.method,
+            details.timeout,
+            metadata,
+            details.credentials,
+            details.wait_for_ready,
+            getattr(details, "compression", None),
+        )
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return continuation(self._with_key(client_call_details), request)
+
+    def intercept_unary_stream(self, continuation, client_call_details, request):
+        return continuation(self._with_key(client_call_details), request)
+
+    def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
+        return continuation(self._with_key(client_call_details), request_iterator)
+
+    def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
+        return continuation(self._with_key(client_call_details), request_iterator)
+
+
+def open_channel(
+    target: str,
+    *,
+    api_key: str | None = None,
+    tls: bool = False,
+    ca_cert: Pem | None = None,
+    client_cert: Pem | None = None,
+    client_key: Pem | None = None,
+) -> grpc.Channel:
+    """A channel to a nextbest server: TLS when `tls` or any certificate is given (`ca_cert`: the CA that
+    signed the server's certificate, else the system's; `client_cert` and `client_key` for mutual TLS),
+    sending `api_key` with every call. PEM values are bytes or file paths."""
+    if tls or ca_cert is not None or client_cert is not None:
+        credentials = grpc.ssl_channel_credentials(_pem(ca_cert), _pem(client_key), _pem(client_cert))
+        channel = grpc.secure_channel(target, credentials)
+    else:
+        channel = grpc.insecure_channel(target)
+    return grpc.intercept_channel(channel, _BearerKey(api_key)) if api_key else channel
+
+
 class Client:
-    """Blocking client of DecisionService and AdminService. Errors raise grpc.RpcError."""
+    """Blocking client of DecisionService and AdminService. Errors raise grpc.RpcError.
+
+    `api_key`, `tls`, `ca_cert`, `client_cert` and `client_key` go to `open_channel`, unless a `channel` is given.
+    """
 
     def __init__(
         self,
@@ -64,8 +146,9 @@ class Client:
         *,
         channel: grpc.Channel | None = None,
         timeout: float | None = 30.0,
+        **access: Any,
     ) -> None:
-        self.channel = channel or grpc.insecure_channel(target)
+        self.channel = channel or open_channel(target, **access)
         self.decisions = decision_pb2_grpc.DecisionServiceStub(self.channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
         self.timeout = timeout

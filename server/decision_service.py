@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,10 +18,13 @@ from server.config import Limits, Mode
 from server.errors import InvalidArgument
 from server.pb import decision_pb2, decision_pb2_grpc, records_pb2, types_pb2
 from server.sampling import sample_index, seeded_uniform
-from server.store import Entry, EventLog, Stream
+from server.store import Entry, EventLog, StoreFullError, Stream
+
+logger = logging.getLogger("nextbest")
 
 BASELINE_POLICY = "baseline"
 _STREAM_BATCH = 256
+_UNLOGGED_WARNING_SECONDS = 60.0
 
 
 def response_of(record: records_pb2.DecisionRecord) -> decision_pb2.RankResponse:
@@ -50,13 +55,31 @@ def reward_entry(request: decision_pb2.RewardRequest, now: float) -> Entry:
 
 
 class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
-    """Serves decisions from the catalog's live models and logs them durably before answering."""
+    """Serves decisions from the catalog's live models and logs them durably before answering.
 
-    def __init__(self, log: EventLog, catalog: Catalog, limits: Limits, clock: Callable[[], float] = time.time):
+    When the store is full Rank fails with RESOURCE_EXHAUSTED, unless `serve_without_logging`: then it
+    answers unlogged, calls `on_unlogged(loop)` and warns (at most once a minute).
+    """
+
+    def __init__(
+        self,
+        log: EventLog,
+        catalog: Catalog,
+        limits: Limits,
+        clock: Callable[[], float] = time.time,
+        *,
+        serve_without_logging: bool = False,
+        on_unlogged: Callable[[str], None] | None = None,
+    ) -> None:
         self._log = log
         self._catalog = catalog
         self._limits = limits
         self._clock = clock
+        self._serve_without_logging = serve_without_logging
+        self._on_unlogged = on_unlogged
+        self._unlogged_lock = threading.Lock()
+        self._unlogged = 0
+        self._warned_at = float("-inf")
 
     def Rank(self, request: decision_pb2.RankRequest, context: grpc.ServicerContext) -> decision_pb2.RankResponse:
         candidates = validation.rank_request(request, self._limits)
@@ -95,10 +118,27 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         record.actions.extend(candidates)
         record.pmf.extend(pmf.tolist())
         record.chosen_index = sample_index(record.pmf, seeded_uniform(loop, event_id))
-        appended = self._log.append(Stream.DECISIONS, loop, [Entry(event_id, record.SerializeToString())])[0]
+        try:
+            appended = self._log.append(Stream.DECISIONS, loop, [Entry(event_id, record.SerializeToString())])[0]
+        except StoreFullError as e:
+            if not self._serve_without_logging:
+                raise
+            self._answered_unlogged(loop, e)
+            return response_of(record)
         if not appended.created:  # a concurrent retry logged it first
             record = records_pb2.DecisionRecord.FromString(appended.data)
         return response_of(record)
+
+    def _answered_unlogged(self, loop: str, error: StoreFullError) -> None:
+        if self._on_unlogged:
+            self._on_unlogged(loop)
+        with self._unlogged_lock:
+            self._unlogged += 1
+            now = time.monotonic()
+            if now - self._warned_at < _UNLOGGED_WARNING_SECONDS:
+                return
+            self._warned_at, count = now, self._unlogged
+        logger.warning("answering Rank without logging (%d unlogged decisions so far): %s", count, error)
 
     def Reward(self, request: decision_pb2.RewardRequest, context: grpc.ServicerContext) -> decision_pb2.RewardResponse:
         validation.reward_request(request, self._limits)

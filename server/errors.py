@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import grpc
 
@@ -51,10 +51,44 @@ def _status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
 
 
-def _guard(fn: Callable) -> Callable:
+class _Malformed:
+    """A request message that did not parse: the call answers INVALID_ARGUMENT instead of gRPC's INTERNAL
+    (after which gRPC, for a client stream, never finishes the call and a graceful stop hangs)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.reason = str(error)[:200] or type(error).__name__
+
+
+def _tolerant(deserializer: Callable | None) -> Callable | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> object:
+        try:
+            return deserializer(data)
+        except Exception as e:
+            return _Malformed(e)
+
+    return parse
+
+
+def _parsed(request: object, field: str = "request") -> object:
+    if isinstance(request, _Malformed):
+        raise InvalidArgument(f"{field}: not a valid message ({request.reason})")
+    return request
+
+
+def _parsed_stream(requests: Iterator) -> Iterator:
+    for i, request in enumerate(requests):
+        yield _parsed(request, f"request message {i}")
+
+
+def _guard(fn: Callable, streaming: bool = False) -> Callable:
     def call(request_or_iterator, context: grpc.ServicerContext):
         try:
-            return fn(request_or_iterator, context)
+            if streaming:
+                return fn(_parsed_stream(request_or_iterator), context)
+            return fn(_parsed(request_or_iterator), context)
         except Exception as exc:  # every failure becomes a clean status; the server keeps serving
             if context.code() is not None and not isinstance(exc, ServiceError | StoreFullError):
                 raise  # context.abort() already set the status
@@ -66,7 +100,7 @@ def _guard(fn: Callable) -> Callable:
 def _guard_stream(fn: Callable) -> Callable:
     def call(request, context: grpc.ServicerContext):
         try:
-            yield from fn(request, context)
+            yield from fn(_parsed(request), context)
         except Exception as exc:
             if context.code() is not None and not isinstance(exc, ServiceError | StoreFullError):
                 raise
@@ -76,16 +110,18 @@ def _guard_stream(fn: Callable) -> Callable:
 
 
 class ErrorInterceptor(grpc.ServerInterceptor):
-    """Turns ServiceError, StoreFullError and unexpected exceptions into gRPC statuses."""
+    """Turns malformed request messages, ServiceError, StoreFullError and unexpected exceptions into gRPC
+    statuses."""
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
+        handler = handler._replace(request_deserializer=_tolerant(handler.request_deserializer))
         if handler.unary_unary:
             return handler._replace(unary_unary=_guard(handler.unary_unary))
         if handler.stream_unary:
-            return handler._replace(stream_unary=_guard(handler.stream_unary))
+            return handler._replace(stream_unary=_guard(handler.stream_unary, streaming=True))
         if handler.unary_stream:
             return handler._replace(unary_stream=_guard_stream(handler.unary_stream))
         return handler

@@ -121,26 +121,22 @@ class Joiner:
         changed = self._read()
         now = self._clock()
         closing: list[tuple[records_pb2.JoinedEvent, int]] = []
-        last_closed = self.state.decisions_closed
-        while self._open:
-            seq, decision = self._open[0]
+        for _, decision in self._open:
             if decision.timestamp + decision.config.reward_wait_seconds + GRACE_SECONDS > now:
                 break
-            self._open.popleft()
-            self._open_ids.discard(decision.event_id)
-            rewards = self._rewards.pop(decision.event_id, [])
-            self._buffered.difference_update(s for s, _ in rewards)
-            records = [r for _, r in rewards]
+            records = [r for _, r in self._rewards.get(decision.event_id, [])]
             closing.append((join(decision, records, now), sum(not _in_window(decision, r.timestamp) for r in records)))
-            last_closed = seq
-        if closing:
+        if closing:  # closed only once appended: when the append fails (a full store), the next step retries
             entries = [Entry(j.decision.event_id, j.SerializeToString()) for j, _ in closing]
             appended_all = self._log.append(Stream.JOINED, self._loop, entries)
             for appended, (joined, late) in zip(appended_all, closing, strict=True):
-                if appended.created:  # a replay after a crash does not count twice
-                    self._count(joined, late)
+                seq, decision = self._open.popleft()
+                self._open_ids.discard(decision.event_id)
+                self._buffered.difference_update(s for s, _ in self._rewards.pop(decision.event_id, []))
+                self.state.decisions_closed = seq
+                # Counted even when a crash came after the append: the counters are saved with decisions_closed.
+                self._count(joined if appended.created else records_pb2.JoinedEvent.FromString(appended.data), late)
         changed |= self._drop_expired(now - reward_wait - GRACE_SECONDS)
-        self.state.decisions_closed = last_closed
         self._dirty |= bool(closing) or changed
         if self._dirty and time.monotonic() - self._last_save >= SAVE_SECONDS:
             self.save()

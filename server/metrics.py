@@ -23,7 +23,7 @@ _BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0
 
 
 class RpcMetrics:
-    """Request counters and latency histograms by method and status code."""
+    """Request counters and latency histograms by method and status code, and decisions answered unlogged."""
 
     def __init__(self, registry: CollectorRegistry | None) -> None:
         self.requests = Counter(
@@ -36,10 +36,19 @@ class RpcMetrics:
             buckets=_BUCKETS,
             registry=registry,
         )
+        self.unlogged = Counter(
+            "nextbest_unlogged_decisions",
+            "Decisions answered without being logged: the store was full (serve --serve-without-logging)",
+            ["loop"],
+            registry=registry,
+        )
 
     def observe(self, method: str, code: grpc.StatusCode | None, seconds: float) -> None:
         self.requests.labels(method, (code or grpc.StatusCode.OK).name).inc()
         self.latency.labels(method).observe(seconds)
+
+    def unlogged_decision(self, loop: str) -> None:
+        self.unlogged.labels(loop).inc()
 
 
 class MetricsInterceptor(grpc.ServerInterceptor):

@@ -13,9 +13,12 @@ from server.joiner import Joiner, JoinerState
 from server.learner import DEFAULT_KEEP_MODELS, Learner, learned_position
 from server.pb import admin_pb2, records_pb2, types_pb2
 from server.retention import apply_retention
-from server.store import Store, Stream
+from server.store import Store, StoreFullError, Stream
 
 log = logging.getLogger("nextbest")
+
+_FULL_BACKOFF_SECONDS = 1.0
+_FULL_WARNING_SECONDS = 60.0
 
 
 @dataclass
@@ -44,6 +47,8 @@ class Trainer:
         self._loops: dict[str, _LoopWork] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._full = False  # whether a loop of the current pass found the store full
+        self._warned_full = float("-inf")
 
     def stats(self, loop: str) -> admin_pb2.LoopStats:
         """The loop's statistics with this trainer's live joiner and learner state."""
@@ -75,10 +80,15 @@ class Trainer:
                         Joiner(self._store.log, name, self._clock),
                         Learner(self._store, name, config, self._keep_models),
                     )
+                if config.retention_days > 0 and time.monotonic() - work.retained_at >= self._retention_interval:
+                    self._retain(name, config, work)  # first: when the store is full, it frees the space
                 done += work.joiner.step(config.reward_wait_seconds)
                 done += work.learner.step(config)
-                if config.retention_days > 0 and time.monotonic() - work.retained_at >= self._retention_interval:
-                    self._retain(name, config, work)
+            except StoreFullError as e:  # expected until space is freed: no traceback, a warning a minute
+                self._full = True
+                if time.monotonic() - self._warned_full >= _FULL_WARNING_SECONDS:
+                    self._warned_full = time.monotonic()
+                    log.warning("loop %s: cannot join or learn while the store is full; retrying: %s", name, e)
             except Exception:
                 log.exception("loop %s: trainer step failed; retrying", name)
         return done
@@ -113,10 +123,11 @@ class Trainer:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._full = False
             try:
                 busy = self.step()
             except Exception:
                 log.exception("trainer pass failed; retrying")
                 busy = 0
             if not busy:
-                self._stop.wait(self._idle)
+                self._stop.wait(_FULL_BACKOFF_SECONDS if self._full else self._idle)

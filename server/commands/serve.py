@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
 import signal
 import threading
 
 from server.config import Limits
+from server.store.lmdb import DEFAULT_MAP_SIZE
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def byte_size(text: str) -> int:
+    """A number of bytes, optionally with a binary unit: `4096`, `512K`, `64M`, `16G`, `1T` (also `16GiB`)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size in bytes: {text!r} (e.g. 4096, 64M, 16G)")
+    return int(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -28,7 +41,48 @@ def add(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-namespaces", type=int, default=d.max_namespaces, help="namespaces per context/action")
     serve.add_argument("--max-features", type=int, default=d.max_features_per_namespace, help="features per namespace")
     serve.add_argument("--max-string-length", type=int, default=d.max_string_length, help="characters per id/name")
-    serve.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes, help="bytes per request")
+    serve.add_argument("--max-message-bytes", type=byte_size, default=d.max_message_bytes, help="bytes per request")
+    serve.add_argument(
+        "--max-loops", type=int, default=d.max_loops, help=f"loops in the store (default: {d.max_loops})"
+    )
+    serve.add_argument(
+        "--max-model-bytes", type=byte_size, default=d.max_model_bytes, help="bytes of a model sent to ImportModel"
+    )
+    access = serve.add_argument_group(
+        "access",
+        "Without API keys the server binds only a loopback address (unless --insecure). Keys are a JSON object "
+        'of each key and its scopes, e.g. {"k1": ["decide"], "k2": ["decide", "admin"]}: "decide" allows '
+        'Rank, Reward, Activate and RewardStream, "admin" the AdminService.',
+    )
+    access.add_argument(
+        "--api-keys", metavar="FILE", help="API keys and their scopes (JSON); default: $NEXTBEST_API_KEYS, if set"
+    )
+    access.add_argument(
+        "--insecure", action="store_true", help="serve a non-loopback address without API keys: anyone may call"
+    )
+    access.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this certificate chain (PEM)")
+    access.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert (PEM)")
+    access.add_argument(
+        "--tls-client-ca", metavar="FILE", help="mutual TLS: require client certificates signed by this CA (PEM)"
+    )
+    serve.add_argument(
+        "--rules-dir",
+        metavar="DIR",
+        help="`rules:` specs may read journey files from this directory only; none are read without it",
+    )
+    serve.add_argument(
+        "--store-max-bytes",
+        type=byte_size,
+        default=DEFAULT_MAP_SIZE,
+        help="the most the store may hold (LMDB's map size; the file grows as needed; default: 16G); once full, "
+        "writes fail with RESOURCE_EXHAUSTED until space is freed",
+    )
+    serve.add_argument(
+        "--serve-without-logging",
+        action="store_true",
+        help="when the store is full, Rank still answers (unlogged, counted in nextbest_unlogged_decisions_total) "
+        "instead of failing with RESOURCE_EXHAUSTED",
+    )
     serve.add_argument(
         "--policy-module",
         action="append",
@@ -49,12 +103,37 @@ def add(commands: argparse._SubParsersAction) -> None:
     serve.set_defaults(run=run)
 
 
+def _access(args: argparse.Namespace) -> dict:
+    """The access options of NextbestServer from the flags; SystemExit with the reason when they cannot be used."""
+    from server.auth import ApiKeyError, ApiKeys, exposure_problem
+    from server.tls import ServerTls, TlsError
+
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise SystemExit("nextbest serve: --tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        raise SystemExit("nextbest serve: --tls-client-ca needs --tls-cert and --tls-key")
+    try:
+        keys = ApiKeys.load(args.api_keys)
+        tls = ServerTls.load(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
+    except (ApiKeyError, TlsError) as e:
+        raise SystemExit(f"nextbest serve: {e}") from None
+    problem = exposure_problem(args.host, keys, args.insecure)
+    if problem:
+        raise SystemExit(f"nextbest serve: {problem}")
+    if args.rules_dir is not None and not os.path.isdir(args.rules_dir):
+        raise SystemExit(f"nextbest serve: --rules-dir {args.rules_dir}: no such directory")
+    return {"api_keys": keys, "tls": tls, "insecure": args.insecure}
+
+
 def run(args: argparse.Namespace) -> int:
     import policies
+    from policies.rules import restrict_rules_files
 
     if args.workers < 1:
         raise SystemExit("nextbest serve: --workers must be at least 1")
+    access = _access(args)
     policies.allow_python_modules(args.policy_module)
+    restrict_rules_files(args.rules_dir)
     options = {
         "limits": Limits(
             max_actions=args.max_actions,
@@ -62,8 +141,12 @@ def run(args: argparse.Namespace) -> int:
             max_features_per_namespace=args.max_features,
             max_string_length=args.max_string_length,
             max_message_bytes=args.max_message_bytes,
+            max_loops=args.max_loops,
+            max_model_bytes=args.max_model_bytes,
         ),
         "max_workers": args.threads,
+        "serve_without_logging": args.serve_without_logging,
+        **access,
     }
     stopping = threading.Event()
 
@@ -81,10 +164,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _announce(address: str, args: argparse.Namespace, loops: list[str], metrics_port: int) -> None:
+def _announce(address: str, args: argparse.Namespace, options: dict, loops: list[str], metrics_port: int) -> None:
+    """Print the serving line (first: scripts wait for it), then what a caller needs to know about access."""
+    from server.auth import is_loopback
+
+    keys, tls = options["api_keys"], options["tls"]
     extra = f"; metrics on port {metrics_port}" if args.metrics_port is not None else ""
     workers = f"; {args.workers} workers" if args.workers > 1 else ""
-    print(f"nextbest serving on {address} (store {args.store}; loops: {', '.join(loops)}{workers}{extra})", flush=True)
+    security = f"; {len(keys)} API keys" if keys else ""
+    security += ("; mutual TLS" if tls.client_ca else "; TLS") if tls else ""
+    print(
+        f"nextbest serving on {address} (store {args.store}; loops: {', '.join(loops)}{workers}{security}{extra})",
+        flush=True,
+    )
+    if keys is None and is_loopback(args.host):
+        print(
+            f"nextbest: no API keys configured, so serving loopback only ({args.host}) and without authentication; "
+            "give --api-keys FILE to serve other hosts",
+            flush=True,
+        )
+    elif keys is None:
+        print(f"nextbest: WARNING: --insecure and no API keys: anyone who reaches {address} may call", flush=True)
+    elif tls is None and not is_loopback(args.host):
+        print("nextbest: WARNING: without TLS the API keys cross the network in clear text", flush=True)
 
 
 def _serve_one(args: argparse.Namespace, options: dict, stopping: threading.Event) -> None:
@@ -92,14 +194,14 @@ def _serve_one(args: argparse.Namespace, options: dict, stopping: threading.Even
     from server.store import open_store
 
     server = NextbestServer(
-        open_store(args.store),
+        open_store(args.store, map_size=args.store_max_bytes),
         args.host,
         args.port,
         keep_models=args.keep_models,
         metrics_port=args.metrics_port,
         **options,
     ).start()
-    _announce(server.address, args, server.catalog.names(), server.metrics_port)
+    _announce(server.address, args, options, server.catalog.names(), server.metrics_port)
     stopping.wait()
     server.stop(grace=args.grace)
 
@@ -111,7 +213,7 @@ def _serve_workers(args: argparse.Namespace, options: dict, stopping: threading.
     from server.trainer import Trainer
     from server.workers import WorkerPool, free_port
 
-    store = open_store(args.store)
+    store = open_store(args.store, map_size=args.store_max_bytes)
     ensure_default_loop(store)
     port = args.port or free_port(args.host)
     pool = WorkerPool(
@@ -124,6 +226,8 @@ def _serve_workers(args: argparse.Namespace, options: dict, stopping: threading.
             "rpc_metrics": args.metrics_port is not None,
             "grace": args.grace,
             "policy_modules": args.policy_module,
+            "rules_dir": args.rules_dir,
+            "store_options": {"map_size": args.store_max_bytes},
         },
     )
     trainer = Trainer(store, keep_models=args.keep_models)
@@ -133,7 +237,7 @@ def _serve_workers(args: argparse.Namespace, options: dict, stopping: threading.
     if args.metrics_port is not None:
         metrics = Metrics(store, trainer.stats)
         metrics_port = metrics.serve(args.host, args.metrics_port)
-    _announce(f"{args.host}:{port}", args, sorted(store.configs.list()), metrics_port)
+    _announce(f"{args.host}:{port}", args, options, sorted(store.configs.list()), metrics_port)
     stopping.wait()
     pool.stop(args.grace)
     trainer.stop()

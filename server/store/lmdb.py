@@ -18,10 +18,14 @@ operation in a child transaction, so an operation that raises leaves nothing beh
 caller alone gets the exception. When the commit fails, every caller of the batch gets the error
 (StoreFullError when the map or the disk is full) and nothing of the batch remains.
 
-Space: once LMDB's map is full it cannot even delete, so writes that add data are refused with
+Space: `map_size` is the most the store may hold. LMDB reserves that much address space, but the
+data file grows page by page as data is written (freed pages are reused), so a large map costs no
+disk. Once the map is full LMDB cannot even delete, so writes that add data are refused with
 StoreFullError while the data fills `map_size` minus a reserve (1/16 of the map, at least 256 KiB);
-the reserve keeps trim, prune, drop_loop and config deletes working, and freeing space through
-them makes the store writable again.
+the reserve keeps trim, prune, drop_loop, config deletes and cursors working, and freeing space
+through them makes the store writable again. A commit that fails because the disk is full (or a write
+came short) fails its batch with StoreFullError too, and leaves the store as it was: writes
+resume once there is disk space again.
 
 Several processes may open the same directory: LMDB's locks serialize their writers. Open the
 store after forking, never before, and give every process the same `map_size`.
@@ -29,6 +33,7 @@ store after forking, never before, and give every process the same `map_size`.
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import struct
@@ -62,6 +67,9 @@ _U64 = struct.Struct(">Q")
 _KEYLEN = struct.Struct(">h")
 _MODEL = struct.Struct(">qdII")  # learned_seq, created_at, len(spec), len(state)
 _LIVE = struct.Struct(">QQ")  # live version, highest version ever published
+
+# What LMDB says when a commit cannot write: a full disk or quota, a file size limit, or a short write (EIO).
+_DISK_FULL = tuple(os.strerror(n) for n in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO))
 
 _T = TypeVar("_T")
 _Op = tuple[Callable[[lmdb.Transaction], object], bool, Future]
@@ -150,9 +158,22 @@ class _Env:
 
     def _full(self, why: str) -> StoreFullError:
         return StoreFullError(
-            f"the LMDB store at {self.path} is full ({why}); free space (trim, prune, drop a loop) "
-            f"or reopen it with a larger map_size (now {self.env.info()['map_size']} bytes)"
+            f"the LMDB store at {self.path} is full ({why}); free space (retention, prune, delete a loop) or reopen "
+            f"it with a larger map_size (nextbest serve --store-max-bytes; now {self.env.info()['map_size']} bytes)"
         )
+
+    def _commit_error(self, error: BaseException) -> BaseException:
+        """What the callers of a batch whose commit failed get: StoreFullError when the map or the disk is full."""
+        if isinstance(error, lmdb.MapFullError):
+            return self._full(f"commit failed: {error}")
+        if isinstance(error, lmdb.DiskError) or (
+            isinstance(error, lmdb.Error) and any(m in str(error) for m in _DISK_FULL)
+        ):
+            return StoreFullError(
+                f"the disk under the LMDB store at {self.path} is full or failing ({error}); nothing of the failed "
+                "write remains, and writes resume once there is disk space"
+            )
+        return error
 
     def _used_pages(self, txn: lmdb.Transaction) -> int:
         stats = [txn.stat(db) for db in self.db.values()]
@@ -199,12 +220,10 @@ class _Env:
             except BaseException:
                 txn.abort()
                 raise
-        except (lmdb.MapFullError, lmdb.DiskError) as e:
-            for _, _, future in batch:
-                future.set_exception(self._full(f"commit failed: {e}"))
         except BaseException as e:
+            error = self._commit_error(e)
             for _, _, future in batch:
-                future.set_exception(e)
+                future.set_exception(error)
         else:
             for future, result, error in outcomes:
                 if error is None:
@@ -318,7 +337,9 @@ class LmdbEventLog(EventLog):
             return txn.get(name.encode(), db=self._db["cursors"])
 
     def set_cursor(self, name: str, data: bytes) -> None:
-        self._env.write(lambda txn: txn.put(name.encode(), data, db=self._db["cursors"]))
+        """Save a consumer's position, also when the store is full: cursors are few and small, so they may use
+        the reserve, and retention can then save the bounds it needs to free space."""
+        self._env.write(lambda txn: txn.put(name.encode(), data, db=self._db["cursors"]), grows=False)
 
     def drop_loop(self, loop: str) -> None:
         """Delete the loop's keys, entries, counters and cursors, in that order and in
