@@ -86,9 +86,6 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         loop = validation.loop_name(request.loop)
         view = self._catalog.get(loop)
         event_id = request.event_id or uuid.uuid4().hex
-        logged = self._log.get(Stream.DECISIONS, loop, event_id)
-        if logged is not None:
-            return response_of(records_pb2.DecisionRecord.FromString(logged))
 
         example = policies.Example(request.context, candidates)
         model = view.model
@@ -121,11 +118,14 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         try:
             appended = self._log.append(Stream.DECISIONS, loop, [Entry(event_id, record.SerializeToString())])[0]
         except StoreFullError as e:
+            logged = self._log.get(Stream.DECISIONS, loop, event_id)
+            if logged is not None:  # a retry: the logged decision stands
+                return response_of(records_pb2.DecisionRecord.FromString(logged))
             if not self._serve_without_logging:
                 raise
             self._answered_unlogged(loop, e)
             return response_of(record)
-        if not appended.created:  # a concurrent retry logged it first
+        if not appended.created:  # a retry: answer what was logged first, whatever the model now
             record = records_pb2.DecisionRecord.FromString(appended.data)
         return response_of(record)
 

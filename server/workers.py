@@ -11,6 +11,7 @@ workers gracefully, then the trainer.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -18,6 +19,7 @@ import signal
 import socket
 import tempfile
 import threading
+import time
 from typing import Any
 
 log = logging.getLogger("nextbest")
@@ -32,6 +34,27 @@ def free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """Make the kernel kill this worker when the parent dies, however it dies (Linux: PR_SET_PDEATHSIG);
+    elsewhere a thread watches the parent and exits when it is gone."""
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the parent died before prctl took effect
+                os._exit(1)
+            return
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _worker(store_path: str, host: str, port: int, options: dict[str, Any], ready: Any, log_level: str) -> None:
     logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s worker {os.getpid()}: %(message)s")
     import policies
@@ -39,6 +62,7 @@ def _worker(store_path: str, host: str, port: int, options: dict[str, Any], read
     from server.app import NextbestServer
     from server.store import open_store
 
+    _die_with_parent()
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides

@@ -14,7 +14,7 @@ import pytest
 from server.client import Client, action
 from server.pb import records_pb2
 from server.store import Stream, open_store
-from server.testing import running_server, wait_for
+from server.testing import child_pids, running_server, wait_for
 
 SMALL_MAP = 1 << 20  # 1 MiB: refused beyond 768 KiB, the rest is the reserve kept for deletes
 ACTIONS = [action("a", "email"), action("b", "push")]
@@ -132,7 +132,8 @@ def test_a_full_disk_refuses_writes_and_the_server_recovers_when_there_is_space_
                 refusal.details(),
             ), refusal.details()
             unlimited = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
-            resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (unlimited, unlimited))  # space again
+            for pid in [proc.pid, *child_pids(proc.pid)]:  # space again, for the parent and its serving workers
+                resource.prlimit(pid, resource.RLIMIT_FSIZE, (unlimited, unlimited))
             acked.add(client.rank(ACTIONS, BULKY, event_id="after").event_id)
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -12,7 +12,7 @@ from planted import ACTIONS, PERSONALIZING
 
 from server.client import Client
 from server.store import Stream, open_store
-from server.testing import wait_for
+from server.testing import child_pids, wait_for
 
 CHANNELS = 16  # separate connections, spread over the workers by the kernel
 
@@ -20,17 +20,6 @@ CHANNELS = 16  # separate connections, spread over the workers by the kernel
 def cpu_ticks(pid):
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-def children(pid):
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(stat.parent.name))
-        except (OSError, ValueError):
-            pass
-    return out
 
 
 def test_two_workers_share_port_store_and_models(tmp_path):
@@ -61,7 +50,7 @@ def test_two_workers_share_port_store_and_models(tmp_path):
         line = proc.stdout.readline()
         address = re.search(r"serving on (\S+)", line).group(1)
         metrics_port = int(re.search(r"metrics on port (\d+)", line).group(1))
-        workers = [p for p in children(proc.pid) if "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_text()]
+        workers = [p for p in child_pids(proc.pid) if "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_text()]
         assert len(workers) == 2, workers
         before = {p: cpu_ticks(p) for p in workers}
 

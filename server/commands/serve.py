@@ -95,7 +95,9 @@ def add(commands: argparse._SubParsersAction) -> None:
         "--workers",
         type=int,
         default=1,
-        help="server processes sharing the port (SO_REUSEPORT) and the store; one trainer (default: 1)",
+        help="gRPC server processes sharing the port (SO_REUSEPORT) and the store (default: 1); the joiner, "
+        "learner and metrics endpoint run in the parent process, so learning never competes with serving for "
+        "one interpreter",
     )
     serve.add_argument(
         "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port at /metrics (0: any)"
@@ -156,10 +158,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    if args.workers == 1:
-        _serve_one(args, options, stopping)
-    else:
-        _serve_workers(args, options, stopping)
+    _serve(args, options, stopping)
     print("nextbest stopped", flush=True)
     return 0
 
@@ -189,24 +188,7 @@ def _announce(address: str, args: argparse.Namespace, options: dict, loops: list
         print("nextbest: WARNING: without TLS the API keys cross the network in clear text", flush=True)
 
 
-def _serve_one(args: argparse.Namespace, options: dict, stopping: threading.Event) -> None:
-    from server.app import NextbestServer
-    from server.store import open_store
-
-    server = NextbestServer(
-        open_store(args.store, map_size=args.store_max_bytes),
-        args.host,
-        args.port,
-        keep_models=args.keep_models,
-        metrics_port=args.metrics_port,
-        **options,
-    ).start()
-    _announce(server.address, args, options, server.catalog.names(), server.metrics_port)
-    stopping.wait()
-    server.stop(grace=args.grace)
-
-
-def _serve_workers(args: argparse.Namespace, options: dict, stopping: threading.Event) -> None:
+def _serve(args: argparse.Namespace, options: dict, stopping: threading.Event) -> None:
     from server.app import ensure_default_loop
     from server.metrics import Metrics
     from server.store import open_store

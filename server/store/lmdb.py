@@ -199,7 +199,8 @@ class _Env:
         try:
             txn = self.env.begin(write=True)
             try:
-                full = self._used_pages(txn) > self._limit_pages
+                # the high-water page bounds the pages in use: count them only when it is past the limit
+                full = self.env.info()["last_pgno"] > self._limit_pages and self._used_pages(txn) > self._limit_pages
                 for op, grows, future in batch:
                     if grows and full:
                         outcomes.append((future, None, self._full("only the reserve kept for deletes is left")))
