@@ -115,9 +115,9 @@ class Learner:
                     self._learn(joined, event)
                     learned += 1
             self.learned_seq = batch[-1][0]
-            if learned:
+            if learned and (self._policy.learns or self._shadows):
                 self._dirty = True
-            elif not self._dirty:  # only skipped: the model is unchanged, record the position alone
+            elif not self._dirty:  # nothing learned (skipped, or a policy that does not learn): position alone
                 position = {"version": self._version, "seq": self.learned_seq}
                 self._store.log.set_cursor(f"{self._loop}/learner", json.dumps(position).encode())
         if self._dirty and time.monotonic() - self._last_publish >= config.publish_interval_seconds:

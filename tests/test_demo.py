@@ -1,0 +1,29 @@
+"""`nextbest demo` as a user runs it: a short run prints the comparison and writes the PNG and the JSON."""
+
+import json
+import subprocess
+import sys
+
+from tools.pinball.compare import DEMO_POLICIES
+
+
+def test_a_short_demo_prints_the_table_and_writes_the_png_and_the_json(tmp_path):
+    png, doc = tmp_path / "demo.png", tmp_path / "demo.json"
+    out = subprocess.run(
+        [sys.executable, "-m", "server", "demo", "--seconds", "4", "--seed", "2", "--plot", png, "--json", doc],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    rows = {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+    assert {*DEMO_POLICIES, "oracle"} <= rows
+    for header in ("regret", "of oracle", "channel mix"):
+        assert header in out.stdout
+    assert "day" in out.stderr  # progress
+    assert png.read_bytes().startswith(b"\x89PNG")
+    figures = json.loads(doc.read_text())
+    assert [a["name"] for a in figures["arms"]] == [*DEMO_POLICIES, "oracle"]
+    decisions = {a["all"]["decisions"] for a in figures["arms"]}
+    assert len(decisions) == 1 and decisions.pop() > 100
+    assert figures["arms"][-1]["all"]["of_oracle"] == 1.0

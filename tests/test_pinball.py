@@ -1,0 +1,148 @@
+"""The pinball world: deterministic per seed, the truth it reports is right, and bandits beat a script through
+the real service."""
+
+import math
+
+import numpy as np
+
+from tools.pinball.arms import OracleArm
+from tools.pinball.catalog import APP_CHANNELS, BUSINESS_DAYPARTS, CHANNELS, CONSENTED, NOTHING
+from tools.pinball.compare import DEMO_POLICIES, REWARD_WAIT_SECONDS, in_process, through_service
+from tools.pinball.config import WorldConfig
+from tools.pinball.population import Population
+from tools.pinball.simulate import DAY
+from tools.pinball.world import World
+
+SMALL = WorldConfig(customers=30, days=6)
+NEVER = 2.0  # a drift event at twice the run's length never happens
+
+# One student, no individual taste, no daypart/device/stage effects: the expected rewards are easy sums.
+TINY = WorldConfig(
+    customers=1,
+    days=3,
+    individual_sd=0.0,
+    drift_sd=0.0,
+    click_base=0.0,
+    buy_base=0.0,
+    channel_taste={"student": {"email": math.log(3), "sms": -math.log(3), "web": -9, "inapp": -9, "call": -9}},
+    offer_taste={},
+    daypart_effect={},
+    device_effect={},
+    stage_click={},
+    stage_offer={},
+    offer_value={"discount": 1.0, "new-arrivals": 0.5, "loyalty": 0.5, "bundle": 0.5},
+    channel_cost={"sms": 0.03},
+    segment_share={"student": 1},
+    app_share={"ios": 1, "android": 1, "desktop": 1},
+    consent_share={"email": 1, "push": 1, "sms": 1, "call": 1},
+    new_share=1.0,
+    shift_at=NEVER,
+    launch_at=NEVER,
+    withdraw_at=NEVER,
+)
+
+
+def test_a_world_is_a_function_of_its_seed():
+    policies = {name: DEMO_POLICIES[name] for name in ("journey", "random", "vw-default")}
+    first, again, other = (in_process(Population(SMALL, seed), policies) for seed in (7, 7, 8))
+    for a, b in zip(first.arms, again.arms, strict=True):
+        assert (a.action, a.expected, a.reward) == (b.action, b.expected, b.reward)
+    assert first.arm("random").action != other.arm("random").action
+    occasions = Population(SMALL, 7).occasions()
+    assert occasions == Population(SMALL, 7).occasions() != Population(SMALL, 8).occasions()
+
+
+def test_the_oracle_on_a_tiny_world_checked_by_hand():
+    population = Population(TINY, 1)
+    world = World(population)
+    first, second = population.occasion(0), population.occasion(1)
+    moment = world.observe(first)
+    expected = dict(zip(moment.action_ids, moment.expected, strict=True))
+    # P(click) = sigmoid(taste): email 3/4, push 1/2, sms 1/4; P(buy | click) = sigmoid(0) = 1/2
+    assert math.isclose(expected["email-discount"], 0.75 * (0.1 + 0.5 * 1.0))  # 0.45
+    assert math.isclose(expected["email-new-arrivals"], 0.75 * (0.1 + 0.5 * 0.5))  # 0.2625
+    assert math.isclose(expected["push-discount"], 0.5 * (0.1 + 0.5 * 1.0))  # 0.30
+    assert math.isclose(expected["sms-discount"], 0.25 * (0.1 + 0.5 * 1.0) - 0.03)  # 0.12
+    assert expected[NOTHING] == 0.0
+    assert "email-loyalty" in moment.excluded  # loyalty is for active customers; this one is new
+    assert OracleArm().decide(moment, "e0", 0.0) == "email-discount" and moment.best == expected["email-discount"]
+
+    world.respond(moment, moment.action_ids.index("email-discount"))
+    # next time: the email and the discount have tired by 2^(-age/1 day), and the email was ignored unless clicked
+    age = second.time - first.time
+    fatigue = 2.0**-age
+    u_click, _, _, e_delay, _ = first.draws
+    ignored = 0 if u_click < 0.75 and e_delay * 3.0 / 24.0 <= age else 1
+    z = math.log(3) - 0.25 * fatigue - 0.1 * ignored - 0.1 * fatigue - 0.05 * fatigue
+    p = 1.0 / (1.0 + math.exp(-z))
+    unsubscribe = min(0.2, 0.01 * (fatigue + ignored))
+    later = world.observe(second)
+    got = later.expected[later.action_ids.index("email-discount")]
+    assert math.isclose(got, p * (0.1 + 0.5 * 1.0) - (1 - p) * unsubscribe * 0.5)
+
+
+def _excluded_by_the_rules(m):
+    out = set()
+    for i, action_id in enumerate(m.action_ids[:-1]):
+        channel, offer = CHANNELS[i // len(m.offers)], m.offers[i % len(m.offers)]
+        if (
+            (channel in CONSENTED and channel not in m.consent)
+            or (channel in APP_CHANNELS and not m.customer.has_app)
+            or (channel == "call" and m.daypart not in BUSINESS_DAYPARTS)
+            or (offer == "loyalty" and m.stage != "active")
+        ):
+            out.add(action_id)
+    return out
+
+
+def test_consent_eligibility_and_drift_decide_the_candidates():
+    config = WorldConfig(customers=60, days=10)
+    population = Population(config, 3)
+    world = World(population)
+    rng = np.random.default_rng(0)
+    for occasion in population.occasions():
+        m = world.observe(occasion)
+        assert m.excluded == _excluded_by_the_rules(m)
+        assert m.consent <= m.customer.consent
+        assert ("bundle" in m.offers) == (occasion.time >= config.launch_at * config.days)
+        if occasion.time >= config.withdraw_at * config.days:
+            assert "sms" not in m.consent
+        world.respond(m, int(rng.choice(np.flatnonzero(m.eligible))))
+
+
+def test_rewards_come_late_and_average_to_the_expected_reward():
+    population = Population(WorldConfig(customers=200, days=10), 5)
+    world = World(population)
+    rng = np.random.default_rng(1)
+    gaps, late, surprise = [], [], []
+    for occasion in population.occasions():
+        m = world.observe(occasion)
+        index = int(rng.choice(np.flatnonzero(m.eligible)))
+        rewards = world.respond(m, index)
+        surprise.append(sum(r.value for r in rewards) - m.expected[index])
+        times = {r.reward_id: r.time for r in rewards}
+        assert all(t >= occasion.time for t in times.values())
+        if "purchase" in times:
+            gaps.append(times["purchase"] - times["click"])
+            late.append(times["purchase"] - occasion.time > REWARD_WAIT_SECONDS / DAY)
+    assert np.median(gaps) > 0.25  # purchases come hours after the click...
+    assert 0.02 < np.mean(late) < 0.3  # ...and some after the service's window: it never learns of them
+    assert abs(np.mean(surprise)) < 3 * np.std(surprise) / math.sqrt(len(surprise))
+
+
+def _lower_bound(a, b, batches=10):
+    """95% lower confidence bound of mean(a - b), from the means of contiguous batches (decisions correlate)."""
+    means = np.array([d.mean() for d in np.array_split(np.asarray(a) - np.asarray(b), batches)])
+    return means.mean() - 2.262 * means.std(ddof=1) / math.sqrt(batches)  # t quantile, 9 degrees of freedom
+
+
+def test_a_personalizing_bandit_beats_random_and_the_journey_through_the_service():
+    policies = {name: DEMO_POLICIES[name] for name in ("journey", "random", "vw-squarecb")}
+    run, stats = through_service(Population(WorldConfig(customers=60, days=30), 1), policies)
+    assert {name: s.decisions for name, s in stats.items()} == {name: len(run.arm(name).time) for name in policies}
+    half = len(run.arm("random").time) // 2
+    bandit = run.arm("vw-squarecb").expected[half:]
+    for other in ("journey", "random"):
+        bound = _lower_bound(bandit, run.arm(other).expected[half:])
+        print(f"vw-squarecb - {other}: 95% lower bound {bound:.3f} over the second half")
+        assert bound > 0.02, other
