@@ -113,10 +113,6 @@ class WorkerPool:
                     log.error("worker %s exited with %s; starting another", proc.pid, proc.exitcode)
                     self._procs[i] = self._spawn()
 
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self._procs]
-
     def stop(self, grace: float) -> None:
         """SIGTERM every worker (each finishes its in-flight calls), then wait for them."""
         self._stopping.set()
