@@ -44,7 +44,6 @@ LONG_POLICIES = {
     "journey": JOURNEY_SPEC,
     "random": "random",
     "vw-default": DEFAULT_POLICY,
-    "vw-epsilon-q": "vw:--cb_explore_adf --epsilon 0.05 -q ::",
     "vw-squarecb": "vw:--cb_explore_adf --squarecb -q ::",
     "vw-squarecb-g1000": "vw:--cb_explore_adf --squarecb --gamma_scale 1000 -q ::",
 }

@@ -11,7 +11,9 @@ from server.errors import InvalidArgument
 from server.pb import types_pb2
 
 DEFAULT_LOOP = "default"
-DEFAULT_POLICY = "vw:--cb_explore_adf --epsilon 0.05"
+# `-q ::` (every pair of namespaces) lets the best action depend on the context: without interactions a linear
+# model scores an action by its own features only and learns one choice for everyone.
+DEFAULT_POLICY = "vw:--cb_explore_adf --epsilon 0.05 -q ::"
 DEFAULT_REWARD_WAIT_SECONDS = 60.0
 DEFAULT_PUBLISH_INTERVAL_SECONDS = 10.0
 MIN_INTERVAL_SECONDS = 0.05

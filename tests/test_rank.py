@@ -31,7 +31,7 @@ def test_rank_answers_a_ranking_that_sums_to_one_and_logs_it(served):
     assert math.isclose(sum(probs), 1.0, abs_tol=1e-12)
     assert probs == sorted(probs, reverse=True)
     assert r.chosen_action_id in {a.id for a in ACTIONS}
-    assert r.policy == "vw:--cb_explore_adf --epsilon 0.05"
+    assert r.policy == "vw:--cb_explore_adf --epsilon 0.05 -q ::"
     assert r.model_version == "0"
 
     record = logged(server, "default", "e-1")

@@ -23,14 +23,14 @@ the action lines rather than in the context: there a model without
 interactions can use it, and `-q ::` does not cross a dozen context numbers
 with every action.
 
-Who can personalize: a linear model without interactions (the default
-`vw:--cb_explore_adf --epsilon 0.05`) scores an action by its own features
+Who can personalize: a linear model without interactions
+(`vw:--cb_explore_adf --epsilon 0.05`) scores an action by its own features
 only, since shared features add the same to every action: it learns the best
 offer and channel overall, to rest a tired channel, to follow the `history`
 flags and clicks, but not that students and retirees want different things.
 It is one policy for everyone, so it tends to send the same thing to all and
-tire them of it. With interactions (`-q ::`, or `-q uo -q uc -q tc ...`) it
-learns those differences too.
+tire them of it. With interactions (`-q ::` as in the default policy, or
+`-q uo -q uc -q tc ...`) it learns those differences too.
 """
 
 from __future__ import annotations
