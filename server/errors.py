@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
-from server.store import StoreFullError
+from server.store import StoreFullError, StoreUnavailableError
 
 log = logging.getLogger("nextbest")
 
@@ -42,11 +42,16 @@ class ResourceExhausted(ServiceError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+_STATUS_ERRORS = (ServiceError, StoreFullError, StoreUnavailableError)  # errors that carry their own status
+
+
 def _status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, ServiceError):
         return exc.code, str(exc)
     if isinstance(exc, StoreFullError):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, f"store full: {exc}"
+    if isinstance(exc, StoreUnavailableError):
+        return grpc.StatusCode.UNAVAILABLE, f"store unavailable: {exc}"
     log.exception("unexpected error")
     return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
 
@@ -90,7 +95,9 @@ def _guard(fn: Callable, streaming: bool = False) -> Callable:
                 return fn(_parsed_stream(request_or_iterator), context)
             return fn(_parsed(request_or_iterator), context)
         except Exception as exc:  # every failure becomes a clean status; the server keeps serving
-            if context.code() is not None and not isinstance(exc, ServiceError | StoreFullError):
+            if context.code() is not None and not isinstance(
+                exc, ServiceError | StoreFullError | StoreUnavailableError
+            ):
                 raise  # context.abort() already set the status
             context.abort(*_status_of(exc))
 
@@ -102,7 +109,9 @@ def _guard_stream(fn: Callable) -> Callable:
         try:
             yield from fn(_parsed(request), context)
         except Exception as exc:
-            if context.code() is not None and not isinstance(exc, ServiceError | StoreFullError):
+            if context.code() is not None and not isinstance(
+                exc, ServiceError | StoreFullError | StoreUnavailableError
+            ):
                 raise
             context.abort(*_status_of(exc))
 

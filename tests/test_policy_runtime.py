@@ -9,6 +9,7 @@ import vowpalwabbit
 from planted import ACTIONS, PERSONALIZING, run
 
 import policies
+from server.config import DEFAULT_POLICY
 from server.pb import admin_pb2
 from server.testing import wait_for
 
@@ -136,9 +137,7 @@ def test_export_then_import_warm_starts_another_loop(served, tmp_path):
         (admin_pb2.SetPolicyRequest(loop="default", spec=""), grpc.StatusCode.INVALID_ARGUMENT, "spec: must not"),
         (admin_pb2.SetPolicyRequest(loop="nope", spec="random"), grpc.StatusCode.NOT_FOUND, "loop"),
         (
-            admin_pb2.SetPolicyRequest(
-                loop="default", spec="vw:--cb_explore_adf --epsilon 0.05", mode=admin_pb2.POLICY_MODE_SHADOW
-            ),
+            admin_pb2.SetPolicyRequest(loop="default", spec=DEFAULT_POLICY, mode=admin_pb2.POLICY_MODE_SHADOW),
             grpc.StatusCode.INVALID_ARGUMENT,
             "is the live policy",
         ),

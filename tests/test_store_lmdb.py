@@ -1,4 +1,5 @@
-"""The LMDB store on real LMDB environments in tmp_path."""
+"""The LMDB store on real LMDB environments in tmp_path: what only LMDB does (the contract of every backend
+is in test_store_contract.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from pathlib import Path
 import lmdb
 import pytest
 
-import server.store.lmdb as lmdb_store
 from server.store import Entry, Store, StoreFullError, Stream, open_store
 from server.store.lmdb import open_lmdb
 
@@ -57,158 +57,15 @@ def _in_one_batch(
     return results
 
 
-def test_append_is_idempotent_within_and_across_calls(store: Store) -> None:
-    first = store.log.append(D, "l", [Entry("a", b"1"), Entry(None, b"2"), Entry("a", b"3"), Entry("b", b"4")])
-    assert [(r.seq, r.created, r.data) for r in first] == [
-        (1, True, b"1"),
-        (2, True, b"2"),
-        (1, False, b"1"),
-        (3, True, b"4"),
-    ]
-    again = store.log.append(D, "l", [Entry("b", b"5"), Entry(None, b"2"), Entry("c", b"6")])
-    assert [(r.seq, r.created, r.data) for r in again] == [(3, False, b"4"), (4, True, b"2"), (5, True, b"6")]
-    assert store.log.get(D, "l", "a") == b"1"
-    assert store.log.get(D, "l", "zzz") is None
-    assert store.log.get(Stream.REWARDS, "l", "a") is None  # keys are per stream
-    assert store.log.last_seq(D, "l") == 5
-    assert store.log.append(D, "l", []) == []
+def test_keys_longer_than_lmdb_allows_are_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="too long"):
         store.log.append(D, "l", [Entry("k" * 600, b"")])
+    assert store.log.last_seq(D, "l") == 0
 
 
-def test_read_pages_through_one_stream_of_one_loop(store: Store) -> None:
-    rng = random.Random(1)
-    payloads = [rng.randbytes(rng.randrange(0, 3000)) for _ in range(25)]
-    for i in range(0, 25, 5):
-        store.log.append(D, "l", [Entry(None if j % 2 else f"k{j}", payloads[j]) for j in range(i, i + 5)])
-    store.log.append(Stream.REWARDS, "l", [Entry(None, b"other stream")])
-    store.log.append(D, "l2", [Entry(None, b"other loop")])
-    pages, after = [], 0
-    while page := store.log.read(D, "l", after, 10):
-        pages.append(page)
-        after = page[-1][0]
-    assert [len(p) for p in pages] == [10, 10, 5]
-    assert [e for p in pages for e in p] == list(enumerate(payloads, 1))
-    assert store.log.read(D, "l", 25, 10) == []
-    assert store.log.read(D, "l", 3, 0) == []
-    assert store.log.read(Stream.REWARDS, "l", 0, 10) == [(1, b"other stream")]
-    assert store.log.last_seq(Stream.JOINED, "l") == 0
-
-
-def test_trim_deletes_entries_and_keys_but_not_the_counter(store: Store, monkeypatch) -> None:
-    monkeypatch.setattr(lmdb_store, "_CHUNK", 3)  # several transactions per trim
-    store.log.append(D, "l", [Entry(f"k{i}" if i % 3 else None, b"%d" % i) for i in range(1, 11)])
-    assert store.log.trim(D, "l", 8) == 7
-    assert store.log.trim(D, "l", 8) == 0
-    assert [s for s, _ in store.log.read(D, "l", 0, 100)] == [8, 9, 10]
-    assert store.log.get(D, "l", "k2") is None
-    assert store.log.get(D, "l", "k8") == b"8"
-    assert store.log.last_seq(D, "l") == 10
-    assert store.log.append(D, "l", [Entry("k2", b"again")])[0].seq == 11  # its key went with it
-    assert store.log.trim(D, "l", 100) == 4
-    assert store.log.last_seq(D, "l") == 11
-    assert store.log.append(D, "l", [Entry(None, b"")])[0].seq == 12
-
-
-def test_cursors(store: Store) -> None:
-    assert store.log.get_cursor("l/joiner") is None
-    store.log.set_cursor("l/joiner", b"1")
-    store.log.set_cursor("l/joiner", b"2")
-    assert store.log.get_cursor("l/joiner") == b"2"
-
-
-def test_drop_loop_leaves_other_loops_alone(store: Store, monkeypatch) -> None:
-    monkeypatch.setattr(lmdb_store, "_CHUNK", 4)
-    for loop in ("a", "ab", "b"):  # "a" is a prefix of "ab"
-        for stream in Stream:
-            store.log.append(stream, loop, [Entry(f"{loop}{i}", loop.encode()) for i in range(10)])
-        store.log.set_cursor(f"{loop}/joiner", loop.encode())
-        store.models.publish(loop, "spec", loop.encode(), 10)
-        store.models.publish(loop, "spec", loop.encode(), 20)
-    store.log.drop_loop("a")
-    store.models.drop_loop("a")
-    for stream in Stream:
-        assert store.log.read(stream, "a", 0, 100) == []
-        assert store.log.last_seq(stream, "a") == 0
-        assert store.log.get(stream, "a", "a1") is None
-        for loop in ("ab", "b"):
-            assert store.log.read(stream, loop, 0, 100) == [(i, loop.encode()) for i in range(1, 11)]
-            assert store.log.get(stream, loop, f"{loop}1") == loop.encode()
-    assert store.log.get_cursor("a/joiner") is None
-    assert store.log.get_cursor("ab/joiner") == b"ab"
-    assert store.models.live("a") is None
-    assert store.models.versions("a") == []
-    assert store.models.versions("ab") == [1, 2]
-    assert store.log.append(D, "a", [Entry("a1", b"new")])[0].seq == 1
-    assert store.models.publish("a", "spec", b"new", 0).version == 3  # versions are never reused
-
-
-def test_models(store: Store) -> None:
-    assert store.models.live("l") is None
-    assert store.models.live_version("l") == 0
-    assert store.models.versions("l") == []
-    m1 = store.models.publish("l", "--cb_explore_adf", b"\x00model1", 41, b"state1")
-    m2 = store.models.publish("l", "--cb_explore_adf -q ::", b"model2" * 1000, 42)
-    assert (m1.version, m2.version) == (1, 2)
-    assert store.models.live("l") == m2
-    assert store.models.live_version("l") == 2
-    assert store.models.get("l", 1) == m1
-    assert store.models.get("l", 1).state == b"state1"
-    assert store.models.get("l", 0) is None
-    assert store.models.get("other", 1) is None
-    store.models.publish("l", "s", b"3", 43)
-    store.models.prune("l", 2)
-    assert store.models.versions("l") == [2, 3]
-    store.models.prune("l", 0)  # the live version always stays
-    assert store.models.versions("l") == [3]
-    assert store.models.publish("l", "s", b"4", 44).version == 4
-
-
-def test_configs(store: Store) -> None:
-    c = store.configs
-    assert c.generation() == 0
-    assert c.create("a", b"1")
-    assert not c.create("a", b"other")
-    assert c.get("a") == b"1"
-    assert c.generation() == 1
-    c.put("a", b"2")
-    with pytest.raises(KeyError):
-        c.put("missing", b"x")
-    assert c.create("b", b"3")
-    assert c.list() == {"a": b"2", "b": b"3"}
-    assert c.generation() == 3
-    assert c.delete("a")
-    assert not c.delete("a")
-    assert c.get("a") is None
-    assert c.list() == {"b": b"3"}
-    assert c.generation() == 4
-
-
-def test_reopen_after_close_keeps_everything(tmp_path: Path) -> None:
-    with open_store(str(tmp_path / "db"), map_size=MAP) as s:
-        s.log.append(D, "l", [Entry("k", b"v"), Entry(None, b"w")])
-        s.log.trim(D, "l", 2)
-        s.log.set_cursor("l/c", b"pos")
-        s.models.publish("l", "spec", b"model", 7, b"st")
-        s.configs.create("l", b"cfg")
-    s.close()  # closing twice is harmless
-    with pytest.raises(RuntimeError, match="closed"):
-        s.log.last_seq(D, "l")
-    with pytest.raises(RuntimeError, match="closed"):
-        s.configs.create("m", b"")
-    with open_store(str(tmp_path / "db"), map_size=MAP) as s:
-        assert s.log.read(D, "l", 0, 10) == [(2, b"w")]
-        assert s.log.last_seq(D, "l") == 2
-        assert s.log.get_cursor("l/c") == b"pos"
-        m = s.models.live("l")
-        assert (m.version, m.spec, m.data, m.learned_seq, m.state) == (1, "spec", b"model", 7, b"st")
-        assert s.configs.list() == {"l": b"cfg"}
-        assert s.configs.generation() == 1
-
-
-def test_open_store_rejects_urls(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="nats://"):
-        open_store("nats://localhost:4222")
+def test_open_store_rejects_urls_of_other_schemes() -> None:
+    with pytest.raises(ValueError, match="kafka://"):
+        open_store("kafka://localhost:9092")
 
 
 def test_group_commit_from_many_threads(tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from server.commands.storage import add_store_arguments, is_remote
+
 
 def moment(text: str) -> float:
     """Seconds since the epoch from epoch seconds or an ISO 8601 time (UTC unless it says otherwise)."""
@@ -30,7 +32,7 @@ def add(commands: argparse._SubParsersAction) -> None:
         "LOGGING_ONLY decisions are marked _skipLearn, as the learner skips them. Reads the store only, so it "
         "can run while `nextbest serve` uses it. Prints how many events it wrote on stderr.",
     )
-    export.add_argument("--store", default="./nextbest-data", help="LMDB store directory (default: ./nextbest-data)")
+    add_store_arguments(export, sizing=False)
     export.add_argument("--loop", required=True, help="the loop to export")
     export.add_argument(
         "--since",
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from server.export import export
     from server.store import open_store
 
-    if not os.path.isfile(os.path.join(args.store, "data.mdb")):
+    if not is_remote(args.store) and not os.path.isfile(os.path.join(args.store, "data.mdb")):
         print(f"nextbest export: no store in {args.store}", file=sys.stderr)
         return 2
     with open_store(args.store) as store:

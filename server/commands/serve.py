@@ -5,22 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import signal
 import threading
 
+from server.commands.storage import add_store_arguments, byte_size, is_remote, store_options
 from server.config import Limits
-from server.store.lmdb import DEFAULT_MAP_SIZE
-
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def byte_size(text: str) -> int:
-    """A number of bytes, optionally with a binary unit: `4096`, `512K`, `64M`, `16G`, `1T` (also `16GiB`)."""
-    match = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*", text, re.IGNORECASE)
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a size in bytes: {text!r} (e.g. 4096, 64M, 16G)")
-    return int(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -28,10 +17,12 @@ def add(commands: argparse._SubParsersAction) -> None:
         "serve",
         help="run the decision service (gRPC) with its joiner and learner",
         description="Run the decision service: DecisionService and AdminService on gRPC, with health "
-        "checking and reflection, the reward joiner and the learner. Creates the loop 'default' on a "
-        "new store. SIGTERM or SIGINT shuts down gracefully.",
+        "checking and reflection, and, on an LMDB store, the reward joiner and the learner. On a NATS store "
+        "(--store nats://...) it is a stateless replica: run as many as needed behind a load balancer, and "
+        "`nextbest train` for the joining and learning. Creates the loop 'default' on a new store. SIGTERM or "
+        "SIGINT shuts down gracefully.",
     )
-    serve.add_argument("--store", default="./nextbest-data", help="LMDB store directory (default: ./nextbest-data)")
+    add_store_arguments(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=50051, help="port to bind; 0 picks a free one (default: 50051)")
     serve.add_argument("--threads", type=int, default=16, help="gRPC worker threads (default: 16)")
@@ -71,13 +62,6 @@ def add(commands: argparse._SubParsersAction) -> None:
         help="`rules:` specs may read journey files from this directory only; none are read without it",
     )
     serve.add_argument(
-        "--store-max-bytes",
-        type=byte_size,
-        default=DEFAULT_MAP_SIZE,
-        help="the most the store may hold (LMDB's map size; the file grows as needed; default: 16G); once full, "
-        "writes fail with RESOURCE_EXHAUSTED until space is freed",
-    )
-    serve.add_argument(
         "--serve-without-logging",
         action="store_true",
         help="when the store is full, Rank still answers (unlogged, counted in nextbest_unlogged_decisions_total) "
@@ -92,12 +76,19 @@ def add(commands: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--keep-models", type=int, default=10, help="model versions kept per loop (default: 10)")
     serve.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=10.0,
+        help="LMDB: the trainer holds each loop for this long between renewals, so that a `nextbest train` on the "
+        "same store stands by (default: 10)",
+    )
+    serve.add_argument(
         "--workers",
         type=int,
         default=1,
         help="gRPC server processes sharing the port (SO_REUSEPORT) and the store (default: 1); the joiner, "
-        "learner and metrics endpoint run in the parent process, so learning never competes with serving for "
-        "one interpreter",
+        "learner (LMDB) and metrics endpoint run in the parent process, so learning never competes with serving "
+        "for one interpreter",
     )
     serve.add_argument(
         "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port at /metrics (0: any)"
@@ -195,7 +186,7 @@ def _serve(args: argparse.Namespace, options: dict, stopping: threading.Event) -
     from server.trainer import Trainer
     from server.workers import WorkerPool, free_port
 
-    store = open_store(args.store, map_size=args.store_max_bytes)
+    store = open_store(args.store, **store_options(args))
     ensure_default_loop(store)
     port = args.port or free_port(args.host)
     pool = WorkerPool(
@@ -209,20 +200,23 @@ def _serve(args: argparse.Namespace, options: dict, stopping: threading.Event) -
             "grace": args.grace,
             "policy_modules": args.policy_module,
             "rules_dir": args.rules_dir,
-            "store_options": {"map_size": args.store_max_bytes},
+            "store_options": store_options(args),
         },
     )
-    trainer = Trainer(store, keep_models=args.keep_models)
-    trainer.start()
+    trainer = None
+    if not is_remote(args.store):  # a replica of a shared store leaves training to `nextbest train`
+        trainer = Trainer(store, keep_models=args.keep_models, lease_seconds=args.lease_seconds)
+        trainer.start()
     pool.start()
     metrics, metrics_port = None, 0
     if args.metrics_port is not None:
-        metrics = Metrics(store, trainer.stats)
+        metrics = Metrics(store, trainer.stats if trainer else None)
         metrics_port = metrics.serve(args.host, args.metrics_port)
     _announce(f"{args.host}:{port}", args, options, sorted(store.configs.list()), metrics_port)
     stopping.wait()
     pool.stop(args.grace)
-    trainer.stop()
+    if trainer:
+        trainer.stop()
     if metrics:
         metrics.stop()
     store.close()

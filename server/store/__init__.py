@@ -7,11 +7,13 @@ from .base import (
     ConfigStore,
     Entry,
     EventLog,
+    Leases,
     ModelStore,
     PublishConflictError,
     Store,
     StoredModel,
     StoreFullError,
+    StoreUnavailableError,
     Stream,
 )
 from .lmdb import open_lmdb
@@ -21,10 +23,12 @@ __all__ = [
     "ConfigStore",
     "Entry",
     "EventLog",
+    "Leases",
     "ModelStore",
     "PublishConflictError",
     "Store",
     "StoreFullError",
+    "StoreUnavailableError",
     "StoredModel",
     "Stream",
     "open_store",
@@ -32,11 +36,16 @@ __all__ = [
 
 
 def open_store(location: str, **options: Any) -> Store:
-    """Open the store at `location`: a directory path opens LMDB there (see `open_lmdb` for options).
+    """Open the store at `location`: a directory path opens LMDB there (see `open_lmdb` for options);
+    `nats://host:port[,host:port...]` connects to NATS JetStream (see `server.store.nats.open_nats`).
 
-    Raises ValueError for a URL (`scheme://...`): no other backend exists yet.
+    Raises ValueError for a URL of another scheme.
     """
     scheme, sep, _ = location.partition("://")
+    if sep and scheme == "nats":
+        from .nats import open_nats  # nats-py is imported only by those who use it
+
+        return open_nats(location, **options)
     if sep:
-        raise ValueError(f"unsupported store location {location!r}: no backend for {scheme}:// URLs yet")
+        raise ValueError(f"unsupported store location {location!r}: no backend for {scheme}:// URLs")
     return open_lmdb(location, **options)

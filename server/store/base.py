@@ -1,7 +1,7 @@
 """Narrow storage interfaces: an event log, a model store and a loop-config store.
 
-The server, joiner and learner see only these. `server.store.lmdb` implements
-them on one machine; a distributed backend implements the same methods.
+The server, joiner and learner see only these (and leases, which keep one trainer per loop).
+`server.store.lmdb` implements them on one machine, `server.store.nats` on a NATS JetStream cluster.
 Every write returns only once it is durable.
 """
 
@@ -15,6 +15,10 @@ from dataclasses import dataclass
 
 class StoreFullError(Exception):
     """The store has no room left (map or disk full); nothing of the failed write remains."""
+
+
+class StoreUnavailableError(Exception):
+    """The store cannot be reached now (e.g. a cluster electing a leader); the same call may succeed later."""
 
 
 class PublishConflictError(Exception):
@@ -166,13 +170,26 @@ class ConfigStore(ABC):
         """A counter raised by every create, put and delete; cheap enough to poll."""
 
 
+class Leases(ABC):
+    """Time-limited exclusive holds by name (e.g. one trainer per loop)."""
+
+    @abstractmethod
+    def acquire(self, name: str, holder: str, ttl_seconds: float) -> bool:
+        """Take or renew the lease `name` for `holder`; False when another holder has it and it has not expired."""
+
+    @abstractmethod
+    def release(self, name: str, holder: str) -> None:
+        """Give the lease up (no-op unless `holder` has it)."""
+
+
 @dataclass
 class Store:
-    """The three stores a nextbest process works with."""
+    """The stores a nextbest process works with."""
 
     log: EventLog
     models: ModelStore
     configs: ConfigStore
+    leases: Leases
     close: Callable[[], None]  # releases the backend's resources
     used_bytes: Callable[[], int]  # space the stored data takes now
 

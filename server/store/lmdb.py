@@ -10,6 +10,7 @@ Named databases (`P` is `loop \\0 stream \\0`; seqs and versions are 8-byte big-
     live     loop              -> live version, highest version ever published
     configs  name              -> data
     meta     config_generation -> counter
+    meta     lease \\0 name     -> {"holder", "expires"} (JSON; expiry by wall-clock time)
 
 Group commit: all writes of a Store run on its one writer thread. Callers queue an operation (a
 function of a write transaction) and block until the transaction holding it has committed with
@@ -34,6 +35,7 @@ store after forking, never before, and give every process the same `map_size`.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import queue
 import struct
@@ -51,6 +53,7 @@ from .base import (
     ConfigStore,
     Entry,
     EventLog,
+    Leases,
     ModelStore,
     PublishConflictError,
     Store,
@@ -508,6 +511,42 @@ class LmdbConfigStore(ConfigStore):
             return _u64(txn.get(_GENERATION, db=self._meta))
 
 
+class LmdbLeases(Leases):
+    """Leases on LMDB: a record per name, read and written in one write transaction."""
+
+    def __init__(self, env: _Env) -> None:
+        self._env = env
+        self._meta = env.db["meta"]
+
+    def acquire(self, name: str, holder: str, ttl_seconds: float) -> bool:
+        """Take or renew the lease; works when the store is full too (lease records are few and small)."""
+
+        def op(txn: lmdb.Transaction) -> bool:
+            raw = txn.get(_lease_key(name), db=self._meta)
+            now = time.time()
+            if raw is not None:
+                current = json.loads(raw)
+                if current["holder"] != holder and current["expires"] > now:
+                    return False
+            record = {"holder": holder, "expires": now + ttl_seconds}
+            txn.put(_lease_key(name), json.dumps(record).encode(), db=self._meta)
+            return True
+
+        return self._env.write(op, grows=False)
+
+    def release(self, name: str, holder: str) -> None:
+        def op(txn: lmdb.Transaction) -> None:
+            raw = txn.get(_lease_key(name), db=self._meta)
+            if raw is not None and json.loads(raw)["holder"] == holder:
+                txn.delete(_lease_key(name), db=self._meta)
+
+        self._env.write(op, grows=False)
+
+
+def _lease_key(name: str) -> bytes:
+    return b"lease\0" + name.encode()
+
+
 def open_lmdb(
     path: str | os.PathLike[str],
     *,
@@ -523,4 +562,6 @@ def open_lmdb(
     a process opens a directory once (a second open raises lmdb.Error) and shares that Store.
     """
     env = _Env(os.fspath(path), map_size, max_readers, max_batch)
-    return Store(LmdbEventLog(env), LmdbModelStore(env), LmdbConfigStore(env), env.close, env.used_bytes)
+    return Store(
+        LmdbEventLog(env), LmdbModelStore(env), LmdbConfigStore(env), LmdbLeases(env), env.close, env.used_bytes
+    )

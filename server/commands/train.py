@@ -1,0 +1,69 @@
+"""`nextbest train`: the joiner and learner of every loop, for stores that replicas share (NATS)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from server.commands.storage import add_store_arguments, store_options
+
+
+def add(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser(
+        "train",
+        help="join rewards and learn every loop of a shared store (the trainer role)",
+        description="Run the trainer of a store: for every loop, the joiner (decisions with their rewards, "
+        "within the reward window) and the learner, which publishes models that every serving replica picks "
+        "up. A trainer holds each loop's lease while it works on it; start a second one for failover: it "
+        "stands by and takes over within --lease-seconds when the first one stops or dies. Creates the loop "
+        "'default' on a new store. SIGTERM or SIGINT checkpoints and stops.",
+    )
+    add_store_arguments(train)
+    train.add_argument("--keep-models", type=int, default=10, help="model versions kept per loop (default: 10)")
+    train.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=10.0,
+        help="how long a loop's lease lasts without renewal: the failover time (default: 10)",
+    )
+    train.add_argument("--host", default="127.0.0.1", help="address of the metrics endpoint (default: 127.0.0.1)")
+    train.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port at /metrics (0: any)"
+    )
+    train.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from server.app import ensure_default_loop
+    from server.metrics import Metrics
+    from server.store import open_store
+    from server.trainer import Trainer
+
+    if args.lease_seconds <= 0:
+        raise SystemExit("nextbest train: --lease-seconds must be positive")
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        logging.getLogger("nextbest").info("received %s; stopping", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with open_store(args.store, **store_options(args)) as store:
+        ensure_default_loop(store)
+        trainer = Trainer(store, keep_models=args.keep_models, lease_seconds=args.lease_seconds)
+        trainer.start()
+        metrics = None
+        extra = ""
+        if args.metrics_port is not None:
+            metrics = Metrics(store, trainer.stats)
+            extra = f"; metrics on port {metrics.serve(args.host, args.metrics_port)}"
+        print(f"nextbest training (store {args.store}; trainer {trainer.holder}{extra})", flush=True)
+        stopping.wait()
+        trainer.stop()
+        if metrics:
+            metrics.stop()
+    print("nextbest stopped", flush=True)
+    return 0
