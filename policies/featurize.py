@@ -22,14 +22,19 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping, Sequence
 from functools import cached_property, lru_cache
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
+
+from policies.cache import BoundedCache
 
 _SANITIZE = str.maketrans({" ": "_", "\t": "_", "\n": "_", "\r": "_", "\v": "_", "\f": "_", "|": "_", ":": "_"})
 
 ACTION_NAMESPACE = "action"
 CHANNEL_NAMESPACE = "channel"
+# Caches by serialized action (candidates repeat from request to request): entries, and the largest action kept.
+ACTION_CACHE_SIZE = 4096
+CACHEABLE_ACTION_BYTES = 2048
 
 
 class FeaturesLike(Protocol):
@@ -46,6 +51,23 @@ class ActionLike(Protocol):
     id: str
     channel: str
     features: Mapping[str, FeaturesLike]
+
+
+class Namespace(NamedTuple):
+    """One namespace's features in plain Python containers (satisfies FeaturesLike).
+
+    Reading a protobuf map is slow: the serving path copies each namespace once with `plain`, then
+    validates and featurizes the copy.
+    """
+
+    numeric: dict[str, float]
+    categorical: dict[str, str]
+    tokens: list[str]
+
+
+def plain(namespaces: Mapping[str, FeaturesLike]) -> dict[str, Namespace]:
+    """The namespaces with their features copied into plain Python containers."""
+    return {ns: Namespace(dict(f.numeric), dict(f.categorical), list(f.tokens)) for ns, f in namespaces.items()}
 
 
 @lru_cache(maxsize=1 << 16)  # names repeat from request to request
@@ -72,6 +94,31 @@ def _namespace_text(name: str, features: FeaturesLike) -> str:
 
 def _namespaces_text(namespaces: Mapping[str, FeaturesLike]) -> str:
     return " ".join(_namespace_text(ns, namespaces[ns]) for ns in sorted(namespaces))
+
+
+def _action_line(action: ActionLike) -> str:
+    head = f"|{ACTION_NAMESPACE} id={sanitize(action.id)}"
+    if action.channel:
+        head += f" |{CHANNEL_NAMESPACE} {sanitize(action.channel)}"
+    rest = _namespaces_text(action.features)
+    return f"{head} {rest}" if rest else head
+
+
+_action_lines: BoundedCache[bytes, str] = BoundedCache(ACTION_CACHE_SIZE)
+
+
+def action_line(action: ActionLike) -> str:
+    """The unlabeled VW line of one action; cached by the serialized action for protobuf messages."""
+    serialize = getattr(action, "SerializeToString", None)
+    if serialize is None:
+        return _action_line(action)
+    key = serialize()  # the same bytes always parse to the same action, so give the same line
+    line = _action_lines.get(key)
+    if line is None:
+        line = _action_line(action)
+        if len(key) <= CACHEABLE_ACTION_BYTES:
+            _action_lines.put(key, line)
+    return line
 
 
 def action_namespaces(action: ActionLike) -> dict[str, dict[str, float]]:
@@ -135,14 +182,7 @@ class Example:
 
     @cached_property
     def _action_lines(self) -> list[str]:
-        lines = []
-        for action in self.actions:
-            head = f"|{ACTION_NAMESPACE} id={sanitize(action.id)}"
-            if action.channel:
-                head += f" |{CHANNEL_NAMESPACE} {sanitize(action.channel)}"
-            rest = _namespaces_text(action.features)
-            lines.append(f"{head} {rest}" if rest else head)
-        return lines
+        return [action_line(action) for action in self.actions]
 
     def vw_lines(self) -> list[str]:
         """The unlabeled VW multi-line example (shared line first when there is context)."""

@@ -6,14 +6,14 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import grpc
 import numpy as np
 
 import policies
 from server import validation
-from server.catalog import Catalog
+from server.catalog import Catalog, LoopView
 from server.config import Limits, Mode
 from server.errors import InvalidArgument
 from server.pb import decision_pb2, decision_pb2_grpc, records_pb2, types_pb2
@@ -27,17 +27,51 @@ _STREAM_BATCH = 256
 _UNLOGGED_WARNING_SECONDS = 60.0
 
 
+def _response(
+    event_id: str,
+    actions: Sequence[types_pb2.Action],
+    pmf: Sequence[float],
+    chosen_index: int,
+    decided_by: tuple[str, str, int],
+) -> decision_pb2.RankResponse:
+    """The RankResponse of a decision; `decided_by` is (model version, policy, learning mode)."""
+    model_version, policy, mode = decided_by
+    response = decision_pb2.RankResponse(
+        event_id=event_id,
+        chosen_action_id=actions[chosen_index].id,
+        model_version=model_version,
+        policy=policy,
+        learning_mode=mode,
+    )
+    add = response.ranking.add
+    for i in sorted(range(len(pmf)), key=pmf.__getitem__, reverse=True):  # stable: ties keep the actions' order
+        add(action_id=actions[i].id, probability=pmf[i])
+    return response
+
+
 def response_of(record: records_pb2.DecisionRecord) -> decision_pb2.RankResponse:
     """The RankResponse for a logged decision (the same on every retry)."""
-    order = sorted(range(len(record.actions)), key=lambda i: -record.pmf[i])
-    return decision_pb2.RankResponse(
-        event_id=record.event_id,
-        chosen_action_id=record.actions[record.chosen_index].id,
-        ranking=[types_pb2.ActionProbability(action_id=record.actions[i].id, probability=record.pmf[i]) for i in order],
-        model_version=record.model_version,
-        policy=record.policy,
-        learning_mode=record.config.learning_mode,
-    )
+    decided_by = (record.model_version, record.policy, record.config.learning_mode)
+    return _response(record.event_id, record.actions, list(record.pmf), record.chosen_index, decided_by)
+
+
+def record_data(
+    request: decision_pb2.RankRequest, candidates: Sequence[types_pb2.Action], record: records_pb2.DecisionRecord
+) -> bytes:
+    """The serialized DecisionRecord: `record` with the request's context and the candidates.
+
+    Context and actions are fields 3 and 4 of both messages, so when every action is a candidate and the
+    request sets no field that means something else in a record (5 and 6; unknown fields are dropped from
+    the request), the request's own bytes carry them: the record's loop and event id, serialized after
+    them, win. Otherwise they are copied into `record`.
+    """
+    if not request.excluded_action_ids and not request.deferred:
+        request.DiscardUnknownFields()
+        return request.SerializeToString() + record.SerializeToString()
+    for name, features in request.context.items():
+        record.context[name].CopyFrom(features)
+    record.actions.extend(candidates)
+    return record.SerializeToString()
 
 
 def reward_entry(request: decision_pb2.RewardRequest, now: float) -> Entry:
@@ -52,6 +86,20 @@ def reward_entry(request: decision_pb2.RewardRequest, now: float) -> Entry:
     )
     key = f"r\x00{request.event_id}\x00{request.reward_id}" if request.reward_id else None
     return Entry(key, record.SerializeToString())
+
+
+def _decide(view: LoopView, example: policies.Example, event_id: str) -> tuple[list[float], str, int]:
+    """The pmf the decision samples from, the policy that gives it, and (APPRENTICE) the policy's top index."""
+    model = view.model
+    mode = view.config.learning_mode
+    try:
+        if mode == Mode.LEARNING_MODE_ONLINE:
+            return model.pmf(example, event_id).tolist(), model.spec, 0
+        # APPRENTICE and LOGGING_ONLY answer with the baseline: the first candidate
+        top_index = int(np.argmax(model.pmf(example, event_id))) if mode == Mode.LEARNING_MODE_APPRENTICE else 0
+    except policies.PolicyInputError as e:
+        raise InvalidArgument(f"actions: {e}") from e
+    return [1.0] + [0.0] * (len(example) - 1), BASELINE_POLICY, top_index
 
 
 class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
@@ -82,41 +130,30 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         self._warned_at = float("-inf")
 
     def Rank(self, request: decision_pb2.RankRequest, context: grpc.ServicerContext) -> decision_pb2.RankResponse:
-        candidates = validation.rank_request(request, self._limits)
+        rank_input = validation.rank_request(request, self._limits)
         loop = validation.loop_name(request.loop)
         view = self._catalog.get(loop)
         event_id = request.event_id or uuid.uuid4().hex
-
-        example = policies.Example(request.context, candidates)
-        model = view.model
+        candidates = rank_input.candidates
+        pmf, policy, top_index = _decide(view, policies.Example(rank_input.context, candidates), event_id)
+        chosen_index = sample_index(pmf, seeded_uniform(loop, event_id))
         record = records_pb2.DecisionRecord(
             loop=loop,
             event_id=event_id,
-            model_version=str(model.version),
+            pmf=pmf,
+            chosen_index=chosen_index,
+            model_version=str(view.model.version),
+            policy=policy,
             config=view.config,
             timestamp=self._clock(),
             deferred=request.deferred,
             excluded_action_ids=request.excluded_action_ids,
+            policy_top_index=top_index,
         )
+        decided_by = (record.model_version, policy, view.config.learning_mode)
         try:
-            if view.config.learning_mode == Mode.LEARNING_MODE_ONLINE:
-                pmf = model.pmf(example, event_id)
-                record.policy = model.spec
-            else:  # APPRENTICE and LOGGING_ONLY answer with the baseline: the first candidate
-                if view.config.learning_mode == Mode.LEARNING_MODE_APPRENTICE:
-                    record.policy_top_index = int(np.argmax(model.pmf(example, event_id)))
-                pmf = np.zeros(len(candidates))
-                pmf[0] = 1.0
-                record.policy = BASELINE_POLICY
-        except policies.PolicyInputError as e:
-            raise InvalidArgument(f"actions: {e}") from e
-        for name, features in request.context.items():
-            record.context[name].CopyFrom(features)
-        record.actions.extend(candidates)
-        record.pmf.extend(pmf.tolist())
-        record.chosen_index = sample_index(record.pmf, seeded_uniform(loop, event_id))
-        try:
-            appended = self._log.append(Stream.DECISIONS, loop, [Entry(event_id, record.SerializeToString())])[0]
+            entry = Entry(event_id, record_data(request, candidates, record))
+            appended = self._log.append(Stream.DECISIONS, loop, [entry])[0]
         except StoreFullError as e:
             logged = self._log.get(Stream.DECISIONS, loop, event_id)
             if logged is not None:  # a retry: the logged decision stands
@@ -124,10 +161,10 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
             if not self._serve_without_logging:
                 raise
             self._answered_unlogged(loop, e)
-            return response_of(record)
+            return _response(event_id, candidates, pmf, chosen_index, decided_by)
         if not appended.created:  # a retry: answer what was logged first, whatever the model now
-            record = records_pb2.DecisionRecord.FromString(appended.data)
-        return response_of(record)
+            return response_of(records_pb2.DecisionRecord.FromString(appended.data))
+        return _response(event_id, candidates, pmf, chosen_index, decided_by)
 
     def _answered_unlogged(self, loop: str, error: StoreFullError) -> None:
         if self._on_unlogged:

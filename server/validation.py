@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from typing import NamedTuple
 
+from policies.cache import BoundedCache
+from policies.featurize import ACTION_CACHE_SIZE, CACHEABLE_ACTION_BYTES, FeaturesLike, Namespace, plain
 from server.config import DEFAULT_LOOP, Limits
 from server.errors import InvalidArgument
 from server.pb import decision_pb2, types_pb2
 
 _FLOAT32_MAX = 3.4028234663852886e38
+# Serialized actions found valid, with the Limits they were checked against (actions repeat from request to request).
+_valid_actions: BoundedCache[bytes, Limits] = BoundedCache(ACTION_CACHE_SIZE)
+
+
+class RankInput(NamedTuple):
+    """A valid RankRequest's input to the policy: its context in plain containers and the candidate actions."""
+
+    context: dict[str, Namespace]
+    candidates: list[types_pb2.Action]
 
 
 def _string(value: str, field: str, limits: Limits, *, required: bool = True) -> None:
@@ -28,7 +40,35 @@ def _names(names: Iterable[str], field: str, limits: Limits) -> None:
             _string(name, field, limits)  # raises, naming the problem
 
 
-def _features(namespaces: Mapping[str, types_pb2.Features], field: str, limits: Limits) -> None:
+def _strings_ok(strings: list[str], limits: Limits) -> bool:
+    """Whether every string (there is at least one) is non-empty, short enough and free of NUL, in C-speed builtins."""
+    return (
+        min(map(len, strings)) > 0
+        and max(map(len, strings)) <= limits.max_string_length
+        and ("\x00" not in "".join(strings))
+    )
+
+
+def _namespaces_ok(namespaces: Mapping[str, Namespace], limits: Limits) -> bool:
+    """Whether `_features` would accept the namespaces: a fast single pass for valid input."""
+    if len(namespaces) > limits.max_namespaces:
+        return False
+    for ns, (numeric, categorical, tokens) in namespaces.items():
+        if len(numeric) + len(categorical) + len(tokens) > limits.max_features_per_namespace:
+            return False
+        if not _strings_ok([ns, *numeric, *categorical, *categorical.values(), *tokens], limits):
+            return False
+        if numeric and not _numbers_ok(numeric.values()):
+            return False
+    return True
+
+
+def _numbers_ok(values: Collection[float]) -> bool:
+    """Whether every value (there is at least one) is a finite 32-bit float."""
+    return all(map(math.isfinite, values)) and -_FLOAT32_MAX <= min(values) <= max(values) <= _FLOAT32_MAX
+
+
+def _features(namespaces: Mapping[str, FeaturesLike], field: str, limits: Limits) -> None:
     if len(namespaces) > limits.max_namespaces:
         raise InvalidArgument(f"{field}: {len(namespaces)} namespaces, more than {limits.max_namespaces}")
     for ns, features in namespaces.items():
@@ -60,36 +100,63 @@ def event_id(value: str, limits: Limits, *, required: bool) -> None:
     _string(value, "event_id", limits, required=required)
 
 
-def rank_request(request: decision_pb2.RankRequest, limits: Limits) -> list[types_pb2.Action]:
-    """Validate a RankRequest; return the candidate actions (excluded ones removed), in order."""
+def _action(action: types_pb2.Action, i: int, limits: Limits) -> None:
+    key = action.SerializeToString()
+    if _valid_actions.get(key) is limits:
+        return
+    _string(action.id, f"actions[{i}].id", limits)
+    _string(action.channel, f"actions[{i}].channel", limits, required=False)
+    _features(action.features, f"actions[{i}].features", limits)
+    if len(key) <= CACHEABLE_ACTION_BYTES:
+        _valid_actions.put(key, limits)
+
+
+def _context(context: Mapping[str, types_pb2.Features], limits: Limits) -> dict[str, Namespace]:
+    namespaces = plain(context)
+    if not _namespaces_ok(namespaces, limits):
+        _features(namespaces, "context", limits)  # raises, naming the problem
+    return namespaces
+
+
+def rank_request(request: decision_pb2.RankRequest, limits: Limits) -> RankInput:
+    """Validate a RankRequest; return its context and the candidate actions (excluded ones removed), in order."""
     _string(request.loop, "loop", limits, required=False)
     event_id(request.event_id, limits, required=False)
-    if not request.actions:
+    actions = request.actions
+    if not actions:
         raise InvalidArgument("actions: at least one action is required")
-    if len(request.actions) > limits.max_actions:
-        raise InvalidArgument(f"actions: {len(request.actions)} actions, more than {limits.max_actions}")
-    _features(request.context, "context", limits)
+    if len(actions) > limits.max_actions:
+        raise InvalidArgument(f"actions: {len(actions)} actions, more than {limits.max_actions}")
+    context = _context(request.context, limits)
     ids: set[str] = set()
-    for i, action in enumerate(request.actions):
-        _string(action.id, f"actions[{i}].id", limits)
-        if action.id in ids:
+    for i, action in enumerate(actions):
+        if action.id in ids:  # before the action's own checks: an invalid id has failed at its first occurrence
             raise InvalidArgument(f"actions[{i}].id: duplicate action id {action.id!r}")
+        _action(action, i, limits)
         ids.add(action.id)
-        _string(action.channel, f"actions[{i}].channel", limits, required=False)
-        _features(action.features, f"actions[{i}].features", limits)
+    if not request.excluded_action_ids:
+        return RankInput(context, list(actions))
     excluded = set()
     for i, action_id in enumerate(request.excluded_action_ids):
         if action_id not in ids:
             raise InvalidArgument(f"excluded_action_ids[{i}]: {action_id!r} is not among the actions")
         excluded.add(action_id)
-    candidates = [a for a in request.actions if a.id not in excluded]
+    candidates = [a for a in actions if a.id not in excluded]
     if not candidates:
         raise InvalidArgument("excluded_action_ids: every action is excluded")
-    return candidates
+    return RankInput(context, candidates)
 
 
 def reward_request(request: decision_pb2.RewardRequest, limits: Limits, field: str = "") -> None:
     """Validate a RewardRequest; `field` prefixes the names (for stream items)."""
+    loop, event, reward_id = request.loop, request.event_id, request.reward_id
+    if (
+        event
+        and max(len(loop), len(event), len(reward_id)) <= limits.max_string_length
+        and "\x00" not in loop + event + reward_id
+        and math.isfinite(request.value)
+    ):
+        return  # valid: the checks below name the field of what is not
     _string(request.loop, f"{field}loop", limits, required=False)
     _string(request.event_id, f"{field}event_id", limits)
     _string(request.reward_id, f"{field}reward_id", limits, required=False)

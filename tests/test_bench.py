@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_payload_is_a_valid_rank_request_of_the_documented_size():
     request = rank_request(random.Random(0), "bench")
-    assert len(validation.rank_request(request, Limits())) == 10
+    assert len(validation.rank_request(request, Limits()).candidates) == 10
     assert sorted(request.context) == ["history", "session", "user"]
     for features in request.context.values():
         assert len(features.numeric) + len(features.categorical) + len(features.tokens) == 20

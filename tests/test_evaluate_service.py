@@ -43,8 +43,11 @@ def test_the_better_policy_is_estimated_above_the_worse(logged_loop):
     assert response.best == ORACLE
     report = json.loads(response.report_json)
     assert report["events"] == 1200 and {p["spec"] for p in report["policies"]} == set(by_spec)
-    print({s: round(p.estimates["dr"].value, 3) for s, p in by_spec.items() if s != ORACLE}, "oracle",
-          round(oracle["dr"].value, 3))
+    print(
+        {s: round(p.estimates["dr"].value, 3) for s, p in by_spec.items() if s != ORACLE},
+        "oracle",
+        round(oracle["dr"].value, 3),
+    )
 
 
 def test_time_bounds_and_bad_requests(logged_loop):

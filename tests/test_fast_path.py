@@ -1,0 +1,135 @@
+"""The serving fast path: cached action lines and validations, plain contexts, the record built from the
+request's bytes. Each shortcut must give exactly what the slow path gives."""
+
+import random
+
+import pytest
+
+import policies
+from benchmarks.load import rank_request
+from policies.cache import BoundedCache
+from policies.featurize import action_line, plain
+from server import validation
+from server.config import Limits
+from server.decision_service import record_data
+from server.errors import InvalidArgument
+from server.pb import decision_pb2, records_pb2, types_pb2
+
+
+def request(seed: int = 0, **fields) -> decision_pb2.RankRequest:
+    r = rank_request(random.Random(seed), "bench")
+    for name, value in fields.items():
+        if name == "excluded_action_ids":
+            r.excluded_action_ids.extend(value)
+        else:
+            setattr(r, name, value)
+    return r
+
+
+class Plain:
+    """An action that is no protobuf message: its line is never cached."""
+
+    def __init__(self, action: types_pb2.Action) -> None:
+        self.id, self.channel, self.features = action.id, action.channel, action.features
+
+
+def test_cached_action_lines_are_the_computed_ones():
+    r = request()
+    for action in r.actions:
+        assert action_line(action) == action_line(Plain(action))  # computed, then from the cache
+        assert action_line(action) == action_line(Plain(action))
+
+
+def test_a_plain_context_gives_the_same_example_as_the_protobuf_one():
+    r = request()
+    served = policies.Example(plain(r.context), list(r.actions))
+    proto = policies.Example(r.context, [Plain(a) for a in r.actions])
+    assert served.vw_lines() == proto.vw_lines()
+    assert served.vw_labeled_lines(3, -1.0, 0.25) == proto.vw_labeled_lines(3, -1.0, 0.25)
+    assert (served.hashed(64) == proto.hashed(64)).all()
+
+
+def decision(loop: str = "bench", event_id: str = "e-1") -> records_pb2.DecisionRecord:
+    return records_pb2.DecisionRecord(loop=loop, event_id=event_id, pmf=[0.1] * 10, chosen_index=4, model_version="3")
+
+
+def copied(r: decision_pb2.RankRequest, candidates, record: records_pb2.DecisionRecord) -> records_pb2.DecisionRecord:
+    out = records_pb2.DecisionRecord()
+    out.CopyFrom(record)
+    for name, features in r.context.items():
+        out.context[name].CopyFrom(features)
+    out.actions.extend(candidates)
+    return out
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{}, {"loop": "", "event_id": ""}, {"deferred": True}, {"excluded_action_ids": ["push-tip", "sms-coupon"]}],
+    ids=["plain", "defaults", "deferred", "excluded"],
+)
+def test_the_record_is_the_one_built_by_copying(fields):
+    r = request(**{"event_id": "client-id", **fields})
+    candidates = validation.rank_request(r, Limits()).candidates
+    record = decision(loop="default" if fields.get("loop") == "" else "bench")
+    record.deferred = r.deferred
+    record.excluded_action_ids.extend(r.excluded_action_ids)
+    expected = copied(r, candidates, record)
+    assert records_pb2.DecisionRecord.FromString(record_data(r, candidates, record)) == expected
+
+
+def test_the_request_fields_that_reach_the_record_are_the_known_ones():
+    """record_data relies on RankRequest's field numbers: a new request field must be checked against the record's
+    field of the same number before this test is updated."""
+    request_fields = {f.number: f.name for f in decision_pb2.RankRequest.DESCRIPTOR.fields}
+    record_fields = {f.number: f.name for f in records_pb2.DecisionRecord.DESCRIPTOR.fields}
+    assert request_fields == {
+        1: "loop",
+        2: "event_id",
+        3: "context",
+        4: "actions",
+        5: "excluded_action_ids",
+        6: "deferred",
+    }
+    assert [record_fields[n] for n in (1, 2, 3, 4)] == ["loop", "event_id", "context", "actions"]
+
+
+def test_unknown_request_fields_never_reach_the_record():
+    config = types_pb2.LoopConfig(name="forged", policy="forged").SerializeToString()
+    forged = b"\x4a" + bytes([len(config)]) + config  # field 9: a record's config
+    r = decision_pb2.RankRequest.FromString(request().SerializeToString() + forged)
+    record = decision()
+    logged = records_pb2.DecisionRecord.FromString(record_data(r, list(r.actions), record))
+    assert not logged.HasField("config") and logged.loop == "bench" and len(logged.actions) == 10
+
+
+def test_an_action_valid_under_loose_limits_is_checked_again_under_strict_ones():
+    r = request()
+    r.ClearField("context")
+    validation.rank_request(r, Limits())
+    with pytest.raises(InvalidArgument, match=r"actions\[0\]\.features\['offer'\]: 5 features, more than 4"):
+        validation.rank_request(r, Limits(max_features_per_namespace=4))
+
+
+@pytest.mark.parametrize(
+    "features,match",
+    [
+        (types_pb2.Features(numeric={"x": float("-inf")}), r"numeric\['x'\]: must be a finite 32-bit float"),
+        (types_pb2.Features(numeric={"x": -1e39}), r"numeric\['x'\]: must be a finite 32-bit float"),
+        (types_pb2.Features(categorical={"k": ""}), r"categorical\['k'\]: must not be empty"),
+        (types_pb2.Features(categorical={"k": "a\x00"}), r"categorical\['k'\]: contains a NUL"),
+        (types_pb2.Features(categorical={"k" * 300: "v"}), r"categorical \(feature name\): longer than 256"),
+        (types_pb2.Features(tokens=["ok", "t" * 257]), r"tokens\[1\]: longer than 256"),
+    ],
+)
+def test_the_fast_context_check_falls_back_to_the_message_naming_the_field(features, match):
+    r = request()
+    r.context["user"].CopyFrom(features)
+    with pytest.raises(InvalidArgument, match=r"context\[.user.\]\." + match):
+        validation.rank_request(r, Limits())
+
+
+def test_bounded_cache_forgets_the_oldest_entries():
+    cache: BoundedCache[int, str] = BoundedCache(3)
+    for i in range(5):
+        cache.put(i, str(i))
+    assert len(cache) == 3 and cache.get(0) is None and cache.get(1) is None and cache.get(4) == "4"
