@@ -60,6 +60,9 @@ class Catalog:
     def get(self, loop: str) -> LoopView:
         """The loop's current view; NotFound when there is no such loop."""
         view = self._loops.get(loop)
+        if view is None and self._store.configs.generation() != self._generation:  # created a moment ago
+            self.refresh()
+            view = self._loops.get(loop)
         if view is None:
             raise NotFound(f"loop: no loop named {loop!r}")
         return view

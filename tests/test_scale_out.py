@@ -19,7 +19,7 @@ import pytest
 from planted import ACTIONS, BEST, PERSONALIZING, SEGMENTS
 
 from server.client import Client
-from server.pb import records_pb2
+from server.pb import admin_pb2, records_pb2
 from server.store import Stream, open_store
 from server.testing import nats_cluster, nats_server_binary, running_nats, wait_for
 
@@ -110,6 +110,18 @@ def test_two_replicas_and_one_trainer_learn_and_serve_every_model(tmp_path: Path
                     lags.append(time.time() - published)
         print(f"model publication to serving on both replicas: max {max(lags):.3f} s over {len(lags)} checks")
         assert max(lags) < 2.0, lags
+
+        # export and evaluate read JetStream as they read LMDB
+        final = wait_for(lambda: (s := b.stats("p")).joined == s.decisions and s, timeout=30)
+        exported = subprocess.run(
+            [sys.executable, "-m", "server", "export", "--store", url, "--loop", "p"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+        assert len(exported) == final.joined and all('"_label_probability"' in line for line in exported)
+        report = b.admin.Evaluate(admin_pb2.EvaluateRequest(loop="p", specs=["random"]))
+        assert {"logged", "random"} <= {r.spec for r in report.policies} and report.events == final.joined
 
 
 def test_a_standby_trainer_takes_over_when_the_first_dies(tmp_path: Path) -> None:
