@@ -87,6 +87,32 @@ def test_racing_keyed_appends_create_each_key_once(two: tuple[Store, Store]) -> 
         assert data.decode().endswith(f":{key}")
 
 
+def test_an_entry_key_is_its_message_id(url: str, prefix: str) -> None:
+    """JetStream deduplicates a decision by its event id (the message id) besides the key's subject."""
+    import asyncio
+
+    import nats
+
+    from server.store.nats import stream_name
+
+    keys = ["event-1", "r\x00event-1\x00click", None]
+    with open_store(url, prefix=prefix) as store:
+        appended = store.log.append(D, "l", [Entry(k, b"x") for k in keys])
+
+    async def message_ids() -> list[str]:
+        nc = await nats.connect(url)
+        try:
+            js = nc.jetstream()
+            return [(await js.get_msg(stream_name(D, "l", prefix), a.seq)).headers["Nats-Msg-Id"] for a in appended]
+        finally:
+            await nc.close()
+
+    event_id, reward, unkeyed = asyncio.run(message_ids())
+    assert event_id == "event-1"
+    assert reward.startswith("sha256:")  # keys a header cannot carry are hashed
+    assert len(unkeyed) == 32
+
+
 def test_a_full_stream_refuses_appends_until_trimmed(url: str, prefix: str) -> None:
     rng = random.Random(3)
     with open_store(url, prefix=prefix, stream_max_bytes=64 << 10) as s:

@@ -11,8 +11,9 @@ Names (`<p>` is the `prefix` option; `<l>` the loop name's UTF-8 bytes in hex; `
 
 An event log stream's sequence is the entry's seq, so seqs are contiguous and purges never lower the
 last one. A keyed append publishes with `Nats-Expected-Last-Subject-Sequence: 0`, so the first entry
-of a key wins on every server; every publish carries a fresh `Nats-Msg-Id`, so a publish retried after a
-lost acknowledgement is stored once (within the two-minute duplicate window). Writes are durable once
+of a key wins on every server; its `Nats-Msg-Id` is the key (the event id, for a decision), so JetStream
+also recognizes a retry within its two-minute duplicate window. An unkeyed entry carries a fresh message
+id per append, so a publish retried after a lost acknowledgement is stored once. Writes are durable once
 JetStream acknowledges them: on a quorum of `replicas` servers (a single server acknowledges once
 written to its files, not fsynced, unless it runs with `sync_interval: always`).
 
@@ -94,6 +95,7 @@ _FULL = (10023, 10047, 10077)  # insufficient resources, storage resources excee
 _LIVE = struct.Struct(">QQ")  # live version, highest version ever published
 _MODEL = struct.Struct(">qdII")  # learned_seq, created_at, len(spec), len(state)
 _EXPECTED_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]{1,256}")  # printable ASCII without spaces: usable as a message id as is
 
 _T = TypeVar("_T")
 
@@ -105,6 +107,14 @@ def _hex(name: str) -> str:
 def stream_name(stream: Stream, loop: str, prefix: str = "nextbest") -> str:
     """The JetStream stream that holds `stream` of `loop`."""
     return f"{prefix}_{stream.value}_{_hex(loop)}"
+
+
+def _msg_id(key: str | None) -> str:
+    """The Nats-Msg-Id of an entry: its key (an event id, for decisions) when it fits a header, else the key's
+    SHA-256; a fresh id for an unkeyed entry, so only a retry of the same publish is deduplicated."""
+    if key is None:
+        return uuid.uuid4().hex
+    return key if _HEADER_SAFE.fullmatch(key) else "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def _key(name: str) -> str:
@@ -416,7 +426,7 @@ class NatsEventLog(EventLog):
         name = self._name(stream, loop)
         if name not in self._known:
             await self._conn.retrying(lambda: self._create(name, stream, loop))
-        writes = [(self._subject(stream, loop, e.key), e, uuid.uuid4().hex) for e in entries]
+        writes = [(self._subject(stream, loop, e.key), e, _msg_id(e.key)) for e in entries]
         pending = []
         for subject, e, msg_id in writes:
             pending.append(await self._publisher.send(subject, e.data, self._headers(e, msg_id)))
@@ -437,7 +447,27 @@ class NatsEventLog(EventLog):
             ack = await asyncio.wait_for(pending, _REQUEST_TIMEOUT)
         except Exception as e:
             return await self._publish(name, stream, loop, write, e)
-        return Appended(ack.seq, True, write[1].data)
+        return await self._acked(name, write, ack)
+
+    async def _acked(self, name: str, write: tuple[str, Entry, str], ack: api.PubAck) -> Appended:
+        """The outcome of an acknowledged publish. A duplicate of a keyed entry (its key is the message id)
+        may be another process's entry for the same key: the stored one is the answer."""
+        subject, e, _ = write
+        if not ack.duplicate or e.key is None:
+            return Appended(ack.seq, True, e.data)
+        existing = await self._last(name, subject)
+        if existing is not None:
+            return Appended(existing[0], False, existing[1])
+        # the key's first entry was trimmed, but JetStream still remembers its id: store this one under a fresh id
+        headers = self._headers(e, uuid.uuid4().hex)
+        try:
+            ack = await self._conn.js.publish(subject, e.data, timeout=_REQUEST_TIMEOUT, headers=headers)
+        except APIError as error:
+            existing = await self._last(name, subject) if self._conflict(error) else None
+            if existing is None:
+                raise self._mapped(error) from error
+            return Appended(existing[0], False, existing[1])
+        return Appended(ack.seq, True, e.data)
 
     async def _publish(
         self, name: str, stream: Stream, loop: str, write: tuple[str, Entry, str], error: Exception
@@ -466,7 +496,7 @@ class NatsEventLog(EventLog):
             except Exception as again:
                 error = again
                 continue
-            return Appended(ack.seq, True, e.data)
+            return await self._acked(name, write, ack)
 
     @staticmethod
     def _conflict(e: BaseException | None) -> bool:
