@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import signal
 import threading
 
+from server.commands.signals import stop_on_signals
 from server.commands.storage import add_store_arguments, byte_size, is_remote, store_options
 from server.config import Limits
 
@@ -141,14 +140,7 @@ def run(args: argparse.Namespace) -> int:
         "serve_without_logging": args.serve_without_logging,
         **access,
     }
-    stopping = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        logging.getLogger("nextbest").info("received %s; shutting down", signal.Signals(signum).name)
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stopping = stop_on_signals("shutting down")
     _serve(args, options, stopping)
     print("nextbest stopped", flush=True)
     return 0

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
-import threading
 
+from server.commands.signals import stop_on_signals
 from server.commands.storage import add_store_arguments, store_options
 
 
@@ -43,14 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.lease_seconds <= 0:
         raise SystemExit("nextbest train: --lease-seconds must be positive")
-    stopping = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        logging.getLogger("nextbest").info("received %s; stopping", signal.Signals(signum).name)
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stopping = stop_on_signals("stopping")
     with open_store(args.store, **store_options(args)) as store:
         ensure_default_loop(store)
         trainer = Trainer(store, keep_models=args.keep_models, lease_seconds=args.lease_seconds)

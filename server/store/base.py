@@ -8,6 +8,7 @@ Every write returns only once it is durable.
 from __future__ import annotations
 
 import enum
+import struct
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -105,6 +106,23 @@ class StoredModel:
     learned_seq: int
     created_at: float
     state: bytes = b""  # learner bookkeeping kept with the checkpoint
+
+
+_MODEL = struct.Struct(">qdII")  # learned_seq, created_at, len(spec), len(state)
+
+
+def encode_model(m: StoredModel) -> bytes:
+    """A model as one value (header, spec, learner state, model bytes), as the backends store it."""
+    spec = m.spec.encode()
+    return _MODEL.pack(m.learned_seq, m.created_at, len(spec), len(m.state)) + spec + m.state + m.data
+
+
+def decode_model(loop: str, version: int, raw: bytes) -> StoredModel:
+    learned_seq, created_at, n_spec, n_state = _MODEL.unpack_from(raw)
+    spec_end = _MODEL.size + n_spec
+    state_end = spec_end + n_state
+    spec = raw[_MODEL.size : spec_end].decode()
+    return StoredModel(loop, version, spec, raw[state_end:], learned_seq, created_at, raw[spec_end:state_end])
 
 
 class ModelStore(ABC):

@@ -60,6 +60,8 @@ from .base import (
     StoredModel,
     StoreFullError,
     Stream,
+    decode_model,
+    encode_model,
 )
 
 DEFAULT_MAP_SIZE = 16 << 30
@@ -68,7 +70,6 @@ _CHUNK = 10_000  # entries deleted per write operation by trim and drop_loop
 _GENERATION = b"config_generation"
 _U64 = struct.Struct(">Q")
 _KEYLEN = struct.Struct(">h")
-_MODEL = struct.Struct(">qdII")  # learned_seq, created_at, len(spec), len(state)
 _LIVE = struct.Struct(">QQ")  # live version, highest version ever published
 
 # What LMDB says when a commit cannot write: a full disk or quota, a file size limit, or a short write (EIO).
@@ -365,19 +366,6 @@ def _model_key(loop: str, version: int) -> bytes:
     return loop.encode() + b"\0" + _U64.pack(version)
 
 
-def _encode_model(m: StoredModel) -> bytes:
-    spec = m.spec.encode()
-    return _MODEL.pack(m.learned_seq, m.created_at, len(spec), len(m.state)) + spec + m.state + m.data
-
-
-def _decode_model(loop: str, version: int, raw: bytes) -> StoredModel:
-    learned_seq, created_at, n_spec, n_state = _MODEL.unpack_from(raw)
-    spec_end = _MODEL.size + n_spec
-    state_end = spec_end + n_state
-    spec = raw[_MODEL.size : spec_end].decode()
-    return StoredModel(loop, version, spec, raw[state_end:], learned_seq, created_at, raw[spec_end:state_end])
-
-
 class LmdbModelStore(ModelStore):
     """ModelStore on LMDB; a version number is never reused, even after prune or drop_loop."""
 
@@ -397,7 +385,7 @@ class LmdbModelStore(ModelStore):
             if if_live is not None and live != if_live:
                 raise PublishConflictError(f"loop {loop}: live model is version {live}, not {if_live}")
             m = StoredModel(loop, self._live(txn, loop)[1] + 1, spec, data, learned_seq, time.time(), state)
-            txn.put(_model_key(loop, m.version), _encode_model(m), db=self._db["models"])
+            txn.put(_model_key(loop, m.version), encode_model(m), db=self._db["models"])
             txn.put(loop.encode(), _LIVE.pack(m.version, m.version), db=self._db["live"])
             return m
 
@@ -407,7 +395,7 @@ class LmdbModelStore(ModelStore):
         with self._env.read() as txn:
             version = self._live(txn, loop)[0]
             raw = txn.get(_model_key(loop, version), db=self._db["models"]) if version else None
-        return None if raw is None else _decode_model(loop, version, raw)
+        return None if raw is None else decode_model(loop, version, raw)
 
     def live_version(self, loop: str) -> int:
         with self._env.read() as txn:
@@ -418,7 +406,7 @@ class LmdbModelStore(ModelStore):
             return None
         with self._env.read() as txn:
             raw = txn.get(_model_key(loop, version), db=self._db["models"])
-        return None if raw is None else _decode_model(loop, version, raw)
+        return None if raw is None else decode_model(loop, version, raw)
 
     def _versions(self, txn: lmdb.Transaction, loop: str) -> list[int]:
         prefix = loop.encode() + b"\0"

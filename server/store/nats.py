@@ -77,6 +77,8 @@ from .base import (
     StoreFullError,
     StoreUnavailableError,
     Stream,
+    decode_model,
+    encode_model,
 )
 
 log = logging.getLogger("nextbest")
@@ -93,7 +95,6 @@ _NO_MESSAGE = 10037
 _STREAM_NOT_FOUND = 10059
 _FULL = (10023, 10047, 10077)  # insufficient resources, storage resources exceeded, maximum bytes exceeded
 _LIVE = struct.Struct(">QQ")  # live version, highest version ever published
-_MODEL = struct.Struct(">qdII")  # learned_seq, created_at, len(spec), len(state)
 _EXPECTED_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]{1,256}")  # printable ASCII without spaces: usable as a message id as is
 
@@ -605,19 +606,6 @@ async def _kv_keys(kv: KeyValue) -> list[str]:
         return []
 
 
-def _encode_model(m: StoredModel) -> bytes:
-    spec = m.spec.encode()
-    return _MODEL.pack(m.learned_seq, m.created_at, len(spec), len(m.state)) + spec + m.state + m.data
-
-
-def _decode_model(loop: str, version: int, raw: bytes) -> StoredModel:
-    learned_seq, created_at, n_spec, n_state = _MODEL.unpack_from(raw)
-    spec_end = _MODEL.size + n_spec
-    state_end = spec_end + n_state
-    spec = raw[_MODEL.size : spec_end].decode()
-    return StoredModel(loop, version, spec, raw[state_end:], learned_seq, created_at, raw[spec_end:state_end])
-
-
 class NatsModelStore(ModelStore):
     """ModelStore on a JetStream object store, with the live version per loop in a KV bucket.
 
@@ -677,7 +665,7 @@ class NatsModelStore(ModelStore):
         write came first."""
         name = f"{_hex(m.loop)}/{m.version}"
         try:
-            await self._objects.put(name, _encode_model(m))
+            await self._objects.put(name, encode_model(m))
         except APIError as e:
             raise (_full_error("a model", e) if _full(e) else e) from e
         try:
@@ -710,7 +698,7 @@ class NatsModelStore(ModelStore):
             result = await self._objects.get(f"{_hex(loop)}/{version}")
         except NotFoundError:
             return None
-        return _decode_model(loop, version, result.data)
+        return decode_model(loop, version, result.data)
 
     def versions(self, loop: str) -> list[int]:
         return self._conn.call(lambda: self._versions(loop))
