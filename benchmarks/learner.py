@@ -1,0 +1,423 @@
+"""Does the learner keep up with 2,000 joined events/s? The trainer on a backlog, against VW alone.
+
+    python -m benchmarks.learner --events 20000 --json learner.json --plot learner.png
+
+Fill: a temporary LMDB store gets `--events` decisions of `nextbest bench`'s payload
+(`benchmarks.load.Workload`: 3 context namespaces of 20 features, 10 actions of 5 features) through the
+real decision path, a `NextbestServer(train=False)` whose catalog serves the loop and a DecisionService
+called in this process (no gRPC), from `--callers` threads (a lone caller commits each append on its
+own: a few hundred decisions/s), on a FakeClock; a seeded `--reward-fraction` of them get a Reward.
+The loop: `--policy` (default: the service's default policy), ONLINE, a reward window of
+`REWARD_WAIT_SECONDS` and a publish interval of `PUBLISH_SECONDS` (wall time, as in production). The
+clock then moves past the window, so that every decision can be joined at once.
+
+Trainer: a `Trainer` starts on the store (same clock) and works the backlog off; `Joiner.step`,
+`Learner.step` and `Learner.publish` are timed while it runs (wall and thread CPU seconds spent in
+each, and when the joiner had joined and the learner had learned every event). Every
+`--sample-seconds` the loop's statistics (`trainer.stats`) are sampled: joined, learned (as
+published), learner lag in events. Throughputs are events over wall time from the trainer's start:
+joined/s, learned/s (in the learner's memory) and published/s (a model that learned every event is
+in the store); `learned_per_cpu_second` divides by the trainer thread's CPU time in joiner and
+learner steps instead: what an otherwise idle core would reach, waits for the disk excluded.
+
+Baselines, in the same run on the same events: `vw_direct` creates the policy and calls `learn` with
+the LearnEvents of the joined stream, one at a time as the learner does (featurizing included);
+`vw_lines` (VW policies) feeds a bare `vowpalwabbit.Workspace` the labeled text lines, prepared
+beforehand (VW alone). `ratio`: the trainer's learned/s over vw_direct's events/s (`cpu_ratio`: the
+same per CPU second). The verdict compares the trainer's learned/s with `TARGET_PER_SECOND`; the
+machine's load average is reported with it, as context (that figure is absolute).
+
+The report (`--json`): {"version": 1, "plan": {...}, "calls": "in-process DecisionService (no gRPC)",
+"machine": {"cpus", "loadavg_before", "loadavg_after"},
+"fill": {"decisions", "rewards", "seconds", "decisions_per_second"},
+"trainer": {"joined", "learned", "published", "defaulted", "joined_seconds", "learned_seconds",
+"published_seconds", "joined_per_second", "learned_per_second", "published_per_second",
+"step_seconds": {"join", "learn", "publish"}, "step_cpu_seconds": {...}, "publishes",
+"learned_per_cpu_second"},
+"samples": [{"t", "joined", "learned", "published", "lag_events"}],
+"vw_direct": {"events", "seconds", "per_second", "cpu_seconds", "per_cpu_second"}, "vw_lines": {...} | null,
+"ratio", "ratio_lines", "cpu_ratio", "target_per_second", "met"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shlex
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import vowpalwabbit
+
+import policies
+from benchmarks.load import PUBLISH_SECONDS, REWARD_WAIT_SECONDS, Workload
+from server.app import NextbestServer
+from server.config import DEFAULT_POLICY, Mode, normalized
+from server.decision_service import DecisionService
+from server.joiner import GRACE_SECONDS, Joiner
+from server.learner import Learner, learn_event
+from server.pb import decision_pb2, records_pb2, types_pb2
+from server.store import Store, Stream, open_store
+from server.testing import FakeClock
+from server.trainer import Trainer
+
+TARGET_PER_SECOND = 2000.0
+LOOP = "learner"
+_READ_BATCH = 1000
+_VERBS = (("joined", "join"), ("learned", "learn"), ("published", "publish"))  # report name, step name
+
+
+@dataclass(frozen=True)
+class Plan:
+    events: int = 20_000
+    policy: str = DEFAULT_POLICY
+    reward_fraction: float = 0.5
+    callers: int = 16  # filling threads: each append of a lone caller is a commit of its own
+    sample_seconds: float = 0.25
+    timeout_seconds: float = 600.0  # the trainer must have published every event by then
+    seed: int = 1
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _create_loop(store: Store, policy: str) -> None:
+    config = normalized(
+        types_pb2.LoopConfig(
+            name=LOOP,
+            policy=policy,
+            reward_wait_seconds=REWARD_WAIT_SECONDS,
+            publish_interval_seconds=PUBLISH_SECONDS,
+            learning_mode=Mode.LEARNING_MODE_ONLINE,
+        )
+    )
+    config.version = 1
+    store.configs.create(LOOP, config.SerializeToString())
+
+
+def fill(service: DecisionService, plan: Plan) -> dict[str, Any]:
+    """`plan.events` Rank calls from `plan.callers` threads, each followed by a Reward for a seeded share."""
+    workload = Workload(LOOP, plan.reward_fraction, plan.seed)
+    indices, rewards = itertools.count(1), itertools.count()
+    every = max(1, plan.events // 10)
+    start = time.perf_counter()
+
+    def caller() -> None:
+        while (i := next(indices)) <= plan.events:
+            rank, reward = workload.call(i)
+            service.Rank(decision_pb2.RankRequest.FromString(rank), None)
+            if reward is not None:
+                service.Reward(decision_pb2.RewardRequest.FromString(reward), None)
+                next(rewards)
+            if i % every == 0:
+                progress(f"fill: {i:>10,}/{plan.events:,} decisions, {i / (time.perf_counter() - start):,.0f}/s")
+
+    threads = [threading.Thread(target=caller, name=f"caller-{k}") for k in range(plan.callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - start
+    return {
+        "decisions": plan.events,
+        "rewards": next(rewards),
+        "seconds": seconds,
+        "decisions_per_second": plan.events / seconds,
+    }
+
+
+class StepTimer:
+    """Seconds spent in the wrapped steps, their position after each call, and when it first reached `target`."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}  # of the calling thread: waits (disk, GIL, other processes) excluded
+        self.calls: dict[str, int] = {}
+        self.position: dict[str, int] = {}
+        self.reached: dict[str, float] = {}  # perf_counter time
+
+    def wrap(self, name: str, method: Callable, position: Callable[[Any], int]) -> Callable:
+        self.seconds[name], self.cpu_seconds[name], self.calls[name], self.position[name] = 0.0, 0.0, 0, 0
+
+        def timed(obj: Any, *args: Any) -> Any:
+            start, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return method(obj, *args)
+            finally:
+                end = time.perf_counter()
+                self.seconds[name] += end - start
+                self.cpu_seconds[name] += time.thread_time() - cpu
+                self.calls[name] += 1
+                self.position[name] = position(obj)
+                if self.position[name] >= self.target:
+                    self.reached.setdefault(name, end)
+
+        return timed
+
+
+@contextmanager
+def timed_steps(target: int) -> Iterator[StepTimer]:
+    """Joiner.step ("join": events joined), Learner.step ("learn") and Learner.publish ("publish": events
+    learned, as of the call) timed while inside."""
+    timer = StepTimer(target)
+    originals = Joiner.step, Learner.step, Learner.publish
+    Joiner.step = timer.wrap("join", Joiner.step, lambda joiner: joiner.state.joined)
+    Learner.step = timer.wrap("learn", Learner.step, lambda learner: learner.learned_seq)
+    Learner.publish = timer.wrap("publish", Learner.publish, lambda learner: learner.learned_seq)
+    try:
+        yield timer
+    finally:
+        Joiner.step, Learner.step, Learner.publish = originals
+
+
+def _sample(trainer: Trainer, t: float, timer: StepTimer) -> dict[str, float]:
+    stats = trainer.stats(LOOP)
+    return {
+        "t": t,
+        "joined": stats.joined,
+        "learned": timer.position["learn"],
+        "published": stats.learned,
+        "lag_events": stats.learner_lag_events,
+    }
+
+
+def train(store: Store, clock: FakeClock, plan: Plan) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    """Run a Trainer until a model that learned every event is published; its figures and the samples."""
+    samples: list[dict[str, float]] = []
+    with timed_steps(plan.events) as timer:
+        trainer = Trainer(store, clock)
+        start = time.perf_counter()
+        trainer.start()
+        try:
+            while not samples or samples[-1]["published"] < plan.events:
+                time.sleep(plan.sample_seconds)
+                t = time.perf_counter() - start
+                if t > plan.timeout_seconds:
+                    late = f"the trainer did not catch up within {plan.timeout_seconds:g} s"
+                    raise RuntimeError(f"{late}: {samples[-1] if samples else 'no sample'}")
+                samples.append(_sample(trainer, t, timer))
+                s = samples[-1]
+                progress(
+                    f"trainer: {t:6.2f} s  joined {s['joined']:>8,}  learned {s['learned']:>8,}  "
+                    f"published {s['published']:>8,}  lag {s['lag_events']:>8,} events"
+                )
+            stats = trainer.stats(LOOP)
+        finally:
+            trainer.stop()
+    times = {name: timer.reached[name] - start for name in ("join", "learn", "publish")}
+    figures = {
+        "joined": stats.joined,
+        "learned": timer.position["learn"],
+        "published": stats.learned,
+        "defaulted": stats.default_rewarded,
+        **{f"{verb}_seconds": times[name] for verb, name in _VERBS},
+        **{f"{verb}_per_second": plan.events / times[name] for verb, name in _VERBS},
+        "step_seconds": dict(timer.seconds),
+        "step_cpu_seconds": dict(timer.cpu_seconds),
+        "learned_per_cpu_second": plan.events / (timer.cpu_seconds["join"] + timer.cpu_seconds["learn"]),
+        "publishes": timer.calls["publish"],
+    }
+    return figures, samples
+
+
+def learn_events(store: Store) -> list[policies.LearnEvent]:
+    """The LearnEvents of the loop's joined stream, in order (as the learner derives them)."""
+    events, position = [], 0
+    while batch := store.log.read(Stream.JOINED, LOOP, position, _READ_BATCH):
+        for _, data in batch:
+            event = learn_event(records_pb2.JoinedEvent.FromString(data))
+            if event is not None:
+                events.append(event)
+        position = batch[-1][0]
+    return events
+
+
+def _timed(events: int, run: Callable[[], None]) -> dict[str, float]:
+    start, cpu = time.perf_counter(), time.thread_time()
+    run()
+    seconds, cpu_seconds = time.perf_counter() - start, time.thread_time() - cpu
+    return {
+        "events": events,
+        "seconds": seconds,
+        "per_second": events / seconds,
+        "cpu_seconds": cpu_seconds,
+        "per_cpu_second": events / cpu_seconds,
+    }
+
+
+def vw_direct(spec: str, events: list[policies.LearnEvent]) -> dict[str, float]:
+    """A fresh policy of `spec` learning `events` one at a time, as the learner calls it."""
+    policy = policies.create(spec)
+
+    def run() -> None:
+        for event in events:
+            policy.learn([event])
+
+    return _timed(len(events), run)
+
+
+def vw_lines(spec: str, events: list[policies.LearnEvent]) -> dict[str, float] | None:
+    """A bare VW workspace of `spec`'s arguments learning the events' labeled lines (None: not a VW spec)."""
+    family, _, params = spec.partition(":")
+    if family != "vw":
+        return None
+    lines = [e.example.vw_labeled_lines(e.chosen_index, -e.reward, e.probability) for e in events]
+    workspace = vowpalwabbit.Workspace(arg_list=[*shlex.split(params), "--quiet"])
+
+    def run() -> None:
+        for example in lines:
+            workspace.learn(example)
+
+    try:
+        return _timed(len(lines), run)
+    finally:
+        workspace.finish()
+
+
+def run(plan: Plan) -> dict[str, Any]:
+    """The plan on a fresh store in a temporary directory; the report (see the module doc)."""
+    loadavg_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="nextbest-learner-") as tmp:
+        clock = FakeClock()
+        store = open_store(tmp)
+        _create_loop(store, plan.policy)
+        server = NextbestServer(store, "127.0.0.1", 0, train=False, clock=clock).start()
+        try:
+            filled = fill(DecisionService(store.log, server.catalog, server.limits, clock), plan)
+            clock.advance(REWARD_WAIT_SECONDS + GRACE_SECONDS + 1.0)
+            trainer, samples = train(store, clock, plan)
+            events = learn_events(store)
+        finally:
+            server.stop(grace=0)
+    progress(f"baselines: learning the {len(events):,} events with VW directly")
+    direct, lines = vw_direct(plan.policy, events), vw_lines(plan.policy, events)
+    return {
+        "version": 1,
+        "plan": asdict(plan),
+        "calls": "in-process DecisionService (no gRPC)",
+        "machine": {"cpus": os.cpu_count(), "loadavg_before": loadavg_before, "loadavg_after": os.getloadavg()},
+        "fill": filled,
+        "trainer": trainer,
+        "samples": samples,
+        "vw_direct": direct,
+        "vw_lines": lines,
+        "ratio": trainer["learned_per_second"] / direct["per_second"],
+        "ratio_lines": trainer["learned_per_second"] / lines["per_second"] if lines else None,
+        "cpu_ratio": trainer["learned_per_cpu_second"] / direct["per_cpu_second"],
+        "target_per_second": TARGET_PER_SECOND,
+        "met": trainer["learned_per_second"] >= TARGET_PER_SECOND,
+    }
+
+
+def _share(part: float, whole: float) -> str:
+    return f"{part:.2f} s ({part / whole:.0%})"
+
+
+def summary(report: dict[str, Any]) -> str:
+    t, fill_, direct = report["trainer"], report["fill"], report["vw_direct"]
+    steps = t["step_seconds"]
+    learning = steps["learn"] - steps["publish"]
+    lines = [
+        f"fill: {fill_['decisions']:,} decisions ({fill_['rewards']:,} rewarded) in {fill_['seconds']:.1f} s = "
+        f"{fill_['decisions_per_second']:,.0f}/s, {report['calls']}",
+        f"{'':<24}{'seconds':>9}{'events/s':>10}{'per CPU s':>11}",
+        f"{'trainer: joined':<24}{t['joined_seconds']:>9.2f}{t['joined_per_second']:>10,.0f}",
+        f"{'trainer: learned':<24}{t['learned_seconds']:>9.2f}{t['learned_per_second']:>10,.0f}"
+        f"{t['learned_per_cpu_second']:>11,.0f}",
+        f"{'trainer: published':<24}{t['published_seconds']:>9.2f}{t['published_per_second']:>10,.0f}",
+    ]
+    for label, baseline in (("VW direct (policy)", direct), ("VW direct (text lines)", report["vw_lines"])):
+        if baseline:
+            lines.append(
+                f"{label:<24}{baseline['seconds']:>9.2f}{baseline['per_second']:>10,.0f}"
+                f"{baseline['per_cpu_second']:>11,.0f}"
+            )
+    cpu = t["step_cpu_seconds"]
+    lines += [
+        f"trainer time until learned: joiner {_share(steps['join'], t['learned_seconds'])}, learner "
+        f"{_share(learning, t['learned_seconds'])}, publishing {_share(steps['publish'], t['learned_seconds'])} "
+        f"in {t['publishes']} publish calls; CPU: joiner {cpu['join']:.2f} s, learner "
+        f"{cpu['learn'] - cpu['publish']:.2f} s, publishing {cpu['publish']:.2f} s",
+        f"trainer learned/s over VW direct: {report['ratio']:.2f} (policy)"
+        + (f", {report['ratio_lines']:.2f} (text lines)" if report["ratio_lines"] else "")
+        + f"; per CPU second: {report['cpu_ratio']:.2f} (policy)",
+        f"machine: {report['machine']['cpus']} cpus, load average before {report['machine']['loadavg_before'][0]:.2f}"
+        f", after {report['machine']['loadavg_after'][0]:.2f} (other processes share it)",
+        f"target >= {report['target_per_second']:,.0f} learned events/s: "
+        f"{'met' if report['met'] else 'NOT met'} ({t['learned_per_second']:,.0f}/s)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: str) -> None:
+    """Events joined, learned and published over the trainer's time, with the target's slope."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samples = report["samples"]
+    x = [0.0] + [s["t"] for s in samples]
+    fig, ax = plt.subplots(figsize=(10, 5))
+    for key, style in (("joined", "-"), ("learned", "--"), ("published", ":")):
+        ax.plot(x, [0] + [s[key] for s in samples], style, label=key)
+    events = report["plan"]["events"]
+    target = report["target_per_second"]
+    ax.plot([0, events / target], [0, events], color="gray", lw=0.8, label=f"{target:,.0f} events/s")
+    ax.set(xlabel="seconds since the trainer started", ylabel="events", title="nextbest trainer on a backlog")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    t = report["trainer"]
+    fig.suptitle(
+        f"{events:,} events: learned {t['learned_per_second']:,.0f}/s, "
+        f"{report['ratio']:.2f} x VW direct ({report['vw_direct']['per_second']:,.0f}/s)"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    d = Plan()
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.learner", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=d.events, help="decisions to learn (default: %(default)s)")
+    parser.add_argument("--callers", type=int, default=d.callers, help="filling threads (default: %(default)s)")
+    parser.add_argument("--policy", default=d.policy, help="policy of the loop (default: %(default)s)")
+    parser.add_argument(
+        "--reward-fraction", type=float, default=d.reward_fraction, help="share rewarded (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--sample-seconds", type=float, default=d.sample_seconds, help="sampling period (default: %(default)s)"
+    )
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--json", metavar="FILE", default="nextbest-learner.json", help="default: %(default)s")
+    parser.add_argument("--plot", metavar="FILE", default="nextbest-learner.png", help="default: %(default)s")
+    args = parser.parse_args(argv)
+    plan = Plan(
+        events=args.events,
+        callers=args.callers,
+        policy=args.policy,
+        reward_fraction=args.reward_fraction,
+        sample_seconds=args.sample_seconds,
+        seed=args.seed,
+    )
+    report = run(plan)
+    print(summary(report), end="")
+    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
