@@ -122,7 +122,11 @@ def test_a_full_disk_refuses_writes_and_the_server_recovers_when_there_is_space_
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
     try:
-        address = re.search(r"serving on (\S+)", proc.stdout.readline()).group(1)
+        line = proc.stdout.readline()
+        if "serving on" not in line:
+            proc.kill()
+            pytest.fail(f"the server did not start: {line!r}; stderr: {proc.stderr.read()[-3000:]}")
+        address = re.search(r"serving on (\S+)", line).group(1)
         with Client(address) as client:
             acked, refusal = fill(client, "default")
             assert refusal.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
