@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -33,15 +34,20 @@ class Nextbest:
     """`nextbest ARGS` as a process: `line` is the first line it printed (its ready line); SIGTERM at exit."""
 
     def __init__(self, *args: str) -> None:
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in __exit__; a file, as a full pipe would block
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server", "--log-level", "WARNING", *args],
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
             text=True,
         )
         self.line = self.proc.stdout.readline()
         if not self.line:
-            raise AssertionError(self.proc.stderr.read())
+            raise AssertionError(self.logged())
+
+    def logged(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-4000:]
 
     def kill(self) -> None:
         self.proc.kill()
@@ -50,13 +56,16 @@ class Nextbest:
     def __enter__(self) -> Nextbest:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.kill()
+        if exc_type is not None:
+            print(f"--- log of nextbest {' '.join(self.proc.args[5:])}:\n{self.logged()}")
+        self.log.close()
 
 
 @contextmanager
@@ -227,8 +236,10 @@ def test_killing_the_stream_leader_under_load_loses_and_duplicates_nothing(tmp_p
             )
             acknowledged = set(load.acknowledged)
             assert len(acknowledged) == len(load.acknowledged)
-            stats = wait_for(lambda: (s := client.stats("f")).learned >= len(acknowledged) and s, timeout=60)
-            assert stats.decisions == len(acknowledged) and stats.rewards == len(acknowledged)
+            n, stopped = len(acknowledged), time.monotonic()
+            stats = wait_for(lambda: (s := client.stats("f")).learned == s.joined == n and s, timeout=60)
+            print(f"the trainer's saved counts caught up {time.monotonic() - stopped:.2f} s after the load stopped")
+            assert stats.decisions == stats.rewards == n
             client.close()
 
         with open_store(url) as store:  # exactly once in every stream
