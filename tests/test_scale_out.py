@@ -23,6 +23,7 @@ from server.client import Client
 from server.pb import admin_pb2, records_pb2
 from server.store import Stream, open_store
 from server.testing import nats_cluster, nats_server_binary, running_nats, wait_for
+from server.workers import free_port
 
 pytestmark = pytest.mark.skipif(
     nats_server_binary() is None,
@@ -259,3 +260,16 @@ def _all(store, stream: Stream) -> list[tuple[int, bytes]]:
         out += batch
         after = batch[-1][0]
     return out
+
+
+def test_a_store_that_does_not_answer_is_a_clear_error() -> None:
+    port = free_port("127.0.0.1")  # nothing listens there
+    done = subprocess.run(
+        [sys.executable, "-m", "server", "--log-level", "ERROR", "train", "--store", f"nats://127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert f"nextbest train: cannot open the store nats://127.0.0.1:{port}: no NATS server answered" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from server.commands.storage import add_store_arguments, is_remote
+from server.commands.storage import add_store_arguments, is_remote, open_store_or_exit
 
 
 def moment(text: str) -> float:
@@ -47,12 +47,11 @@ def add(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from server.export import export
-    from server.store import open_store
 
     if not is_remote(args.store) and not os.path.isfile(os.path.join(args.store, "data.mdb")):
         print(f"nextbest export: no store in {args.store}", file=sys.stderr)
         return 2
-    with open_store(args.store) as store:
+    with open_store_or_exit("export", args) as store:
         if store.configs.get(args.loop) is None:
             loops = ", ".join(sorted(store.configs.list())) or "none"
             print(f"nextbest export: no loop {args.loop!r} in {args.store} (loops: {loops})", file=sys.stderr)

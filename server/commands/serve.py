@@ -7,7 +7,7 @@ import os
 import threading
 
 from server.commands.signals import stop_on_signals
-from server.commands.storage import add_store_arguments, byte_size, is_remote, store_options
+from server.commands.storage import add_store_arguments, byte_size, is_remote, open_store_or_exit, store_options
 from server.config import Limits
 
 
@@ -174,11 +174,10 @@ def _announce(address: str, args: argparse.Namespace, options: dict, loops: list
 def _serve(args: argparse.Namespace, options: dict, stopping: threading.Event) -> None:
     from server.app import ensure_default_loop
     from server.metrics import Metrics
-    from server.store import open_store
     from server.trainer import Trainer
     from server.workers import WorkerPool, free_port
 
-    store = open_store(args.store, **store_options(args))
+    store = open_store_or_exit("serve", args)
     ensure_default_loop(store)
     port = args.port or free_port(args.host)
     pool = WorkerPool(

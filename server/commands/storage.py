@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.store.lmdb import DEFAULT_MAP_SIZE
+
+if TYPE_CHECKING:
+    from server.store import Store
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -47,6 +50,16 @@ def add_store_arguments(parser: argparse.ArgumentParser, *, sizing: bool = True)
         default=1,
         help="NATS: copies JetStream keeps of each stream and bucket it creates (1, 3 or 5; default: 1)",
     )
+
+
+def open_store_or_exit(command: str, args: argparse.Namespace) -> Store:
+    """The store `args.store` names, opened with the options of the flags; SystemExit saying why it cannot be."""
+    from server.store import StoreUnavailableError, open_store
+
+    try:
+        return open_store(args.store, **store_options(args))
+    except (StoreUnavailableError, ValueError) as e:
+        raise SystemExit(f"nextbest {command}: cannot open the store {args.store}: {e}") from None
 
 
 def store_options(args: argparse.Namespace) -> dict[str, Any]:

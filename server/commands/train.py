@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from server.commands.signals import stop_on_signals
-from server.commands.storage import add_store_arguments, store_options
+from server.commands.storage import add_store_arguments, open_store_or_exit
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -36,13 +36,12 @@ def add(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from server.app import ensure_default_loop
     from server.metrics import Metrics
-    from server.store import open_store
     from server.trainer import Trainer
 
     if args.lease_seconds <= 0:
         raise SystemExit("nextbest train: --lease-seconds must be positive")
     stopping = stop_on_signals("stopping")
-    with open_store(args.store, **store_options(args)) as store:
+    with open_store_or_exit("train", args) as store:
         ensure_default_loop(store)
         trainer = Trainer(store, keep_models=args.keep_models, lease_seconds=args.lease_seconds)
         trainer.start()

@@ -871,7 +871,7 @@ async def _connect(servers: list[str], timeout: float) -> NatsClient:
     async def error(e: Exception) -> None:
         log.warning("NATS store: %s", e)
 
-    nc = await nats.connect(
+    connecting = nats.connect(
         servers=servers,
         name="nextbest",
         connect_timeout=max(int(timeout), 1),
@@ -884,6 +884,10 @@ async def _connect(servers: list[str], timeout: float) -> NatsClient:
         reconnected_cb=reconnected,
         error_cb=error,
     )
+    try:
+        nc = await asyncio.wait_for(connecting, timeout)
+    except TimeoutError:
+        raise StoreUnavailableError(f"no NATS server answered at {', '.join(servers)} within {timeout:.0f} s") from None
     return nc
 
 
