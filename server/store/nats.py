@@ -337,6 +337,7 @@ class _Mirror:
         self._polled = 0  # every message up to this seq has been applied
         self.revision = 0  # the highest revision seen: raised by every write to the bucket
         self._task: asyncio.Task | None = None
+        self._stopping = False
 
     def apply(self, key: str, revision: int, value: bytes | None) -> None:
         """Take a write seen by a poll or made by this process, unless a later one is known."""
@@ -370,7 +371,7 @@ class _Mirror:
             more = more and bool(msgs)
 
     async def _follow(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(_POLL_SECONDS)
             try:
                 await self._poll()
@@ -378,10 +379,12 @@ class _Mirror:
                 log.debug("NATS store: polling %s: %s", self._stream, e)
 
     async def stop(self) -> None:
+        """Stop following; the flag ends the loop even when a cancellation is lost (asyncio.wait_for in Python
+        3.11 can swallow one that arrives as its awaited message does)."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task], timeout=_REQUEST_TIMEOUT + 1)
 
 
 class NatsEventLog(EventLog):
@@ -964,6 +967,8 @@ async def _open_on(
             return
         try:
             runner.run(shutdown(), timeout)
+        except StoreUnavailableError:  # every write was acknowledged before; only the goodbye is lost
+            log.warning("NATS store: closing the connection took over %.0f s; dropped it", timeout)
         finally:
             runner.stop()
 
