@@ -35,8 +35,7 @@ _FULL_WARNING_SECONDS = 60.0
 DEFAULT_LEASE_SECONDS = 10.0
 
 
-def lease_name(loop: str) -> str:
-    """The name of the lease a trainer holds to work on `loop`."""
+def _lease_name(loop: str) -> str:
     return f"train/{loop}"
 
 
@@ -122,16 +121,12 @@ class Trainer:
                 log.exception("loop %s: trainer step failed; retrying", name)
         return done
 
-    def holds(self, loop: str) -> bool:
-        """Whether this trainer holds `loop`'s lease (as of its last renewal)."""
-        return loop in self._renew_at
-
     def _holds(self, loop: str) -> bool:
         """Take or renew `loop`'s lease when due; on losing it, forget the loop's state (a new holder moves on)."""
         now = time.monotonic()
         if now < self._renew_at.get(loop, float("-inf")):
             return True
-        if self._store.leases.acquire(lease_name(loop), self.holder, self._lease_seconds):
+        if self._store.leases.acquire(_lease_name(loop), self.holder, self._lease_seconds):
             if loop not in self._renew_at:
                 log.info("trainer %s: training loop %s", self.holder, loop)
             self._renew_at[loop] = now + self._lease_seconds / 3
@@ -145,7 +140,7 @@ class Trainer:
         self._renew_at.pop(loop, None)
         self._loops.pop(loop, None)
         try:
-            self._store.leases.release(lease_name(loop), self.holder)
+            self._store.leases.release(_lease_name(loop), self.holder)
         except Exception:
             log.exception("loop %s: cannot release the trainer lease", loop)
 

@@ -8,6 +8,7 @@ import threading
 
 from server.commands.signals import stop_on_signals
 from server.commands.storage import add_store_arguments, byte_size, is_remote, open_store_or_exit, store_options
+from server.commands.train import add_trainer_arguments
 from server.config import Limits
 
 
@@ -73,14 +74,7 @@ def add(commands: argparse._SubParsersAction) -> None:
         metavar="MODULE",
         help="allow `python:MODULE:Class` policy specs from this module (repeatable); none by default",
     )
-    serve.add_argument("--keep-models", type=int, default=10, help="model versions kept per loop (default: 10)")
-    serve.add_argument(
-        "--lease-seconds",
-        type=float,
-        default=10.0,
-        help="LMDB: the trainer holds each loop for this long between renewals, so that a `nextbest train` on the "
-        "same store stands by (default: 10)",
-    )
+    add_trainer_arguments(serve)
     serve.add_argument(
         "--workers",
         type=int,

@@ -19,18 +19,24 @@ def add(commands: argparse._SubParsersAction) -> None:
         "'default' on a new store. SIGTERM or SIGINT checkpoints and stops.",
     )
     add_store_arguments(train)
-    train.add_argument("--keep-models", type=int, default=10, help="model versions kept per loop (default: 10)")
-    train.add_argument(
-        "--lease-seconds",
-        type=float,
-        default=10.0,
-        help="how long a loop's lease lasts without renewal: the failover time (default: 10)",
-    )
+    add_trainer_arguments(train)
     train.add_argument("--host", default="127.0.0.1", help="address of the metrics endpoint (default: 127.0.0.1)")
     train.add_argument(
         "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port at /metrics (0: any)"
     )
     train.set_defaults(run=run)
+
+
+def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
+    """The trainer's flags, shared with `nextbest serve` (whose parent process trains an LMDB store)."""
+    parser.add_argument("--keep-models", type=int, default=10, help="model versions kept per loop (default: 10)")
+    parser.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=10.0,
+        help="how long a trainer holds a loop without renewing its lease: another trainer on the same store stands "
+        "by and takes over after it (the failover time; default: 10)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
