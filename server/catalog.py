@@ -100,6 +100,10 @@ class Catalog:
             model = LiveModel(0, policies.create(config.policy))  # untrained model of the spec
         else:
             stored = self._store.models.get(name, version)
+            if old is not None and stored.spec != config.policy == old.model.spec:
+                # a learner that has not yet seen the new policy published the old one: once a loop serves its
+                # configured policy it never goes back; the learner publishes the new one on its next pass
+                return LoopView(config, old.model)
             model = LiveModel(version, policies.load(stored.spec, stored.data))
             log.info("loop %s: serving model version %d (%s)", name, version, stored.spec)
         return LoopView(config, model)

@@ -31,6 +31,7 @@ from server.store import Store, StoreFullError, StoreUnavailableError, Stream
 log = logging.getLogger("nextbest")
 
 _FULL_BACKOFF_SECONDS = 1.0
+_BACKLOG = 500  # events a pass handles beyond which the next pass starts at once
 _FULL_WARNING_SECONDS = 60.0
 DEFAULT_LEASE_SECONDS = 10.0
 
@@ -47,13 +48,17 @@ class _LoopWork:
 
 
 class Trainer:
-    """Joins and learns every loop of the store until stopped; saves its positions on stop."""
+    """Joins and learns every loop of the store until stopped; saves its positions on stop.
+
+    A pass starts every `pass_seconds`, or at once after a pass that found a backlog: passes write (joined
+    events, positions) in few transactions, so that they seldom hold the store's one writer from Rank.
+    """
 
     def __init__(
         self,
         store: Store,
         clock: Callable[[], float] = time.time,
-        idle_seconds: float = 0.01,
+        pass_seconds: float = 0.05,
         keep_models: int = DEFAULT_KEEP_MODELS,
         retention_interval_seconds: float = 60.0,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
@@ -63,7 +68,7 @@ class Trainer:
         self._lease_seconds = lease_seconds
         self._renew_at: dict[str, float] = {}  # monotonic time to renew each lease this trainer holds
         self._clock = clock
-        self._idle = idle_seconds
+        self._pass_seconds = pass_seconds
         self._keep_models = keep_models
         self._retention_interval = retention_interval_seconds
         self._loops: dict[str, _LoopWork] = {}
@@ -177,10 +182,13 @@ class Trainer:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._full = False
+            started = time.monotonic()
             try:
-                busy = self.step()
+                done = self.step()
             except Exception:
                 log.exception("trainer pass failed; retrying")
-                busy = 0
-            if not busy:
-                self._stop.wait(_FULL_BACKOFF_SECONDS if self._full else self._idle)
+                done = 0
+            if self._full:
+                self._stop.wait(_FULL_BACKOFF_SECONDS)
+            elif done < _BACKLOG:
+                self._stop.wait(started + self._pass_seconds - time.monotonic())

@@ -9,8 +9,10 @@ import vowpalwabbit
 from planted import ACTIONS, PERSONALIZING, run
 
 import policies
-from server.config import DEFAULT_POLICY
+from server.catalog import Catalog
+from server.config import DEFAULT_POLICY, default_loop_config
 from server.pb import admin_pb2
+from server.store import open_store
 from server.testing import wait_for
 
 SHADOW = "vw:--cb_explore_adf --squarecb -q ::"
@@ -51,6 +53,31 @@ def test_replace_under_traffic_fails_no_call(served):
     assert not failures
     switch = seen.index(config.policy)
     assert all(p == config.policy for p in seen[switch:])  # once swapped, every answer uses the new policy
+
+
+def test_a_stale_learner_publish_never_takes_a_swapped_loop_back(tmp_path):
+    """The learner reads the config at the start of its pass: a model of the old policy may be published
+    after a swap. A loop that serves its configured policy keeps serving it until a model of it comes."""
+    store = open_store(str(tmp_path / "store"))
+    try:
+        old, new = "vw:--cb_explore_adf --epsilon 0.05", "vw:--cb_explore_adf --softmax --lambda 5"
+        config = default_loop_config()
+        config.name, config.policy, config.version = "swap", old, 1
+        store.configs.create("swap", config.SerializeToString())
+        catalog = Catalog(store)
+        assert catalog.get("swap").model.spec == old  # nothing published yet: an untrained model of the spec
+        config.policy, config.version = new, 2
+        store.configs.put("swap", config.SerializeToString())
+        catalog.refresh()
+        assert catalog.get("swap").model.spec == new
+        store.models.publish("swap", old, policies.create(old).save(), 10)  # the stale learner's model
+        catalog.refresh()
+        assert catalog.get("swap").model.spec == new
+        store.models.publish("swap", new, policies.create(new).save(), 12)
+        catalog.refresh()
+        assert (catalog.get("swap").model.spec, catalog.get("swap").model.version) == (new, 2)
+    finally:
+        store.close()
 
 
 def test_shadow_estimate_promote_rollback(served):

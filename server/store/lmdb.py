@@ -14,9 +14,11 @@ Named databases (`P` is `loop \\0 stream \\0`; seqs and versions are 8-byte big-
 
 Group commit: all writes of a Store run on its one writer thread. Callers queue an operation (a
 function of a write transaction) and block until the transaction holding it has committed with
-fsync; the writer puts everything queued (up to `max_batch` operations) in one transaction, each
-operation in a child transaction, so an operation that raises leaves nothing behind and its
-caller alone gets the exception. When the commit fails, every caller of the batch gets the error
+fsync; the writer puts everything queued (up to `max_batch` operations) in one transaction. When
+an operation raises, that transaction is abandoned and the batch is redone with each operation in
+a transaction of its own, so an operation that raises leaves nothing behind and its caller alone
+gets the exception (child transactions would isolate it too, but cost every operation their
+overhead). When the commit fails, every caller of the batch gets the error
 (StoreFullError when the map or the disk is full) and nothing of the batch remains.
 
 Space: `map_size` is the most the store may hold. LMDB reserves that much address space, but the
@@ -76,6 +78,12 @@ _LIVE = struct.Struct(">QQ")  # live version, highest version ever published
 _DISK_FULL = tuple(os.strerror(n) for n in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO))
 
 _T = TypeVar("_T")
+
+
+class _Redo(Exception):
+    """An operation of a batch raised: the batch is redone with each operation in its own transaction."""
+
+
 _Op = tuple[Callable[[lmdb.Transaction], object], bool, Future]
 
 
@@ -209,22 +217,19 @@ class _Env:
                     if grows and full:
                         outcomes.append((future, None, self._full("only the reserve kept for deletes is left")))
                         continue
-                    child = self.env.begin(write=True, parent=txn)
                     try:
-                        result = op(child)
-                        child.commit()
-                    except lmdb.MapFullError as e:
-                        child.abort()
-                        outcomes.append((future, None, self._full(str(e))))
+                        outcomes.append((future, op(txn), None))
                     except Exception as e:
-                        child.abort()
-                        outcomes.append((future, None, e))
-                    else:
-                        outcomes.append((future, result, None))
+                        if len(batch) > 1:
+                            raise _Redo from e
+                        raise
                 txn.commit()
             except BaseException:
                 txn.abort()
                 raise
+        except _Redo:  # an operation failed: nothing of the batch remains; each one again, alone
+            for op in batch:
+                self._commit([op])
         except BaseException as e:
             error = self._commit_error(e)
             for _, _, future in batch:
