@@ -2,6 +2,7 @@
 recovers by itself once space is freed, and with serve-without-logging Rank keeps answering (unlogged, counted)."""
 
 import os
+import random
 import re
 import resource
 import signal
@@ -18,7 +19,8 @@ from server.testing import child_pids, running_server, wait_for
 
 SMALL_MAP = 1 << 20  # 1 MiB: refused beyond 768 KiB, the rest is the reserve kept for deletes
 ACTIONS = [action("a", "email"), action("b", "push")]
-BULKY = {"u": {"tokens": [f"{i:03d}" + "t" * 200 for i in range(100)]}}  # about 20 KB per decision
+# about 20 KB per decision, of random hex: the store compresses long entries, and these stay ~10 KB
+BULKY = {"u": {"tokens": [f"{i:03d}" + random.Random(i).randbytes(100).hex() for i in range(100)]}}
 
 
 def fill(client: Client, loop: str, limit: int = 500) -> tuple[set[str], grpc.RpcError]:

@@ -225,3 +225,45 @@ def test_two_processes_append_to_one_directory(tmp_path: Path) -> None:
         assert [seq for seq, _ in s.log.read(D, "l", 0, 10_000)] == list(range(1, total + 1))
         assert all(s.log.get(D, "l", f"child-{i}") == b"c%d" % i for i in range(n_child))
         assert all(s.log.get(D, "l", f"parent-{t}-{i}") == b"p" for t in range(threads) for i in range(per_thread))
+
+
+def test_long_entries_are_stored_compressed_and_read_back_as_appended(store: Store) -> None:
+    rng = random.Random(3)
+    words = [f"feature_{i}" for i in range(40)]
+    long = " ".join(rng.choice(words) for _ in range(600)).encode()  # ~6 KB, compressible like a record
+    noise = rng.randbytes(4000)  # longer when compressed: stored as it is
+    short = b"reward"
+    entries = [Entry("long", long), Entry(None, long), Entry("noise", noise), Entry(None, short)]
+    appended = store.log.append(D, "l", entries)
+    assert [a.data for a in appended] == [long, long, noise, short]
+    assert [data for _, data in store.log.read(D, "l", 0, 10)] == [long, long, noise, short]
+    assert store.log.get(D, "l", "long") == long
+    again = store.log.append(D, "l", [Entry("long", b"other")])[0]
+    assert (again.created, again.seq, again.data) == (False, 1, long)
+    env = store.log._env
+    with env.read() as txn:
+        stored = [v for _, v in txn.cursor(env.db["events"])]
+    assert len(stored[0]) < len(long) / 3 and len(stored[1]) < len(long) / 3
+    assert len(stored[2]) == 2 + len("noise") + len(noise)
+    assert store.log.trim(D, "l", 3) == 2  # trim finds the keys of compressed entries
+    assert store.log.get(D, "l", "long") is None
+    assert store.log.append(D, "l", [Entry("long", long)])[0].created
+
+
+def test_entries_written_uncompressed_read_back(tmp_path: Path) -> None:
+    """Stores written before entries were compressed (header: plain key length, or -1) stay readable."""
+    path = tmp_path / "db"
+    with open_lmdb(path, map_size=MAP) as s:
+        s.log.append(D, "l", [Entry("k", b"x")])
+        env = s.log._env
+        prefix = b"l\0" + D.value.encode() + b"\0"
+        data = b"y" * 5000
+        env.write(
+            lambda txn: txn.put(
+                prefix + (2).to_bytes(8, "big"), (1).to_bytes(2, "big") + b"j" + data, db=env.db["events"]
+            )
+        )
+        env.write(lambda txn: txn.put(prefix + b"j", (2).to_bytes(8, "big"), db=env.db["keys"]))
+        env.write(lambda txn: txn.put(prefix + (3).to_bytes(8, "big"), b"\xff\xff" + data, db=env.db["events"]))
+        assert [d for _, d in s.log.read(D, "l", 0, 10)] == [b"x", data, data]
+        assert s.log.get(D, "l", "j") == data
