@@ -227,7 +227,13 @@ def test_two_processes_append_to_one_directory(tmp_path: Path) -> None:
         assert all(s.log.get(D, "l", f"parent-{t}-{i}") == b"p" for t in range(threads) for i in range(per_thread))
 
 
-def test_long_entries_are_stored_compressed_and_read_back_as_appended(store: Store) -> None:
+def stored_values(store: Store) -> list[bytes]:
+    env = store.log._env
+    with env.read() as txn:
+        return [v for _, v in txn.cursor(env.db["events"])]
+
+
+def test_long_decisions_are_stored_compressed_and_read_back_as_appended(store: Store) -> None:
     rng = random.Random(3)
     words = [f"feature_{i}" for i in range(40)]
     long = " ".join(rng.choice(words) for _ in range(600)).encode()  # ~6 KB, compressible like a record
@@ -240,11 +246,11 @@ def test_long_entries_are_stored_compressed_and_read_back_as_appended(store: Sto
     assert store.log.get(D, "l", "long") == long
     again = store.log.append(D, "l", [Entry("long", b"other")])[0]
     assert (again.created, again.seq, again.data) == (False, 1, long)
-    env = store.log._env
-    with env.read() as txn:
-        stored = [v for _, v in txn.cursor(env.db["events"])]
+    stored = stored_values(store)
     assert len(stored[0]) < len(long) / 3 and len(stored[1]) < len(long) / 3
     assert len(stored[2]) == 2 + len("noise") + len(noise)
+    store.log.append(Stream.JOINED, "l", [Entry("long", long)])  # joined events are stored as they are
+    assert len(stored_values(store)[-1]) == 2 + len("long") + len(long)
     assert store.log.trim(D, "l", 3) == 2  # trim finds the keys of compressed entries
     assert store.log.get(D, "l", "long") is None
     assert store.log.append(D, "l", [Entry("long", long)])[0].created
