@@ -86,13 +86,11 @@ _LIVE = struct.Struct(">QQ")  # live version, highest version ever published
 _DISK_FULL = tuple(os.strerror(n) for n in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO))
 
 _T = TypeVar("_T")
+_Op = tuple[Callable[[lmdb.Transaction], object], bool, Future]
 
 
 class _Redo(Exception):
     """An operation of a batch raised: the batch is redone with each operation in its own transaction."""
-
-
-_Op = tuple[Callable[[lmdb.Transaction], object], bool, Future]
 
 
 def _u64(raw: bytes | None) -> int:
@@ -294,24 +292,20 @@ class LmdbEventLog(EventLog):
                 raise ValueError(f"key too long for the {stream.value} stream of {loop!r}: {e.key!r}")
         if not entries:
             return []
-        keys = [None if e.key is None else e.key.encode() for e in entries]
         compress = stream in _COMPRESSED_STREAMS
-        # encoded here, not on the writer thread
-        values = [_encode_entry(key, e.data, compress) for key, e in zip(keys, entries, strict=True)]
-        return self._env.write(lambda txn: self._append(txn, prefix, entries, keys, values))
+        rows = []  # (key, stored value, data), encoded here rather than on the writer thread
+        for e in entries:
+            key = None if e.key is None else e.key.encode()
+            rows.append((key, _encode_entry(key, e.data, compress), e.data))
+        return self._env.write(lambda txn: self._append(txn, prefix, rows))
 
     def _append(
-        self,
-        txn: lmdb.Transaction,
-        prefix: bytes,
-        entries: Sequence[Entry],
-        encoded_keys: list[bytes | None],
-        values: list[bytes],
+        self, txn: lmdb.Transaction, prefix: bytes, rows: list[tuple[bytes | None, bytes, bytes]]
     ) -> list[Appended]:
         events, keys = self._db["events"], self._db["keys"]
         seq = _u64(txn.get(prefix, db=self._db["seqs"]))
         out = []
-        for e, key, stored in zip(entries, encoded_keys, values, strict=True):
+        for key, stored, data in rows:
             if key is not None:
                 found = txn.get(prefix + key, db=keys)
                 if found is not None:
@@ -321,7 +315,7 @@ class LmdbEventLog(EventLog):
                 txn.put(prefix + key, _U64.pack(seq + 1), db=keys)
             seq += 1
             txn.put(prefix + _U64.pack(seq), stored, db=events)
-            out.append(Appended(seq, True, e.data))
+            out.append(Appended(seq, True, data))
         txn.put(prefix, _U64.pack(seq), db=self._db["seqs"])
         return out
 
