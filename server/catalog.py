@@ -105,7 +105,7 @@ class Catalog:
                 # configured policy it never goes back; the learner publishes the new one on its next pass
                 return LoopView(config, old.model)
             model = LiveModel(version, policies.load(stored.spec, stored.data))
-            log.info("loop %s: serving model version %d (%s)", name, version, stored.spec)
+            log.info("loop %s: serving model version %d (%s)", name, version, stored.spec, extra={"loop": name})
         return LoopView(config, model)
 
     def start(self) -> None:

@@ -20,7 +20,7 @@ file), and for mutual TLS also `client_cert=` and `client_key=`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import grpc
@@ -226,3 +226,61 @@ class Client:
 
     def stats(self, loop: str = "default") -> admin_pb2.LoopStats:
         return self.admin.GetStats(admin_pb2.GetStatsRequest(loop=loop), timeout=self.timeout)
+
+    # policies and models
+
+    def set_policy(self, loop: str, spec: str, *, shadow: bool = False) -> types_pb2.LoopConfig:
+        """Make `spec` the loop's live policy (a shadowed spec is promoted warm), or with `shadow=True` let it
+        learn in the live policy's shadow."""
+        mode = admin_pb2.POLICY_MODE_SHADOW if shadow else admin_pb2.POLICY_MODE_REPLACE
+        request = admin_pb2.SetPolicyRequest(loop=loop, spec=spec, mode=mode)
+        return self.admin.SetPolicy(request, timeout=self.timeout)
+
+    def promote(self, loop: str, shadow: str) -> types_pb2.LoopConfig:
+        """Make a shadow policy live, with what it has learned."""
+        request = admin_pb2.PromotePolicyRequest(loop=loop, shadow=shadow)
+        return self.admin.PromotePolicy(request, timeout=self.timeout)
+
+    def list_models(self, loop: str) -> list[admin_pb2.ModelInfo]:
+        """The kept model versions, oldest first."""
+        return list(self.admin.ListModels(admin_pb2.ListModelsRequest(loop=loop), timeout=self.timeout).models)
+
+    def rollback(self, loop: str, version: int) -> admin_pb2.ModelInfo:
+        """Publish a kept version's model again as the newest version."""
+        request = admin_pb2.RollbackRequest(loop=loop, version=version)
+        return self.admin.Rollback(request, timeout=self.timeout)
+
+    def export_model(self, loop: str, *, version: int = 0) -> ExportedModel:
+        """The live model (or a kept `version`) with its spec."""
+        chunks = self.admin.ExportModel(admin_pb2.ExportModelRequest(loop=loop, version=version), timeout=self.timeout)
+        spec, number, data = "", 0, bytearray()
+        for chunk in chunks:
+            if chunk.spec:
+                spec, number = chunk.spec, chunk.version
+            data += chunk.data
+        return ExportedModel(spec, number, bytes(data))
+
+    def import_model(self, loop: str, spec: str, data: bytes, *, chunk_size: int = 1 << 20) -> admin_pb2.ModelInfo:
+        """Warm-start the loop from a model trained elsewhere (`spec` is the policy spec it was trained with)."""
+
+        def requests() -> Iterator[admin_pb2.ImportModelRequest]:
+            yield admin_pb2.ImportModelRequest(loop=loop, spec=spec, data=data[:chunk_size])
+            for start in range(chunk_size, len(data), chunk_size):
+                yield admin_pb2.ImportModelRequest(data=data[start : start + chunk_size])
+
+        return self.admin.ImportModel(requests(), timeout=self.timeout)
+
+    def evaluate(
+        self, loop: str, specs: Iterable[str] = (), *, since: float = 0.0, until: float = 0.0
+    ) -> admin_pb2.EvaluateResponse:
+        """Off-policy evaluation of candidate specs on the loop's joined events (0: unbounded times)."""
+        request = admin_pb2.EvaluateRequest(loop=loop, specs=list(specs), since=since, until=until)
+        return self.admin.Evaluate(request, timeout=self.timeout)
+
+
+class ExportedModel(NamedTuple):
+    """A model's bytes with the policy spec that reads them."""
+
+    spec: str
+    version: int
+    data: bytes

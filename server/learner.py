@@ -175,7 +175,11 @@ class Learner:
         except PublishConflictError:
             return  # an admin call published meanwhile; the next step adopts its model
         log.info(
-            "loop %s: published model version %d (learned through %d)", self._loop, model.version, model.learned_seq
+            "loop %s: published model version %d (learned through %d)",
+            self._loop,
+            model.version,
+            model.learned_seq,
+            extra={"loop": self._loop},
         )
         self._version = model.version
         self._dirty = False

@@ -22,6 +22,8 @@ import threading
 import time
 from typing import Any
 
+from server.logs import configure, current_format
+
 log = logging.getLogger("nextbest")
 
 _READY_TIMEOUT = 60.0
@@ -55,8 +57,10 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _worker(store_path: str, host: str, port: int, options: dict[str, Any], ready: Any, log_level: str) -> None:
-    logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s worker {os.getpid()}: %(message)s")
+def _worker(
+    store_path: str, host: str, port: int, options: dict[str, Any], ready: Any, log_level: str, log_format: str
+) -> None:
+    configure(log_level, log_format, f"worker {os.getpid()}")
     import policies
     from policies.rules import restrict_rules_files
     from server.app import NextbestServer
@@ -102,7 +106,8 @@ class WorkerPool:
 
     def _spawn(self) -> multiprocessing.Process:
         level = logging.getLevelName(logging.getLogger().level)
-        proc = self._context.Process(target=_worker, args=(*self._args, self._ready, level), daemon=False)
+        args = (*self._args, self._ready, level, current_format())
+        proc = self._context.Process(target=_worker, args=args, daemon=False)
         proc.start()
         return proc
 

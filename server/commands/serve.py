@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 import threading
+from typing import TYPE_CHECKING
 
 from server.commands.signals import stop_on_signals
 from server.commands.storage import add_store_arguments, byte_size, is_remote, open_store_or_exit, store_options
 from server.commands.train import add_trainer_arguments
 from server.config import Limits
+
+if TYPE_CHECKING:
+    from server.loopfile import Change
+    from server.store import Store
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -74,6 +79,12 @@ def add(commands: argparse._SubParsersAction) -> None:
         metavar="MODULE",
         help="allow `python:MODULE:Class` policy specs from this module (repeatable); none by default",
     )
+    serve.add_argument(
+        "--loops",
+        metavar="FILE",
+        help="make the store's loops match this TOML or JSON file at start, as `nextbest apply FILE` does "
+        "(creates and changes, never deletes)",
+    )
     add_trainer_arguments(serve)
     serve.add_argument(
         "--workers",
@@ -118,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise SystemExit("nextbest serve: --workers must be at least 1")
     access = _access(args)
+    declared = _declared_loops(args.loops)
     policies.allow_python_modules(args.policy_module)
     restrict_rules_files(args.rules_dir)
     options = {
@@ -135,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         **access,
     }
     stopping = stop_on_signals("shutting down")
-    _serve(args, options, stopping)
+    _serve(args, options, declared, stopping)
     print("nextbest stopped", flush=True)
     return 0
 
@@ -165,13 +177,46 @@ def _announce(address: str, args: argparse.Namespace, options: dict, loops: list
         print("nextbest: WARNING: without TLS the API keys cross the network in clear text", flush=True)
 
 
-def _serve(args: argparse.Namespace, options: dict, stopping: threading.Event) -> None:
+def _declared_loops(path: str | None) -> dict | None:
+    from server.loopfile import LoopFileError, read
+
+    if path is None:
+        return None
+    try:
+        return read(path)
+    except LoopFileError as e:
+        raise SystemExit(f"nextbest serve: --loops {e}") from None
+
+
+def _apply_loops(store: Store, declared: dict, limits: Limits) -> None:
+    """Make the store's loops match the declared ones through the admin service's own calls."""
+    from server.admin_service import AdminService
+    from server.catalog import Catalog
+    from server.errors import ServiceError
+    from server.loopfile import apply, plan
+    from server.pb import admin_pb2
+
+    admin = AdminService(store, Catalog(store), limits)
+    loops = admin.ListLoops(admin_pb2.ListLoopsRequest(), None).loops
+    try:
+        apply(plan(declared, list(loops)), lambda method, request: getattr(admin, method)(request, None), _applied)
+    except ServiceError as e:
+        raise SystemExit(f"nextbest serve: --loops: {e}") from None
+
+
+def _applied(change: Change) -> None:
+    print(f"nextbest: --loops: {change.action} {change.loop}", flush=True)
+
+
+def _serve(args: argparse.Namespace, options: dict, declared: dict | None, stopping: threading.Event) -> None:
     from server.app import ensure_default_loop
     from server.metrics import Metrics
     from server.trainer import Trainer
     from server.workers import WorkerPool, free_port
 
     store = open_store_or_exit("serve", args)
+    if declared is not None:
+        _apply_loops(store, declared, options["limits"])
     ensure_default_loop(store)
     port = args.port or free_port(args.host)
     pool = WorkerPool(
