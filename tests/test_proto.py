@@ -1,8 +1,11 @@
 """The generated code in server/pb is what tools/gen_proto.py writes from proto/ today."""
 
 import filecmp
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
@@ -28,3 +31,25 @@ def test_contract_names():
         m.name for m in admin.methods
     }
     assert decision_pb2.DESCRIPTOR.package == "nextbest.v1"
+
+
+def _buf() -> str | None:
+    import shutil
+
+    return shutil.which("buf", path=str(Path(sys.executable).parent)) or shutil.which("buf")
+
+
+@pytest.mark.skipif(_buf() is None, reason="the buf binary is not installed (pip install buf-bin)")
+def test_buf_lint_passes():
+    out = subprocess.run([_buf(), "lint"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_every_file_names_its_package_for_other_languages():
+    from server.pb import admin_pb2, decision_pb2, records_pb2, types_pb2
+
+    for module in (admin_pb2, decision_pb2, records_pb2, types_pb2):
+        options = module.DESCRIPTOR.GetOptions()
+        assert options.go_package.endswith(";nextbestv1"), module.__name__
+        assert (options.java_package, options.java_multiple_files) == ("io.nextbest.v1", True)
+        assert options.csharp_namespace == "Nextbest.V1"
