@@ -1,4 +1,4 @@
-"""The store contract, on every backend: LMDB in tmp_path and NATS JetStream on a real nats-server."""
+"""The store contract, on every backend: in memory, LMDB in tmp_path and NATS JetStream on a real nats-server."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 import server.store.lmdb as lmdb_store
 from server.store import Entry, PublishConflictError, Store, Stream, open_store
+from server.store.memory import MemoryBackend, open_memory
 from server.testing import nats_server_binary, running_nats
 
 D = Stream.DECISIONS
@@ -27,9 +28,12 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["lmdb", "nats"])
+@pytest.fixture(params=["memory", "lmdb", "nats"])
 def opener(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], Store]:
     """Opens the same store (a fresh one per test) each time it is called."""
+    if request.param == "memory":
+        backend = MemoryBackend()
+        return lambda: open_memory(backend)
     if request.param == "lmdb":
         monkeypatch.setattr(lmdb_store, "_CHUNK", 3)  # several transactions per trim and drop_loop
         return lambda: open_store(str(tmp_path / "db"), map_size=MAP)

@@ -1,0 +1,144 @@
+"""The joiner, learner and trainer as units: the in-memory store, a fake clock, the services called in-process
+(no gRPC, no polling)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from server.admin_service import AdminService
+from server.catalog import Catalog
+from server.client import action, namespaces
+from server.config import Limits
+from server.decision_service import DecisionService
+from server.joiner import Joiner
+from server.learner import Learner, learned_position
+from server.pb import admin_pb2, decision_pb2, records_pb2, types_pb2
+from server.store import Store, Stream
+from server.store.memory import MemoryBackend, open_memory
+from server.testing import FakeClock
+from server.trainer import Trainer
+
+WAIT = 10.0
+ACTIONS = [action("a", "email"), action("b", "push")]
+
+
+@dataclass
+class Loop:
+    """A loop's services over one in-memory store."""
+
+    store: Store
+    clock: FakeClock
+    decisions: DecisionService
+    admin: AdminService
+
+    def rank(self, event_id: str, x: float = 0.0) -> decision_pb2.RankResponse:
+        request = decision_pb2.RankRequest(
+            loop="l", event_id=event_id, actions=ACTIONS, context=namespaces({"u": {"x": x}})
+        )
+        return self.decisions.Rank(request, None)
+
+    def reward(self, event_id: str, value: float) -> None:
+        self.decisions.Reward(decision_pb2.RewardRequest(loop="l", event_id=event_id, value=value), None)
+
+    def joined(self) -> dict[str, records_pb2.JoinedEvent]:
+        events = (records_pb2.JoinedEvent.FromString(d) for _, d in self.store.log.read(Stream.JOINED, "l", 0, 10**6))
+        return {j.decision.event_id: j for j in events}
+
+    def config(self) -> types_pb2.LoopConfig:
+        return types_pb2.LoopConfig.FromString(self.store.configs.get("l"))
+
+
+def make_loop(store: Store, clock: FakeClock, **config: object) -> Loop:
+    catalog = Catalog(store)
+    admin = AdminService(store, catalog, Limits())
+    config.setdefault("reward_wait_seconds", WAIT)
+    config.setdefault("default_reward", -0.5)
+    admin.CreateLoop(admin_pb2.CreateLoopRequest(config=types_pb2.LoopConfig(name="l", **config)), None)
+    return Loop(store, clock, DecisionService(store.log, catalog, Limits(), clock), admin)
+
+
+@pytest.fixture
+def loop(clock: FakeClock) -> Loop:
+    return make_loop(open_memory(clock=clock), clock)
+
+
+def test_the_joiner_joins_in_the_window_defaults_and_counts_late_and_orphan_rewards(loop: Loop) -> None:
+    joiner = Joiner(loop.store.log, "l", loop.clock)
+    for e in ("rewarded", "silent"):
+        loop.rank(e)
+    loop.clock.advance(3)
+    loop.reward("rewarded", 2.0)
+    loop.reward("nobody", 1.0)
+    assert joiner.step(WAIT) == 0 and loop.joined() == {}  # windows still open
+    loop.clock.advance(WAIT)
+    joiner.step(WAIT)
+    joined = loop.joined()
+    assert (joined["rewarded"].reward, joined["rewarded"].defaulted) == (2.0, False)
+    assert (joined["silent"].reward, joined["silent"].defaulted) == (-0.5, True)
+    loop.reward("silent", 5.0)  # after its window closed
+    loop.clock.advance(WAIT + 1)
+    joiner.step(WAIT)
+    state = joiner.state
+    assert (state.joined, state.defaulted, state.late, state.orphans, state.rewards) == (2, 1, 1, 1, 3)
+
+
+def test_a_joiner_restarted_from_its_saved_state_joins_each_decision_once(loop: Loop) -> None:
+    joiner = Joiner(loop.store.log, "l", loop.clock)
+    loop.rank("e1")
+    loop.clock.advance(WAIT + 1)
+    joiner.step(WAIT)
+    joiner.save()
+    loop.rank("e2")
+    loop.clock.advance(WAIT + 1)
+    again = Joiner(loop.store.log, "l", loop.clock)
+    again.step(WAIT)
+    assert sorted(loop.joined()) == ["e1", "e2"]
+    assert loop.store.log.last_seq(Stream.JOINED, "l") == 2
+
+
+def test_the_learner_learns_the_logged_probability_and_resumes_exactly_once(loop: Loop) -> None:
+    joiner = Joiner(loop.store.log, "l", loop.clock)
+    for i in range(20):
+        r = loop.rank(f"e{i}", x=i % 2)
+        loop.reward(r.event_id, 1.0 if r.chosen_action_id == "a" else 0.0)
+    loop.clock.advance(WAIT + 1)
+    joiner.step(WAIT)
+    learner = Learner(loop.store, "l", loop.config())
+    assert learner.step(loop.config()) == 20
+    learner.publish()
+    live = loop.store.models.live("l")
+    assert live.learned_seq == 20 and learned_position(loop.store, "l") == 20
+
+    restarted = Learner(loop.store, "l", loop.config())
+    assert restarted.step(loop.config()) == 0  # nothing learned twice
+    loop.rank("late-comer")
+    loop.clock.advance(WAIT + 1)
+    joiner.step(WAIT)
+    assert restarted.step(loop.config()) == 1
+    restarted.publish()
+    assert loop.store.models.live("l").learned_seq == 21
+
+
+def test_the_trainer_joins_learns_and_publishes_every_loop(loop: Loop) -> None:
+    trainer = Trainer(loop.store, loop.clock)
+    for i in range(5):
+        loop.rank(f"e{i}")
+    loop.clock.advance(WAIT + 1)
+    assert trainer.step() >= 10  # 5 joined + 5 learned
+    trainer.stop()  # saves the joiner and publishes the learner
+    stats = trainer.stats("l")
+    assert (stats.joined, stats.learned) == (5, 5)
+    assert loop.store.models.live("l").learned_seq == 5
+
+
+def test_two_trainers_on_one_store_share_no_loop(clock: FakeClock) -> None:
+    backend = MemoryBackend(clock=clock)
+    loop = make_loop(open_memory(backend), clock)
+    first, second = Trainer(open_memory(backend), clock), Trainer(open_memory(backend), clock)
+    loop.rank("e1")
+    clock.advance(WAIT + 1)
+    assert first.step() == 2
+    assert second.step() == 0  # stands by: the first holds the loop's lease
+    assert first.learner_state("l") is not None and second.learner_state("l") is None
