@@ -6,7 +6,7 @@ Starts a real nextbest server (catalog, trainer: joiner, learner, retention) on 
 and makes `--decisions` Rank calls in this process, straight into its DecisionService (no gRPC: the
 figure is nextbest's own memory, and a million calls fit in minutes), from `--callers` threads; a
 seeded `--reward-fraction` of them are followed by a Reward. The payload is `nextbest bench`'s
-(`benchmarks.load.Workload`: 64 feature variants, a unique event id per call). The loop keeps events
+(`nextbest.server.bench.load.Workload`: 64 feature variants, a unique event id per call). The loop keeps events
 `--retention-seconds`, so retention runs during the run and the store stays bounded on disk.
 
 Every `--sample-every` decisions it reads this process's VmRSS, RssAnon and RssFile
@@ -37,13 +37,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.load import PUBLISH_SECONDS, REWARD_WAIT_SECONDS, Workload
-from server.app import NextbestServer
-from server.config import DEFAULT_POLICY, normalized
-from server.decision_service import DecisionService
-from server.errors import ServiceError
-from server.pb import decision_pb2, types_pb2
-from server.store import StoreFullError, open_store
+from nextbest.server.app import NextbestServer
+from nextbest.server.bench.load import PUBLISH_SECONDS, REWARD_WAIT_SECONDS, Workload
+from nextbest.server.config import DEFAULT_POLICY, normalized
+from nextbest.server.decision_service import DecisionService
+from nextbest.server.errors import ServiceError
+from nextbest.server.store import StoreFullError, open_store
+from nextbest.v1 import decision_pb2, types_pb2
 
 WARMUP_SHARE = 0.1
 TARGET_PERCENT = 10.0

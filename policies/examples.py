@@ -1,7 +1,7 @@
 """An example of a user policy for the `python:` family: epsilon-greedy over a table of average rewards.
 
-Allow the module (`nextbest serve --policy-module policies.examples`) and use
-`python:policies.examples:SegmentGreedy:epsilon=0.1 segment=user.segment`.
+Allow the module (`nextbest serve --policy-module nextbest.policies.examples`) and use
+`python:nextbest.policies.examples:SegmentGreedy:epsilon=0.1 segment=user.segment`.
 Copy it as a starting point for your own: any module on the server's Python
 path works the same way.
 """
@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from policies.base import LearnEvent, Policy, PolicySpecError
-from policies.featurize import Example
-from policies.params import Param, parse_params
+from nextbest.policies.base import LearnEvent, Policy, PolicySpecError
+from nextbest.policies.featurize import Example
+from nextbest.policies.params import Param, parse_params
 
 _SCHEMA = {"epsilon": Param(0.1, 0.0, 1.0), "segment": Param("user.segment")}
 

@@ -1,6 +1,6 @@
 """`python:<module>:<Class>[:<params>]`: your own policy class, imported by name.
 
-The class subclasses `policies.Policy` and implements what the built-in
+The class subclasses `nextbest.policies.Policy` and implements what the built-in
 families do: `_pmf(example, event_id)`, `_learn(events)`, `_save()`, and the
 class methods `_create(spec, params)` and `_load(spec, params, data)`, where
 `params` is the text after `<Class>:` (empty when there is none) and `spec`
@@ -9,8 +9,8 @@ the whole spec, which the policy must pass to `Policy.__init__`. It may set
 
 Importing a module runs its code, so the module must have been allowed by the
 server's configuration (`nextbest serve --policy-module <module>`, which calls
-`allow_python_modules`); any other is refused. `policies.examples` holds an
-example: `python:policies.examples:SegmentGreedy:epsilon=0.1 segment=user.segment`.
+`allow_python_modules`); any other is refused. `nextbest.policies.examples` holds an
+example: `python:nextbest.policies.examples:SegmentGreedy:epsilon=0.1 segment=user.segment`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import inspect
 import re
 from collections.abc import Iterable
 
-from policies.base import Policy, PolicySpecError
-from policies.registry import register
+from nextbest.policies.base import Policy, PolicySpecError
+from nextbest.policies.registry import register
 
 _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
@@ -58,7 +58,7 @@ def _user_class(spec: str, params: str) -> tuple[type[Policy], str]:
         raise PolicySpecError(f"python: cannot import {module_name!r}: {type(e).__name__}: {e}") from e
     cls = getattr(module, class_name, None)
     if not (inspect.isclass(cls) and issubclass(cls, Policy)) or inspect.isabstract(cls):
-        raise PolicySpecError(f"python: {module_name}.{class_name} is not a concrete policies.Policy subclass")
+        raise PolicySpecError(f"python: {module_name}.{class_name} is not a concrete nextbest.policies.Policy subclass")
     return cls, user_params.strip()
 
 
@@ -72,7 +72,7 @@ def _checked(policy: object, spec: str, cls: type[Policy]) -> Policy:
 class PythonPolicy(Policy):
     """The `python` family: builds instances of the user's class; abstract, never instantiated itself."""
 
-    contract_specs = ("python:policies.examples:SegmentGreedy:epsilon=0.1 segment=user.segment",)
+    contract_specs = ("python:nextbest.policies.examples:SegmentGreedy:epsilon=0.1 segment=user.segment",)
 
     @classmethod
     def _create(cls, spec: str, params: str) -> Policy:

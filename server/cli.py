@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from server.commands import COMMANDS
-from server.logs import FORMATS, configure
+from nextbest.server.commands import COMMANDS
+from nextbest.server.logs import FORMATS, configure
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nextbest",
+        allow_abbrev=False,  # `evaluate --log FILE` is not an abbreviation of --log-level or --log-format
         description="nextbest: a self-hosted decision service (contextual bandits behind gRPC).",
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
@@ -27,11 +28,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What `pip install 'nextbest[server]'` adds to the client install, by import name.
+SERVER_EXTRA = frozenset(
+    {
+        "vowpalwabbit",
+        "lmdb",
+        "numpy",
+        "scipy",
+        "matplotlib",
+        "prometheus_client",
+        "nats",
+        "grpc_health",
+        "grpc_reflection",
+    }
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure(args.log_level, args.log_format)
-    return args.run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        return args.run(args)
+    except ModuleNotFoundError as e:
+        if (e.name or "").partition(".")[0] not in SERVER_EXTRA:
+            raise
+        print(
+            f"nextbest {args.command}: needs the server install: pip install 'nextbest[server]' (no module {e.name})",
+            file=sys.stderr,
+        )
+        return 2

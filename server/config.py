@@ -6,9 +6,8 @@ import math
 import re
 from dataclasses import dataclass
 
-import policies
-from server.errors import InvalidArgument
-from server.pb import types_pb2
+from nextbest.server.errors import InvalidArgument
+from nextbest.v1 import types_pb2
 
 DEFAULT_LOOP = "default"
 # `-q ::` (every pair of namespaces) lets the best action depend on the context: without interactions a linear
@@ -18,6 +17,7 @@ DEFAULT_REWARD_WAIT_SECONDS = 60.0
 DEFAULT_PUBLISH_INTERVAL_SECONDS = 10.0
 MIN_INTERVAL_SECONDS = 0.05
 MAX_SHADOWS = 8
+DEFAULT_MAP_SIZE = 16 << 30  # the LMDB store's size limit (`--store-max-bytes`)
 
 _LOOP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -48,6 +48,8 @@ def check_loop_name(name: str, field: str = "loop") -> str:
 
 
 def _checked_spec(spec: str, field: str) -> str:
+    from nextbest import policies  # not at the top: the CLI imports this module for its defaults
+
     try:
         policies.create(spec)
     except policies.PolicySpecError as e:

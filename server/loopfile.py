@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.pb import admin_pb2, types_pb2
+from nextbest.v1 import admin_pb2, types_pb2
 
 _SERVER_SET = ("name", "version")
 

@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any
 
-from server.logs import configure, current_format
+from nextbest.server.logs import configure, current_format
 
 log = logging.getLogger("nextbest")
 
@@ -61,10 +61,10 @@ def _worker(
     store_path: str, host: str, port: int, options: dict[str, Any], ready: Any, log_level: str, log_format: str
 ) -> None:
     configure(log_level, log_format, f"worker {os.getpid()}")
-    import policies
-    from policies.rules import restrict_rules_files
-    from server.app import NextbestServer
-    from server.store import open_store
+    from nextbest import policies
+    from nextbest.policies.rules import restrict_rules_files
+    from nextbest.server.app import NextbestServer
+    from nextbest.server.store import open_store
 
     _die_with_parent()
     stopping = threading.Event()

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from server.auth import ApiKeys
-from server.cli import main
-from server.client import Client, action
-from server.testing import running_server, wait_for
+from nextbest.client import Client, action
+from nextbest.server.auth import ApiKeys
+from nextbest.server.cli import main
+from nextbest.testing import running_server, wait_for
 
 ADMIN_KEY = "admin-key-0123456789abcdef"
 DECIDE_KEY = "decide-key-0123456789abcdef"
@@ -270,7 +270,7 @@ def test_apply_refused_by_the_server_says_why(server, capsys, tmp_path):
 def test_serve_applies_a_loops_file_at_start(tmp_path):
     path = tmp_path / "loops.toml"
     path.write_text(LOOPS_TOML)
-    argv = [sys.executable, "-m", "server", "--log-level", "WARNING", "serve", "--store", str(tmp_path / "data")]
+    argv = [sys.executable, "-m", "nextbest", "--log-level", "WARNING", "serve", "--store", str(tmp_path / "data")]
     proc = subprocess.Popen([*argv, "--port", "0", "--loops", str(path)], stdout=subprocess.PIPE, text=True)
     try:
         lines = []

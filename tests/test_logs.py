@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from server.client import Client, action
-from server.logs import JsonFormatter
-from server.testing import wait_for
+from nextbest.client import Client, action
+from nextbest.server.logs import JsonFormatter
+from nextbest.testing import wait_for
 
 
 def test_a_json_line_has_the_documented_fields():
@@ -40,7 +40,7 @@ def test_a_json_line_has_the_documented_fields():
 
 @pytest.mark.slow
 def test_serve_with_workers_logs_json_lines_naming_the_loop(tmp_path):
-    argv = [sys.executable, "-m", "server", "--log-format", "json", "serve", "--store", str(tmp_path / "data")]
+    argv = [sys.executable, "-m", "nextbest", "--log-format", "json", "serve", "--store", str(tmp_path / "data")]
     proc = subprocess.Popen(
         [*argv, "--port", "0", "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -7,18 +7,18 @@ from dataclasses import dataclass
 
 import pytest
 
-from server.admin_service import AdminService
-from server.catalog import Catalog
-from server.client import action, namespaces
-from server.config import Limits
-from server.decision_service import DecisionService
-from server.joiner import Joiner
-from server.learner import Learner, learned_position
-from server.pb import admin_pb2, decision_pb2, records_pb2, types_pb2
-from server.store import Store, Stream
-from server.store.memory import MemoryBackend, open_memory
-from server.testing import FakeClock
-from server.trainer import Trainer
+from nextbest.client import action, namespaces
+from nextbest.server.admin_service import AdminService
+from nextbest.server.catalog import Catalog
+from nextbest.server.config import Limits
+from nextbest.server.decision_service import DecisionService
+from nextbest.server.joiner import Joiner
+from nextbest.server.learner import Learner, learned_position
+from nextbest.server.store import Store, Stream
+from nextbest.server.store.memory import MemoryBackend, open_memory
+from nextbest.server.trainer import Trainer
+from nextbest.testing import FakeClock
+from nextbest.v1 import admin_pb2, decision_pb2, records_pb2, types_pb2
 
 WAIT = 10.0
 ACTIONS = [action("a", "email"), action("b", "push")]

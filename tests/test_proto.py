@@ -1,4 +1,4 @@
-"""The generated code in server/pb is what tools/gen_proto.py writes from proto/ today."""
+"""The generated code in nextbest/v1 is what tools/gen_proto.py writes from proto/ today."""
 
 import filecmp
 import subprocess
@@ -15,14 +15,14 @@ import gen_proto  # noqa: E402
 
 def test_generated_code_is_fresh(tmp_path):
     fresh = {p.name for p in gen_proto.generate(tmp_path)}
-    committed = {p.name for p in (ROOT / "server" / "pb").iterdir() if p.suffix in (".py", ".pyi")}
+    committed = {p.name for p in (ROOT / "nextbest" / "v1").iterdir() if p.suffix in (".py", ".pyi")}
     assert fresh == committed, "run: python tools/gen_proto.py"
-    stale = [name for name in sorted(fresh) if not filecmp.cmp(tmp_path / name, ROOT / "server" / "pb" / name, False)]
+    stale = [name for name in sorted(fresh) if not filecmp.cmp(tmp_path / name, ROOT / "nextbest" / "v1" / name, False)]
     assert not stale, f"stale generated files {stale}; run: python tools/gen_proto.py"
 
 
 def test_contract_names():
-    from server.pb import admin_pb2, decision_pb2
+    from nextbest.v1 import admin_pb2, decision_pb2
 
     decision = decision_pb2.DESCRIPTOR.services_by_name["DecisionService"]
     assert {m.name for m in decision.methods} == {"Rank", "Reward", "Activate", "RewardStream"}
@@ -46,7 +46,7 @@ def test_buf_lint_passes():
 
 
 def test_every_file_names_its_package_for_other_languages():
-    from server.pb import admin_pb2, decision_pb2, records_pb2, types_pb2
+    from nextbest.v1 import admin_pb2, decision_pb2, records_pb2, types_pb2
 
     for module in (admin_pb2, decision_pb2, records_pb2, types_pb2):
         options = module.DESCRIPTOR.GetOptions()

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-import server.store.lmdb as lmdb_store
-from server.store import Entry, PublishConflictError, Store, Stream, open_store
-from server.store.memory import MemoryBackend, open_memory
-from server.testing import nats_server_binary, running_nats
+import nextbest.server.store.lmdb as lmdb_store
+from nextbest.server.store import Entry, PublishConflictError, Store, Stream, open_store
+from nextbest.server.store.memory import MemoryBackend, open_memory
+from nextbest.testing import nats_server_binary, running_nats
 
 D = Stream.DECISIONS
 MAP = 64 << 20

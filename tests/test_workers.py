@@ -10,9 +10,9 @@ from pathlib import Path
 
 from planted import ACTIONS, PERSONALIZING
 
-from server.client import Client
-from server.store import Stream, open_store
-from server.testing import child_pids, wait_for
+from nextbest.client import Client
+from nextbest.server.store import Stream, open_store
+from nextbest.testing import child_pids, wait_for
 
 CHANNELS = 16  # separate connections, spread over the workers by the kernel
 
@@ -28,7 +28,7 @@ def test_two_workers_share_port_store_and_models(tmp_path):
         [
             sys.executable,
             "-m",
-            "server",
+            "nextbest",
             "--log-level",
             "WARNING",
             "serve",

@@ -2,16 +2,15 @@
 
 Usage: python tools/gen_proto.py [--out DIR]
 
-Writes server/pb/ by default. Generated modules import each other as
-`server.pb.X_pb2`; protoc would write `nextbest.v1.X_pb2`, so the imports are
-rewritten after generation. tests/test_proto.py fails when the committed
-code differs from a fresh generation.
+Writes nextbest/v1/ by default, as protoc writes it: the modules import each
+other as `nextbest.v1.X_pb2`, which is where the package installs them.
+tests/test_proto.py fails when the committed code differs from a fresh
+generation.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -21,8 +20,7 @@ from grpc_tools import protoc
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
 PROTO_PACKAGE = "nextbest/v1"
-DEFAULT_OUT = ROOT / "server" / "pb"
-_IMPORT = re.compile(r"^from nextbest\.v1 import ", re.MULTILINE)
+DEFAULT_OUT = ROOT / "nextbest" / "v1"
 
 
 def generate(out: Path) -> list[Path]:
@@ -44,7 +42,7 @@ def generate(out: Path) -> list[Path]:
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for src in sorted((Path(tmp) / PROTO_PACKAGE).iterdir()):
-            text = _IMPORT.sub("from server.pb import ", src.read_text())
+            text = src.read_text()
             if src.name.endswith("_grpc.py") and "class " not in text:
                 continue  # a proto file without services
             dst = out / src.name

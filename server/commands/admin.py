@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from server.loopfile import enum_label, enum_number
+from nextbest.server.loopfile import enum_label, enum_number
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 TARGET_ENV = "NEXTBEST_TARGET"
@@ -43,7 +43,7 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
 
 def connect(args: argparse.Namespace) -> Any:
     """A Client for the connection arguments."""
-    from server.client import Client
+    from nextbest.client import Client
 
     access = {
         "api_key": args.api_key or None,
@@ -134,7 +134,7 @@ def _loop_rows(loops: list[Any]) -> list[str]:
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """A flag for each settable LoopConfig field (--reward-wait-seconds …), from the proto itself."""
-    from server.pb import types_pb2
+    from nextbest.v1 import types_pb2
 
     for field in types_pb2.LoopConfig.DESCRIPTOR.fields:
         if field.name in _NOT_FLAGS:
@@ -170,7 +170,7 @@ def _boolean(text: str) -> bool:
 
 def config_changes(args: argparse.Namespace) -> dict[str, Any]:
     """The LoopConfig fields given as flags, as proto values."""
-    from server.pb import types_pb2
+    from nextbest.v1 import types_pb2
 
     changes: dict[str, Any] = {}
     for field in types_pb2.LoopConfig.DESCRIPTOR.fields:

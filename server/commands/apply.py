@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from server.commands.admin import add_connection_arguments, calling
+from nextbest.server.commands.admin import add_connection_arguments, calling
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def add(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.loopfile import LoopFileError, read
+    from nextbest.server.loopfile import LoopFileError, read
 
     try:
         declared = read(args.file)
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _apply(client: Any, args: argparse.Namespace, declared: dict[str, dict[str, Any]]) -> int:
-    from server.loopfile import apply, plan
+    from nextbest.server.loopfile import apply, plan
 
     changes = plan(declared, client.list_loops(), prune=args.prune)
     pending = [c for c in changes if c.action in ("create", "update", "delete")]

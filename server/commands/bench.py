@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 
 @dataclass
 class Plan:
-    """What one bench does (`benchmarks.load.bench`); each field is the flag of the same name."""
+    """What one bench does (`nextbest.server.bench.load.bench`); each field is the flag of the same name."""
 
     target: str | None = None
     threads: int = 16
@@ -173,15 +172,8 @@ def add(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        from benchmarks.load import bench, summary
-    except ModuleNotFoundError as e:
-        if e.name != "benchmarks":
-            raise
-        print(
-            "nextbest bench needs the `benchmarks` package of the nextbest checkout: run it from there", file=sys.stderr
-        )
-        return 2
+    from nextbest.server.bench.load import bench, summary
+
     plan = Plan(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Plan)})
     print(summary(bench(plan)), end="")
     return 0

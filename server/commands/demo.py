@@ -42,10 +42,10 @@ def add(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tools.pinball import report
-    from tools.pinball.compare import DEMO_POLICIES, demo_config, through_service
-    from tools.pinball.population import Population
-    from tools.pinball.simulate import Run
+    from nextbest.sim import report
+    from nextbest.sim.compare import DEMO_POLICIES, demo_config, through_service
+    from nextbest.sim.population import Population
+    from nextbest.sim.simulate import Run
 
     population = Population(demo_config(args.seconds), args.seed)
     config = population.config
@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         )
     report.plot(result, args.plot, f"pinball world, seed {args.seed}: {len(population)} decisions per policy")
     with open(args.json, "w") as f:
-        json.dump(report.document(result, seconds=round(elapsed, 1), policies=DEMO_POLICIES), f, indent=1)
+        policies = {a.name: a.spec for a in result.arms if a.name in DEMO_POLICIES}
+        json.dump(report.document(result, seconds=round(elapsed, 1), policies=policies), f, indent=1)
     print(f"\n{elapsed:.0f} s; learning curves in {args.plot}, figures in {args.json}")
     return 0

@@ -7,14 +7,20 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
-from server.commands.signals import stop_on_signals
-from server.commands.storage import add_store_arguments, byte_size, is_remote, open_store_or_exit, store_options
-from server.commands.train import add_trainer_arguments
-from server.config import Limits
+from nextbest.server.commands.signals import stop_on_signals
+from nextbest.server.commands.storage import (
+    add_store_arguments,
+    byte_size,
+    is_remote,
+    open_store_or_exit,
+    store_options,
+)
+from nextbest.server.commands.train import add_trainer_arguments
+from nextbest.server.config import Limits
 
 if TYPE_CHECKING:
-    from server.loopfile import Change
-    from server.store import Store
+    from nextbest.server.loopfile import Change
+    from nextbest.server.store import Store
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -102,8 +108,8 @@ def add(commands: argparse._SubParsersAction) -> None:
 
 def _access(args: argparse.Namespace) -> dict:
     """The access options of NextbestServer from the flags; SystemExit with the reason when they cannot be used."""
-    from server.auth import ApiKeyError, ApiKeys, exposure_problem
-    from server.tls import ServerTls, TlsError
+    from nextbest.server.auth import ApiKeyError, ApiKeys, exposure_problem
+    from nextbest.server.tls import ServerTls, TlsError
 
     if (args.tls_cert is None) != (args.tls_key is None):
         raise SystemExit("nextbest serve: --tls-cert and --tls-key go together")
@@ -123,8 +129,8 @@ def _access(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    import policies
-    from policies.rules import restrict_rules_files
+    from nextbest import policies
+    from nextbest.policies.rules import restrict_rules_files
 
     if args.workers < 1:
         raise SystemExit("nextbest serve: --workers must be at least 1")
@@ -154,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _announce(address: str, args: argparse.Namespace, options: dict, loops: list[str], metrics_port: int) -> None:
     """Print the serving line (first: scripts wait for it), then what a caller needs to know about access."""
-    from server.auth import is_loopback
+    from nextbest.server.auth import is_loopback
 
     keys, tls = options["api_keys"], options["tls"]
     extra = f"; metrics on port {metrics_port}" if args.metrics_port is not None else ""
@@ -178,7 +184,7 @@ def _announce(address: str, args: argparse.Namespace, options: dict, loops: list
 
 
 def _declared_loops(path: str | None) -> dict | None:
-    from server.loopfile import LoopFileError, read
+    from nextbest.server.loopfile import LoopFileError, read
 
     if path is None:
         return None
@@ -190,11 +196,11 @@ def _declared_loops(path: str | None) -> dict | None:
 
 def _apply_loops(store: Store, declared: dict, limits: Limits) -> None:
     """Make the store's loops match the declared ones through the admin service's own calls."""
-    from server.admin_service import AdminService
-    from server.catalog import Catalog
-    from server.errors import ServiceError
-    from server.loopfile import apply, plan
-    from server.pb import admin_pb2
+    from nextbest.server.admin_service import AdminService
+    from nextbest.server.catalog import Catalog
+    from nextbest.server.errors import ServiceError
+    from nextbest.server.loopfile import apply, plan
+    from nextbest.v1 import admin_pb2
 
     admin = AdminService(store, Catalog(store), limits)
     loops = admin.ListLoops(admin_pb2.ListLoopsRequest(), None).loops
@@ -209,10 +215,10 @@ def _applied(change: Change) -> None:
 
 
 def _serve(args: argparse.Namespace, options: dict, declared: dict | None, stopping: threading.Event) -> None:
-    from server.app import ensure_default_loop
-    from server.metrics import Metrics
-    from server.trainer import Trainer
-    from server.workers import WorkerPool, free_port
+    from nextbest.server.app import ensure_default_loop
+    from nextbest.server.metrics import Metrics
+    from nextbest.server.trainer import Trainer
+    from nextbest.server.workers import WorkerPool, free_port
 
     store = open_store_or_exit("serve", args)
     if declared is not None:

@@ -16,7 +16,6 @@ from .base import (
     StoreUnavailableError,
     Stream,
 )
-from .lmdb import open_lmdb
 
 __all__ = [
     "Appended",
@@ -48,4 +47,6 @@ def open_store(location: str, **options: Any) -> Store:
         return open_nats(location, **options)
     if sep:
         raise ValueError(f"unsupported store location {location!r}: no backend for {scheme}:// URLs")
+    from .lmdb import open_lmdb
+
     return open_lmdb(location, **options)

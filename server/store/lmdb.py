@@ -53,6 +53,8 @@ from typing import TypeVar
 
 import lmdb
 
+from nextbest.server.config import DEFAULT_MAP_SIZE
+
 from .base import (
     Appended,
     ConfigStore,
@@ -69,7 +71,6 @@ from .base import (
     encode_model,
 )
 
-DEFAULT_MAP_SIZE = 16 << 30
 _DBS = ("events", "keys", "seqs", "cursors", "models", "live", "configs", "meta")
 _CHUNK = 10_000  # entries deleted per write operation by trim and drop_loop
 _GENERATION = b"config_generation"

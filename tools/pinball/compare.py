@@ -1,4 +1,4 @@
-"""Compare policies on a pinball world: through a real nextbest service, or in-process for fast sweeps.
+"""Compare policies on a pinball world through a real nextbest service.
 
 Both run the same world code and the same featurization; the oracle runs
 alongside as the reference. Rewards are summed over a window of one world
@@ -13,14 +13,13 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from server.config import DEFAULT_POLICY
-from server.pb import admin_pb2
-from server.testing import FakeClock, running_server
-from tools.pinball.arms import Arm, LocalArm, OracleArm, ServiceArm
-from tools.pinball.config import WorldConfig
-from tools.pinball.journey import JOURNEY_SPEC
-from tools.pinball.population import Population
-from tools.pinball.simulate import DAY, EPOCH, Progress, Run, simulate
+from nextbest.sim.arms import Arm, OracleArm, ServiceArm
+from nextbest.sim.config import WorldConfig
+from nextbest.sim.journey import JOURNEY_SPEC
+from nextbest.sim.population import Population
+from nextbest.sim.simulate import DAY, EPOCH, Progress, Run, simulate
+from nextbest.testing import FakeClock, running_server
+from nextbest.v1 import admin_pb2
 
 REWARD_WAIT_SECONDS = DAY
 PUBLISH_INTERVAL_SECONDS = 0.25  # wall-clock: the learner publishes on real time, the world runs faster
@@ -32,7 +31,7 @@ DEMO_OCCASIONS_PER_SECOND = 58.0
 DEMO_POLICIES = {
     "journey": JOURNEY_SPEC,
     "random": "random",
-    "vw-default": DEFAULT_POLICY,
+    "vw-default": "",  # the server's default policy
     "vw-squarecb": "vw:--cb_explore_adf --squarecb -q ::",
 }
 
@@ -41,12 +40,6 @@ def demo_config(seconds: float) -> WorldConfig:
     """The world of `nextbest demo`: four weeks, with as many customers as `seconds` of running allow."""
     customers = max(10, round(seconds * DEMO_OCCASIONS_PER_SECOND / DEMO_DAYS))
     return WorldConfig(customers=customers, days=DEMO_DAYS)
-
-
-def in_process(population: Population, policies: Mapping[str, str], *, progress: Progress | None = None) -> Run:
-    """Run `policies` (name → spec) in-process (`LocalArm`), and the oracle, over `population`."""
-    arms: list[Arm] = [LocalArm(name, spec, REWARD_WAIT_SECONDS) for name, spec in policies.items()]
-    return simulate(population, [*arms, OracleArm()], progress=progress)
 
 
 def through_service(

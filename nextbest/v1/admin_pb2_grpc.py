@@ -3,8 +3,8 @@
 import grpc
 import warnings
 
-from server.pb import admin_pb2 as nextbest_dot_v1_dot_admin__pb2
-from server.pb import types_pb2 as nextbest_dot_v1_dot_types__pb2
+from nextbest.v1 import admin_pb2 as nextbest_dot_v1_dot_admin__pb2
+from nextbest.v1 import types_pb2 as nextbest_dot_v1_dot_types__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

@@ -4,7 +4,7 @@ What it sends. Call i is a RankRequest of a realistic size (`rank_request`: 3 co
 of 20 features, 10 actions of 5 features on 6 channels; about 2.3 KB) with a unique event id and,
 for a seeded `reward_fraction` of the calls, a Reward of 1.0 for that event once Rank answered.
 The requests are serialized up front (64 feature variants) and sent as bytes, so the client spends
-its time in gRPC, not in protobuf. The echo service (`benchmarks.echo`) gets the very same bytes,
+its time in gRPC, not in protobuf. The echo service (`nextbest.server.bench.echo`) gets the very same bytes,
 Rank's and Reward's, through the same client at the same concurrency or rate: the Rank/echo ratio
 is what nextbest costs over a bare Python gRPC server on this machine.
 
@@ -76,9 +76,9 @@ from typing import Any
 import grpc
 import numpy as np
 
-from benchmarks import echo
-from server.commands.bench import Plan
-from server.pb import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc, types_pb2
+from nextbest.server.bench import echo
+from nextbest.server.commands.bench import Plan
+from nextbest.v1 import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc, types_pb2
 
 RANK_METHOD = "/nextbest.v1.DecisionService/Rank"
 REWARD_METHOD = "/nextbest.v1.DecisionService/Reward"
@@ -538,13 +538,11 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def _spawned(name: str, module: str, args: list[str], directory: Path) -> Iterator[_Child]:
     """Run `python -m module args --port P` on a free loopback port; SIGTERM (kill after 30 s) on exit."""
-    root = str(Path(__file__).resolve().parents[1])  # the checkout holding `server` and `benchmarks`
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH")))))
     port = _free_port()
     log = directory / f"{name}.log"
     with open(log, "wb") as out:
         argv = [sys.executable, "-m", module, *args, "--port", str(port)]
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     try:
         yield _Child(f"127.0.0.1:{port}", proc, log)
     finally:
@@ -558,7 +556,7 @@ def _spawned(name: str, module: str, args: list[str], directory: Path) -> Iterat
 
 def _serve_accepts(flag: str) -> bool:
     """Whether `nextbest serve` has `flag` (taking one value)."""
-    from server.cli import build_parser
+    from nextbest.server.cli import build_parser
 
     return not build_parser().parse_known_args(["serve", flag, "1"])[1]
 
@@ -737,10 +735,10 @@ def bench(plan: Plan, progress: Callable[[str], None] | None = None) -> dict[str
                 server["workers"] = plan.workers
             elif plan.workers:
                 progress("note: `nextbest serve` has no --workers yet; the server runs in one process")
-            nextbest_child = stack.enter_context(_spawned("nextbest", "server", args, directory))
+            nextbest_child = stack.enter_context(_spawned("nextbest", "nextbest", args, directory))
             server["address"] = nextbest_child.address
         echo_args = ["--threads", str(plan.threads)]
-        echo_child = stack.enter_context(_spawned("echo", "benchmarks.echo", echo_args, directory))
+        echo_child = stack.enter_context(_spawned("echo", "nextbest.server.bench.echo", echo_args, directory))
         report = asyncio.run(_session(plan, echo_child, nextbest_child, progress))
     report = {
         "version": 1,

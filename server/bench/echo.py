@@ -6,7 +6,7 @@
 `nextbest bench` sends them the very bytes it sends to Rank and Reward, and to RewardStream, so
 nextbest and the echo differ only by what nextbest does with a request.
 
-    python -m benchmarks.echo --port 0 --threads 16    # prints "echo serving on 127.0.0.1:PORT"
+    python -m nextbest.server.bench.echo --port 0 --threads 16    # prints "echo serving on 127.0.0.1:PORT"
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def serve(host: str = "127.0.0.1", port: int = 0, threads: int = 16) -> tuple[gr
 
 def main(argv: list[str] | None = None) -> int:
     """Serve until SIGTERM or SIGINT; prints `echo serving on HOST:PORT` once ready."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.echo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m nextbest.server.bench.echo", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one (default: 0)")
     parser.add_argument("--threads", type=int, default=16, help="gRPC worker threads (default: 16)")

@@ -1,0 +1,8 @@
+"""`python -m nextbest`: the `nextbest` command line."""
+
+import sys
+
+from nextbest.server.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""`nextbest bench`: a load generator measuring a nextbest server against a bare gRPC echo service in one run."""
