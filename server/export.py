@@ -62,6 +62,18 @@ def _numbered(
         seq = page[-1][0]
 
 
+def live_replay(store: Store, loop: str) -> str | None:
+    """What the live model learned, in the export's terms: its spec and the `Seq` range of the lines
+    (None when the loop has no model yet). A swap (SetPolicy, PromotePolicy) starts a spec's range."""
+    live = store.models.live(loop)
+    if live is None:
+        return None
+    state = records_pb2.LearnerState.FromString(live.state)
+    start = state.live_start_seq if state.live_spec == live.spec else 0
+    seqs = f"{start} < Seq <= {live.learned_seq}"
+    return f"the live model (version {live.version}) is {live.spec} learning the lines with {seqs}"
+
+
 class Exported(NamedTuple):
     """How many events `export` wrote, and how many it skipped because VW's JSON cannot hold them."""
 

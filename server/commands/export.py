@@ -51,7 +51,7 @@ SKIPS_SHOWN = 10
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.export import export
+    from server.export import export, live_replay
 
     if not is_remote(args.store) and not os.path.isfile(os.path.join(args.store, "data.mdb")):
         print(f"nextbest export: no store in {args.store}", file=sys.stderr)
@@ -78,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
         except BrokenPipeError:  # the reader went away (`| head`): stop quietly
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
+        replay = live_replay(store, args.loop)
     where = args.output or "standard output"
     print(f"nextbest export: {written} events of loop {args.loop!r} written to {where}", file=sys.stderr)
+    if replay is not None:
+        print(f"nextbest export: {replay}", file=sys.stderr)
     if skipped:
         print(
             f"nextbest export: {skipped} events skipped: VW's JSON cannot hold their names (logged before "
