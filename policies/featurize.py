@@ -109,9 +109,13 @@ def namespace_items(features: FeaturesLike) -> Items:
     items = [(sanitize(k), float(v)) for k, v in features.numeric.items()]
     items += [(f"{sanitize(k)}={sanitize(v)}", 1.0) for k, v in features.categorical.items()]
     items += [(sanitize(t), 1.0) for t in features.tokens]
+    items.sort()
+    names = [name for name, _ in items]
+    if len(set(names)) == len(names) and "\x00_" not in "\x00" + "\x00".join(names):
+        return items  # the common case, checked at C speed: no name repeated, none starting with `_`
     items.sort(key=_order)
     keyed, words = _split(items)
-    return keyed + words if words else items
+    return keyed + words
 
 
 def text_words(items: Items) -> int:
@@ -132,6 +136,12 @@ def json_namespace_problem(name: str) -> str | None:
     return None
 
 
+def _plainly_unique(names: list[str]) -> bool:
+    """Whether the names are distinct, ASCII and none starts with `_`, checked at C speed."""
+    joined = "\x00" + "\x00".join(names)
+    return len(set(names)) == len(names) and joined.isascii() and "\x00_" not in joined
+
+
 def unwritable(namespaces: Mapping[str, FeaturesLike], reserved: frozenset[str] = frozenset()) -> str | None:
     """Why VW's JSON could not hold these namespaces as the featurizer's text does, or None.
 
@@ -140,6 +150,13 @@ def unwritable(namespaces: Mapping[str, FeaturesLike], reserved: frozenset[str] 
     namespace starting with a non-ASCII character; it holds a name once as a key; an action's own
     `action` and `channel` namespaces (`reserved`) are the featurizer's.
     """
+    sanitized = [sanitize(ns) for ns in namespaces]
+    if (
+        _plainly_unique(sanitized)
+        and reserved.isdisjoint(sanitized)
+        and all(_plainly_unique([sanitize(k) for k in f.numeric]) for f in namespaces.values() if f.numeric)
+    ):
+        return None
     names: dict[str, str] = {}
     for ns in sorted(namespaces):  # the first in order is the one kept, the next one named
         features = namespaces[ns]
