@@ -184,6 +184,7 @@ def test_the_command_writes_to_stdout_while_the_server_runs_and_to_a_file(log, t
     lines, _ = exported(log)
     assert log.exported.stdout.splitlines() == lines
     assert f"{DECISIONS} events of loop 'shop' written to standard output" in log.exported.stderr
+    assert f"is {PERSONALIZING} learning the lines with 0 < Seq <= {DECISIONS}" in log.exported.stderr
     out = tmp_path / "window.json"
     since = datetime.fromtimestamp(T0 + 10, UTC).isoformat()
     assert main(["export", "--store", log.store, "--loop", "shop", "--since", since, "--until", str(T0 + 20),
