@@ -119,7 +119,7 @@ class Learner:
         self.learned_seq = learned_position(self._store, self._loop)
         state = records_pb2.LearnerState.FromString(live.state) if live else records_pb2.LearnerState()
         shadows = {s.spec: s for s in state.shadows}
-        promoted = shadows.pop(config.policy, None) if live is not None and live.spec != config.policy else None
+        promoted = shadows.pop(config.policy, None)
         if live is not None and live.spec == config.policy:
             self._policy = policies.load(live.spec, live.data)
             self._start_seq = state.live_start_seq
