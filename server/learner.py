@@ -13,12 +13,12 @@ import json
 import logging
 import time
 
-import policies
-from policies.base import PolicyInputError
-from server import estimates
-from server.config import Mode
-from server.pb import admin_pb2, records_pb2, types_pb2
-from server.store import PublishConflictError, Store, Stream
+from nextbest import policies
+from nextbest.policies.base import PolicyInputError
+from nextbest.server import estimates
+from nextbest.server.config import Mode
+from nextbest.v1 import admin_pb2, records_pb2, types_pb2
+from nextbest.server.store import PublishConflictError, Store, Stream
 
 log = logging.getLogger("nextbest")
 

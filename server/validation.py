@@ -6,8 +6,8 @@ import math
 from collections.abc import Collection, Iterable, Mapping
 from typing import NamedTuple
 
-from policies.cache import BoundedCache
-from policies.featurize import (
+from nextbest.policies.cache import BoundedCache
+from nextbest.policies.featurize import (
     ACTION_CACHE_SIZE,
     CACHEABLE_ACTION_BYTES,
     RESERVED_NAMESPACES,
@@ -16,9 +16,9 @@ from policies.featurize import (
     plain,
     unwritable,
 )
-from server.config import DEFAULT_LOOP, Limits
-from server.errors import InvalidArgument
-from server.pb import decision_pb2, types_pb2
+from nextbest.server.config import DEFAULT_LOOP, Limits
+from nextbest.server.errors import InvalidArgument
+from nextbest.v1 import decision_pb2, types_pb2
 
 _FLOAT32_MAX = 3.4028234663852886e38
 # Serialized actions found valid, with the Limits they were checked against (actions repeat from request to request).

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from test_export import max_pmf_gap, vw_replay
 
-import policies
-from server.client import action, namespaces
-from server.export import export, live_replay
-from server.learner import Learner, learn_event
-from server.pb import admin_pb2, records_pb2
-from server.store import Entry, Stream
-from server.testing import running_server
+from nextbest import policies
+from nextbest.client import action, namespaces
+from nextbest.server.export import export, live_replay
+from nextbest.server.learner import Learner, learn_event
+from nextbest.v1 import admin_pb2, records_pb2
+from nextbest.server.store import Entry, Stream
+from nextbest.testing import running_server
 
 LOOP = "learn"
 SPEC = "vw:--cb_explore_adf --softmax --lambda 5 -q ::"  # a pmf that moves with every weight

@@ -18,12 +18,12 @@ import pytest
 from test_crash import Server
 from test_export import SHAPES, max_pmf_gap, vw_replay
 
-import policies
-from server.client import Client, RewardAggregation, action
-from server.export import export, logged_event
-from server.pb import admin_pb2, records_pb2
-from server.store import Stream, open_store
-from server.testing import wait_for
+from nextbest import policies
+from nextbest.client import Client, RewardAggregation, action
+from nextbest.server.export import export, logged_event
+from nextbest.v1 import admin_pb2, records_pb2
+from nextbest.server.store import Stream, open_store
+from nextbest.testing import wait_for
 
 pytestmark = pytest.mark.slow
 

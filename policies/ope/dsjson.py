@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from policies.featurize import (
+from nextbest.policies.featurize import (
     ACTION_NAMESPACE,
     CHANNEL_NAMESPACE,
     Example,
@@ -68,7 +68,7 @@ from policies.featurize import (
     sanitize,
     text_words,
 )
-from policies.ope.logged import LoggedEvent
+from nextbest.policies.ope.logged import LoggedEvent
 
 DEFAULT_NAMESPACE = " "
 _VALUE_ESCAPE = str.maketrans({" ": "_", "\t": "_", "|": "_", ":": "_"})
