@@ -10,7 +10,13 @@ VW text layout (one multi-line example per decision)::
 
 Names are sanitized for VW's text format: white space, `|` and `:` become `_`.
 Namespaces and features are emitted in sorted order so that the same input
-always gives the same floating-point sums.
+always gives the same floating-point sums, except that within a namespace the
+features VW's JSON must write as `_text` words (a name starting with `_`, a
+name repeated) come last, in order: the DSJSON export then holds the very
+features of the text line in the very same order, so VW learns the same model
+from either. Every feature is kept: a repeated token is two features, as VW's
+text keeps it. `unwritable` names what VW's JSON cannot hold that way (Rank
+refuses it).
 
 For models outside VW (`linucb`, `lints`), `Example.hashed(dim)` gives the same
 features as hashed vectors, with the context × action crosses that let a linear
@@ -76,13 +82,103 @@ def sanitize(name: str) -> str:
     return name.translate(_SANITIZE)
 
 
-def namespace_items(features: FeaturesLike) -> list[tuple[str, float]]:
-    """The (feature name, value) pairs of one namespace, sorted, as VW sees them."""
+Items = list[tuple[str, float]]
+
+
+def _order(item: tuple[str, float]) -> tuple[str, bool]:
+    return item[0], item[1] == 1.0  # a name's value other than 1 first: it is the one VW's JSON writes as a key
+
+
+def _split(items: Items) -> tuple[Items, Items]:
+    """The pairs VW's JSON writes as keys (each name's first, unless it starts with `_`), and the others."""
+    keyed: Items = []
+    words: Items = []
+    seen: set[str] = set()
+    for item in items:
+        if item[0][:1] == "_" or item[0] in seen:
+            words.append(item)
+        else:
+            seen.add(item[0])
+            keyed.append(item)
+    return keyed, words
+
+
+def namespace_items(features: FeaturesLike) -> Items:
+    """The (feature name, value) pairs of one namespace, in the order VW sees them (see the module doc):
+    sorted, then the ones VW's JSON writes as keys before the others (its `_text` words)."""
     items = [(sanitize(k), float(v)) for k, v in features.numeric.items()]
     items += [(f"{sanitize(k)}={sanitize(v)}", 1.0) for k, v in features.categorical.items()]
     items += [(sanitize(t), 1.0) for t in features.tokens]
     items.sort()
-    return items
+    names = [name for name, _ in items]
+    if len(set(names)) == len(names) and "\x00_" not in "\x00" + "\x00".join(names):
+        return items  # the common case, checked at C speed: no name repeated, none starting with `_`
+    items.sort(key=_order)
+    keyed, words = _split(items)
+    return keyed + words
+
+
+def text_words(items: Items) -> int:
+    """Where the pairs VW's JSON writes as `_text` words start in `namespace_items`."""
+    return len(_split(items)[0])
+
+
+RESERVED_NAMESPACES = frozenset({ACTION_NAMESPACE, CHANNEL_NAMESPACE})
+_SANITIZED = "once white space, '|' and ':' become '_'"
+
+
+def json_namespace_problem(name: str) -> str | None:
+    """Why VW's JSON cannot hold a namespace of this sanitized name, or None."""
+    if name[:1] == "_":
+        return f"starts with '_' {_SANITIZED}, which VW's JSON reserves"
+    if not name[:1].isascii():  # VW 9's JSON parser corrupts its memory on such a namespace
+        return "starts with a non-ASCII character, which VW's JSON parser cannot read"
+    return None
+
+
+def _plainly_unique(names: list[str]) -> bool:
+    """Whether the names are distinct, ASCII and none starts with `_`, checked at C speed."""
+    joined = "\x00" + "\x00".join(names)
+    return len(set(names)) == len(names) and joined.isascii() and "\x00_" not in joined
+
+
+def unwritable(namespaces: Mapping[str, FeaturesLike], reserved: frozenset[str] = frozenset()) -> str | None:
+    """Why VW's JSON could not hold these namespaces as the featurizer's text does, or None.
+
+    The reason starts with the offending part (`['ns'] (namespace name)`, `['ns'].numeric['x']`) for
+    the caller to prefix with its field. VW's JSON reserves names starting with `_` and cannot read a
+    namespace starting with a non-ASCII character; it holds a name once as a key; an action's own
+    `action` and `channel` namespaces (`reserved`) are the featurizer's.
+    """
+    sanitized = [sanitize(ns) for ns in namespaces]
+    if (
+        _plainly_unique(sanitized)
+        and reserved.isdisjoint(sanitized)
+        and all(_plainly_unique([sanitize(k) for k in f.numeric]) for f in namespaces.values() if f.numeric)
+    ):
+        return None
+    names: dict[str, str] = {}
+    for ns in sorted(namespaces):  # the first in order is the one kept, the next one named
+        features = namespaces[ns]
+        name = sanitize(ns)
+        where = f"[{ns!r}]"
+        problem = json_namespace_problem(name)
+        if problem is not None:
+            return f"{where} (namespace name): {problem}"
+        if name in reserved:
+            return f"{where} (namespace name): {name!r} is reserved for the action's id and channel"
+        if name in names:
+            return f"{where} (namespace name): the same namespace as {names[name]!r} {_SANITIZED}"
+        names[name] = ns
+        numeric: dict[str, str] = {}
+        for key in sorted(features.numeric):
+            feature = sanitize(key)
+            if feature[:1] == "_":
+                return f"{where}.numeric[{key!r}]: starts with '_' {_SANITIZED}; VW's JSON holds that only as a token"
+            if feature in numeric:
+                return f"{where}.numeric[{key!r}]: the same feature as {numeric[feature]!r} {_SANITIZED}"
+            numeric[feature] = key
+    return None
 
 
 def _namespace_text(name: str, features: FeaturesLike) -> str:
@@ -121,25 +217,28 @@ def action_line(action: ActionLike) -> str:
     return line
 
 
-def action_namespaces(action: ActionLike) -> dict[str, dict[str, float]]:
-    """All namespaces of one action line, including the implicit id and channel ones."""
-    out: dict[str, dict[str, float]] = {ACTION_NAMESPACE: {f"id={sanitize(action.id)}": 1.0}}
+Namespaces = list[tuple[str, Items]]
+
+
+def action_namespaces(action: ActionLike) -> Namespaces:
+    """All namespaces of one action line, in order, including the implicit id and channel ones:
+    (sanitized name, `namespace_items`) pairs, every one kept even when two names are the same."""
+    out: Namespaces = [(ACTION_NAMESPACE, [(f"id={sanitize(action.id)}", 1.0)])]
     if action.channel:
-        out[CHANNEL_NAMESPACE] = {sanitize(action.channel): 1.0}
-    for ns in sorted(action.features):
-        out[sanitize(ns)] = dict(namespace_items(action.features[ns]))
+        out.append((CHANNEL_NAMESPACE, [(sanitize(action.channel), 1.0)]))
+    out += context_namespaces(action.features)
     return out
 
 
-def context_namespaces(context: Mapping[str, FeaturesLike]) -> dict[str, dict[str, float]]:
-    """All namespaces of the shared context."""
-    return {sanitize(ns): dict(namespace_items(context[ns])) for ns in sorted(context)}
+def context_namespaces(context: Mapping[str, FeaturesLike]) -> Namespaces:
+    """All namespaces of the shared context, as `action_namespaces`."""
+    return [(sanitize(ns), namespace_items(context[ns])) for ns in sorted(context)]
 
 
-def _feature_hashes(namespaces: Mapping[str, Mapping[str, float]]) -> tuple[list[int], list[float]]:
+def _feature_hashes(namespaces: Namespaces) -> tuple[list[int], list[float]]:
     keys, values = [], []
-    for ns, features in namespaces.items():
-        for name, value in features.items():
+    for ns, items in namespaces:
+        for name, value in items:
             keys.append(zlib.crc32(f"{ns}^{name}".encode()))
             values.append(value)
     return keys, values

@@ -77,6 +77,7 @@ def loop_stats(
         model_version=str(live.version if live else 0),
         apprentice_match_rate=j.apprentice_matches / j.apprentice_joined if j.apprentice_joined else 0.0,
         policies=state_estimates(learner),
+        refused_models=learner.refused_models,
     )
 
 

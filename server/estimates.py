@@ -27,7 +27,7 @@ def add(sums: records_pb2.EstimateSums, weight: float, reward: float) -> None:
 
 def estimate(spec: str, sums: records_pb2.EstimateSums, live: bool = False) -> admin_pb2.PolicyEstimate:
     """The SNIPS estimate of `sums`, with its 95% interval and effective sample size."""
-    out = admin_pb2.PolicyEstimate(spec=spec, live=live, events=sums.n)
+    out = admin_pb2.PolicyEstimate(spec=spec, live=live, events=sums.n, skipped_events=sums.skipped)
     if sums.sum_w <= 0:
         return out
     value = sums.sum_wr / sums.sum_w

@@ -7,8 +7,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TextIO
+from collections.abc import Callable, Iterator
+from typing import NamedTuple, TextIO
 
 from nextbest.policies import Example
 from nextbest.policies.ope.dsjson import to_dsjson
@@ -45,31 +45,75 @@ def joined_events(
 ) -> Iterator[records_pb2.JoinedEvent]:
     """`loop`'s joined events in join order, read a page at a time, with decisions made at `since`
     or later and before `until` (seconds since the epoch; None: unbounded)."""
+    for _, joined in _numbered(store, loop, since, until):
+        yield joined
+
+
+def _numbered(
+    store: Store, loop: str, since: float | None, until: float | None
+) -> Iterator[tuple[int, records_pb2.JoinedEvent]]:
     seq = 0
     while page := store.log.read(Stream.JOINED, loop, seq, PAGE):
-        for _, data in page:
+        for number, data in page:
             joined = records_pb2.JoinedEvent.FromString(data)
             t = joined.decision.timestamp
             if (since is None or t >= since) and (until is None or t < until):
-                yield joined
+                yield number, joined
         seq = page[-1][0]
 
 
-def export(store: Store, loop: str, out: TextIO, since: float | None = None, until: float | None = None) -> int:
-    """Write `loop`'s joined events to `out` as DSJSON, one line each, in join order; return how many.
+def live_replay(store: Store, loop: str) -> str | None:
+    """What the live model learned, in the export's terms: its spec and the `Seq` range of the lines
+    (None when the loop has no model yet). A swap (SetPolicy, PromotePolicy) starts a spec's range."""
+    live = store.models.live(loop)
+    if live is None:
+        return None
+    state = records_pb2.LearnerState.FromString(live.state)
+    start = state.live_start_seq if state.live_spec == live.spec else 0
+    seqs = f"{start} < Seq <= {live.learned_seq}"
+    return f"the live model (version {live.version}) is {live.spec} learning the lines with {seqs}"
+
+
+class Exported(NamedTuple):
+    """How many events `export` wrote, and how many it skipped because VW's JSON cannot hold them."""
+
+    written: int
+    skipped: int
+
+
+def export(
+    store: Store,
+    loop: str,
+    out: TextIO,
+    since: float | None = None,
+    until: float | None = None,
+    skip: Callable[[str], None] | None = None,
+) -> Exported:
+    """Write `loop`'s joined events to `out` as DSJSON, one line each, in join order.
 
     Only decisions made at `since` or later and before `until` (seconds since the epoch) are
     written. Besides the fields of `to_dsjson`, each line has Personalizer's outcome list `o`
-    (`[{"v": reward, "EventId": id, "ActionTaken": activated}]`) and `VWState.m`, the version
-    of the model that decided. Memory stays constant: the stream is read a page at a time.
+    (`[{"v": reward, "EventId": id, "ActionTaken": activated}]`), `VWState.m`, the version of the
+    model that decided, and `Seq`, the event's position in the loop's joined stream (the learner's
+    `learned_seq` and swap points count in it). An event VW's JSON cannot hold (logged before Rank
+    refused such names) is skipped, not written in part: `skip(reason)` is told, and the export goes
+    on. Memory stays constant: the stream is read a page at a time.
     """
-    written = 0
-    for joined in joined_events(store, loop, since, until):
+    written = skipped = 0
+    for seq, joined in _numbered(store, loop, since, until):
         d = joined.decision
         extra = {
             "o": [{"v": joined.reward, "EventId": d.event_id, "ActionTaken": joined.activated}],
             "VWState": {"m": d.model_version},
+            "Seq": seq,
         }
-        out.write(to_dsjson(logged_event(joined), extra) + "\n")
+        try:
+            line = to_dsjson(logged_event(joined), extra)
+        except ValueError as e:
+            skipped += 1
+            if skip is not None:
+                skip(str(e))
+            continue
+        out.write(line + "\n")
         written += 1
-    return written
+    return Exported(written, skipped)

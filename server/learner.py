@@ -14,6 +14,7 @@ import logging
 import time
 
 from nextbest import policies
+from nextbest.policies.base import PolicyInputError
 from nextbest.server import estimates
 from nextbest.server.config import Mode
 from nextbest.server.store import PublishConflictError, Store, Stream
@@ -65,14 +66,38 @@ def state_estimates(state: records_pb2.LearnerState) -> list[admin_pb2.PolicyEst
     return out + [estimates.estimate(s.spec, s.estimate) for s in state.shadows]
 
 
+def _finite(policy: policies.Policy, example: policies.Example) -> bool:
+    """Whether the policy's prediction on `example` is a finite pmf (`pmf` raises on a NaN or inf one)."""
+    try:
+        policy.pmf(example)
+    except PolicyInputError:  # the input, not the model: e.g. a fixed policy with no positive weight here
+        return True
+    except ValueError:
+        return False
+    return True
+
+
+def _counted(n: int) -> bool:
+    """Whether the n-th occurrence of something is logged: the 1st, 2nd, 4th, 8th… (bounded log volume)."""
+    return n & (n - 1) == 0
+
+
 class _Shadow:
-    def __init__(self, policy: policies.Policy, sums: records_pb2.EstimateSums | None = None) -> None:
+    def __init__(self, policy: policies.Policy, start_seq: int, sums: records_pb2.EstimateSums | None = None) -> None:
         self.policy = policy
+        self.start_seq = start_seq
         self.sums = sums or records_pb2.EstimateSums()
 
 
 class Learner:
-    """Learns one loop's joined stream in order; `step()` does what is due."""
+    """Learns one loop's joined stream in order; `step()` does what is due.
+
+    A shadow never touches the live policy or the learner's progress: an event it cannot score or
+    learn is skipped for it alone and counted. A model whose prediction on the last event learned is
+    not finite is not published: the last good model keeps serving, the refusal is counted, and the
+    learner goes back to that model and relearns the events since, one at a time, skipping (and
+    counting) each one that makes the prediction not finite.
+    """
 
     def __init__(self, store: Store, loop: str, config: types_pb2.LoopConfig, keep_models: int = DEFAULT_KEEP_MODELS):
         self._store = store
@@ -81,38 +106,58 @@ class Learner:
         self._shadows: dict[str, _Shadow] = {}
         self._live_sums = records_pb2.EstimateSums()
         self._version = -1
+        self._refused = 0
+        self._careful_until = 0  # relearn event by event, checking each, up to this seq
+        self._rewind = False  # a model was refused: go back to the last good one
         self._adopt_live(config)
 
     def _adopt_live(self, config: types_pb2.LoopConfig) -> None:
-        """Take the live model (and its shadows) as the learner's state, when it is of the configured spec."""
+        """Take the live model (and its shadows) as the learner's state, when it is of the configured spec,
+        else the configured spec's checkpointed shadow (a promotion the learner had not acted on yet)."""
         live = self._store.models.live(self._loop)
         self._version = live.version if live else 0
         self.learned_seq = learned_position(self._store, self._loop)
         state = records_pb2.LearnerState.FromString(live.state) if live else records_pb2.LearnerState()
+        shadows = {s.spec: s for s in state.shadows}
+        promoted = shadows.pop(config.policy, None)
         if live is not None and live.spec == config.policy:
             self._policy = policies.load(live.spec, live.data)
+            self._start_seq = state.live_start_seq
             self._dirty = False
+        elif promoted is not None:
+            log.info("loop %s: policy is now %s (warm, promoted)", self._loop, config.policy)
+            self._policy = policies.load(promoted.spec, promoted.model)
+            self._start_seq = promoted.start_seq
+            self._dirty = True
         else:  # a new loop, or a new spec that no model has yet: start fresh from here
             self._policy = policies.create(config.policy)
+            self._start_seq = self.learned_seq
             self._dirty = live is not None
         self._live_sums = state.live_estimate if state.live_spec == self._policy.spec else records_pb2.EstimateSums()
-        self._shadows = {s.spec: _Shadow(policies.load(s.spec, s.model), s.estimate) for s in state.shadows}
-        self._last_publish = time.monotonic()
+        self._shadows = {
+            spec: _Shadow(policies.load(spec, s.model), s.start_seq, s.estimate) for spec, s in shadows.items()
+        }
+        self._refused = max(self._refused, state.refused_models)
+        self._rewind = False
+        self._last_example: policies.Example | None = None
+        self._last_publish = float("-inf") if self._dirty else time.monotonic()
 
     def step(self, config: types_pb2.LoopConfig) -> int:
         """Learn from new joined events; publish when the interval has passed. Returns events consumed."""
         if self._store.models.live_version(self._loop) != self._version:
             log.info("loop %s: a model was published by an admin call; adopting it", self._loop)
             self._adopt_live(config)
+        elif self._rewind:
+            self._adopt_live(config)
         self._sync_policies(config)
         batch = self._store.log.read(Stream.JOINED, self._loop, self.learned_seq, _BATCH)
         if batch:
             learned = 0
-            for _, data in batch:
+            for seq, data in batch:
                 joined = records_pb2.JoinedEvent.FromString(data)
                 event = learn_event(joined)
                 if event is not None:
-                    self._learn(joined, event)
+                    self._learn(joined, event, careful=seq <= self._careful_until)
                     learned += 1
             self.learned_seq = batch[-1][0]
             if learned and (self._policy.learns or self._shadows):
@@ -127,27 +172,65 @@ class Learner:
     def _sync_policies(self, config: types_pb2.LoopConfig) -> None:
         if config.policy != self._policy.spec:
             shadow = self._shadows.pop(config.policy, None)
-            log.info("loop %s: policy is now %s (%s)", self._loop, config.policy, "warm" if shadow else "fresh")
+            log.info(
+                "loop %s: policy is now %s (%s) from joined seq %d",
+                self._loop,
+                config.policy,
+                "warm" if shadow else "fresh",
+                shadow.start_seq if shadow else self.learned_seq,
+            )
             self._policy = shadow.policy if shadow else policies.create(config.policy)
+            self._start_seq = shadow.start_seq if shadow else self.learned_seq
             self._live_sums = records_pb2.EstimateSums()
+            self._last_example = None
             self._dirty = True
             self._last_publish = float("-inf")  # a new spec takes effect at once
         wanted = set(config.shadow_policies)
         for spec in set(self._shadows) - wanted:
             del self._shadows[spec]
         for spec in wanted - set(self._shadows):
-            self._shadows[spec] = _Shadow(policies.create(spec))
+            self._shadows[spec] = _Shadow(policies.create(spec), self.learned_seq)
             self._dirty = True
 
-    def _learn(self, joined: records_pb2.JoinedEvent, event: policies.LearnEvent) -> None:
+    def _learn(self, joined: records_pb2.JoinedEvent, event: policies.LearnEvent, careful: bool) -> None:
         d = joined.decision
+        for spec, shadow in self._shadows.items():
+            self._shadow_learn(spec, shadow, d.event_id, event)
+        if careful:
+            before = self._policy.save()
+            self._policy.learn([event])
+            if not _finite(self._policy, event.example):
+                self._policy = policies.load(self._policy.spec, before)
+                self._live_sums.skipped += 1
+                log.warning(
+                    "loop %s: skipped event %r: learning it made the live policy's predictions not finite",
+                    self._loop,
+                    d.event_id,
+                )
+                return
+        else:
+            self._policy.learn([event])
         if d.policy == self._policy.spec:
             estimates.add(self._live_sums, 1.0, event.reward)
-        for shadow in self._shadows.values():
-            p = shadow.policy.pmf(event.example, d.event_id)[event.chosen_index]
-            estimates.add(shadow.sums, p / event.probability, event.reward)
+        self._last_example = event.example
+
+    def _shadow_learn(self, spec: str, shadow: _Shadow, event_id: str, event: policies.LearnEvent) -> None:
+        try:
+            p = shadow.policy.pmf(event.example, event_id)[event.chosen_index]
             shadow.policy.learn([event])
-        self._policy.learn([event])
+        except Exception as e:  # whatever a shadow raises must not reach the live policy or the position
+            shadow.sums.skipped += 1
+            if _counted(shadow.sums.skipped):
+                log.warning(
+                    "loop %s: shadow %s skipped event %r (%d skipped so far): %s",
+                    self._loop,
+                    spec,
+                    event_id,
+                    shadow.sums.skipped,
+                    e,
+                )
+            return
+        estimates.add(shadow.sums, p / event.probability, event.reward)
 
     def state(self) -> records_pb2.LearnerState:
         """The live policy's and the shadows' estimates as of now (without model bytes)."""
@@ -157,15 +240,31 @@ class Learner:
         return records_pb2.LearnerState(
             live_spec=self._policy.spec,
             live_estimate=self._live_sums,
+            live_start_seq=self._start_seq,
+            refused_models=self._refused,
             shadows=[
-                records_pb2.ShadowState(spec=spec, estimate=s.sums, model=s.policy.save() if with_models else b"")
+                records_pb2.ShadowState(
+                    spec=spec, estimate=s.sums, model=s.policy.save() if with_models else b"", start_seq=s.start_seq
+                )
                 for spec, s in sorted(self._shadows.items())
             ],
         )
 
     def publish(self) -> None:
-        """Publish the current model (with position and shadows) if it changed since the last publish."""
+        """Publish the current model (with position and shadows) if it changed since the last publish,
+        unless its predictions are not finite (then the next step goes back to the last good model)."""
         if not self._dirty:
+            return
+        if self._policy.learns and self._last_example is not None and not _finite(self._policy, self._last_example):
+            self._refused += 1
+            self._careful_until = self.learned_seq
+            self._rewind = True
+            log.error(
+                "loop %s: refused to publish a model whose predictions are not finite (learned through %d); "
+                "the last good model keeps serving, and the events since are relearned one by one",
+                self._loop,
+                self.learned_seq,
+            )
             return
         state = self._state(with_models=True).SerializeToString()
         try:

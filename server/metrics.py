@@ -112,6 +112,7 @@ class LoopCollector:
             "orphan_rewards": "Rewards for events never seen",
             "late_rewards": "Rewards after their window",
             "learned": "Joined events consumed by the learner",
+            "refused_models": "Models not published because their predictions were not finite",
         }
         families = {
             name: CounterMetricFamily(f"nextbest_{name}", help_, labels=["loop"]) for name, help_ in counters.items()

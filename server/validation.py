@@ -7,7 +7,15 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import NamedTuple
 
 from nextbest.policies.cache import BoundedCache
-from nextbest.policies.featurize import ACTION_CACHE_SIZE, CACHEABLE_ACTION_BYTES, FeaturesLike, Namespace, plain
+from nextbest.policies.featurize import (
+    ACTION_CACHE_SIZE,
+    CACHEABLE_ACTION_BYTES,
+    RESERVED_NAMESPACES,
+    FeaturesLike,
+    Namespace,
+    plain,
+    unwritable,
+)
 from nextbest.server.config import DEFAULT_LOOP, Limits
 from nextbest.server.errors import InvalidArgument
 from nextbest.v1 import decision_pb2, types_pb2
@@ -107,6 +115,7 @@ def _action(action: types_pb2.Action, i: int, limits: Limits) -> None:
     _string(action.id, f"actions[{i}].id", limits)
     _string(action.channel, f"actions[{i}].channel", limits, required=False)
     _features(action.features, f"actions[{i}].features", limits)
+    _exportable(action.features, f"actions[{i}].features", RESERVED_NAMESPACES)
     if len(key) <= CACHEABLE_ACTION_BYTES:
         _valid_actions.put(key, limits)
 
@@ -115,7 +124,15 @@ def _context(context: Mapping[str, types_pb2.Features], limits: Limits) -> dict[
     namespaces = plain(context)
     if not _namespaces_ok(namespaces, limits):
         _features(namespaces, "context", limits)  # raises, naming the problem
+    _exportable(namespaces, "context")
     return namespaces
+
+
+def _exportable(namespaces: Mapping[str, FeaturesLike], field: str, reserved: frozenset[str] = frozenset()) -> None:
+    """Refuse names the export could not write as the model sees them (`nextbest export` replays the model)."""
+    reason = unwritable(namespaces, reserved)
+    if reason is not None:
+        raise InvalidArgument(f"{field}{reason}")
 
 
 def rank_request(request: decision_pb2.RankRequest, limits: Limits) -> RankInput:

@@ -258,7 +258,7 @@ def test_to_dsjson_puts_names_starting_with_underscore_in_text_or_refuses_them()
     assert c["_multi"][0]["channel"] == {"_text": "_web"}
     with pytest.raises(ValueError, match="VW's JSON cannot hold namespace '_u'"):
         to_dsjson(logged({"_u": Features({"x": 2.0})}))
-    with pytest.raises(ValueError, match="VW's JSON cannot hold feature '_n' = 2.0 of 'u'"):
+    with pytest.raises(ValueError, match="VW's JSON cannot hold feature '_n' = 2.0 of namespace 'u'"):
         to_dsjson(logged({"u": Features({"_n": 2.0})}))
 
 

@@ -4,19 +4,23 @@ import argparse
 import io
 import json
 import re
+import shlex
 import subprocess
 import sys
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
+import grpc
 import numpy as np
 import pytest
 import vowpalwabbit
 from planted import PERSONALIZING
 from test_dsjson import vw_parsed
 
+from nextbest import policies
 from nextbest.client import LearningMode, action, namespaces
-from nextbest.policies.ope.dsjson import read
+from nextbest.policies.ope.dsjson import read, to_dsjson
+from nextbest.policies.ope.logged import LoggedEvent
 from nextbest.server.cli import main
 from nextbest.server.commands.export import moment
 from nextbest.server.export import export, logged_event
@@ -94,6 +98,22 @@ def exported(log, loop="shop", **window):
     return out.getvalue().splitlines(), joined
 
 
+def vw_replay(lines, spec, directory):
+    """VW itself (`vw --dsjson -d`) learning the DSJSON `lines` in order with the spec's arguments, as a policy."""
+    data, model = directory / "replay.json", directory / "replay.vw"
+    data.write_text("".join(line + "\n" for line in lines))
+    args = [*shlex.split(spec.removeprefix("vw:")), "--dsjson", "-d", str(data), "-f", str(model), "--quiet"]
+    ws = vowpalwabbit.Workspace(arg_list=args)
+    ws.run_parser()
+    ws.finish()
+    return policies.load(spec, policies.import_state(spec, model.read_bytes()))
+
+
+def max_pmf_gap(policy, other, probes):
+    """The largest difference between the two policies' probabilities over the probe examples."""
+    return max(float(np.max(np.abs(policy.pmf(e) - other.pmf(e)))) for e in probes)
+
+
 def test_vw_learns_from_every_exported_line_the_learner_learned_from(log, tmp_path):
     lines, _ = exported(log)
     path = tmp_path / "shop.json"
@@ -164,6 +184,7 @@ def test_the_command_writes_to_stdout_while_the_server_runs_and_to_a_file(log, t
     lines, _ = exported(log)
     assert log.exported.stdout.splitlines() == lines
     assert f"{DECISIONS} events of loop 'shop' written to standard output" in log.exported.stderr
+    assert f"is {PERSONALIZING} learning the lines with 0 < Seq <= {DECISIONS}" in log.exported.stderr
     out = tmp_path / "window.json"
     since = datetime.fromtimestamp(T0 + 10, UTC).isoformat()
     assert main(["export", "--store", log.store, "--loop", "shop", "--since", since, "--until", str(T0 + 20),
@@ -182,17 +203,23 @@ def test_the_command_refuses_a_missing_store_or_loop(log, tmp_path, capsys, stor
     assert re.search(message, capsys.readouterr().err)
 
 
-def test_the_command_reports_an_event_vws_json_cannot_hold(tmp_path, capsys):
-    decision = records_pb2.DecisionRecord(
-        event_id="odd", context=namespaces({"_private": {"x": 2}}), actions=actions(0), pmf=[1, 0, 0, 0]
-    )
+def test_the_command_skips_each_event_vws_json_cannot_hold_exports_the_rest_and_exits_1(tmp_path, capsys):
+    """Logged before Rank refused such names: one event never fails nor truncates the whole export."""
+    contexts = {"ok1": {"u": {"x": 2}}, "odd1": {"_private": {"x": 2}}, "ok2": {}, "odd2": {" x": {"n": 1}}}
     with open_store(str(tmp_path / "store")) as store:
         store.configs.create("odd", b"")
-        store.log.append(
-            Stream.JOINED, "odd", [Entry("odd", records_pb2.JoinedEvent(decision=decision).SerializeToString())]
-        )
+        for event_id, context in contexts.items():
+            decision = records_pb2.DecisionRecord(
+                event_id=event_id, context=namespaces(context), actions=actions(0), pmf=[1, 0, 0, 0]
+            )
+            data = records_pb2.JoinedEvent(decision=decision).SerializeToString()
+            store.log.append(Stream.JOINED, "odd", [Entry(event_id, data)])
     assert main(["export", "--store", str(tmp_path / "store"), "--loop", "odd"]) == 1
-    assert "event 'odd': VW's JSON cannot hold namespace '_private'" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["EventId"] for line in out.splitlines()] == ["ok1", "ok2"]
+    assert "skipped event 'odd1': VW's JSON cannot hold namespace '_private'" in err
+    assert "skipped event 'odd2': VW's JSON cannot hold namespace '_x'" in err
+    assert "2 events of loop 'odd' written to standard output" in err and "2 events skipped" in err
 
 
 @pytest.mark.parametrize(
@@ -214,3 +241,77 @@ def test_times_are_iso_8601_utc_by_default_or_epoch_seconds(text, seconds):
 def test_other_times_are_refused(text):
     with pytest.raises(argparse.ArgumentTypeError, match="expected ISO 8601 or epoch seconds"):
         moment(text)
+
+
+REPLAY_SPEC = "vw:--cb_explore_adf --softmax --lambda 5 -q ::"  # a pmf that moves with every weight
+# Feature shapes Rank accepts, each in the context and in an action; VW's text keeps every feature of each.
+SHAPES = {
+    "numeric and categorical": {"visits": 3, "segment": "student", "score": 0.125},
+    "repeated tokens": {"tokens": ["music", "music", "news", "music"]},
+    "a token named as a numeric feature": {"x": 2.5, "tokens": ["x", "x"]},
+    "a token named as a categorical feature": {"color": "red", "tokens": ["color=red"]},
+    "names equal once sanitized": {"first visit": "y", "first_visit": "y", "tokens": ["a b", "a_b", "a|b", "a:b"]},
+    "a numeric 1 and a token of its name": {"x": 1.0, "tokens": ["x"]},
+    "names starting with _": {"_segment": "a", "n": 2, "tokens": ["_promo", "_promo", "promo", " lead", "|x"]},
+    "unicode": {"größe": 1.5, "farbe": "grün", "tokens": ["😀", "😀", "naïve café"]},
+    "empty": {},
+    "a zero": {"z": 0.0, "tokens": ["t"]},
+}
+
+
+def shaped_events(shape, n=60, seed=3):
+    """`n` logged events whose context and first action have the feature shape, with varied choices and rewards."""
+    rng = np.random.default_rng(seed)
+    events = []
+    for i in range(n):
+        varied = shape if i % 2 else {"tokens": ["a_b", "x"]}  # repeats count only when they vary
+        context = namespaces({"user ü": varied, "time": {"hour": i % 5, "tokens": [f"d{i % 3}"]}})
+        candidates = [
+            action("offer a", "_web", {"offer": shape}),
+            action("offer b", "push", {"offer": {"tokens": ["b"]}}),
+            action("call", "", {"empty": {}}),
+        ]
+        example = policies.Example(context, candidates)
+        pmf = (1 / 3, 1 / 3, 1 / 3)
+        events.append(LoggedEvent(f"e{i}", example, int(rng.integers(3)), 1 / 3, float(rng.integers(2)), pmf))
+    return events
+
+
+@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
+def test_vw_learning_the_export_is_the_model_learning_the_featurizers_text(shape, tmp_path):
+    events = shaped_events(shape)
+    learned = policies.create(REPLAY_SPEC)  # as the learner learns: the featurizer's VW text
+    for e in events:
+        learned.learn([policies.LearnEvent(e.example, e.chosen_index, e.probability, e.reward)])
+    lines = [to_dsjson(e) for e in events]
+    probes = [e.example for e in events[:12]]
+    assert max_pmf_gap(learned, vw_replay(lines, REPLAY_SPEC, tmp_path), probes) <= 1e-4
+    reread = policies.create(REPLAY_SPEC)  # `nextbest evaluate` reads the export back and replays it so
+    for e in read(lines):
+        reread.learn([policies.LearnEvent(e.example, e.chosen_index, e.probability, e.reward)])
+    assert max_pmf_gap(learned, reread, probes) <= 1e-4
+
+
+REFUSED = [  # (context, actions' features, the field and reason the error names)
+    ({"_n": {"x": 1}}, {}, "context['_n'] (namespace name): starts with '_'"),
+    ({" x": {"x": 1}}, {}, "context[' x'] (namespace name): starts with '_' once white space"),
+    ({"|x": {"x": 1}}, {}, "context['|x'] (namespace name): starts with '_'"),
+    ({":x": {"x": 1}}, {}, "context[':x'] (namespace name): starts with '_'"),
+    ({"über": {"x": 1}}, {}, "context['über'] (namespace name): starts with a non-ASCII character"),
+    ({"a b": {"x": 1}, "a_b": {"y": 1}}, {}, "context['a_b'] (namespace name): the same namespace as 'a b'"),
+    ({"u": {"_n": 2.0}}, {}, "context['u'].numeric['_n']: starts with '_'"),
+    ({"u": {"first visit": 1.0, "first_visit": 2.0}}, {}, "numeric['first_visit']: the same feature as 'first visit'"),
+    ({}, {"action": {"x": 2.0}}, "actions[0].features['action'] (namespace name): 'action' is reserved"),
+    ({}, {"channel": {"tokens": ["web"]}}, "actions[0].features['channel'] (namespace name): 'channel' is reserved"),
+    ({}, {"_o": {"tokens": ["web"]}}, "actions[0].features['_o'] (namespace name): starts with '_'"),
+]
+
+
+def test_rank_refuses_names_the_export_could_not_write_as_the_model_sees_them(served):
+    _, client = served
+    for context, features, message in REFUSED:
+        with pytest.raises(grpc.RpcError) as err:
+            client.rank([action("a", "email", features), action("b")], context)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, message
+        assert message in err.value.details()
+    client.rank([action("a", "email", {"offer": SHAPES["names starting with _"]})], {"u": SHAPES["unicode"]})

@@ -62,7 +62,7 @@ class GetStatsRequest(_message.Message):
     def __init__(self, loop: _Optional[str] = ...) -> None: ...
 
 class LoopStats(_message.Message):
-    __slots__ = ("loop", "decisions", "rewards", "activations", "joined", "default_rewarded", "orphan_rewards", "late_rewards", "average_reward", "learned", "learner_lag_events", "learner_lag_seconds", "pending_decisions", "model_version", "apprentice_match_rate", "policies")
+    __slots__ = ("loop", "decisions", "rewards", "activations", "joined", "default_rewarded", "orphan_rewards", "late_rewards", "average_reward", "learned", "learner_lag_events", "learner_lag_seconds", "pending_decisions", "model_version", "apprentice_match_rate", "policies", "refused_models")
     LOOP_FIELD_NUMBER: _ClassVar[int]
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
     REWARDS_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +79,7 @@ class LoopStats(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     APPRENTICE_MATCH_RATE_FIELD_NUMBER: _ClassVar[int]
     POLICIES_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_MODELS_FIELD_NUMBER: _ClassVar[int]
     loop: str
     decisions: int
     rewards: int
@@ -95,10 +96,11 @@ class LoopStats(_message.Message):
     model_version: str
     apprentice_match_rate: float
     policies: _containers.RepeatedCompositeFieldContainer[PolicyEstimate]
-    def __init__(self, loop: _Optional[str] = ..., decisions: _Optional[int] = ..., rewards: _Optional[int] = ..., activations: _Optional[int] = ..., joined: _Optional[int] = ..., default_rewarded: _Optional[int] = ..., orphan_rewards: _Optional[int] = ..., late_rewards: _Optional[int] = ..., average_reward: _Optional[float] = ..., learned: _Optional[int] = ..., learner_lag_events: _Optional[int] = ..., learner_lag_seconds: _Optional[float] = ..., pending_decisions: _Optional[int] = ..., model_version: _Optional[str] = ..., apprentice_match_rate: _Optional[float] = ..., policies: _Optional[_Iterable[_Union[PolicyEstimate, _Mapping]]] = ...) -> None: ...
+    refused_models: int
+    def __init__(self, loop: _Optional[str] = ..., decisions: _Optional[int] = ..., rewards: _Optional[int] = ..., activations: _Optional[int] = ..., joined: _Optional[int] = ..., default_rewarded: _Optional[int] = ..., orphan_rewards: _Optional[int] = ..., late_rewards: _Optional[int] = ..., average_reward: _Optional[float] = ..., learned: _Optional[int] = ..., learner_lag_events: _Optional[int] = ..., learner_lag_seconds: _Optional[float] = ..., pending_decisions: _Optional[int] = ..., model_version: _Optional[str] = ..., apprentice_match_rate: _Optional[float] = ..., policies: _Optional[_Iterable[_Union[PolicyEstimate, _Mapping]]] = ..., refused_models: _Optional[int] = ...) -> None: ...
 
 class PolicyEstimate(_message.Message):
-    __slots__ = ("spec", "live", "events", "value", "ci_low", "ci_high", "effective_sample_size")
+    __slots__ = ("spec", "live", "events", "value", "ci_low", "ci_high", "effective_sample_size", "skipped_events")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     LIVE_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +108,7 @@ class PolicyEstimate(_message.Message):
     CI_LOW_FIELD_NUMBER: _ClassVar[int]
     CI_HIGH_FIELD_NUMBER: _ClassVar[int]
     EFFECTIVE_SAMPLE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_EVENTS_FIELD_NUMBER: _ClassVar[int]
     spec: str
     live: bool
     events: int
@@ -113,7 +116,8 @@ class PolicyEstimate(_message.Message):
     ci_low: float
     ci_high: float
     effective_sample_size: float
-    def __init__(self, spec: _Optional[str] = ..., live: _Optional[bool] = ..., events: _Optional[int] = ..., value: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., effective_sample_size: _Optional[float] = ...) -> None: ...
+    skipped_events: int
+    def __init__(self, spec: _Optional[str] = ..., live: _Optional[bool] = ..., events: _Optional[int] = ..., value: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., effective_sample_size: _Optional[float] = ..., skipped_events: _Optional[int] = ...) -> None: ...
 
 class SetPolicyRequest(_message.Message):
     __slots__ = ("loop", "spec", "mode")

@@ -86,37 +86,45 @@ class JoinedEvent(_message.Message):
     def __init__(self, decision: _Optional[_Union[DecisionRecord, _Mapping]] = ..., reward: _Optional[float] = ..., reward_count: _Optional[int] = ..., defaulted: _Optional[bool] = ..., activated: _Optional[bool] = ..., joined_at: _Optional[float] = ...) -> None: ...
 
 class EstimateSums(_message.Message):
-    __slots__ = ("n", "sum_w", "sum_wr", "sum_w2", "sum_w2r", "sum_w2r2")
+    __slots__ = ("n", "sum_w", "sum_wr", "sum_w2", "sum_w2r", "sum_w2r2", "skipped")
     N_FIELD_NUMBER: _ClassVar[int]
     SUM_W_FIELD_NUMBER: _ClassVar[int]
     SUM_WR_FIELD_NUMBER: _ClassVar[int]
     SUM_W2_FIELD_NUMBER: _ClassVar[int]
     SUM_W2R_FIELD_NUMBER: _ClassVar[int]
     SUM_W2R2_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
     n: int
     sum_w: float
     sum_wr: float
     sum_w2: float
     sum_w2r: float
     sum_w2r2: float
-    def __init__(self, n: _Optional[int] = ..., sum_w: _Optional[float] = ..., sum_wr: _Optional[float] = ..., sum_w2: _Optional[float] = ..., sum_w2r: _Optional[float] = ..., sum_w2r2: _Optional[float] = ...) -> None: ...
+    skipped: int
+    def __init__(self, n: _Optional[int] = ..., sum_w: _Optional[float] = ..., sum_wr: _Optional[float] = ..., sum_w2: _Optional[float] = ..., sum_w2r: _Optional[float] = ..., sum_w2r2: _Optional[float] = ..., skipped: _Optional[int] = ...) -> None: ...
 
 class ShadowState(_message.Message):
-    __slots__ = ("spec", "model", "estimate")
+    __slots__ = ("spec", "model", "estimate", "start_seq")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    START_SEQ_FIELD_NUMBER: _ClassVar[int]
     spec: str
     model: bytes
     estimate: EstimateSums
-    def __init__(self, spec: _Optional[str] = ..., model: _Optional[bytes] = ..., estimate: _Optional[_Union[EstimateSums, _Mapping]] = ...) -> None: ...
+    start_seq: int
+    def __init__(self, spec: _Optional[str] = ..., model: _Optional[bytes] = ..., estimate: _Optional[_Union[EstimateSums, _Mapping]] = ..., start_seq: _Optional[int] = ...) -> None: ...
 
 class LearnerState(_message.Message):
-    __slots__ = ("shadows", "live_spec", "live_estimate")
+    __slots__ = ("shadows", "live_spec", "live_estimate", "live_start_seq", "refused_models")
     SHADOWS_FIELD_NUMBER: _ClassVar[int]
     LIVE_SPEC_FIELD_NUMBER: _ClassVar[int]
     LIVE_ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    LIVE_START_SEQ_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_MODELS_FIELD_NUMBER: _ClassVar[int]
     shadows: _containers.RepeatedCompositeFieldContainer[ShadowState]
     live_spec: str
     live_estimate: EstimateSums
-    def __init__(self, shadows: _Optional[_Iterable[_Union[ShadowState, _Mapping]]] = ..., live_spec: _Optional[str] = ..., live_estimate: _Optional[_Union[EstimateSums, _Mapping]] = ...) -> None: ...
+    live_start_seq: int
+    refused_models: int
+    def __init__(self, shadows: _Optional[_Iterable[_Union[ShadowState, _Mapping]]] = ..., live_spec: _Optional[str] = ..., live_estimate: _Optional[_Union[EstimateSums, _Mapping]] = ..., live_start_seq: _Optional[int] = ..., refused_models: _Optional[int] = ...) -> None: ...

@@ -39,9 +39,12 @@ from events with `_skipLearn`, with no `a`, or with `pdrop` 1 (it cannot weight 
 with `skip_learn` set (and with `pdrop` 1, the probability as logged).
 
 `to_dsjson` writes an event as such a line, with the features of `policies.featurize` (sanitized
-names; categorical `name=value` and tokens as the number 1), so that VW hashes every feature as it
-does the featurizer's VW text. Names VW's JSON reserves (starting with `_`) go to `_text` when the
-value is 1; a namespace, or a feature of another value, named so cannot be written (ValueError).
+names; categorical `name=value` and tokens as the number 1) in the featurizer's order, so that VW
+learns from it exactly what it learns from the featurizer's VW text: each namespace's keyed
+features, then as `_text` the features VW's JSON cannot write as keys (names starting with `_`,
+repeated names), all of value 1. What VW's JSON cannot hold that way (a namespace starting with
+`_` or a non-ASCII character or named twice, a feature of another value among the `_text` ones; Rank refuses them, see
+`policies.featurize.unwritable`) raises ValueError naming the event.
 """
 
 from __future__ import annotations
@@ -57,9 +60,13 @@ from nextbest.policies.featurize import (
     ACTION_NAMESPACE,
     CHANNEL_NAMESPACE,
     Example,
+    Items,
+    Namespaces,
     action_namespaces,
     context_namespaces,
+    json_namespace_problem,
     sanitize,
+    text_words,
 )
 from nextbest.policies.ope.logged import LoggedEvent
 
@@ -299,28 +306,29 @@ def _read(lines: Iterable[str], where: str) -> Iterator[LoggedEvent]:
             yield event
 
 
-def _namespace_json(ns: str, items: Mapping[str, float], event_id: str) -> Mapping[str, Any]:
-    if not any(name[:1] == "_" for name in items):
-        return items
-    out: dict[str, Any] = {}
-    reserved = []
-    for name, value in items.items():
-        if not name.startswith("_"):
-            out[name] = value
-        elif value == 1.0:
-            reserved.append(name)
-        else:
-            raise ValueError(f"event {event_id!r}: VW's JSON cannot hold feature {name!r} = {value} of {ns!r}")
-    if reserved:
-        out["_text"] = " ".join(reserved)
+def _namespace_json(ns: str, items: Items) -> dict[str, Any]:
+    """The namespace's features as VW's JSON object: the featurizer's keyed pairs, then its `_text` words."""
+    split = text_words(items)
+    out: dict[str, Any] = dict(items[:split])
+    words = items[split:]
+    for name, value in words:
+        if value != 1.0:
+            raise ValueError(f"VW's JSON cannot hold feature {name!r} = {value} of namespace {ns!r}")
+    if words:
+        out["_text"] = " ".join(name for name, _ in words)
     return out
 
 
-def _namespaces_json(namespaces: Mapping[str, Mapping[str, float]], event_id: str) -> dict[str, Any]:
-    for ns in namespaces:
-        if ns.startswith("_"):
-            raise ValueError(f"event {event_id!r}: VW's JSON cannot hold namespace {ns!r} (it starts with '_')")
-    return {ns: _namespace_json(ns, items, event_id) for ns, items in namespaces.items()}
+def _namespaces_json(namespaces: Namespaces) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for ns, items in namespaces:
+        problem = json_namespace_problem(ns)
+        if problem is not None:
+            raise ValueError(f"VW's JSON cannot hold namespace {ns!r}: it {problem}")
+        if ns in out:
+            raise ValueError(f"VW's JSON cannot hold namespace {ns!r} twice")
+        out[ns] = _namespace_json(ns, items)
+    return out
 
 
 def to_dsjson(event: LoggedEvent, extra: Mapping[str, Any] | None = None) -> str:
@@ -353,10 +361,11 @@ def to_dsjson(event: LoggedEvent, extra: Mapping[str, Any] | None = None) -> str
     line["a"] = [i + 1 for i in ranking]
     if pmf is not None:
         line["p"] = [pmf[i] for i in ranking]
-    context = _namespaces_json(context_namespaces(event.example.context), event.event_id)
-    context["_multi"] = [
-        {"_tag": a.id, **_namespaces_json(action_namespaces(a), event.event_id)} for a in event.example.actions
-    ]
+    try:
+        context = _namespaces_json(context_namespaces(event.example.context))
+        context["_multi"] = [{"_tag": a.id, **_namespaces_json(action_namespaces(a))} for a in event.example.actions]
+    except ValueError as e:
+        raise ValueError(f"event {event.event_id!r}: {e}") from None
     line["c"] = context
     if extra:
         line.update(extra)

@@ -30,7 +30,8 @@ def add(commands: argparse._SubParsersAction) -> None:
         description="Write a loop's joined events (decisions with their rewards) as DSJSON, the format "
         "`vw --dsjson` and Azure Personalizer use, in join order. Deferred decisions never activated and "
         "LOGGING_ONLY decisions are marked _skipLearn, as the learner skips them. Reads the store only, so it "
-        "can run while `nextbest serve` uses it. Prints how many events it wrote on stderr.",
+        "can run while `nextbest serve` uses it. Prints how many events it wrote on stderr. An event VW's JSON "
+        "cannot hold is skipped with a warning, and the command then exits with status 1.",
     )
     add_store_arguments(export, sizing=False)
     export.add_argument("--loop", required=True, help="the loop to export")
@@ -45,12 +46,23 @@ def add(commands: argparse._SubParsersAction) -> None:
     export.set_defaults(run=run)
 
 
+# Skipped events reported one by one on stderr; the rest only counted.
+SKIPS_SHOWN = 10
+
+
 def run(args: argparse.Namespace) -> int:
-    from nextbest.server.export import export
+    from nextbest.server.export import export, live_replay
 
     if not is_remote(args.store) and not os.path.isfile(os.path.join(args.store, "data.mdb")):
         print(f"nextbest export: no store in {args.store}", file=sys.stderr)
         return 2
+    skips: list[str] = []
+
+    def skip(reason: str) -> None:
+        if len(skips) < SKIPS_SHOWN:
+            print(f"nextbest export: skipped {reason}", file=sys.stderr)
+        skips.append(reason)
+
     with open_store_or_exit("export", args) as store:
         if store.configs.get(args.loop) is None:
             loops = ", ".join(sorted(store.configs.list())) or "none"
@@ -58,17 +70,24 @@ def run(args: argparse.Namespace) -> int:
             return 2
         try:
             if args.output is None:
-                written = export(store, args.loop, sys.stdout, args.since, args.until)
+                written, skipped = export(store, args.loop, sys.stdout, args.since, args.until, skip)
                 sys.stdout.flush()
             else:
                 with open(args.output, "w", encoding="ascii") as out:
-                    written = export(store, args.loop, out, args.since, args.until)
+                    written, skipped = export(store, args.loop, out, args.since, args.until, skip)
         except BrokenPipeError:  # the reader went away (`| head`): stop quietly
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
-        except ValueError as e:  # an event VW's JSON cannot hold
-            print(f"nextbest export: {e}", file=sys.stderr)
-            return 1
+        replay = live_replay(store, args.loop)
     where = args.output or "standard output"
     print(f"nextbest export: {written} events of loop {args.loop!r} written to {where}", file=sys.stderr)
+    if replay is not None:
+        print(f"nextbest export: {replay}", file=sys.stderr)
+    if skipped:
+        print(
+            f"nextbest export: {skipped} events skipped: VW's JSON cannot hold their names (logged before "
+            "Rank refused such names)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
