@@ -56,7 +56,7 @@ INVALID = [
     ("vw:--cb_explore_adf --squarecb --elim", "--elim is refused: .*negative probabilities"),
     ("vw:--cb_explore_adf --graph_feedback", "--graph_feedback is refused: .*feedback graph"),
     ("vw:--cb_explore_adf --cover 3 --cb_type sm", "VW rejected the arguments"),
-    ("vw:--cb_explore_adf --nope", "VW rejected the arguments"),
+    ("vw:--cb_explore_adf --nope", "option --nope is not allowed"),
     ("vw:--cb_explore_adf 'unclosed", "cannot parse VW arguments"),
     ("random:1", "random takes no parameters"),
     ("baseline:first", "baseline takes no parameters"),
