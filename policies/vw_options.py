@@ -157,10 +157,13 @@ def _name(token: str, header: bool) -> tuple[str, str | None]:
     if token.startswith("--") and len(token) > 2:
         name, eq, value = token[2:].partition("=")
         return name, value if eq else None
-    if token.startswith("-") and token[:2] in SHORT:
-        raise PolicySpecError(f"VW option {token[:40]!r}: write the value apart, e.g. '{token[:2]} {token[2:12]}'")
+    short = token[:2]  # a value glued to a short option is never echoed: it may be a path
+    if short in SHORT:
+        raise PolicySpecError(f"VW option {short}: write its value apart ('{short} VALUE'), not glued to it")
     if token.startswith("-"):
-        raise PolicySpecError(f"VW option {token[:40]} is not allowed in a policy (see the allowlist)")
+        raise PolicySpecError(
+            f"VW option {short if len(token) > 1 and token[1] != '-' else token[:40]} is not allowed in a policy (see the allowlist)"
+        )
     raise PolicySpecError(f"VW argument {token[:40]!r} is not allowed: an option was expected")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import struct
 from pathlib import Path
@@ -10,10 +11,12 @@ from pathlib import Path
 import grpc
 import pytest
 import vowpalwabbit
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import policies
 from policies.envelope import seal, unseal
-from policies.vw_options import model_options
+from policies.vw_options import ALLOWED, model_options, parse_args
 from server.pb import admin_pb2
 
 SPEC = "vw:--cb_explore_adf --epsilon 0.1 -q ::"
@@ -181,3 +184,179 @@ def test_a_port_named_in_a_model_never_listens(served):
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _attack_specs(directory: Path, port: int) -> list[tuple[str, str]]:
+    """(VW arguments, the option the refusal names): each got through the denylist."""
+    return [
+        (f"-f{directory}/final.vw", "VW option -f is not allowed"),
+        ("-d/dev/zero", "VW option -d is not allowed"),
+        (f"-p{directory}/predictions", "VW option -p is not allowed"),
+        (f"-r{directory}/raw", "VW option -r is not allowed"),
+        ("-i/etc/passwd", "VW option -i is not allowed"),
+        (f"--dump_json_weights_experimental {directory}/w.json", "--dump_json_weights_experimental"),
+        (f"--epsilon_decay --epsilon_decay_audit {directory}/audit", "--epsilon_decay"),
+        (f"--sendto 127.0.0.1:{port}", "--sendto"),
+        (f"--dictionary_path {directory}", "--dictionary_path"),
+        (f"--dictionary u:{directory}/d.txt", "--dictionary"),
+        (f"--span_server 127.0.0.1 --span_server_port {port}", "--span_server"),
+        ("-qu:", "VW option -q: write its value apart"),  # a glued short option: write '-q u:'
+        ("--interactions ::::::", "--interactions"),
+        ("-b 30", "--bit_precision"),
+        ("--epsilon 0.1 --epsilon 0.2", "--epsilon is given twice"),
+    ]
+
+
+@pytest.fixture
+def listener():
+    """A loopback port that is listening: what a refused `--sendto`/`--span_server` would have connected to."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        s.settimeout(0.2)
+        yield s
+
+
+def _rejects(option: str, call, *args, **kwargs) -> None:
+    with pytest.raises(grpc.RpcError) as e:
+        call(*args, **kwargs)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+    assert option in e.value.details()
+
+
+def test_specs_that_reach_files_or_sockets_are_refused_by_every_admin_call(served, tmp_path, monkeypatch, listener):
+    from server.testing import wait_for
+
+    _, client = served
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    client.create_loop("loop", policy=SPEC, reward_wait_seconds=0.05)
+    for _ in range(2):  # Evaluate checks specs once it has events
+        client.reward(client.rank([client_action("a"), client_action("b")], loop="loop").event_id, 1.0, loop="loop")
+    wait_for(lambda: client.stats("loop").joined == 2)
+    for args, option in _attack_specs(work, listener.getsockname()[1]):
+        spec = f"vw:--cb_explore_adf {args}"
+        _rejects(option, client.create_loop, "other", policy=spec)
+        _rejects(option, client.update_loop, "loop", policy=spec)
+        shadowed = client.get_loop("loop")
+        shadowed.shadow_policies.append(spec)
+        _rejects(option, client.admin.UpdateLoop, admin_pb2.UpdateLoopRequest(config=shadowed))
+        for mode in (admin_pb2.POLICY_MODE_REPLACE, admin_pb2.POLICY_MODE_SHADOW):
+            _rejects(option, client.admin.SetPolicy, admin_pb2.SetPolicyRequest(loop="loop", spec=spec, mode=mode))
+        _rejects(option, client.admin.Evaluate, admin_pb2.EvaluateRequest(loop="loop", specs=[spec]))
+    assert os.listdir(work) == []
+    with pytest.raises(TimeoutError):
+        listener.accept()
+    assert client.get_loop("loop").policy == SPEC
+
+
+def test_refusals_never_tell_whether_a_server_file_exists(tmp_path):
+    def message(path: str) -> str:
+        with pytest.raises(policies.PolicySpecError) as e:
+            policies.create(f"vw:--cb_explore_adf --initial_regressor {path}")
+        return str(e.value)
+
+    assert message("/etc/passwd") == message(str(tmp_path / "missing"))
+
+
+def client_action(action_id: str):
+    from server.client import action
+
+    return action(action_id)
+
+
+def _vw_option_names() -> tuple[list[str], list[str]]:
+    """Every long and short option VW 9 lists in its help."""
+    config = vowpalwabbit.Workspace("--quiet").get_config(filtered_enabled_reductions_only=False)
+    options = [o for groups in config.values() for _, group in groups for o in group]
+    return sorted({o.name for o in options}), sorted({o.short_name for o in options if o.short_name})
+
+
+LONG_NAMES, SHORT_NAMES = _vw_option_names()
+_VALUES = st.one_of(
+    st.sampled_from(["0", "1", "-1", "0.5", "1e300", "nan", "inf", "1_0", "٣", "::", "ua", "::::", "-a", "--x"]),
+    st.sampled_from(["/tmp/x", "model.vw", "127.0.0.1:1", "u:d.txt", "'q'", '"', "a b", "é", "\\x20"]),
+    st.text(max_size=6),
+)
+
+
+def _valid(name: str) -> st.SearchStrategy[str]:
+    """`--name` with a value within its range (VW may still refuse the combination)."""
+    option = ALLOWED[name]
+    if option.kind == "flag":
+        return st.just(f"--{name}")
+    if option.kind == "choice":
+        values = st.sampled_from(sorted(option.choices))
+    elif option.kind == "namespaces":
+        values = st.sampled_from(["::", "ua", ":::", "u:", "a", "uaa"]).filter(
+            lambda v: option.low <= len(v) <= option.high
+        )
+    elif option.kind == "int":
+        values = st.integers(int(option.low), int(min(option.high, option.low + 20))).map(str)
+    else:
+        values = st.floats(option.low, min(option.high, 100.0)).map(repr)
+    return values.map(lambda v: f"--{name} {v}")
+
+
+_ALLOWED_TOKENS = st.sampled_from(sorted(ALLOWED)).flatmap(_valid)
+_TOKENS = st.one_of(
+    _ALLOWED_TOKENS,
+    st.sampled_from(LONG_NAMES).map(lambda name: f"--{name}"),
+    st.tuples(st.sampled_from(LONG_NAMES), _VALUES).map(lambda nv: f"--{nv[0]}={nv[1]}"),
+    st.sampled_from(SHORT_NAMES).map(lambda name: f"-{name}"),
+    st.tuples(st.sampled_from(SHORT_NAMES), _VALUES).map(lambda nv: f"-{nv[0]}{nv[1]}"),
+    _VALUES,
+)
+_ARGUMENTS = st.one_of(st.lists(_TOKENS, max_size=6), st.lists(_ALLOWED_TOKENS, max_size=4)).flatmap(
+    lambda tokens: st.sampled_from([" ".join(tokens), " ".join(map(shlex.quote, tokens))])
+)
+
+
+def _listening_sockets() -> set[str]:
+    """Inodes of this process's sockets that listen (TCP over IPv4 or IPv6)."""
+    mine = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            mine.add(target[8:-1])
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            listening |= {line.split()[9] for line in f.readlines()[1:] if line.split()[3] == "0A"}
+    return mine & listening
+
+
+def test_no_generated_vw_arguments_reach_beyond_the_allowlist(tmp_path):
+    """Arguments made of every option VW lists (glued, `=`, quoted, unicode values) are either all on the
+    allowlist, with checked values, or refused with PolicySpecError; nothing is written and nothing listens."""
+    listening = _listening_sockets()
+    work = tmp_path / "cwd"
+    work.mkdir()
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        _fuzz_specs()
+    finally:
+        os.chdir(cwd)
+    assert os.listdir(work) == []
+    assert _listening_sockets() <= listening
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(_ARGUMENTS)
+def _fuzz_specs(arguments: str) -> None:
+    try:
+        args = parse_args(f"--cb_explore_adf {arguments}")
+    except policies.PolicySpecError:
+        return
+    names = [a[2:] for a in args if a.startswith("--") and a[2:] in ALLOWED]
+    assert len(names) + sum(ALLOWED[n].kind != "flag" for n in names) == len(args)
+    assert parse_args(" ".join(args)) == args  # canonical: what VW is given reads back the same
+    try:
+        policies.create(f"vw:--cb_explore_adf {arguments}")
+    except policies.PolicySpecError as e:
+        assert "VW rejected the arguments" in str(e)
