@@ -14,7 +14,7 @@ from policies import linear, python, rules, simple, vw  # noqa: F401  (registers
 from policies.base import LearnEvent, Policy, PolicyInputError, PolicySpecError
 from policies.featurize import Example
 from policies.python import allow_python_modules
-from policies.registry import create, export_state, families, family, import_state, load, register
+from policies.registry import create, export_state, families, family, import_state, load, register, work_counter
 
 __all__ = [
     "Example",
@@ -30,4 +30,5 @@ __all__ = [
     "import_state",
     "load",
     "register",
+    "work_counter",
 ]

@@ -48,6 +48,7 @@ from policies.base import LearnEvent, Policy, PolicySpecError
 from policies.featurize import Example
 from policies.registry import register
 from policies.vw_options import model_options, parse_args
+from policies.work import WorkCounter, vw_counter
 
 # Explorations that need an explicit --epsilon > 0 to give every action a positive probability.
 _EXPLORE_WITH_EPSILON = {
@@ -92,6 +93,16 @@ def _explores(args: list[str], learners: list[str]) -> bool:
     return False
 
 
+def _work_counter(options: list[str]) -> WorkCounter:
+    """The work counter (see `policies.work`) of a workspace with these canonical options."""
+    terms = [options[i + 1] for i, o in enumerate(options) if o in ("--quadratic", "--cubic", "--interactions")]
+    models = 1
+    for name, extra in (("--bag", 0), ("--cover", 1), ("--rnd", 1)):
+        value = _option(options, name)
+        models *= int(value) + extra if value is not None else 1
+    return vw_counter(terms, models)
+
+
 def _workspace(args: list[str]) -> vowpalwabbit.Workspace:
     try:
         return vowpalwabbit.Workspace(arg_list=[*args, "--quiet"])
@@ -121,20 +132,29 @@ class VWPolicy(Policy):
         "vw:--cb_explore_adf --large_action_space --max_actions 3 -q ua",
     )
 
-    def __init__(self, spec: str, workspace: vowpalwabbit.Workspace, args: list[str]) -> None:
+    def __init__(self, spec: str, workspace: vowpalwabbit.Workspace, args: list[str], options: list[str]) -> None:
+        """`args`: the spec's canonical arguments; `options`: those the workspace runs with (a loaded model's)."""
         super().__init__(spec)
         self._ws = workspace
         self.explores = _explores(args, workspace.get_enabled_learners())
+        self._work = _work_counter(options)
+
+    @classmethod
+    def work_counter(cls, params: str) -> WorkCounter:
+        return _work_counter(parse_args(params))
+
+    def work(self, example: Example) -> int:
+        return self._work(example)
 
     @classmethod
     def _create(cls, spec: str, params: str) -> VWPolicy:
         args = parse_args(params)
-        return cls(spec, _workspace(args), args)
+        return cls(spec, _workspace(args), args, args)
 
     @classmethod
     def _load(cls, spec: str, params: str, data: bytes) -> VWPolicy:
         args = parse_args(params)
-        model_options(data)  # VW applies the options stored in the model: only allowed ones may be there
+        options = model_options(data)  # VW applies the options stored in the model: only allowed ones may be there
         with tempfile.NamedTemporaryFile(dir=_tmpdir(), suffix=".vw") as f:
             f.write(data)
             f.flush()
@@ -145,7 +165,7 @@ class VWPolicy(Policy):
         if not any(r.startswith("cb_explore_adf") for r in ws.get_enabled_learners()):
             ws.finish()
             raise ValueError("the VW model is not a --cb_explore_adf model")
-        return cls(spec, ws, args)
+        return cls(spec, ws, args, options)
 
     def _pmf(self, example: Example, event_id: str) -> Sequence[float]:
         return self._ws.predict(example.vw_lines())

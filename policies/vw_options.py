@@ -161,9 +161,8 @@ def _name(token: str, header: bool) -> tuple[str, str | None]:
     if short in SHORT:
         raise PolicySpecError(f"VW option {short}: write its value apart ('{short} VALUE'), not glued to it")
     if token.startswith("-"):
-        raise PolicySpecError(
-            f"VW option {short if len(token) > 1 and token[1] != '-' else token[:40]} is not allowed in a policy (see the allowlist)"
-        )
+        shown = token[:40] if token.startswith("--") else short
+        raise PolicySpecError(f"VW option {shown} is not allowed in a policy (see the allowlist)")
     raise PolicySpecError(f"VW argument {token[:40]!r} is not allowed: an option was expected")
 
 
@@ -206,10 +205,9 @@ def parse_args(params: str) -> list[str]:
         tokens = shlex.split(params)
     except ValueError as e:
         raise PolicySpecError(f"cannot parse VW arguments: {e}") from e
-    args = check_options(tokens)
-    if "--cb_explore_adf" not in args:
+    if "--cb_explore_adf" not in tokens:
         raise PolicySpecError("VW arguments must include --cb_explore_adf")
-    return args
+    return check_options(tokens)
 
 
 class _Reader:

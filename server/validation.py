@@ -6,10 +6,11 @@ import math
 from collections.abc import Collection, Iterable, Mapping
 from typing import NamedTuple
 
+import policies
 from policies.cache import BoundedCache
 from policies.featurize import ACTION_CACHE_SIZE, CACHEABLE_ACTION_BYTES, FeaturesLike, Namespace, plain
 from server.config import DEFAULT_LOOP, Limits
-from server.errors import InvalidArgument
+from server.errors import InvalidArgument, ResourceExhausted
 from server.pb import decision_pb2, types_pb2
 
 _FLOAT32_MAX = 3.4028234663852886e38
@@ -145,6 +146,23 @@ def rank_request(request: decision_pb2.RankRequest, limits: Limits) -> RankInput
     if not candidates:
         raise InvalidArgument("excluded_action_ids: every action is excluded")
     return RankInput(context, candidates)
+
+
+def decision_work(example: policies.Example, policy: policies.Policy, shadows: Iterable[str], limits: Limits) -> None:
+    """Refuse a decision whose example would make the live policy, or a shadow learning from it, generate more
+    features than `limits.max_generated_features`, before either sees it (RESOURCE_EXHAUSTED naming the limit)."""
+    limit = limits.max_generated_features
+    work = policy.work(example)
+    for spec in shadows:
+        if work > limit:
+            break
+        work = max(work, policies.work_counter(spec)(example))
+    if work > limit:
+        raise ResourceExhausted(
+            f"actions: the decision would generate {work:,} features (context and action features, their "
+            f"interactions, per action and model), more than max_generated_features={limit:,}; "
+            "send fewer features or actions"
+        )
 
 
 def reward_request(request: decision_pb2.RewardRequest, limits: Limits, field: str = "") -> None:
