@@ -3,13 +3,14 @@
 The unit is a generated feature: a feature of an action's example, or one
 product of an interaction, as VW generates them. Counts are upper bounds:
 
-- VW (`vw:`): per action, the shared and the action's features merged by
-  namespace (VW's namespace is the first byte of its name) plus the constant,
-  N in all; each interaction term adds the product of its namespaces' sizes
-  (a `:` wildcard counts N), except that an all-wildcard term of length k
-  counts the combinations with repetition VW expands it to (k = 2:
-  (S1² + S2) / 2 over the namespace sizes). The sum over actions is multiplied
-  by the models VW evaluates (`--bag N`: N, `--cover N` and `--rnd N`: N + 1).
+- VW (`vw:`): per action, N features (the shared ones and the action's), the
+  constant, and each interaction term's products: an all-wildcard term of
+  length k (`::`, `:::`) generates the combinations with repetition of k of
+  the N features, C(N + k - 1, k), as VW 9 expands it (checked against VW's
+  own counts in the tests); any other term the product of its namespaces'
+  sizes (VW's namespace is the first byte of its name; a `:` counts N). The
+  sum over actions is multiplied by the models VW evaluates (`--bag N`: N,
+  `--cover N` and `--rnd N`: N + 1).
 - linucb/lints: each context × action cross of `Example.hashed`, weighted by
   `LINEAR_WEIGHT` (a cross costs numpy about 30 times what a feature costs VW,
   ~48 bytes of memory each).
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
-from math import prod
+from math import comb, prod
 
 from policies.featurize import ACTION_CACHE_SIZE, Example, FeaturesLike
 
@@ -45,32 +46,22 @@ def namespace_sizes(line: str) -> dict[int, int]:
     return sizes
 
 
-def _combinations(k: int, s1: int, s2: int, s3: int) -> int:
-    """Combinations with repetition of k features among namespaces with power sums s1, s2, s3 of their sizes."""
-    return (s1 * s1 + s2) // 2 if k == 2 else (s1**3 + 3 * s1 * s2 + 2 * s3) // 6
-
-
 def vw_counter(terms: Iterable[str], models: int) -> WorkCounter:
     """The counter of a VW policy with these interaction terms (e.g. `::`, `ua`) and models per decision."""
-    wildcards = [len(t) for t in terms if set(t) == {":"}]  # `::`, `:::`: lengths 2 and 3 (the allowlist's)
+    wildcards = [len(t) for t in terms if set(t) == {":"}]  # `::`, `:::`
     literals = [t.encode() for t in terms if set(t) != {":"}]
 
     def count(example: Example) -> int:
         lines = example.vw_lines()  # cached: the policy decides from the same lines
         shared = namespace_sizes(lines[0]) if len(lines) > len(example) else {}
-        values = [*shared.values(), 1]  # and the constant
-        shared_sums = sum(values), sum(n * n for n in values), sum(n**3 for n in values)
+        shared_features = sum(shared.values())
         total = 0
         for line in lines[len(lines) - len(example) :]:
             own = namespace_sizes(line)
-            s1, s2, s3 = shared_sums
-            for index, n in own.items():
-                before = shared.get(index, 0)
-                after = before + n
-                s1, s2, s3 = s1 + n, s2 + after * after - before * before, s3 + after**3 - before**3
-            total += s1 + sum(_combinations(k, s1, s2, s3) for k in wildcards)
+            n = shared_features + sum(own.values())
+            total += n + 1 + sum(comb(n + k - 1, k) for k in wildcards)  # and the constant
             for term in literals:
-                total += prod(s1 if c == WILDCARD else shared.get(c, 0) + own.get(c, 0) for c in term)
+                total += prod(n if c == WILDCARD else shared.get(c, 0) + own.get(c, 0) for c in term)
         return total * models
 
     return count
