@@ -67,6 +67,7 @@ _FLAG = _Option("flag")
 _UNIT = _Option("float", 0.0, 1.0)
 _COST = _Option("float", -1e6, 1e6)
 _POSITIVE = _Option("float", 0.0, 1e6)
+_STRICTLY_POSITIVE = _Option("float", 2.0**-30, 1e6)  # bounds a float32 holds exactly: VW stores float32s
 MAX_BIT_PRECISION = 24  # 2^24 weights: 256 MB per VW instance, seconds per save above it
 MAX_MODELS = 16  # --bag, --cover, --rnd: each is a model VW evaluates per decision
 
@@ -95,7 +96,7 @@ ALLOWED: dict[str, _Option] = {
     "gamma_exponent": _Option("float", 0.0, 10.0),
     "rnd": _Option("int", 1, MAX_MODELS),
     "rnd_alpha": _POSITIVE,
-    "rnd_invlambda": _Option("float", 1e-9, 1e6),
+    "rnd_invlambda": _STRICTLY_POSITIVE,
     "regcb": _FLAG,
     "regcbopt": _FLAG,
     "cb_min_cost": _COST,
@@ -105,7 +106,7 @@ ALLOWED: dict[str, _Option] = {
     "synthcoversize": _Option("int", 1, 1000),
     "large_action_space": _FLAG,
     "max_actions": _Option("int", 1, 256),
-    "spanner_c": _Option("float", 1e-9, 1e6),
+    "spanner_c": _STRICTLY_POSITIVE,
     # features
     "quadratic": _Option("namespaces", 2, 2),
     "cubic": _Option("namespaces", 3, 3),

@@ -356,7 +356,10 @@ def _fuzz_specs(arguments: str) -> None:
     names = [a[2:] for a in args if a.startswith("--") and a[2:] in ALLOWED]
     assert len(names) + sum(ALLOWED[n].kind != "flag" for n in names) == len(args)
     assert parse_args(" ".join(args)) == args  # canonical: what VW is given reads back the same
+    spec = f"vw:--cb_explore_adf {arguments}"
     try:
-        policies.create(f"vw:--cb_explore_adf {arguments}")
+        policy = policies.create(spec)
     except policies.PolicySpecError as e:
         assert "VW rejected the arguments" in str(e)
+        return
+    policies.load(spec, policy.save())  # whatever VW stores in the model for allowed options is allowed on load
