@@ -42,7 +42,7 @@ from policies.base import LearnEvent, Policy
 from policies.featurize import Example
 from policies.params import Param, parse_params
 from policies.registry import register
-from policies.work import WorkCounter, linear_work
+from policies.work import WorkCounter, linear_counter
 
 # Bounded so that A⁻¹ = I/λ and the scores stay finite (λ = 1e-320 made every pmf NaN).
 _COMMON = {
@@ -78,10 +78,18 @@ class _LinearPolicy(Policy):
         self._b = b
         self._theta = a_inv @ b
         self.explores = self._epsilon > 0
+        self._work = self._counter(params)
 
     @classmethod
     def work_counter(cls, params: str) -> WorkCounter:
-        return linear_work
+        return cls._counter(parse_params(cls.name, params, cls.schema))
+
+    @classmethod
+    def _counter(cls, params: dict[str, int | float | str]) -> WorkCounter:
+        return linear_counter(int(params["dim"]), int(params.get("samples", 0)))
+
+    def work(self, example: Example) -> int:
+        return self._work(example)
 
     @classmethod
     def _create(cls, spec: str, params: str) -> _LinearPolicy:

@@ -68,7 +68,7 @@ _UNIT = _Option("float", 0.0, 1.0)
 _COST = _Option("float", -1e6, 1e6)
 _POSITIVE = _Option("float", 0.0, 1e6)
 _STRICTLY_POSITIVE = _Option("float", 2.0**-30, 1e6)  # bounds a float32 holds exactly: VW stores float32s
-MAX_BIT_PRECISION = 24  # 2^24 weights: 256 MB per VW instance, seconds per save above it
+MAX_BIT_PRECISION = 22  # 2^22 weights: ~75 MB per VW instance; -b 24 took 300 MB, -b 30 seconds per save
 MAX_MODELS = 16  # --bag, --cover, --rnd: each is a model VW evaluates per decision
 
 # Every option a policy spec (or a model header) may carry, by long name.

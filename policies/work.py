@@ -11,9 +11,14 @@ product of an interaction, as VW generates them. Counts are upper bounds:
   sizes (VW's namespace is the first byte of its name; a `:` counts N). The
   sum over actions is multiplied by the models VW evaluates (`--bag N`: N,
   `--cover N` and `--rnd N`: N + 1).
-- linucb/lints: each context × action cross of `Example.hashed`, weighted by
-  `LINEAR_WEIGHT` (a cross costs numpy about 30 times what a feature costs VW,
-  ~48 bytes of memory each).
+- linucb/lints: each context × action cross of `Example.hashed` (an action's
+  features including its id, channel and a constant, times the context's
+  features and a constant) counts `LINEAR_WEIGHT` (numpy spends about 30 times
+  what VW spends on a feature, and ~48 bytes of memory), and the matrix
+  products count one per `PRODUCTS_PER_UNIT` multiply-adds: actions × dim² for
+  both, and for lints also actions² × dim, 9 × actions³ (the
+  eigendecomposition) and samples × actions², plus `DRAW_WEIGHT` per drawn
+  score (samples × actions).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from policies.featurize import ACTION_CACHE_SIZE, Example, FeaturesLike
 WorkCounter = Callable[[Example], int]
 WILDCARD = ord(":")
 LINEAR_WEIGHT = 32
+PRODUCTS_PER_UNIT = 16
+DRAW_WEIGHT = 8
 
 
 def no_work(example: Example) -> int:
@@ -71,8 +78,17 @@ def _features(namespaces: Mapping[str, FeaturesLike]) -> int:
     return sum(len(f.numeric) + len(f.categorical) + len(f.tokens) for f in namespaces.values())
 
 
-def linear_work(example: Example) -> int:
-    """The weighted crosses `Example.hashed` computes: (context features + 1) × (action features + 1) per action,
-    an action's features including its id and channel."""
-    action_features = sum(2 + bool(a.channel) + _features(a.features) for a in example.actions)
-    return (_features(example.context) + 1) * action_features * LINEAR_WEIGHT
+def linear_counter(dim: int, samples: int = 0) -> WorkCounter:
+    """The counter of linucb (`samples` 0) or lints with `dim` buckets (see the module doc)."""
+
+    def count(example: Example) -> int:
+        actions = len(example)
+        context = _features(example.context) + 1
+        crosses = context * sum(2 + bool(a.channel) + _features(a.features) for a in example.actions)
+        products = actions * dim * dim  # x A⁻¹
+        if samples:  # x A⁻¹ xᵀ, its eigendecomposition, and the draws
+            products += actions * actions * dim + 9 * actions**3 + samples * actions * actions
+        draws = samples * actions * DRAW_WEIGHT  # drawn, scored and compared element by element
+        return crosses * LINEAR_WEIGHT + products // PRODUCTS_PER_UNIT + draws
+
+    return count

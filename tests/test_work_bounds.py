@@ -150,18 +150,25 @@ def test_linear_policies_memory_per_request_is_bounded(served, family):
     error = _refused(client.decisions.Rank, request)
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_generated_features" in error.details()
     policy = policies.create(family)
-    actions = [action(f"a{i}") for i in range(64)]  # (C + 1) × 64 × 2 crosses (id, constant) × 32: the limit
-    example = policies.Example({"u": Namespace({}, {}, tokens(LIMIT // (64 * 2 * 32) - 1))}, actions)
-    assert LIMIT * 0.9 < policy.work(example) <= LIMIT
+    actions = [action(f"a{i}") for i in range(64)]
+
+    def example(context: int) -> policies.Example:
+        return policies.Example({"u": Namespace({}, {}, tokens(context))}, actions)
+
+    low, high = 0, 100_000  # the widest context the limit accepts with 64 actions
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if policy.work(example(middle)) <= LIMIT else (low, middle - 1)
+    assert LIMIT * 0.9 < policy.work(example(low)) <= LIMIT
     tracemalloc.start()
-    policy.pmf(example, "e")
+    policy.pmf(example(low), "e")
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 32 << 20
 
 
 BAD_CONFIGS = [
-    ({"policy": "vw:--cb_explore_adf -b 30"}, "VW option --bit_precision: must be an integer in [1, 24], got '30'"),
+    ({"policy": "vw:--cb_explore_adf -b 30"}, "VW option --bit_precision: must be an integer in [1, 22], got '30'"),
     ({"policy": "linucb:lambda=1e-320"}, "lambda must be a number in [1e-06, 1e+06]"),
     ({"reward_wait_seconds": 1e300}, "config.reward_wait_seconds: must be in [0.05, 2.592e+06], got 1e+300"),
     ({"publish_interval_seconds": 1e300}, "config.publish_interval_seconds: must be in [0.05, 86400], got 1e+300"),
@@ -187,7 +194,7 @@ def test_the_bounds_themselves_are_accepted(served):
     _, client = served
     config = client.create_loop(
         "edge",
-        policy="vw:--cb_explore_adf -b 24",
+        policy="vw:--cb_explore_adf -b 22",
         reward_wait_seconds=30 * 86400,
         publish_interval_seconds=86400,
         retention_days=36500,
