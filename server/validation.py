@@ -148,15 +148,19 @@ def rank_request(request: decision_pb2.RankRequest, limits: Limits) -> RankInput
     return RankInput(context, candidates)
 
 
-def decision_work(example: policies.Example, policy: policies.Policy, shadows: Iterable[str], limits: Limits) -> None:
-    """Refuse a decision whose example would make the live policy, or a shadow learning from it, generate more
-    features than `limits.max_generated_features`, before either sees it (RESOURCE_EXHAUSTED naming the limit)."""
+def decision_work(
+    example: policies.Example, policy: policies.Policy, config: types_pb2.LoopConfig, limits: Limits
+) -> None:
+    """Refuse a decision whose example would make the serving policy, the configured one (the learner's, while a
+    swap is under way) or a shadow generate more features than `limits.max_generated_features`, before any of
+    them sees it (RESOURCE_EXHAUSTED naming the limit)."""
     limit = limits.max_generated_features
     work = policy.work(example)
-    for spec in shadows:
+    for spec in (config.policy, *config.shadow_policies):
         if work > limit:
             break
-        work = max(work, policies.work_counter(spec)(example))
+        if spec != policy.spec:
+            work = max(work, policies.work_counter(spec)(example))
     if work > limit:
         raise ResourceExhausted(
             f"actions: the decision would generate {work:,} features (context and action features, their "

@@ -247,3 +247,19 @@ def test_every_rank_at_the_limits_is_answered_or_refused_within_the_stated_bound
             assert time.monotonic() - started < BOUND_SECONDS
 
         rank()
+
+
+def test_while_a_policy_swap_is_under_way_the_configured_policy_counts_too():
+    """Until the learner publishes the new policy, the old one serves: the new one (which the learner already
+    learns) must not be made to do more than the limit either."""
+    from server import validation
+    from server.errors import ResourceExhausted
+
+    serving = policies.create("vw:--cb_explore_adf")
+    example = _example(random.Random(5), 0, 32, 0)
+    example = policies.Example({"u": Namespace({}, {}, tokens(1000))}, example.actions)
+    config = types_pb2.LoopConfig(name="swap", policy="vw:--cb_explore_adf")
+    validation.decision_work(example, serving, config, Limits())
+    config.policy = "vw:--cb_explore_adf -q ::"
+    with pytest.raises(ResourceExhausted, match="max_generated_features"):
+        validation.decision_work(example, serving, config, Limits())
