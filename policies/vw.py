@@ -63,13 +63,13 @@ def _tmpdir() -> str | None:
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
+_PATH = re.compile(r"(?:[A-Za-z]:)?[\\/][^\s'\",]*")
+
+
 def _vw_error(e: RuntimeError) -> str:
     """VW's message without any path in it (it may name files of the server)."""
     lines = str(e).strip().splitlines() or [type(e).__name__]
     return _PATH.sub("<path>", lines[0])[:200]
-
-
-_PATH = re.compile(r"(?:[A-Za-z]:)?[\\/][^\s'\",]*")
 
 
 def _option(args: list[str], name: str) -> str | None:
