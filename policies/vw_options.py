@@ -15,6 +15,7 @@ import math
 import shlex
 import struct
 from dataclasses import dataclass
+from typing import Literal
 
 from policies.base import PolicySpecError
 
@@ -26,7 +27,7 @@ class _Option:
     """One allowed option: a flag (`kind` "flag"), a number in [low, high] ("int", "float"), one of
     `choices` ("choice"), or namespace characters, `low`..`high` of them ("namespaces", may repeat)."""
 
-    kind: str
+    kind: Literal["flag", "int", "float", "choice", "namespaces"]
     low: float = -math.inf
     high: float = math.inf
     choices: frozenset[str] = frozenset()

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from math import comb, prod
 
-from policies.featurize import ACTION_CACHE_SIZE, Example, FeaturesLike
+from policies.featurize import ACTION_CACHE_SIZE, CACHEABLE_ACTION_BYTES, Example, FeaturesLike
 
 WorkCounter = Callable[[Example], int]
 WILDCARD = ord(":")
@@ -41,16 +41,22 @@ def no_work(example: Example) -> int:
     return 0
 
 
-@lru_cache(maxsize=ACTION_CACHE_SIZE)  # action lines repeat from request to request
-def namespace_sizes(line: str) -> dict[int, int]:
-    """Features per VW namespace index (the first byte of the name) of one VW text line; names never hold `|`
-    or white space (see `policies.featurize`), so each `|` starts a namespace and each space a feature."""
+def _sizes(line: str) -> dict[int, int]:
     sizes: dict[int, int] = {}
     for group in line.split("|")[1:]:
         if group:
             index = ord(group[0]) if group[0] < "\x80" else group[0].encode()[0]
             sizes[index] = sizes.get(index, 0) + group.count(" ") - group.endswith(" ")
     return sizes
+
+
+_cached_sizes = lru_cache(maxsize=ACTION_CACHE_SIZE)(_sizes)  # short action lines repeat from request to request
+
+
+def namespace_sizes(line: str) -> dict[int, int]:
+    """Features per VW namespace index (the first byte of the name) of one VW text line; names never hold `|`
+    or white space (see `policies.featurize`), so each `|` starts a namespace and each space a feature."""
+    return _cached_sizes(line) if len(line) <= CACHEABLE_ACTION_BYTES else _sizes(line)
 
 
 def vw_counter(terms: Iterable[str], models: int) -> WorkCounter:
