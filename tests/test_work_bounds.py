@@ -263,3 +263,13 @@ def test_while_a_policy_swap_is_under_way_the_configured_policy_counts_too():
     config.policy = "vw:--cb_explore_adf -q ::"
     with pytest.raises(ResourceExhausted, match="max_generated_features"):
         validation.decision_work(example, serving, config, Limits())
+
+
+def test_the_limit_is_configurable(tmp_path):
+    with running_server(tmp_path / "store", limits=Limits(max_generated_features=100)) as (_, client):
+        request = decision_pb2.RankRequest(context=wide_context(1, 12), actions=[action("a"), action("b")])
+        error = _refused(client.decisions.Rank, request)  # 2 × (13 + 1 + C(14, 2)) = 210
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "210 features" in error.details() and "max_generated_features=100" in error.details()
+        del request.context["n00"].tokens[2:]
+        assert client.decisions.Rank(request).chosen_action_id  # 2 × (3 + 1 + C(4, 2)) = 20
