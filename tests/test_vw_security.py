@@ -346,7 +346,7 @@ def test_no_generated_vw_arguments_reach_beyond_the_allowlist(tmp_path):
     assert _listening_sockets() <= listening
 
 
-@settings(max_examples=400, deadline=None, derandomize=True)
+@settings(max_examples=400, deadline=None, derandomize=True, database=None)
 @given(_ARGUMENTS)
 def _fuzz_specs(arguments: str) -> None:
     try:
@@ -363,3 +363,22 @@ def _fuzz_specs(arguments: str) -> None:
         assert "VW rejected the arguments" in str(e)
         return
     policies.load(spec, policy.save())  # whatever VW stores in the model for allowed options is allowed on load
+
+
+def test_a_crafted_model_in_the_store_is_never_loaded_by_a_worker_or_the_learner(tmp_path):
+    """A model that reached the store (written there by anyone with access to it) is checked the same way by the
+    serving catalog, which keeps serving the previous model, and by a learner adopting it."""
+    from server.learner import Learner
+    from server.testing import running_server
+
+    target = tmp_path / "final.vw"
+    model = vw_model(SPEC)
+    crafted = seal("vw", craft(model, f"{stored_options(model)} --final_regressor {target}"))
+    with running_server(tmp_path / "store", train=False) as (server, client):
+        client.create_loop("victim", policy=SPEC)
+        server.store.models.publish("victim", SPEC, crafted, 0)
+        server.catalog.refresh()
+        assert client.rank([client_action("a"), client_action("b")], loop="victim").model_version == "0"
+        with pytest.raises(policies.PolicySpecError, match="--final_regressor"):
+            Learner(server.store, "victim", client.get_loop("victim"))
+    assert not target.exists()

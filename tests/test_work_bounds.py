@@ -235,7 +235,9 @@ def test_every_rank_at_the_limits_is_answered_or_refused_within_the_stated_bound
     with running_server(tmp_path / "store") as (_, client):
         client.create_loop("linear", policy="linucb")  # and `default`, with the default policy (`-q ::`)
 
-        @settings(max_examples=24, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=24, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+        )
         @given(rank_requests(), st.sampled_from(["default", "linear"]))
         def rank(request: decision_pb2.RankRequest, loop: str) -> None:
             request.loop = loop
