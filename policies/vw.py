@@ -132,11 +132,11 @@ class VWPolicy(Policy):
         "vw:--cb_explore_adf --large_action_space --max_actions 3 -q ua",
     )
 
-    def __init__(self, spec: str, workspace: vowpalwabbit.Workspace, args: list[str], options: list[str]) -> None:
-        """`args`: the spec's canonical arguments; `options`: those the workspace runs with (a loaded model's)."""
+    def __init__(self, spec: str, workspace: vowpalwabbit.Workspace, options: list[str]) -> None:
+        """`options`: the canonical options the workspace runs with (a loaded model's own, from its header)."""
         super().__init__(spec)
         self._ws = workspace
-        self.explores = _explores(args, workspace.get_enabled_learners())
+        self.explores = _explores(options, workspace.get_enabled_learners())
         self._work = _work_counter(options)
 
     @classmethod
@@ -149,11 +149,11 @@ class VWPolicy(Policy):
     @classmethod
     def _create(cls, spec: str, params: str) -> VWPolicy:
         args = parse_args(params)
-        return cls(spec, _workspace(args), args, args)
+        return cls(spec, _workspace(args), args)
 
     @classmethod
     def _load(cls, spec: str, params: str, data: bytes) -> VWPolicy:
-        args = parse_args(params)
+        parse_args(params)  # the spec must be usable too
         options = model_options(data)  # VW applies the options stored in the model: only allowed ones may be there
         with tempfile.NamedTemporaryFile(dir=_tmpdir(), suffix=".vw") as f:
             f.write(data)
@@ -165,7 +165,7 @@ class VWPolicy(Policy):
         if not any(r.startswith("cb_explore_adf") for r in ws.get_enabled_learners()):
             ws.finish()
             raise ValueError("the VW model is not a --cb_explore_adf model")
-        return cls(spec, ws, args, options)
+        return cls(spec, ws, options)
 
     def _pmf(self, example: Example, event_id: str) -> Sequence[float]:
         return self._ws.predict(example.vw_lines())
