@@ -382,3 +382,10 @@ def test_a_crafted_model_in_the_store_is_never_loaded_by_a_worker_or_the_learner
         with pytest.raises(policies.PolicySpecError, match="--final_regressor"):
             Learner(server.store, "victim", client.get_loop("victim"))
     assert not target.exists()
+
+
+def test_vw_messages_are_passed_on_without_paths():
+    from policies.vw import _vw_error
+
+    message = _vw_error(RuntimeError("can't open: /srv/secret/model.vw, errno = 2\nat C:\\vw\\parse_args.cc:12"))
+    assert message == "can't open: <path>, errno = 2"
