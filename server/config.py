@@ -72,8 +72,9 @@ def _in_range(config: types_pb2.LoopConfig, field: str, low: float, high: float)
 def normalized(config: types_pb2.LoopConfig) -> types_pb2.LoopConfig:
     """A copy of `config` with defaults in place of zero values, validated.
 
-    The policy spec is checked by building the policy, so a bad VW argument is
-    refused with VW's own message. Raises InvalidArgument naming the field.
+    The policy spec is checked by building the policy (a VW option off the
+    allowlist, or a combination VW rejects, is refused with the reason), and
+    durations against their ranges. Raises InvalidArgument naming the field.
     """
     out = types_pb2.LoopConfig()
     out.CopyFrom(config)
