@@ -13,10 +13,10 @@ from __future__ import annotations
 import sys
 import time
 
-import policies
-from policies.featurize import Namespace
-from server.client import action
-from server.config import Limits
+from nextbest import policies
+from nextbest.policies.featurize import Namespace
+from nextbest.client import action
+from nextbest.server.config import Limits
 
 DEFAULT_SPECS = ("vw:--cb_explore_adf --epsilon 0.05 -q ::", "linucb", "lints")
 ACTIONS = (2, 32, 128)

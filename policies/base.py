@@ -14,9 +14,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from policies.envelope import seal
-from policies.featurize import Example
-from policies.work import WorkCounter, no_work
+from nextbest.policies.envelope import seal
+from nextbest.policies.featurize import Example
+from nextbest.policies.work import WorkCounter, no_work
 
 
 class PolicySpecError(ValueError):

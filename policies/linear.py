@@ -38,11 +38,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from policies.base import LearnEvent, Policy
-from policies.featurize import Example
-from policies.params import Param, parse_params
-from policies.registry import register
-from policies.work import WorkCounter, linear_counter
+from nextbest.policies.base import LearnEvent, Policy
+from nextbest.policies.featurize import Example
+from nextbest.policies.params import Param, parse_params
+from nextbest.policies.registry import register
+from nextbest.policies.work import WorkCounter, linear_counter
 
 # Bounded so that A⁻¹ = I/λ and the scores stay finite (λ = 1e-320 made every pmf NaN).
 _COMMON = {

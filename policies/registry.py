@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import lru_cache
 
-from policies.base import Policy, PolicySpecError
-from policies.envelope import is_sealed, seal, unseal
-from policies.work import WorkCounter
+from nextbest.policies.base import Policy, PolicySpecError
+from nextbest.policies.envelope import is_sealed, seal, unseal
+from nextbest.policies.work import WorkCounter
 
 _FAMILIES: dict[str, type[Policy]] = {}
 

@@ -44,11 +44,11 @@ from collections.abc import Sequence
 
 import vowpalwabbit
 
-from policies.base import LearnEvent, Policy, PolicySpecError
-from policies.featurize import Example
-from policies.registry import register
-from policies.vw_options import model_options, parse_args
-from policies.work import WorkCounter, vw_counter
+from nextbest.policies.base import LearnEvent, Policy, PolicySpecError
+from nextbest.policies.featurize import Example
+from nextbest.policies.registry import register
+from nextbest.policies.vw_options import model_options, parse_args
+from nextbest.policies.work import WorkCounter, vw_counter
 
 # Explorations that need an explicit --epsilon > 0 to give every action a positive probability.
 _EXPLORE_WITH_EPSILON = {

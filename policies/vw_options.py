@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 from typing import Literal
 
-from policies.base import PolicySpecError
+from nextbest.policies.base import PolicySpecError
 
 _PRINTABLE = frozenset(chr(c) for c in range(0x21, 0x7F)) - {"\\"}  # characters VW reads as themselves
 

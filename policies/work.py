@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from math import comb, prod
 
-from policies.featurize import ACTION_CACHE_SIZE, CACHEABLE_ACTION_BYTES, Example, FeaturesLike
+from nextbest.policies.featurize import ACTION_CACHE_SIZE, CACHEABLE_ACTION_BYTES, Example, FeaturesLike
 
 WorkCounter = Callable[[Example], int]
 WILDCARD = ord(":")

@@ -14,10 +14,10 @@ import vowpalwabbit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import policies
-from policies.envelope import seal, unseal
-from policies.vw_options import ALLOWED, model_options, parse_args
-from server.pb import admin_pb2
+from nextbest import policies
+from nextbest.policies.envelope import seal, unseal
+from nextbest.policies.vw_options import ALLOWED, model_options, parse_args
+from nextbest.v1 import admin_pb2
 
 SPEC = "vw:--cb_explore_adf --epsilon 0.1 -q ::"
 
@@ -225,7 +225,7 @@ def _rejects(option: str, call, *args, **kwargs) -> None:
 
 
 def test_specs_that_reach_files_or_sockets_are_refused_by_every_admin_call(served, tmp_path, monkeypatch, listener):
-    from server.testing import wait_for
+    from nextbest.testing import wait_for
 
     _, client = served
     work = tmp_path / "cwd"
@@ -261,7 +261,7 @@ def test_refusals_never_tell_whether_a_server_file_exists(tmp_path):
 
 
 def client_action(action_id: str):
-    from server.client import action
+    from nextbest.client import action
 
     return action(action_id)
 
@@ -368,8 +368,8 @@ def _fuzz_specs(arguments: str) -> None:
 def test_a_crafted_model_in_the_store_is_never_loaded_by_a_worker_or_the_learner(tmp_path):
     """A model that reached the store (written there by anyone with access to it) is checked the same way by the
     serving catalog, which keeps serving the previous model, and by a learner adopting it."""
-    from server.learner import Learner
-    from server.testing import running_server
+    from nextbest.server.learner import Learner
+    from nextbest.testing import running_server
 
     target = tmp_path / "final.vw"
     model = vw_model(SPEC)
@@ -385,7 +385,7 @@ def test_a_crafted_model_in_the_store_is_never_loaded_by_a_worker_or_the_learner
 
 
 def test_vw_messages_are_passed_on_without_paths():
-    from policies.vw import _vw_error
+    from nextbest.policies.vw import _vw_error
 
     message = _vw_error(RuntimeError("can't open: /srv/secret/model.vw, errno = 2\nat C:\\vw\\parse_args.cc:12"))
     assert message == "can't open: <path>, errno = 2"

@@ -13,14 +13,14 @@ import vowpalwabbit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import policies
-from policies.envelope import seal, unseal
-from policies.featurize import Namespace
-from policies.work import namespace_sizes
-from server.client import action
-from server.config import Limits
-from server.pb import decision_pb2, types_pb2
-from server.testing import running_server
+from nextbest import policies
+from nextbest.policies.envelope import seal, unseal
+from nextbest.policies.featurize import Namespace
+from nextbest.policies.work import namespace_sizes
+from nextbest.client import action
+from nextbest.server.config import Limits
+from nextbest.v1 import decision_pb2, types_pb2
+from nextbest.testing import running_server
 
 LIMIT = Limits().max_generated_features
 # The README states that any request within the limits is answered or refused within about 1 s on its 2-core
@@ -254,8 +254,8 @@ def test_every_rank_at_the_limits_is_answered_or_refused_within_the_stated_bound
 def test_while_a_policy_swap_is_under_way_the_configured_policy_counts_too():
     """Until the learner publishes the new policy, the old one serves: the new one (which the learner already
     learns) must not be made to do more than the limit either."""
-    from server import validation
-    from server.errors import ResourceExhausted
+    from nextbest.server import validation
+    from nextbest.server.errors import ResourceExhausted
 
     serving = policies.create("vw:--cb_explore_adf")
     example = _example(random.Random(5), 0, 32, 0)
