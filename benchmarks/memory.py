@@ -42,8 +42,8 @@ from nextbest.server.app import NextbestServer
 from nextbest.server.config import DEFAULT_POLICY, normalized
 from nextbest.server.decision_service import DecisionService
 from nextbest.server.errors import ServiceError
-from nextbest.v1 import decision_pb2, types_pb2
 from nextbest.server.store import StoreFullError, open_store
+from nextbest.v1 import decision_pb2, types_pb2
 
 WARMUP_SHARE = 0.1
 TARGET_PERCENT = 10.0

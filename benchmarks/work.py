@@ -14,8 +14,8 @@ import sys
 import time
 
 from nextbest import policies
-from nextbest.policies.featurize import Namespace
 from nextbest.client import action
+from nextbest.policies.featurize import Namespace
 from nextbest.server.config import Limits
 
 DEFAULT_SPECS = ("vw:--cb_explore_adf --epsilon 0.05 -q ::", "linucb", "lints")

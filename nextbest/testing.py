@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nextbest.server.app import NextbestServer
 from nextbest.client import Client
+from nextbest.server.app import NextbestServer
 from nextbest.server.store import Stream, open_store
 
 

@@ -14,7 +14,16 @@ from nextbest.policies import linear, python, rules, simple, vw  # noqa: F401  (
 from nextbest.policies.base import LearnEvent, Policy, PolicyInputError, PolicySpecError
 from nextbest.policies.featurize import Example
 from nextbest.policies.python import allow_python_modules
-from nextbest.policies.registry import create, export_state, families, family, import_state, load, register, work_counter
+from nextbest.policies.registry import (
+    create,
+    export_state,
+    families,
+    family,
+    import_state,
+    load,
+    register,
+    work_counter,
+)
 
 __all__ = [
     "Example",

@@ -23,9 +23,9 @@ from nextbest.server.errors import (
 from nextbest.server.export import joined_events, logged_event
 from nextbest.server.joiner import JoinerState
 from nextbest.server.learner import learned_position, state_estimates
-from nextbest.v1 import admin_pb2, admin_pb2_grpc, records_pb2, types_pb2
 from nextbest.server.store import PublishConflictError, Store, StoredModel, Stream
 from nextbest.server.trainer import Trainer
+from nextbest.v1 import admin_pb2, admin_pb2_grpc, records_pb2, types_pb2
 
 _CHUNK = 1 << 20
 _PUBLISH_ATTEMPTS = 20

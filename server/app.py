@@ -19,10 +19,10 @@ from nextbest.server.decision_service import DecisionService
 from nextbest.server.errors import ErrorInterceptor
 from nextbest.server.learner import DEFAULT_KEEP_MODELS
 from nextbest.server.metrics import Metrics
-from nextbest.v1 import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc
 from nextbest.server.store import Store
 from nextbest.server.tls import ServerTls, TlsError
 from nextbest.server.trainer import Trainer
+from nextbest.v1 import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc
 
 log = logging.getLogger("nextbest")
 

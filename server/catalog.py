@@ -15,8 +15,8 @@ import numpy as np
 
 from nextbest import policies
 from nextbest.server.errors import NotFound
-from nextbest.v1 import types_pb2
 from nextbest.server.store import Store
+from nextbest.v1 import types_pb2
 
 log = logging.getLogger("nextbest")
 

@@ -16,9 +16,9 @@ from nextbest.server import validation
 from nextbest.server.catalog import Catalog, LoopView
 from nextbest.server.config import Limits, Mode
 from nextbest.server.errors import InvalidArgument
-from nextbest.v1 import decision_pb2, decision_pb2_grpc, records_pb2, types_pb2
 from nextbest.server.sampling import sample_index, seeded_uniform
 from nextbest.server.store import Entry, EventLog, StoreFullError, Stream
+from nextbest.v1 import decision_pb2, decision_pb2_grpc, records_pb2, types_pb2
 
 logger = logging.getLogger("nextbest")
 

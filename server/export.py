@@ -14,8 +14,8 @@ from nextbest.policies import Example
 from nextbest.policies.ope.dsjson import to_dsjson
 from nextbest.policies.ope.logged import LoggedEvent
 from nextbest.server.learner import learn_event
-from nextbest.v1 import records_pb2
 from nextbest.server.store import Store, Stream
+from nextbest.v1 import records_pb2
 
 PAGE = 1000
 

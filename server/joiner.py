@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from nextbest.server.config import Aggregation, Mode
-from nextbest.v1 import records_pb2
 from nextbest.server.store import Entry, EventLog, Stream
+from nextbest.v1 import records_pb2
 
 GRACE_SECONDS = 0.05
 SAVE_SECONDS = 0.25

@@ -16,8 +16,8 @@ import time
 from nextbest import policies
 from nextbest.server import estimates
 from nextbest.server.config import Mode
-from nextbest.v1 import admin_pb2, records_pb2, types_pb2
 from nextbest.server.store import PublishConflictError, Store, Stream
+from nextbest.v1 import admin_pb2, records_pb2, types_pb2
 
 log = logging.getLogger("nextbest")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nextbest.v1 import records_pb2
 from nextbest.server.store import EventLog, Stream
+from nextbest.v1 import records_pb2
 
 _PAGE = 1000
 

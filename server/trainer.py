@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 from nextbest.server.joiner import Joiner, JoinerState
 from nextbest.server.learner import DEFAULT_KEEP_MODELS, Learner, learned_position
-from nextbest.v1 import admin_pb2, records_pb2, types_pb2
 from nextbest.server.retention import apply_retention
 from nextbest.server.store import Store, StoreFullError, StoreUnavailableError, Stream
+from nextbest.v1 import admin_pb2, records_pb2, types_pb2
 
 log = logging.getLogger("nextbest")
 

@@ -10,11 +10,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from nextbest.server.auth import ApiKeyError, ApiKeys, exposure_problem, required_scope
 from nextbest.client import Client, action
-from nextbest.v1 import admin_pb2, decision_pb2
-from nextbest.testing import make_certificates, running_server
+from nextbest.server.auth import ApiKeyError, ApiKeys, exposure_problem, required_scope
 from nextbest.server.tls import ServerTls, TlsError
+from nextbest.testing import make_certificates, running_server
+from nextbest.v1 import admin_pb2, decision_pb2
 
 OK = grpc.StatusCode.OK
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED

@@ -21,9 +21,9 @@ import numpy as np
 from nextbest import policies
 from nextbest.client import Client, action, namespaces
 from nextbest.server.learner import learn_event
-from nextbest.v1 import records_pb2
 from nextbest.server.store import Stream, open_store
 from nextbest.testing import wait_for
+from nextbest.v1 import records_pb2
 
 SEED = 20261123
 CRASHES = 3

@@ -6,8 +6,8 @@ import grpc
 import pytest
 from planted import BEST, PERSONALIZING, run
 
-from nextbest.v1 import admin_pb2
 from nextbest.testing import wait_for
+from nextbest.v1 import admin_pb2
 
 JOURNEY = json.dumps(
     {"rules": [{"if": {"user.segment": s}, "then": [a]} for s, a in BEST.items()], "fallback": ["email-offer"]}

@@ -15,14 +15,14 @@ import vowpalwabbit
 from planted import PERSONALIZING
 from test_dsjson import vw_parsed
 
+from nextbest.client import LearningMode, action, namespaces
 from nextbest.policies.ope.dsjson import read
 from nextbest.server.cli import main
-from nextbest.client import LearningMode, action, namespaces
 from nextbest.server.commands.export import moment
 from nextbest.server.export import export, logged_event
-from nextbest.v1 import records_pb2
 from nextbest.server.store import Entry, Stream, open_store
 from nextbest.testing import FakeClock, running_server, wait_for
+from nextbest.v1 import records_pb2
 
 T0 = 1_700_000_000.0
 WAIT = 10.0

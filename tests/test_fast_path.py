@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from nextbest import policies
 from benchmarks.load import rank_request
+from nextbest import policies
 from nextbest.policies.cache import BoundedCache
 from nextbest.policies.featurize import action_line, plain
 from nextbest.server import validation

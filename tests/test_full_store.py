@@ -13,9 +13,9 @@ import grpc
 import pytest
 
 from nextbest.client import Client, action
-from nextbest.v1 import records_pb2
 from nextbest.server.store import Stream, open_store
 from nextbest.testing import child_pids, running_server, wait_for
+from nextbest.v1 import records_pb2
 
 SMALL_MAP = 1 << 20  # 1 MiB: refused beyond 768 KiB, the rest is the reserve kept for deletes
 ACTIONS = [action("a", "email"), action("b", "push")]

@@ -20,12 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nextbest import policies
-from nextbest.policies.rules import restrict_rules_files
 from nextbest.client import action
+from nextbest.policies.rules import restrict_rules_files
 from nextbest.server.config import Limits
-from nextbest.v1 import admin_pb2, decision_pb2, records_pb2, types_pb2
 from nextbest.server.store import Stream
 from nextbest.testing import running_server, wait_for
+from nextbest.v1 import admin_pb2, decision_pb2, records_pb2, types_pb2
 
 F = FieldDescriptor
 TRACKED = "tracked-loop-1"  # with `default`: no generated request can delete or retain-away their decisions

@@ -7,8 +7,8 @@ import pytest
 
 from nextbest.client import action
 from nextbest.server.config import Limits
-from nextbest.v1 import admin_pb2, decision_pb2, types_pb2
 from nextbest.testing import running_server
+from nextbest.v1 import admin_pb2, decision_pb2, types_pb2
 
 OK_ACTIONS = [action("a", "email"), action("b", "push")]
 

@@ -4,9 +4,9 @@ import grpc
 import pytest
 
 from nextbest.client import RewardAggregation, action
-from nextbest.v1 import decision_pb2, records_pb2
 from nextbest.server.store import Stream
 from nextbest.testing import wait_for
+from nextbest.v1 import decision_pb2, records_pb2
 
 ACTIONS = [action("a", "email"), action("b", "push")]
 WAIT = 10.0

@@ -88,7 +88,10 @@ INVALID = [
     ("lints:samples=0", r"samples must be an integer in \[1, 10000\]"),
     ("lints:alpha=1", "lints: unknown parameter 'alpha'; known: v, samples, dim, lambda, epsilon"),
     ("python:nextbest.policies.examples", r"expected python:<module>:<Class>\[:<params>\]"),
-    ("python:nextbest.policies.examples:SegmentGreedy", r"must be allowed by the server's configuration \(--policy-module"),
+    (
+        "python:nextbest.policies.examples:SegmentGreedy",
+        r"must be allowed by the server's configuration \(--policy-module",
+    ),
 ]
 
 
@@ -402,13 +405,25 @@ class ForgetfulPolicy(Policy):
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("python:nextbest.policies.examples:Nope", "nextbest.policies.examples.Nope is not a concrete policies.Policy subclass"),
+        (
+            "python:nextbest.policies.examples:Nope",
+            "nextbest.policies.examples.Nope is not a concrete policies.Policy subclass",
+        ),
         ("python:nextbest.policies.examples:Sequence", "is not a concrete policies.Policy subclass"),
-        ("python:nextbest.policies.base:Policy", "nextbest.policies.base.Policy is not a concrete policies.Policy subclass"),
+        (
+            "python:nextbest.policies.base:Policy",
+            "nextbest.policies.base.Policy is not a concrete policies.Policy subclass",
+        ),
         ("python:no_such_module_xyz:P", "python: cannot import 'no_such_module_xyz': ModuleNotFoundError"),
         (f"python:{__name__}:ForgetfulPolicy", "ForgetfulPolicy must return a policy built with the spec it was given"),
-        ("python:nextbest.policies.examples:SegmentGreedy:epsilon=2", r"SegmentGreedy: epsilon must be a number in \[0, 1\]"),
-        ("python:nextbest.policies.examples:SegmentGreedy:segment=plan", "segment must be namespace.feature, got 'plan'"),
+        (
+            "python:nextbest.policies.examples:SegmentGreedy:epsilon=2",
+            r"SegmentGreedy: epsilon must be a number in \[0, 1\]",
+        ),
+        (
+            "python:nextbest.policies.examples:SegmentGreedy:segment=plan",
+            "segment must be namespace.feature, got 'plan'",
+        ),
     ],
 )
 def test_python_policy_errors(allow, spec, message):

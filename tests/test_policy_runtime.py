@@ -11,9 +11,9 @@ from planted import ACTIONS, PERSONALIZING, run
 from nextbest import policies
 from nextbest.server.catalog import Catalog
 from nextbest.server.config import DEFAULT_POLICY, default_loop_config
-from nextbest.v1 import admin_pb2
 from nextbest.server.store import open_store
 from nextbest.testing import wait_for
+from nextbest.v1 import admin_pb2
 
 SHADOW = "vw:--cb_explore_adf --squarecb -q ::"
 

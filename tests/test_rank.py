@@ -5,9 +5,9 @@ import math
 import pytest
 
 from nextbest.client import action
-from nextbest.v1 import records_pb2
 from nextbest.server.sampling import sample_index, seeded_uniform
 from nextbest.server.store import Stream
+from nextbest.v1 import records_pb2
 
 ACTIONS = [
     action("welcome-email", "email", {"offer": {"kind": "welcome"}}),

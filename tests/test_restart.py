@@ -1,9 +1,9 @@
 """A restart on the same store keeps loops, decisions, the learner's position and its model."""
 
 from nextbest.client import action
-from nextbest.v1 import records_pb2
 from nextbest.server.store import Stream
 from nextbest.testing import running_server, wait_for
+from nextbest.v1 import records_pb2
 
 ACTIONS = [action("a", "email"), action("b", "push"), action("c", "sms")]
 POLICY = "vw:--cb_explore_adf --epsilon 0.1 -q ::"

@@ -20,10 +20,10 @@ import pytest
 from planted import ACTIONS, BEST, PERSONALIZING, SEGMENTS
 
 from nextbest.client import Client
-from nextbest.v1 import admin_pb2, records_pb2
 from nextbest.server.store import Stream, open_store
-from nextbest.testing import nats_cluster, nats_server_binary, running_nats, wait_for
 from nextbest.server.workers import free_port
+from nextbest.testing import nats_cluster, nats_server_binary, running_nats, wait_for
+from nextbest.v1 import admin_pb2, records_pb2
 
 pytestmark = pytest.mark.skipif(
     nats_server_binary() is None,

@@ -14,13 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nextbest import policies
+from nextbest.client import action
 from nextbest.policies.envelope import seal, unseal
 from nextbest.policies.featurize import Namespace
 from nextbest.policies.work import namespace_sizes
-from nextbest.client import action
 from nextbest.server.config import Limits
-from nextbest.v1 import decision_pb2, types_pb2
 from nextbest.testing import running_server
+from nextbest.v1 import decision_pb2, types_pb2
 
 LIMIT = Limits().max_generated_features
 # The README states that any request within the limits is answered or refused within about 1 s on its 2-core

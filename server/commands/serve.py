@@ -7,7 +7,13 @@ import os
 import threading
 
 from nextbest.server.commands.signals import stop_on_signals
-from nextbest.server.commands.storage import add_store_arguments, byte_size, is_remote, open_store_or_exit, store_options
+from nextbest.server.commands.storage import (
+    add_store_arguments,
+    byte_size,
+    is_remote,
+    open_store_or_exit,
+    store_options,
+)
 from nextbest.server.commands.train import add_trainer_arguments
 from nextbest.server.config import Limits
 

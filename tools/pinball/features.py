@@ -39,9 +39,9 @@ import functools
 import math
 
 from nextbest.client import action
-from nextbest.v1 import types_pb2
 from nextbest.sim.catalog import AUDIENCE, CHANNELS, INTRUSIVE, NOTHING, action_id
 from nextbest.sim.world import Moment
+from nextbest.v1 import types_pb2
 
 NEVER_DAYS = 30.0
 
