@@ -1,6 +1,6 @@
 """Policies: what decides, behind one small interface, chosen by a spec string.
 
->>> import policies
+>>> from nextbest import policies
 >>> p = policies.create("vw:--cb_explore_adf --epsilon 0.05")
 >>> p.pmf(policies.Example(context, actions), event_id)
 
@@ -14,7 +14,16 @@ from nextbest.policies import linear, python, rules, simple, vw  # noqa: F401  (
 from nextbest.policies.base import LearnEvent, Policy, PolicyInputError, PolicySpecError
 from nextbest.policies.featurize import Example
 from nextbest.policies.python import allow_python_modules
-from nextbest.policies.registry import create, export_state, families, family, import_state, load, register
+from nextbest.policies.registry import (
+    create,
+    export_state,
+    families,
+    family,
+    import_state,
+    load,
+    register,
+    work_counter,
+)
 
 __all__ = [
     "Example",
@@ -30,4 +39,5 @@ __all__ = [
     "import_state",
     "load",
     "register",
+    "work_counter",
 ]

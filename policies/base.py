@@ -16,6 +16,7 @@ import numpy as np
 
 from nextbest.policies.envelope import seal
 from nextbest.policies.featurize import Example
+from nextbest.policies.work import WorkCounter, no_work
 
 
 class PolicySpecError(ValueError):
@@ -104,6 +105,19 @@ class Policy(ABC):
     def family(self) -> str:
         """The family part of the spec, e.g. `vw`."""
         return self._spec.partition(":")[0].strip()
+
+    @classmethod
+    def work_counter(cls, params: str) -> WorkCounter:
+        """What deciding an example costs a policy of this spec, in generated features (see `policies.work`),
+        counted without running it: the service refuses a decision that costs more than its limit.
+
+        The default counts nothing: the family's work is proportional to the request, which limits bound.
+        """
+        return no_work
+
+    def work(self, example: Example) -> int:
+        """What deciding `example` costs this policy, in generated features (see `work_counter`)."""
+        return self.work_counter(self._spec.partition(":")[2].strip())(example)
 
     @abstractmethod
     def _pmf(self, example: Example, event_id: str) -> Sequence[float]: ...

@@ -21,7 +21,7 @@ Parameters are `key=value`, separated by commas or spaces:
   plus ε / candidates. The draws come from a generator seeded with a hash of
   the event id, so the same request always gets the same pmf.
 
-Ranges: `alpha` ≥ 0, `v` > 0, `dim` an integer in [2, 2048], `lambda` > 0,
+Ranges: `alpha` in [0, 1e6], `v` in (0, 1e6], `dim` an integer in [2, 2048], `lambda` in [1e-6, 1e6],
 `samples` an integer in [1, 10000], `epsilon` in [0, 1] (with ε > 0 every
 candidate keeps a positive probability). The model takes 8·dim² bytes (about
 0.5 MB at dim=256).
@@ -42,10 +42,12 @@ from nextbest.policies.base import LearnEvent, Policy
 from nextbest.policies.featurize import Example
 from nextbest.policies.params import Param, parse_params
 from nextbest.policies.registry import register
+from nextbest.policies.work import WorkCounter, linear_counter
 
+# Bounded so that A⁻¹ = I/λ and the scores stay finite (λ = 1e-320 made every pmf NaN).
 _COMMON = {
     "dim": Param(256, 2, 2048),
-    "lambda": Param(1.0, 0.0, low_open=True),
+    "lambda": Param(1.0, 1e-6, 1e6),
     "epsilon": Param(0.01, 0.0, 1.0),
 }
 
@@ -76,6 +78,18 @@ class _LinearPolicy(Policy):
         self._b = b
         self._theta = a_inv @ b
         self.explores = self._epsilon > 0
+        self._work = self._counter(params)
+
+    @classmethod
+    def work_counter(cls, params: str) -> WorkCounter:
+        return cls._counter(parse_params(cls.name, params, cls.schema))
+
+    @classmethod
+    def _counter(cls, params: dict[str, int | float | str]) -> WorkCounter:
+        return linear_counter(int(params["dim"]), int(params.get("samples", 0)))
+
+    def work(self, example: Example) -> int:
+        return self._work(example)
 
     @classmethod
     def _create(cls, spec: str, params: str) -> _LinearPolicy:
@@ -129,7 +143,7 @@ class LinUCBPolicy(_LinearPolicy):
     """LinUCB: 1 − ε on the highest upper confidence bound (see the module doc)."""
 
     name = "linucb"
-    schema = {"alpha": Param(1.0, 0.0), **_COMMON}
+    schema = {"alpha": Param(1.0, 0.0, 1e6), **_COMMON}
     contract_specs = ("linucb", "linucb:alpha=0.5, dim=64, lambda=2, epsilon=0.05")
 
     def _greedy(self, x: np.ndarray, xa: np.ndarray, event_id: str) -> np.ndarray:
@@ -142,7 +156,7 @@ class LinTSPolicy(_LinearPolicy):
     """Linear Thompson sampling: each action's share of posterior draws it wins (see the module doc)."""
 
     name = "lints"
-    schema = {"v": Param(0.5, 0.0, low_open=True), "samples": Param(64, 1, 10000), **_COMMON}
+    schema = {"v": Param(0.5, 0.0, 1e6, low_open=True), "samples": Param(64, 1, 10000), **_COMMON}
     contract_specs = ("lints", "lints:v=0.2 dim=128 samples=200 epsilon=0.02")
 
     def _greedy(self, x: np.ndarray, xa: np.ndarray, event_id: str) -> np.ndarray:

@@ -7,9 +7,11 @@ A spec string is `family` or `family:params`, e.g. `random` or
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
 from nextbest.policies.base import Policy, PolicySpecError
 from nextbest.policies.envelope import is_sealed, seal, unseal
+from nextbest.policies.work import WorkCounter
 
 _FAMILIES: dict[str, type[Policy]] = {}
 
@@ -75,3 +77,10 @@ def import_state(spec: str, state: bytes) -> bytes:
     """
     name, _, _ = _split(spec)
     return state if is_sealed(state) else seal(name, state)
+
+
+@lru_cache(maxsize=1024)
+def work_counter(spec: str) -> WorkCounter:
+    """The work counter of a spec's policies (see `Policy.work_counter`); raises PolicySpecError."""
+    _, cls, params = _split(spec)
+    return cls.work_counter(params)

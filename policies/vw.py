@@ -16,8 +16,14 @@ Notes on some explorations:
 - `--squarecb --elim` is refused: VW 9.11 returns negative probabilities with it
   until it has learned enough. `--graph_feedback` is refused: it needs a feedback
   graph in every example, which nextbest does not send.
-- Options that touch files, ports or VW's own output (`-d`, `-i`, `-f`,
-  `--cache`, `--daemon`, `--quiet`, …) are refused.
+- Only the options of `policies.vw_options.ALLOWED` are accepted, each with
+  a checked value: options that touch files, ports, hosts, dictionaries or
+  VW's own output (`-d`, `-f`, `--sendto`, `--daemon`, …) are refused, and so
+  are short options with a value glued to them (`-qua`: write `-q ua`).
+  VW is given the arguments as checked, never the spec's own text.
+- A model loaded from bytes (an import, a published model, a checkpoint) is
+  checked the same way: the options stored in its header, which VW would
+  apply, are read and checked before VW sees the model.
 
 Whether every candidate always gets a positive probability (`explores`)
 depends on the exploration: yes for `--epsilon` > 0, `--cover` (unless
@@ -32,7 +38,7 @@ get 0).
 from __future__ import annotations
 
 import os
-import shlex
+import re
 import tempfile
 from collections.abc import Sequence
 
@@ -41,60 +47,8 @@ import vowpalwabbit
 from nextbest.policies.base import LearnEvent, Policy, PolicySpecError
 from nextbest.policies.featurize import Example
 from nextbest.policies.registry import register
-
-# Options that read or write files, open ports or change I/O: never taken from a spec.
-_FORBIDDEN = {
-    "-d",
-    "--data",
-    "-i",
-    "--initial_regressor",
-    "-f",
-    "--final_regressor",
-    "--readable_model",
-    "--invert_hash",
-    "-c",
-    "--cache",
-    "--cache_file",
-    "-p",
-    "--predictions",
-    "-r",
-    "--raw_predictions",
-    "--daemon",
-    "--port",
-    "--pid_file",
-    "--port_file",
-    "--audit_regressor",
-    "--feature_mask",
-    "--save_per_pass",
-    "--output_feature_regularizer_binary",
-    "--output_feature_regularizer_text",
-    "--input_feature_regularizer",
-    "--extra_metrics",
-    "--dsjson",
-    "--json",
-    "--passes",
-    "--save_resume",
-    "--predict_only_model",
-    "--id",
-    "--quiet",
-    "--audit",
-    "-a",
-    "--progress",
-    "-P",
-    "--preserve_performance_counters",
-    "--driver_output",
-    "--log_output",
-    "--log_level",
-    "--flatbuffer",
-    "--stdin",
-    "--no_stdin",
-}
-
-# Options VW accepts that do not work as a nextbest policy, and why.
-_REFUSED = {
-    "--elim": "VW 9.11 returns negative probabilities with --squarecb --elim until it has learned enough",
-    "--graph_feedback": "it needs a feedback graph in every example, which nextbest does not send",
-}
+from nextbest.policies.vw_options import model_options, parse_args
+from nextbest.policies.work import WorkCounter, vw_counter
 
 # Explorations that need an explicit --epsilon > 0 to give every action a positive probability.
 _EXPLORE_WITH_EPSILON = {
@@ -109,31 +63,18 @@ def _tmpdir() -> str | None:
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
-def _check_args(params: str) -> list[str]:
-    try:
-        args = shlex.split(params)
-    except ValueError as e:
-        raise PolicySpecError(f"cannot parse VW arguments {params!r}: {e}") from e
-    for arg in args:
-        name = arg.split("=", 1)[0]
-        if name in _FORBIDDEN:
-            raise PolicySpecError(f"VW option {name} is not allowed in a policy spec")
-        if name in _REFUSED:
-            raise PolicySpecError(f"VW option {name} is refused: {_REFUSED[name]}")
-    if "--cb_explore_adf" not in args:
-        raise PolicySpecError("VW arguments must include --cb_explore_adf")
-    return args
+_PATH = re.compile(r"(?:[A-Za-z]:)?[\\/][^\s'\",]*")
+
+
+def _vw_error(e: RuntimeError) -> str:
+    """VW's message without any path in it (it may name files of the server)."""
+    lines = str(e).strip().splitlines() or [type(e).__name__]
+    return _PATH.sub("<path>", lines[0])[:200]
 
 
 def _option(args: list[str], name: str) -> str | None:
-    """The value of the last `name value` or `name=value` in args, if any."""
-    value = None
-    for i, arg in enumerate(args):
-        if arg == name and i + 1 < len(args):
-            value = args[i + 1]
-        elif arg.startswith(name + "="):
-            value = arg[len(name) + 1 :]
-    return value
+    """The value of `name` in canonical args, if given."""
+    return args[args.index(name) + 1] if name in args else None
 
 
 def _explores(args: list[str], learners: list[str]) -> bool:
@@ -152,11 +93,21 @@ def _explores(args: list[str], learners: list[str]) -> bool:
     return False
 
 
+def _work_counter(options: list[str]) -> WorkCounter:
+    """The work counter (see `policies.work`) of a workspace with these canonical options."""
+    terms = [options[i + 1] for i, o in enumerate(options) if o in ("--quadratic", "--cubic", "--interactions")]
+    models = 1
+    for name, extra in (("--bag", 0), ("--cover", 1), ("--rnd", 1)):
+        value = _option(options, name)
+        models *= int(value) + extra if value is not None else 1
+    return vw_counter(terms, models)
+
+
 def _workspace(args: list[str]) -> vowpalwabbit.Workspace:
     try:
         return vowpalwabbit.Workspace(arg_list=[*args, "--quiet"])
     except RuntimeError as e:
-        raise PolicySpecError(f"VW rejected the arguments: {e}") from e
+        raise PolicySpecError(f"VW rejected the arguments: {_vw_error(e)}") from e
 
 
 @register("vw")
@@ -181,30 +132,40 @@ class VWPolicy(Policy):
         "vw:--cb_explore_adf --large_action_space --max_actions 3 -q ua",
     )
 
-    def __init__(self, spec: str, workspace: vowpalwabbit.Workspace, args: list[str]) -> None:
+    def __init__(self, spec: str, workspace: vowpalwabbit.Workspace, options: list[str]) -> None:
+        """`options`: the canonical options the workspace runs with (a loaded model's own, from its header)."""
         super().__init__(spec)
         self._ws = workspace
-        self.explores = _explores(args, workspace.get_enabled_learners())
+        self.explores = _explores(options, workspace.get_enabled_learners())
+        self._work = _work_counter(options)
+
+    @classmethod
+    def work_counter(cls, params: str) -> WorkCounter:
+        return _work_counter(parse_args(params))
+
+    def work(self, example: Example) -> int:
+        return self._work(example)
 
     @classmethod
     def _create(cls, spec: str, params: str) -> VWPolicy:
-        args = _check_args(params)
+        args = parse_args(params)
         return cls(spec, _workspace(args), args)
 
     @classmethod
     def _load(cls, spec: str, params: str, data: bytes) -> VWPolicy:
-        args = _check_args(params)
+        parse_args(params)  # the spec must be usable too
+        options = model_options(data)  # VW applies the options stored in the model: only allowed ones may be there
         with tempfile.NamedTemporaryFile(dir=_tmpdir(), suffix=".vw") as f:
             f.write(data)
             f.flush()
             try:
                 ws = vowpalwabbit.Workspace(arg_list=["-i", f.name, "--quiet"])
             except RuntimeError as e:
-                raise ValueError(f"not a loadable VW model: {e}") from e
+                raise ValueError(f"not a loadable VW model: {_vw_error(e)}") from e
         if not any(r.startswith("cb_explore_adf") for r in ws.get_enabled_learners()):
             ws.finish()
             raise ValueError("the VW model is not a --cb_explore_adf model")
-        return cls(spec, ws, args)
+        return cls(spec, ws, options)
 
     def _pmf(self, example: Example, event_id: str) -> Sequence[float]:
         return self._ws.predict(example.vw_lines())

@@ -16,6 +16,10 @@ DEFAULT_POLICY = "vw:--cb_explore_adf --epsilon 0.05 -q ::"
 DEFAULT_REWARD_WAIT_SECONDS = 60.0
 DEFAULT_PUBLISH_INTERVAL_SECONDS = 10.0
 MIN_INTERVAL_SECONDS = 0.05
+# Upper bounds of the loop's durations: beyond them a loop would never join, publish or expire anything.
+MAX_REWARD_WAIT_SECONDS = 30 * 86400.0
+MAX_PUBLISH_INTERVAL_SECONDS = 86400.0
+MAX_RETENTION_DAYS = 36500.0
 MAX_SHADOWS = 8
 DEFAULT_MAP_SIZE = 16 << 30  # the LMDB store's size limit (`--store-max-bytes`)
 
@@ -27,7 +31,8 @@ Aggregation = types_pb2.RewardAggregation
 
 @dataclass(frozen=True)
 class Limits:
-    """Request limits enforced before any work; violations answer INVALID_ARGUMENT naming the field."""
+    """Request limits enforced before any work; violations answer INVALID_ARGUMENT naming the field
+    (RESOURCE_EXHAUSTED for the sizes and work limits)."""
 
     max_actions: int = 256
     max_namespaces: int = 32
@@ -36,6 +41,9 @@ class Limits:
     max_message_bytes: int = 4 * 1024 * 1024
     max_loops: int = 1000
     max_model_bytes: int = 1 << 30
+    # Features a decision may make its policy generate (interactions included; see policies.work): bounds the
+    # CPU time and memory of one Rank, and of learning from it. Over it: RESOURCE_EXHAUSTED.
+    max_generated_features: int = 5_000_000
 
 
 def check_loop_name(name: str, field: str = "loop") -> str:
@@ -57,11 +65,18 @@ def _checked_spec(spec: str, field: str) -> str:
     return spec
 
 
+def _in_range(config: types_pb2.LoopConfig, field: str, low: float, high: float) -> None:
+    value = getattr(config, field)
+    if not low <= value <= high:  # also false for NaN
+        raise InvalidArgument(f"config.{field}: must be in [{low:g}, {high:g}], got {value:g}")
+
+
 def normalized(config: types_pb2.LoopConfig) -> types_pb2.LoopConfig:
     """A copy of `config` with defaults in place of zero values, validated.
 
-    The policy spec is checked by building the policy, so a bad VW argument is
-    refused with VW's own message. Raises InvalidArgument naming the field.
+    The policy spec is checked by building the policy (a VW option off the
+    allowlist, or a combination VW rejects, is refused with the reason), and
+    durations against their ranges. Raises InvalidArgument naming the field.
     """
     out = types_pb2.LoopConfig()
     out.CopyFrom(config)
@@ -77,21 +92,17 @@ def normalized(config: types_pb2.LoopConfig) -> types_pb2.LoopConfig:
         shadows.append(_checked_spec(spec, f"config.shadow_policies[{i}]"))
     del out.shadow_policies[:]
     out.shadow_policies.extend(shadows)
-    for field, default in (
-        ("reward_wait_seconds", DEFAULT_REWARD_WAIT_SECONDS),
-        ("publish_interval_seconds", DEFAULT_PUBLISH_INTERVAL_SECONDS),
+    for field, default, high in (
+        ("reward_wait_seconds", DEFAULT_REWARD_WAIT_SECONDS, MAX_REWARD_WAIT_SECONDS),
+        ("publish_interval_seconds", DEFAULT_PUBLISH_INTERVAL_SECONDS, MAX_PUBLISH_INTERVAL_SECONDS),
     ):
-        value = getattr(out, field)
-        if not math.isfinite(value) or value < 0:
-            raise InvalidArgument(f"config.{field}: must be a finite number >= 0, got {value}")
-        if value == 0:
+        if getattr(out, field) == 0:
             setattr(out, field, default)
-        elif value < MIN_INTERVAL_SECONDS:
-            raise InvalidArgument(f"config.{field}: must be at least {MIN_INTERVAL_SECONDS}, got {value}")
+        _in_range(out, field, MIN_INTERVAL_SECONDS, high)
     if not math.isfinite(out.default_reward):
         raise InvalidArgument(f"config.default_reward: must be finite, got {out.default_reward}")
-    if not math.isfinite(out.retention_days) or out.retention_days < 0:
-        raise InvalidArgument(f"config.retention_days: must be a finite number >= 0, got {out.retention_days}")
+    if out.retention_days != 0:
+        _in_range(out, "retention_days", 0.0, MAX_RETENTION_DAYS)
     if out.reward_aggregation not in Aggregation.values():
         raise InvalidArgument(f"config.reward_aggregation: unknown value {out.reward_aggregation}")
     if out.reward_aggregation == Aggregation.REWARD_AGGREGATION_UNSPECIFIED:

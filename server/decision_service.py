@@ -135,7 +135,9 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         view = self._catalog.get(loop)
         event_id = request.event_id or uuid.uuid4().hex
         candidates = rank_input.candidates
-        pmf, policy, top_index = _decide(view, policies.Example(rank_input.context, candidates), event_id)
+        example = policies.Example(rank_input.context, candidates)
+        validation.decision_work(example, view.model.policy, view.config, self._limits)
+        pmf, policy, top_index = _decide(view, example, event_id)
         chosen_index = sample_index(pmf, seeded_uniform(loop, event_id))
         record = records_pb2.DecisionRecord(
             loop=loop,

@@ -6,6 +6,7 @@ import math
 from collections.abc import Collection, Iterable, Mapping
 from typing import NamedTuple
 
+from nextbest import policies
 from nextbest.policies.cache import BoundedCache
 from nextbest.policies.featurize import (
     ACTION_CACHE_SIZE,
@@ -17,7 +18,7 @@ from nextbest.policies.featurize import (
     unwritable,
 )
 from nextbest.server.config import DEFAULT_LOOP, Limits
-from nextbest.server.errors import InvalidArgument
+from nextbest.server.errors import InvalidArgument, ResourceExhausted
 from nextbest.v1 import decision_pb2, types_pb2
 
 _FLOAT32_MAX = 3.4028234663852886e38
@@ -162,6 +163,27 @@ def rank_request(request: decision_pb2.RankRequest, limits: Limits) -> RankInput
     if not candidates:
         raise InvalidArgument("excluded_action_ids: every action is excluded")
     return RankInput(context, candidates)
+
+
+def decision_work(
+    example: policies.Example, policy: policies.Policy, config: types_pb2.LoopConfig, limits: Limits
+) -> None:
+    """Refuse a decision whose example would make the serving policy, the configured one (the learner's, while a
+    swap is under way) or a shadow generate more features than `limits.max_generated_features`, before any of
+    them sees it (RESOURCE_EXHAUSTED naming the limit)."""
+    limit = limits.max_generated_features
+    work = policy.work(example)
+    for spec in (config.policy, *config.shadow_policies):
+        if work > limit:
+            break
+        if spec != policy.spec:
+            work = max(work, policies.work_counter(spec)(example))
+    if work > limit:
+        raise ResourceExhausted(
+            f"actions: the decision would generate {work:,} features (context and action features, their "
+            f"interactions, per action and model), more than max_generated_features={limit:,}; "
+            "send fewer features or actions"
+        )
 
 
 def reward_request(request: decision_pb2.RewardRequest, limits: Limits, field: str = "") -> None:

@@ -172,7 +172,7 @@ BAD_CONFIGS = [
     (
         "bad vw option",
         types_pb2.LoopConfig(name="x", policy="vw:--cb_explore_adf --no_such_option"),
-        "config.policy: VW rejected the arguments: unrecognised option '--no_such_option'",
+        "config.policy: VW option --no_such_option is not allowed",
     ),
     ("not adf", types_pb2.LoopConfig(name="x", policy="vw:--cb 3"), "must include --cb_explore_adf"),
     (
@@ -186,7 +186,7 @@ BAD_CONFIGS = [
     (
         "tiny publish interval",
         types_pb2.LoopConfig(name="x", publish_interval_seconds=0.001),
-        "config.publish_interval_seconds: must be at least 0.05",
+        "config.publish_interval_seconds: must be in [0.05, 86400], got 0.001",
     ),
     ("nan default reward", types_pb2.LoopConfig(name="x", default_reward=float("nan")), "config.default_reward"),
 ]

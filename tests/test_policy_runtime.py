@@ -159,7 +159,7 @@ def test_export_then_import_warm_starts_another_loop(served, tmp_path):
         (
             admin_pb2.SetPolicyRequest(loop="default", spec="vw:--cb_explore_adf --nope"),
             grpc.StatusCode.INVALID_ARGUMENT,
-            "unrecognised option '--nope'",
+            "VW option --nope is not allowed",
         ),
         (admin_pb2.SetPolicyRequest(loop="default", spec=""), grpc.StatusCode.INVALID_ARGUMENT, "spec: must not"),
         (admin_pb2.SetPolicyRequest(loop="nope", spec="random"), grpc.StatusCode.NOT_FOUND, "loop"),

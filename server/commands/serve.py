@@ -50,6 +50,13 @@ def add(commands: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--max-model-bytes", type=byte_size, default=d.max_model_bytes, help="bytes of a model sent to ImportModel"
     )
+    serve.add_argument(
+        "--max-generated-features",
+        type=int,
+        default=d.max_generated_features,
+        help=f"features (interactions included) one Rank may make its policy generate (default: "
+        f"{d.max_generated_features:,})",
+    )
     access = serve.add_argument_group(
         "access",
         "Without API keys the server binds only a loopback address (unless --insecure). Keys are a JSON object "
@@ -147,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
             max_message_bytes=args.max_message_bytes,
             max_loops=args.max_loops,
             max_model_bytes=args.max_model_bytes,
+            max_generated_features=args.max_generated_features,
         ),
         "max_workers": args.threads,
         "serve_without_logging": args.serve_without_logging,
