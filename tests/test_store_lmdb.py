@@ -57,8 +57,6 @@ def _in_one_batch(
     return results
 
 
-
-
 def test_open_store_rejects_urls_of_other_schemes() -> None:
     with pytest.raises(ValueError, match="kafka://"):
         open_store("kafka://localhost:9092")
