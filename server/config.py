@@ -18,6 +18,10 @@ DEFAULT_REWARD_WAIT_SECONDS = 60.0
 DEFAULT_PUBLISH_INTERVAL_SECONDS = 10.0
 MIN_INTERVAL_SECONDS = 0.05
 MAX_SHADOWS = 8
+# Rewards beyond 32-bit floats turn a VW model's predictions into NaN (every later Rank fails): a loop's rewards
+# lie in [reward_min, reward_max], by default DEFAULT_REWARD_RANGE, never wider than MAX_REWARD_MAGNITUDE.
+DEFAULT_REWARD_RANGE = (-1e6, 1e6)
+MAX_REWARD_MAGNITUDE = 1e9
 
 _LOOP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -45,6 +49,32 @@ def check_loop_name(name: str, field: str = "loop") -> str:
             f"{field}: {name!r} is not a valid loop name (letters, digits, '_', '.', '-'; at most 64)"
         )
     return name
+
+
+def reward_range(config: types_pb2.LoopConfig) -> tuple[float, float]:
+    """The loop's [reward_min, reward_max] (both 0, as in configs stored before the range existed: the default)."""
+    if config.reward_min == config.reward_max == 0:
+        return DEFAULT_REWARD_RANGE
+    return config.reward_min, config.reward_max
+
+
+def check_reward(value: float, config: types_pb2.LoopConfig, field: str) -> None:
+    """InvalidArgument naming `field` unless `value` lies in the loop's reward range (NaN never does)."""
+    low, high = reward_range(config)
+    if not low <= value <= high:
+        span = f"[{low:.15g}, {high:.15g}] (reward_min, reward_max)"
+        raise InvalidArgument(f"{field}: {value:.15g} is outside the loop's reward range {span}")
+
+
+def _check_range(config: types_pb2.LoopConfig) -> None:
+    low, high = reward_range(config)
+    for field, value in (("reward_min", low), ("reward_max", high)):
+        if not abs(value) <= MAX_REWARD_MAGNITUDE:  # also false for NaN
+            raise InvalidArgument(f"config.{field}: must be within ±{MAX_REWARD_MAGNITUDE:.15g}, got {value:.15g}")
+    if not low < high:
+        raise InvalidArgument(f"config.reward_min: must be below reward_max, got [{low:.15g}, {high:.15g}]")
+    config.reward_min, config.reward_max = low, high
+    check_reward(config.default_reward, config, "config.default_reward")
 
 
 def _checked_spec(spec: str, field: str) -> str:
@@ -86,8 +116,7 @@ def normalized(config: types_pb2.LoopConfig) -> types_pb2.LoopConfig:
             setattr(out, field, default)
         elif value < MIN_INTERVAL_SECONDS:
             raise InvalidArgument(f"config.{field}: must be at least {MIN_INTERVAL_SECONDS}, got {value}")
-    if not math.isfinite(out.default_reward):
-        raise InvalidArgument(f"config.default_reward: must be finite, got {out.default_reward}")
+    _check_range(out)
     if not math.isfinite(out.retention_days) or out.retention_days < 0:
         raise InvalidArgument(f"config.retention_days: must be a finite number >= 0, got {out.retention_days}")
     if out.reward_aggregation not in Aggregation.values():

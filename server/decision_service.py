@@ -14,7 +14,7 @@ import numpy as np
 import policies
 from server import validation
 from server.catalog import Catalog, LoopView
-from server.config import Limits, Mode
+from server.config import Limits, Mode, check_reward
 from server.errors import InvalidArgument
 from server.pb import decision_pb2, decision_pb2_grpc, records_pb2, types_pb2
 from server.sampling import sample_index, seeded_uniform
@@ -180,7 +180,7 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
     def Reward(self, request: decision_pb2.RewardRequest, context: grpc.ServicerContext) -> decision_pb2.RewardResponse:
         validation.reward_request(request, self._limits)
         loop = validation.loop_name(request.loop)
-        self._catalog.get(loop)
+        check_reward(request.value, self._catalog.get(loop).config, "value")
         appended = self._log.append(Stream.REWARDS, loop, [reward_entry(request, self._clock())])[0]
         return decision_pb2.RewardResponse(duplicate=not appended.created)
 
@@ -212,7 +212,7 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
             for i, request in enumerate(request_iterator):
                 validation.reward_request(request, self._limits, field=f"rewards[{i}].")
                 loop = validation.loop_name(request.loop)
-                self._catalog.get(loop)
+                check_reward(request.value, self._catalog.get(loop).config, f"rewards[{i}].value")
                 batches.setdefault(loop, []).append(reward_entry(request, self._clock()))
                 pending += 1
                 if pending >= _STREAM_BATCH:
