@@ -17,7 +17,7 @@ decision came within its window, or more than `max_unmatched` rewards were
 waiting for a decision and it was the oldest).
 
 Memory: an open decision is held as its seq, event id and window (the record
-stays in the store and is read again when the window closes); a reward as its
+stays in the store and its bytes are read again when the window closes); a reward as its
 seq, time, kind and value, until its decision closes or, unmatched, until its
 own window has passed; at most `max_unmatched` rewards wait for a decision.
 """
@@ -91,17 +91,34 @@ class HeldReward(NamedTuple):
     value: float
 
 
-def _in_window(decision: records_pb2.DecisionRecord, timestamp: float) -> bool:
-    wait = decision.config.reward_wait_seconds
-    return decision.timestamp - wait <= timestamp <= decision.timestamp + wait
+class Window(NamedTuple):
+    """What joining a decision needs of it: its reward window and how rewards combine."""
+
+    timestamp: float
+    wait: float
+    aggregation: int
+    default_reward: float
+
+    @classmethod
+    def of(cls, decision: records_pb2.DecisionRecord) -> Window:
+        c = decision.config
+        return cls(decision.timestamp, c.reward_wait_seconds, c.reward_aggregation, c.default_reward)
+
+    def contains(self, timestamp: float) -> bool:
+        return self.timestamp - self.wait <= timestamp <= self.timestamp + self.wait
+
+    @property
+    def closes_at(self) -> float:
+        """When the window has closed and the writes still committing into it are done."""
+        return self.timestamp + self.wait + GRACE_SECONDS
 
 
 def join(
-    decision: records_pb2.DecisionRecord, rewards: Sequence[HeldReward | records_pb2.RewardRecord], now: float
+    window: Window, rewards: Sequence[HeldReward | records_pb2.RewardRecord], now: float
 ) -> records_pb2.JoinedEvent:
-    """The joined event of `decision` given every reward record seen for its event id, without its `decision`
-    field: `joined_data` puts the logged decision's bytes there."""
-    inside = [r for r in rewards if _in_window(decision, r.timestamp)]
+    """The joined event of the decision with `window` given every reward record seen for its event id, without
+    its `decision` field: `joined_data` puts the logged decision's bytes there."""
+    inside = [r for r in rewards if window.contains(r.timestamp)]
     values = [r.value for r in inside if r.kind == _KIND.KIND_REWARD]
     joined = records_pb2.JoinedEvent(
         reward_count=len(values),
@@ -109,8 +126,15 @@ def join(
         activated=any(r.kind == _KIND.KIND_ACTIVATION for r in inside),
         joined_at=now,
     )
-    joined.reward = aggregate(values, decision.config.reward_aggregation) if values else decision.config.default_reward
+    joined.reward = aggregate(values, window.aggregation) if values else window.default_reward
     return joined
+
+
+def _apprentice_match(decision: records_pb2.DecisionRecord) -> bool | None:
+    """APPRENTICE: whether the policy's top action was the baseline's (None in other modes)."""
+    if decision.config.learning_mode != Mode.LEARNING_MODE_APPRENTICE:
+        return None
+    return decision.policy_top_index == decision.chosen_index
 
 
 def _seen_through(joined: records_pb2.JoinedEvent) -> float:
@@ -138,7 +162,8 @@ class _Open(NamedTuple):
 
     seq: int
     event_id: str
-    closes_at: float  # timestamp + wait + grace
+    window: Window
+    apprentice_match: bool | None
 
 
 class _SeqRanges:
@@ -246,7 +271,7 @@ class Joiner:
 
     def _ripe(self, now: float) -> Iterable[_Open]:
         for entry in self._open:
-            if entry.closes_at > now:
+            if entry.window.closes_at > now:
                 return
             yield entry
 
@@ -256,31 +281,30 @@ class Joiner:
             raise RuntimeError(f"loop {self._loop}: the decisions to join changed in the store")
         joins = []
         for entry, (_, data) in zip(closing, records, strict=True):
-            decision = records_pb2.DecisionRecord.FromString(data)
             rewards = self._matched.get(entry.event_id, [])
-            joined = join(decision, rewards, now)
+            joined = join(entry.window, rewards, now)
             joined.rewards_seq = self._rewards_read
-            late = sum(not _in_window(decision, r.timestamp) for r in rewards)
-            joins.append((decision, joined, late, Entry(entry.event_id, joined_data(data, joined))))
-        appended_all = self._log.append(Stream.JOINED, self._loop, [entry for *_, entry in joins])
-        for appended, (decision, joined, late, _) in zip(appended_all, joins, strict=True):
+            late = sum(not entry.window.contains(r.timestamp) for r in rewards)
+            joins.append((joined, late, Entry(entry.event_id, joined_data(data, joined))))
+        appended_all = self._log.append(Stream.JOINED, self._loop, [e for *_, e in joins])
+        for appended, (joined, late, _) in zip(appended_all, joins, strict=True):
             entry = self._open.popleft()
             self._open_ids.discard(entry.event_id)
             self._buffered.difference_update(r.seq for r in self._matched.pop(entry.event_id, []))
             self.state.decisions_closed = entry.seq
+            match = entry.apprentice_match
             if not appended.created:  # joined before a crash: count what was joined then
                 joined = records_pb2.JoinedEvent.FromString(appended.data)
-                decision = joined.decision
+                match = _apprentice_match(joined.decision)
             # Counted even when a crash came after the append: the counters are saved with decisions_closed.
-            self._count(decision, joined, late)
+            self._count(joined, late, match)
 
     def _read(self) -> bool:
         changed = False
         while batch := self._log.read(Stream.DECISIONS, self._loop, self._decisions_read, _BATCH):
             for seq, data in batch:
                 decision = records_pb2.DecisionRecord.FromString(data)
-                closes_at = decision.timestamp + decision.config.reward_wait_seconds + GRACE_SECONDS
-                self._open.append(_Open(seq, decision.event_id, closes_at))
+                self._open.append(_Open(seq, decision.event_id, Window.of(decision), _apprentice_match(decision)))
                 self._open_ids.add(decision.event_id)
                 waiting = self._unmatched.pop(decision.event_id, None)
                 if waiting is not None:
@@ -313,15 +337,15 @@ class Joiner:
         self._buffered.add(reward.seq)
         heapq.heappush(self._buffered_heap, reward.seq)
 
-    def _count(self, decision: records_pb2.DecisionRecord, joined: records_pb2.JoinedEvent, late: int) -> None:
+    def _count(self, joined: records_pb2.JoinedEvent, late: int, apprentice_match: bool | None) -> None:
         s = self.state
         s.joined += 1
         s.defaulted += joined.defaulted
         s.reward_sum += joined.reward
         s.late += late
-        if decision.config.learning_mode == Mode.LEARNING_MODE_APPRENTICE:
+        if apprentice_match is not None:
             s.apprentice_joined += 1
-            s.apprentice_matches += decision.policy_top_index == decision.chosen_index
+            s.apprentice_matches += apprentice_match
 
     def _evict_over_cap(self) -> bool:
         """Drop the oldest unmatched rewards beyond `max_unmatched` (a reward sent before its decision is among
@@ -365,7 +389,7 @@ class Joiner:
         for r in rewards:
             if joined is None:
                 self.state.orphans += 1
-            elif not _in_window(joined.decision, r.timestamp) or r.seq > _seen_through(joined):
+            elif not Window.of(joined.decision).contains(r.timestamp) or r.seq > _seen_through(joined):
                 self.state.late += 1
             # else: consumed by a join before a restart, and read again; counted then
             self._dropped.add(r.seq)
