@@ -94,7 +94,7 @@ def run(decisions: int, orphans: int) -> dict[str, float | int]:
                 "orphans": orphans,
                 "pending_decisions": joiner.pending,
                 "orphans_counted": joiner.state.orphans,
-                "rewards_held": joiner.held_rewards,
+                "rewards_unmatched": joiner.unmatched_rewards,
                 "rss_anon_mb": round((after - before) / 2**20, 1),
             }
 

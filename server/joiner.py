@@ -17,9 +17,10 @@ decision came within its window, or more than `max_unmatched` rewards were
 waiting for a decision and it was the oldest).
 
 Memory: an open decision is held as its seq, event id and window (the record
-stays in the store and its bytes are read again when the window closes); a reward as its
-seq, time, kind and value, until its decision closes or, unmatched, until its
-own window has passed; at most `max_unmatched` rewards wait for a decision.
+stays in the store; its bytes are read again when the window closes) and its
+rewards folded into a count, a sum, a minimum, a maximum and a first value;
+a reward without a decision as its seq, time, kind and value, until its own
+window has passed; at most `max_unmatched` rewards wait for a decision.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ import heapq
 import itertools
 import json
 import logging
+import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
@@ -69,19 +71,6 @@ class JoinerState:
     apprentice_matches: int = 0
 
 
-def aggregate(values: list[float], how: int) -> float:
-    """Aggregate rewards given in arrival order."""
-    if how == Aggregation.REWARD_AGGREGATION_SUM:
-        return sum(values)
-    if how == Aggregation.REWARD_AGGREGATION_AVERAGE:
-        return sum(values) / len(values)
-    if how == Aggregation.REWARD_AGGREGATION_MIN:
-        return min(values)
-    if how == Aggregation.REWARD_AGGREGATION_MAX:
-        return max(values)
-    return values[0]  # EARLIEST
-
-
 class HeldReward(NamedTuple):
     """What the joiner keeps of a reward record until it is joined or dropped."""
 
@@ -113,21 +102,62 @@ class Window(NamedTuple):
         return self.timestamp + self.wait + GRACE_SECONDS
 
 
+class _Fold:
+    """A decision's rewards folded in the order they were read: all that joining needs of them, in constant space
+    however many arrive."""
+
+    __slots__ = ("first_seq", "count", "first", "total", "low", "high", "activated", "late")
+
+    def __init__(self, first_seq: int) -> None:
+        self.first_seq = first_seq  # the oldest reward folded in: a restart reads the rewards again from there
+        self.count = 0  # rewards inside the window
+        self.first = self.total = 0.0
+        self.low, self.high = math.inf, -math.inf
+        self.activated = False
+        self.late = 0  # rewards and activations outside the window
+
+    def add(self, window: Window, reward: HeldReward | records_pb2.RewardRecord) -> None:
+        if not window.contains(reward.timestamp):
+            self.late += 1
+        elif reward.kind == _KIND.KIND_ACTIVATION:
+            self.activated = True
+        elif reward.kind == _KIND.KIND_REWARD:
+            value = reward.value
+            if not self.count:
+                self.first = value
+            self.count += 1
+            self.total += value
+            self.low, self.high = min(self.low, value), max(self.high, value)
+
+    def joined(self, window: Window, now: float) -> records_pb2.JoinedEvent:
+        """The joined event, without its `decision` field: `joined_data` puts the logged decision's bytes there."""
+        joined = records_pb2.JoinedEvent(
+            reward_count=self.count, defaulted=not self.count, activated=self.activated, joined_at=now
+        )
+        joined.reward = self._aggregate(window.aggregation) if self.count else window.default_reward
+        return joined
+
+    def _aggregate(self, how: int) -> float:
+        if how == Aggregation.REWARD_AGGREGATION_SUM:
+            return self.total
+        if how == Aggregation.REWARD_AGGREGATION_AVERAGE:
+            return self.total / self.count
+        if how == Aggregation.REWARD_AGGREGATION_MIN:
+            return self.low
+        if how == Aggregation.REWARD_AGGREGATION_MAX:
+            return self.high
+        return self.first  # EARLIEST
+
+
 def join(
-    window: Window, rewards: Sequence[HeldReward | records_pb2.RewardRecord], now: float
+    window: Window, rewards: Iterable[HeldReward | records_pb2.RewardRecord], now: float
 ) -> records_pb2.JoinedEvent:
-    """The joined event of the decision with `window` given every reward record seen for its event id, without
-    its `decision` field: `joined_data` puts the logged decision's bytes there."""
-    inside = [r for r in rewards if window.contains(r.timestamp)]
-    values = [r.value for r in inside if r.kind == _KIND.KIND_REWARD]
-    joined = records_pb2.JoinedEvent(
-        reward_count=len(values),
-        defaulted=not values,
-        activated=any(r.kind == _KIND.KIND_ACTIVATION for r in inside),
-        joined_at=now,
-    )
-    joined.reward = aggregate(values, window.aggregation) if values else window.default_reward
-    return joined
+    """The joined event of the decision with `window` given every reward record seen for its event id (in arrival
+    order), without its `decision` field."""
+    fold = _Fold(0)
+    for reward in rewards:
+        fold.add(window, reward)
+    return fold.joined(window, now)
 
 
 def _apprentice_match(decision: records_pb2.DecisionRecord) -> bool | None:
@@ -226,16 +256,16 @@ class Joiner:
         saved = log.get_cursor(self._cursor)
         self.state = JoinerState(**json.loads(saved)) if saved else JoinerState()
         self._open: deque[_Open] = deque()
-        self._open_ids: set[str] = set()
+        self._windows: dict[str, Window] = {}  # of the open decisions, by event id
         self._decisions_read = self.state.decisions_closed
-        # rewards not yet consumed by a closed decision nor dropped, by event id: those of open decisions, and
-        # those waiting for a decision (oldest first)
-        self._matched: dict[str, list[HeldReward]] = {}
+        # Rewards not yet consumed by a closed decision nor dropped, by event id: folded, for open decisions; one by
+        # one, oldest first, while they wait for a decision.
+        self._folds: dict[str, _Fold] = {}
         self._unmatched: OrderedDict[str, list[HeldReward]] = OrderedDict()
         self._unmatched_count = 0
         self._rewards_read = self.state.rewards_from
         self._dropped = _SeqRanges(self.state.rewards_dropped)
-        self._buffered: set[int] = set()  # seqs of the rewards held
+        self._buffered: set[int] = set()  # the seqs of unmatched rewards and the first seq of each fold
         self._buffered_heap: list[int] = []  # the same, lazily cleaned, for the oldest one
         self._last_save = 0.0
         self._dirty = False
@@ -247,9 +277,9 @@ class Joiner:
         return len(self._open)
 
     @property
-    def held_rewards(self) -> int:
-        """Rewards held in memory: waiting for their decision's window to close, or for a decision."""
-        return len(self._buffered)
+    def unmatched_rewards(self) -> int:
+        """Rewards held one by one: those waiting for a decision (the rewards of open decisions are folded)."""
+        return self._unmatched_count
 
     def step(self, reward_wait: float) -> int:
         """Read what is new, close ripe windows (up to a batch), drop expired unmatched rewards; return how many
@@ -281,16 +311,16 @@ class Joiner:
             raise RuntimeError(f"loop {self._loop}: the decisions to join changed in the store")
         joins = []
         for entry, (_, data) in zip(closing, records, strict=True):
-            rewards = self._matched.get(entry.event_id, [])
-            joined = join(entry.window, rewards, now)
+            fold = self._folds.get(entry.event_id) or _Fold(0)
+            joined = fold.joined(entry.window, now)
             joined.rewards_seq = self._rewards_read
-            late = sum(not entry.window.contains(r.timestamp) for r in rewards)
-            joins.append((joined, late, Entry(entry.event_id, joined_data(data, joined))))
+            joins.append((joined, fold.late, Entry(entry.event_id, joined_data(data, joined))))
         appended_all = self._log.append(Stream.JOINED, self._loop, [e for *_, e in joins])
         for appended, (joined, late, _) in zip(appended_all, joins, strict=True):
             entry = self._open.popleft()
-            self._open_ids.discard(entry.event_id)
-            self._buffered.difference_update(r.seq for r in self._matched.pop(entry.event_id, []))
+            del self._windows[entry.event_id]
+            if (fold := self._folds.pop(entry.event_id, None)) is not None:
+                self._buffered.discard(fold.first_seq)
             self.state.decisions_closed = entry.seq
             match = entry.apprentice_match
             if not appended.created:  # joined before a crash: count what was joined then
@@ -304,12 +334,16 @@ class Joiner:
         while batch := self._log.read(Stream.DECISIONS, self._loop, self._decisions_read, _BATCH):
             for seq, data in batch:
                 decision = records_pb2.DecisionRecord.FromString(data)
-                self._open.append(_Open(seq, decision.event_id, Window.of(decision), _apprentice_match(decision)))
-                self._open_ids.add(decision.event_id)
+                window = Window.of(decision)
+                self._open.append(_Open(seq, decision.event_id, window, _apprentice_match(decision)))
+                self._windows[decision.event_id] = window
                 waiting = self._unmatched.pop(decision.event_id, None)
-                if waiting is not None:
+                if waiting is not None:  # rewards that came before their decision
                     self._unmatched_count -= len(waiting)
-                    self._matched[decision.event_id] = waiting
+                    self._buffered.difference_update(r.seq for r in waiting[1:])
+                    fold = self._folds[decision.event_id] = _Fold(waiting[0].seq)
+                    for reward in waiting:
+                        fold.add(window, reward)
             self._decisions_read = batch[-1][0]
         while batch := self._log.read(Stream.REWARDS, self._loop, self._rewards_read, _BATCH):
             for seq, data in batch:
@@ -329,13 +363,21 @@ class Joiner:
         return changed
 
     def _hold(self, event_id: str, reward: HeldReward) -> None:
-        if event_id in self._open_ids:
-            self._matched.setdefault(event_id, []).append(reward)
+        window = self._windows.get(event_id)
+        if window is not None:  # its decision is open
+            fold = self._folds.get(event_id)
+            if fold is None:
+                fold = self._folds[event_id] = _Fold(reward.seq)
+                self._track(reward.seq)
+            fold.add(window, reward)
         else:
             self._unmatched.setdefault(event_id, []).append(reward)
             self._unmatched_count += 1
-        self._buffered.add(reward.seq)
-        heapq.heappush(self._buffered_heap, reward.seq)
+            self._track(reward.seq)
+
+    def _track(self, seq: int) -> None:
+        self._buffered.add(seq)
+        heapq.heappush(self._buffered_heap, seq)
 
     def _count(self, joined: records_pb2.JoinedEvent, late: int, apprentice_match: bool | None) -> None:
         s = self.state

@@ -89,7 +89,7 @@ def test_unmatched_rewards_beyond_the_cap_are_dropped_as_orphans_and_matched_one
         reward(store, f"ghost-{i}", t + 1)
     joiner = Joiner(store.log, LOOP, clock, max_unmatched=20)
     joiner.step(3600.0)
-    assert joiner.held_rewards <= 20 + 1 and joiner.state.orphans == 30
+    assert joiner.unmatched_rewards == 20 and joiner.state.orphans == 30
     reward(store, "early", t + 2, value=2.0)  # arrives before its decision: held, and joined once it comes
     decide(store, "early", t + 3, wait=3600.0)
     clock.advance(3600.0 + 4)
@@ -101,8 +101,29 @@ def test_unmatched_rewards_beyond_the_cap_are_dropped_as_orphans_and_matched_one
     assert joined == {"real": 5.0, "early": 2.0}
     clock.advance(1)
     joiner.step(3600.0)  # the remaining orphans are past their window: dropped, counted
-    assert joiner.held_rewards == 0 and joiner.state.orphans == 50
+    assert joiner.unmatched_rewards == 0 and joiner.state.orphans == 50
     assert accounted(joiner, store) == joiner.state.rewards == 52
+
+
+def test_the_rewards_of_an_open_decision_are_folded_as_they_arrive(store):
+    clock = FakeClock()
+    t = clock()
+    config = normalized(
+        types_pb2.LoopConfig(name=LOOP, reward_wait_seconds=WAIT, reward_aggregation=types_pb2.REWARD_AGGREGATION_SUM)
+    )
+    record = records_pb2.DecisionRecord(loop=LOOP, event_id="e", pmf=[1.0], config=config, timestamp=t)
+    store.log.append(Stream.DECISIONS, LOOP, [Entry("e", record.SerializeToString())])
+    reward(store, "e", t - 1, value=0.5)  # stamped before the decision, inside its window
+    joiner = Joiner(store.log, LOOP, clock)
+    for i in range(1, 1001):
+        reward(store, "e", t + i / 1000, value=0.25)
+    reward(store, "e", t + 2 * WAIT, value=100.0)  # outside the window: late
+    joiner.step(WAIT)
+    assert joiner.unmatched_rewards == 0
+    clock.advance(2 * WAIT + 1)
+    assert joiner.step(WAIT) == 1
+    joined = records_pb2.JoinedEvent.FromString(store.log.get(Stream.JOINED, LOOP, "e"))
+    assert (joined.reward, joined.reward_count, joiner.state.late) == (0.5 + 250.0, 1001, 1)
 
 
 def test_open_decisions_are_not_held_as_records(store):
