@@ -392,8 +392,7 @@ class Joiner:
     def _evict_over_cap(self) -> bool:
         """Drop the oldest unmatched rewards beyond `max_unmatched` (a reward sent before its decision is among
         them when its decision was logged after this step read the decisions)."""
-        over = self._unmatched_count - self._max_unmatched
-        if over <= 0:
+        if self._unmatched_count <= self._max_unmatched:
             return False
         if time.monotonic() - self._warned_over_cap >= _OVER_CAP_WARNING_SECONDS:
             self._warned_over_cap = time.monotonic()
