@@ -153,3 +153,20 @@ def test_dropped_seqs_are_saved_as_ranges_and_read_back():
     again.forget_through(2000)
     assert again.ranges() == ranges.ranges()
     assert all((s in ranges) == (s in seqs and s > 2000) for s in range(20001))
+
+
+@pytest.mark.slow
+def test_a_flood_of_orphan_rewards_is_capped_and_counted_in_get_stats(served):
+    from server.joiner import MAX_UNMATCHED_REWARDS
+    from server.pb import decision_pb2
+    from server.testing import wait_for
+
+    _, client = served
+    client.create_loop("flood", reward_wait_seconds=3600.0)
+    over = 25
+    flood = (
+        decision_pb2.RewardRequest(loop="flood", event_id=f"{i:0200d}", value=1.0)
+        for i in range(MAX_UNMATCHED_REWARDS + over)
+    )
+    assert client.reward_stream(flood).accepted == MAX_UNMATCHED_REWARDS + over
+    wait_for(lambda: (s := client.stats("flood")).rewards == MAX_UNMATCHED_REWARDS + over and s.orphan_rewards == over)
