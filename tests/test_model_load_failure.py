@@ -8,6 +8,7 @@ from test_metrics import sample, scrape
 
 import policies
 from server.client import action
+from server.store import Entry, Stream
 from server.testing import running_server, wait_for
 
 ACTIONS = [action("a", "email"), action("b", "push")]
@@ -32,3 +33,18 @@ def test_an_unloadable_model_is_logged_once_counted_and_the_previous_model_serve
         assert sample(text, "nextbest_model_load_failures_total", loop="l") == 1
         server.store.models.publish("l", SPEC, policies.create(SPEC).save(), learned_seq=0)  # version 3 loads
         wait_for(lambda: client.rank(ACTIONS, loop="l").model_version == "3")
+
+
+def test_a_loop_whose_trainer_pass_keeps_failing_is_logged_once_and_the_others_learn(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="nextbest")
+    with running_server(tmp_path / "s") as (server, client):
+        client.create_loop("bad", reward_wait_seconds=0.05)
+        client.create_loop("good", reward_wait_seconds=0.05, publish_interval_seconds=0.05)
+        server.store.log.append(Stream.DECISIONS, "bad", [Entry("junk", b"\xff not a decision record")])
+        deadline = time.monotonic() + 2.0  # 40 trainer passes
+        while time.monotonic() < deadline:
+            client.reward(client.rank(ACTIONS, loop="good").event_id, 1.0, loop="good")
+            time.sleep(0.05)
+        wait_for(lambda: client.stats("good").learned == client.stats("good").decisions)
+    failures = [r for r in caplog.records if r.getMessage().startswith("loop bad: trainer step")]
+    assert len(failures) == 1 and failures[0].exc_info is not None
