@@ -21,10 +21,10 @@ import tempfile
 import time
 
 from benchmarks.load import Workload
-from server.config import normalized
-from server.joiner import Joiner
-from server.pb import records_pb2, types_pb2
-from server.store import Entry, Stream, open_store
+from nextbest.server.config import normalized
+from nextbest.server.joiner import Joiner
+from nextbest.server.store import Entry, Stream, open_store
+from nextbest.v1 import records_pb2, types_pb2
 
 LOOP = "memory"
 DAY = 86400.0

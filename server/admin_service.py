@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
-import policies
-from server.catalog import Catalog
-from server.config import Limits, check_loop_name, normalized
-from server.errors import (
+from nextbest import policies
+from nextbest.server.catalog import Catalog
+from nextbest.server.config import Limits, check_loop_name, normalized
+from nextbest.server.errors import (
     Aborted,
     AlreadyExists,
     FailedPrecondition,
@@ -20,12 +20,12 @@ from server.errors import (
     NotFound,
     ResourceExhausted,
 )
-from server.export import joined_events, logged_event
-from server.joiner import JoinerState
-from server.learner import learned_position, state_estimates
-from server.pb import admin_pb2, admin_pb2_grpc, records_pb2, types_pb2
-from server.store import PublishConflictError, Store, StoredModel, Stream
-from server.trainer import Trainer
+from nextbest.server.export import joined_events, logged_event
+from nextbest.server.joiner import JoinerState
+from nextbest.server.learner import learned_position, state_estimates
+from nextbest.server.store import PublishConflictError, Store, StoredModel, Stream
+from nextbest.server.trainer import Trainer
+from nextbest.v1 import admin_pb2, admin_pb2_grpc, records_pb2, types_pb2
 
 _CHUNK = 1 << 20
 _PUBLISH_ATTEMPTS = 20
@@ -287,7 +287,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         return self._publish(config, spec, data)
 
     def Evaluate(self, request: admin_pb2.EvaluateRequest, context: grpc.ServicerContext) -> admin_pb2.EvaluateResponse:
-        from policies.ope.report import evaluate
+        from nextbest.policies.ope.report import evaluate
 
         _loop_config(self._store, request.loop)
         joined = joined_events(self._store, request.loop, request.since or None, request.until or None)

@@ -37,9 +37,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
-from server.config import Aggregation, Mode
-from server.pb import records_pb2
-from server.store import Entry, EventLog, Stream
+from nextbest.server.config import Aggregation, Mode
+from nextbest.server.store import Entry, EventLog, Stream
+from nextbest.v1 import records_pb2
 
 log = logging.getLogger("nextbest")
 

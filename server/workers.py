@@ -57,10 +57,10 @@ def _die_with_parent() -> None:
 
 def _worker(store_path: str, host: str, port: int, options: dict[str, Any], ready: Any, log_level: str) -> None:
     logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s worker {os.getpid()}: %(message)s")
-    import policies
-    from policies.rules import restrict_rules_files
-    from server.app import NextbestServer
-    from server.store import open_store
+    from nextbest import policies
+    from nextbest.policies.rules import restrict_rules_files
+    from nextbest.server.app import NextbestServer
+    from nextbest.server.store import open_store
 
     _die_with_parent()
     stopping = threading.Event()

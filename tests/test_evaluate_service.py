@@ -6,8 +6,8 @@ import grpc
 import pytest
 from planted import BEST, PERSONALIZING, run
 
-from server.pb import admin_pb2
-from server.testing import wait_for
+from nextbest.testing import wait_for
+from nextbest.v1 import admin_pb2
 
 JOURNEY = json.dumps(
     {"rules": [{"if": {"user.segment": s}, "then": [a]} for s, a in BEST.items()], "fallback": ["email-offer"]}
@@ -18,7 +18,7 @@ WRONG = 'fixed:{"sms-coupon": 1}'  # never the best: worth 0.1
 
 @pytest.fixture(scope="module")
 def logged_loop(tmp_path_factory):
-    from server.testing import running_server
+    from nextbest.testing import running_server
 
     with running_server(tmp_path_factory.mktemp("store")) as (server, client):
         client.create_loop("ope", policy="random", reward_wait_seconds=0.05, publish_interval_seconds=0.05)

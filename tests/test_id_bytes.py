@@ -4,8 +4,8 @@ id the limits accept fits the store's keys."""
 import grpc
 import pytest
 
-from server.client import action
-from server.pb import decision_pb2
+from nextbest.client import action
+from nextbest.v1 import decision_pb2
 
 ACTIONS = [action("a", "email"), action("b", "push")]
 WIDE = {"é": "é" * 256, "emoji": "\U0001f600" * 200}  # within 256 characters, over 256 bytes

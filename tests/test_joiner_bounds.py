@@ -3,11 +3,11 @@ orphan), and what it holds in memory is bounded: no decision records, a capped n
 
 import pytest
 
-from server.config import normalized
-from server.joiner import GRACE_SECONDS, Joiner
-from server.pb import records_pb2, types_pb2
-from server.store import Entry, Stream, open_store
-from server.testing import FakeClock
+from nextbest.server.config import normalized
+from nextbest.server.joiner import GRACE_SECONDS, Joiner
+from nextbest.server.store import Entry, Stream, open_store
+from nextbest.testing import FakeClock
+from nextbest.v1 import records_pb2, types_pb2
 
 LOOP = "j"
 WAIT = 10.0
@@ -139,7 +139,7 @@ def test_open_decisions_are_not_held_as_records(store):
 def test_dropped_seqs_are_saved_as_ranges_and_read_back():
     import random
 
-    from server.joiner import _SeqRanges
+    from nextbest.server.joiner import _SeqRanges
 
     rng = random.Random(7)
     seqs = set(range(100, 5000)) | {rng.randrange(1, 20000) for _ in range(300)}
@@ -157,9 +157,9 @@ def test_dropped_seqs_are_saved_as_ranges_and_read_back():
 
 @pytest.mark.slow
 def test_a_flood_of_orphan_rewards_is_capped_and_counted_in_get_stats(served):
-    from server.joiner import MAX_UNMATCHED_REWARDS
-    from server.pb import decision_pb2
-    from server.testing import wait_for
+    from nextbest.server.joiner import MAX_UNMATCHED_REWARDS
+    from nextbest.testing import wait_for
+    from nextbest.v1 import decision_pb2
 
     _, client = served
     client.create_loop("flood", reward_wait_seconds=3600.0)

@@ -5,8 +5,8 @@ import urllib.request
 import grpc
 import pytest
 
-from server.client import action
-from server.testing import running_server, wait_for
+from nextbest.client import action
+from nextbest.testing import running_server, wait_for
 
 ACTIONS = [action("a", "email"), action("b", "push")]
 

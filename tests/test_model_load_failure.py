@@ -6,10 +6,10 @@ import time
 
 from test_metrics import sample, scrape
 
-import policies
-from server.client import action
-from server.store import Entry, Stream
-from server.testing import running_server, wait_for
+from nextbest import policies
+from nextbest.client import action
+from nextbest.server.store import Entry, Stream
+from nextbest.testing import running_server, wait_for
 
 ACTIONS = [action("a", "email"), action("b", "push")]
 SPEC = "vw:--cb_explore_adf --epsilon 0.05"

@@ -4,9 +4,9 @@ and the loop keeps answering."""
 import grpc
 import pytest
 
-from server.client import action
-from server.pb import admin_pb2, decision_pb2, types_pb2
-from server.testing import wait_for
+from nextbest.client import action
+from nextbest.testing import wait_for
+from nextbest.v1 import admin_pb2, decision_pb2, types_pb2
 
 ACTIONS = [action("a", "email"), action("b", "push"), action("c", "sms")]
 CONTEXT = {"user": types_pb2.Features(numeric={"age": 30.0})}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from server.commands.signals import stop_on_signals
-from server.commands.storage import add_store_arguments, open_store_or_exit
+from nextbest.server.commands.signals import stop_on_signals
+from nextbest.server.commands.storage import add_store_arguments, open_store_or_exit
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -40,9 +40,9 @@ def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.app import ensure_default_loop
-    from server.metrics import Metrics
-    from server.trainer import Trainer
+    from nextbest.server.app import ensure_default_loop
+    from nextbest.server.metrics import Metrics
+    from nextbest.server.trainer import Trainer
 
     if args.lease_seconds <= 0:
         raise SystemExit("nextbest train: --lease-seconds must be positive")
