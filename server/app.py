@@ -107,7 +107,10 @@ class NextbestServer:
 
     def start(self) -> NextbestServer:
         ensure_default_loop(self.store)
-        self.catalog = Catalog(self.store)
+        if self._rpc_metrics or self._metrics_port is not None:
+            self.metrics = Metrics(self.store, lambda loop: admin.stats(loop))
+        on_load_failure = self.metrics.rpc.model_load_failure if self.metrics else None
+        self.catalog = Catalog(self.store, on_load_failure=on_load_failure)
         self.catalog.start()
         if self.trainer:
             self.trainer.start()
@@ -115,8 +118,7 @@ class NextbestServer:
         interceptors: list[grpc.ServerInterceptor] = [ErrorInterceptor()]
         if self._api_keys is not None:
             interceptors.insert(0, AuthInterceptor(self._api_keys))
-        if self._rpc_metrics or self._metrics_port is not None:
-            self.metrics = Metrics(self.store, admin.stats)
+        if self.metrics:
             interceptors.insert(0, self.metrics.interceptor())
         if self._metrics_port is not None:
             self.metrics_port = self.metrics.serve(self._host, self._metrics_port)

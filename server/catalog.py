@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +21,9 @@ from nextbest.server.store import Store
 from nextbest.v1 import types_pb2
 
 log = logging.getLogger("nextbest")
+
+# A live model that failed to load is tried again after the first delay, then after twice as long, up to the last.
+_RETRY_SECONDS = (1.0, 60.0)
 
 
 class LiveModel:
@@ -44,12 +49,43 @@ class LoopView:
     model: LiveModel
 
 
-class Catalog:
-    """Loops and live models by name, refreshed from the store."""
+@dataclass
+class _LoadFailure:
+    """A loop's live model version that failed to load (-1: the version could not be read), and when to retry."""
 
-    def __init__(self, store: Store, poll_seconds: float = 0.02) -> None:
+    version: int
+    retry_at: float  # monotonic
+    backoff: float
+
+
+class _LoadError(Exception):
+    """The live model `version` of a loop could not be loaded."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(version)
+        self.version = version
+
+
+class _Waiting(Exception):
+    """A loop without a model to serve whose live model failed to load and is not due to be tried again."""
+
+
+class Catalog:
+    """Loops and live models by name, refreshed from the store.
+
+    A live model that cannot be loaded is logged once per version, with the reason, and reported to
+    `on_load_failure(loop)`; the previous model keeps serving and the version is tried again after a backoff
+    (a transient error heals; a model that cannot load waits for the next version).
+    """
+
+    def __init__(
+        self, store: Store, poll_seconds: float = 0.02, on_load_failure: Callable[[str], None] | None = None
+    ) -> None:
         self._store = store
         self._poll = poll_seconds
+        self._on_load_failure = on_load_failure
+        self._failures: dict[str, _LoadFailure] = {}
+        self._refresh_failed = False
         self._loops: dict[str, LoopView] = {}
         self._generation = -1
         self._refresh_lock = threading.Lock()
@@ -82,30 +118,61 @@ class Catalog:
                 config = configs[name] if configs is not None else current[name].config
                 try:
                     current[name] = self._view(name, config, current[name])
-                except Exception:
-                    log.exception("loop %s: cannot load its live model; serving the previous one", name)
-                    if current[name] is None:
-                        del current[name]
+                    continue
+                except _LoadError as e:
+                    self._failed(name, e.version, e.__cause__)
+                except _Waiting:
+                    pass
+                if current[name] is None:
+                    del current[name]
+            self._failures = {name: f for name, f in self._failures.items() if name in current}
             self._loops = current
             self._generation = generation
 
     def _loops_configs(self) -> dict[str, types_pb2.LoopConfig]:
         return {name: types_pb2.LoopConfig.FromString(data) for name, data in self._store.configs.list().items()}
 
+    def _failed(self, name: str, version: int, error: BaseException | None) -> None:
+        """Log and count the first failure of a version; back off before trying it again."""
+        failure = self._failures.get(name)
+        if failure is None or failure.version != version:
+            what = f"model version {version}" if version >= 0 else "live model version"
+            log.error("loop %s: cannot load its %s; serving the previous model: %r", name, what, error)
+            if self._on_load_failure:
+                self._on_load_failure(name)
+            failure = self._failures[name] = _LoadFailure(version, 0.0, _RETRY_SECONDS[0] / 2)
+        failure.backoff = min(failure.backoff * 2, _RETRY_SECONDS[1])
+        failure.retry_at = time.monotonic() + failure.backoff
+
     def _view(self, name: str, config: types_pb2.LoopConfig, old: LoopView | None) -> LoopView:
-        version = self._store.models.live_version(name)
+        try:
+            version = self._store.models.live_version(name)
+        except Exception as e:
+            raise _LoadError(-1) from e
         if old is not None and old.model.version == version and (version or old.model.spec == config.policy):
             return old if old.config is config else LoopView(config, old.model)
+        failure = self._failures.get(name)
+        if failure is not None and failure.version == version and time.monotonic() < failure.retry_at:
+            if old is None:
+                raise _Waiting
+            return old if old.config is config else LoopView(config, old.model)
+        try:
+            view = self._load(name, config, old, version)
+        except Exception as e:
+            raise _LoadError(version) from e
+        self._failures.pop(name, None)
+        return view
+
+    def _load(self, name: str, config: types_pb2.LoopConfig, old: LoopView | None, version: int) -> LoopView:
         if version == 0:
-            model = LiveModel(0, policies.create(config.policy))  # untrained model of the spec
-        else:
-            stored = self._store.models.get(name, version)
-            if old is not None and stored.spec != config.policy == old.model.spec:
-                # a learner that has not yet seen the new policy published the old one: once a loop serves its
-                # configured policy it never goes back; the learner publishes the new one on its next pass
-                return LoopView(config, old.model)
-            model = LiveModel(version, policies.load(stored.spec, stored.data))
-            log.info("loop %s: serving model version %d (%s)", name, version, stored.spec, extra={"loop": name})
+            return LoopView(config, LiveModel(0, policies.create(config.policy)))  # untrained model of the spec
+        stored = self._store.models.get(name, version)
+        if old is not None and stored.spec != config.policy == old.model.spec:
+            # a learner that has not yet seen the new policy published the old one: once a loop serves its
+            # configured policy it never goes back; the learner publishes the new one on its next pass
+            return LoopView(config, old.model)
+        model = LiveModel(version, policies.load(stored.spec, stored.data))
+        log.info("loop %s: serving model version %d (%s)", name, version, stored.spec, extra={"loop": name})
         return LoopView(config, model)
 
     def start(self) -> None:
@@ -121,5 +188,11 @@ class Catalog:
         while not self._stop.wait(self._poll):
             try:
                 self.refresh()
-            except Exception:
-                log.exception("catalog refresh failed; serving the previous models")
+            except Exception:  # the store unreachable: logged once until a refresh succeeds again
+                if not self._refresh_failed:
+                    log.exception("catalog refresh failed; serving the previous models until it succeeds")
+                self._refresh_failed = True
+            else:
+                if self._refresh_failed:
+                    log.info("catalog refresh succeeds again")
+                self._refresh_failed = False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
@@ -22,6 +21,10 @@ MAX_PUBLISH_INTERVAL_SECONDS = 86400.0
 MAX_RETENTION_DAYS = 36500.0
 MAX_SHADOWS = 8
 DEFAULT_MAP_SIZE = 16 << 30  # the LMDB store's size limit (`--store-max-bytes`)
+# Rewards beyond 32-bit floats turn a VW model's predictions into NaN (every later Rank fails): a loop's rewards
+# lie in [reward_min, reward_max], by default DEFAULT_REWARD_RANGE, never wider than MAX_REWARD_MAGNITUDE.
+DEFAULT_REWARD_RANGE = (-1e6, 1e6)
+MAX_REWARD_MAGNITUDE = 1e9
 
 _LOOP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -53,6 +56,32 @@ def check_loop_name(name: str, field: str = "loop") -> str:
             f"{field}: {name!r} is not a valid loop name (letters, digits, '_', '.', '-'; at most 64)"
         )
     return name
+
+
+def reward_range(config: types_pb2.LoopConfig) -> tuple[float, float]:
+    """The loop's [reward_min, reward_max] (both 0, as in configs stored before the range existed: the default)."""
+    if config.reward_min == config.reward_max == 0:
+        return DEFAULT_REWARD_RANGE
+    return config.reward_min, config.reward_max
+
+
+def check_reward(value: float, config: types_pb2.LoopConfig, field: str) -> None:
+    """InvalidArgument naming `field` unless `value` lies in the loop's reward range (NaN never does)."""
+    low, high = reward_range(config)
+    if not low <= value <= high:
+        span = f"[{low:.15g}, {high:.15g}] (reward_min, reward_max)"
+        raise InvalidArgument(f"{field}: {value:.15g} is outside the loop's reward range {span}")
+
+
+def _check_range(config: types_pb2.LoopConfig) -> None:
+    low, high = reward_range(config)
+    for field, value in (("reward_min", low), ("reward_max", high)):
+        if not abs(value) <= MAX_REWARD_MAGNITUDE:  # also false for NaN
+            raise InvalidArgument(f"config.{field}: must be within ±{MAX_REWARD_MAGNITUDE:.15g}, got {value:.15g}")
+    if not low < high:
+        raise InvalidArgument(f"config.reward_min: must be below reward_max, got [{low:.15g}, {high:.15g}]")
+    config.reward_min, config.reward_max = low, high
+    check_reward(config.default_reward, config, "config.default_reward")
 
 
 def _checked_spec(spec: str, field: str) -> str:
@@ -99,8 +128,7 @@ def normalized(config: types_pb2.LoopConfig) -> types_pb2.LoopConfig:
         if getattr(out, field) == 0:
             setattr(out, field, default)
         _in_range(out, field, MIN_INTERVAL_SECONDS, high)
-    if not math.isfinite(out.default_reward):
-        raise InvalidArgument(f"config.default_reward: must be finite, got {out.default_reward}")
+    _check_range(out)
     if out.retention_days != 0:
         _in_range(out, "retention_days", 0.0, MAX_RETENTION_DAYS)
     if out.reward_aggregation not in Aggregation.values():

@@ -14,7 +14,7 @@ import numpy as np
 from nextbest import policies
 from nextbest.server import validation
 from nextbest.server.catalog import Catalog, LoopView
-from nextbest.server.config import Limits, Mode
+from nextbest.server.config import Limits, Mode, check_reward
 from nextbest.server.errors import InvalidArgument
 from nextbest.server.sampling import sample_index, seeded_uniform
 from nextbest.server.store import Entry, EventLog, StoreFullError, Stream
@@ -182,7 +182,7 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
     def Reward(self, request: decision_pb2.RewardRequest, context: grpc.ServicerContext) -> decision_pb2.RewardResponse:
         validation.reward_request(request, self._limits)
         loop = validation.loop_name(request.loop)
-        self._catalog.get(loop)
+        check_reward(request.value, self._catalog.get(loop).config, "value")
         appended = self._log.append(Stream.REWARDS, loop, [reward_entry(request, self._clock())])[0]
         return decision_pb2.RewardResponse(duplicate=not appended.created)
 
@@ -214,7 +214,7 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
             for i, request in enumerate(request_iterator):
                 validation.reward_request(request, self._limits, field=f"rewards[{i}].")
                 loop = validation.loop_name(request.loop)
-                self._catalog.get(loop)
+                check_reward(request.value, self._catalog.get(loop).config, f"rewards[{i}].value")
                 batches.setdefault(loop, []).append(reward_entry(request, self._clock()))
                 pending += 1
                 if pending >= _STREAM_BATCH:

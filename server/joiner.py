@@ -11,25 +11,45 @@ in decision order, keyed by event id.
 Which rewards join is decided by timestamps alone, so replaying the log after
 a crash joins the same way; appends are idempotent, so a replay never
 duplicates. The joiner's position and counters are saved in its cursor.
+Every reward read ends up joined, or counted: late (its decision's window had
+closed, or its join had happened, when it was committed) or orphan (no
+decision came within its window, or more than `max_unmatched` rewards were
+waiting for a decision and it was the oldest).
+
+Memory: an open decision is held as its seq, event id and window (the record
+stays in the store; its bytes are read again when the window closes) and its
+rewards folded into a count, a sum, a minimum, a maximum and a first value;
+a reward without a decision as its seq, time, kind and value, until its own
+window has passed; at most `max_unmatched` rewards wait for a decision.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import itertools
 import json
+import logging
+import math
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 from nextbest.server.config import Aggregation, Mode
 from nextbest.server.store import Entry, EventLog, Stream
 from nextbest.v1 import records_pb2
 
+log = logging.getLogger("nextbest")
+
 GRACE_SECONDS = 0.05
 SAVE_SECONDS = 0.25
+# Rewards waiting for a decision not (yet) logged, per loop: beyond it the oldest are dropped as orphans.
+MAX_UNMATCHED_REWARDS = 10_000
 _BATCH = 1000
 _KIND = records_pb2.RewardRecord
+_OVER_CAP_WARNING_SECONDS = 60.0
 
 
 @dataclass
@@ -38,7 +58,7 @@ class JoinerState:
 
     decisions_closed: int = 0  # every decision with seq <= this is joined
     rewards_from: int = 0  # rewards with seq > this may still be needed...
-    rewards_dropped: list[int] = field(default_factory=list)  # ...except these, dropped and counted
+    rewards_dropped: list[list[int]] = field(default_factory=list)  # ...except these [first, last], dropped
     rewards_counted: int = 0  # rewards with seq <= this are counted in rewards/activations
     rewards: int = 0
     activations: int = 0
@@ -51,39 +71,105 @@ class JoinerState:
     apprentice_matches: int = 0
 
 
-def aggregate(values: list[float], how: int) -> float:
-    """Aggregate rewards given in arrival order."""
-    if how == Aggregation.REWARD_AGGREGATION_SUM:
-        return sum(values)
-    if how == Aggregation.REWARD_AGGREGATION_AVERAGE:
-        return sum(values) / len(values)
-    if how == Aggregation.REWARD_AGGREGATION_MIN:
-        return min(values)
-    if how == Aggregation.REWARD_AGGREGATION_MAX:
-        return max(values)
-    return values[0]  # EARLIEST
+class HeldReward(NamedTuple):
+    """What the joiner keeps of a reward record until it is joined or dropped."""
+
+    seq: int
+    timestamp: float
+    kind: int
+    value: float
 
 
-def _in_window(decision: records_pb2.DecisionRecord, timestamp: float) -> bool:
-    wait = decision.config.reward_wait_seconds
-    return decision.timestamp - wait <= timestamp <= decision.timestamp + wait
+class Window(NamedTuple):
+    """What joining a decision needs of it: its reward window and how rewards combine."""
+
+    timestamp: float
+    wait: float
+    aggregation: int
+    default_reward: float
+
+    @classmethod
+    def of(cls, decision: records_pb2.DecisionRecord) -> Window:
+        c = decision.config
+        return cls(decision.timestamp, c.reward_wait_seconds, c.reward_aggregation, c.default_reward)
+
+    def contains(self, timestamp: float) -> bool:
+        return self.timestamp - self.wait <= timestamp <= self.timestamp + self.wait
+
+    @property
+    def closes_at(self) -> float:
+        """When the window has closed and the writes still committing into it are done."""
+        return self.timestamp + self.wait + GRACE_SECONDS
+
+
+class _Fold:
+    """A decision's rewards folded in the order they were read: all that joining needs of them, in constant space
+    however many arrive."""
+
+    __slots__ = ("first_seq", "count", "first", "total", "low", "high", "activated", "late")
+
+    def __init__(self, first_seq: int) -> None:
+        self.first_seq = first_seq  # the oldest reward folded in: a restart reads the rewards again from there
+        self.count = 0  # rewards inside the window
+        self.first = self.total = 0.0
+        self.low, self.high = math.inf, -math.inf
+        self.activated = False
+        self.late = 0  # rewards and activations outside the window
+
+    def add(self, window: Window, reward: HeldReward | records_pb2.RewardRecord) -> None:
+        if not window.contains(reward.timestamp):
+            self.late += 1
+        elif reward.kind == _KIND.KIND_ACTIVATION:
+            self.activated = True
+        elif reward.kind == _KIND.KIND_REWARD:
+            value = reward.value
+            if not self.count:
+                self.first = value
+            self.count += 1
+            self.total += value
+            self.low, self.high = min(self.low, value), max(self.high, value)
+
+    def joined(self, window: Window, now: float) -> records_pb2.JoinedEvent:
+        """The joined event, without its `decision` field: `joined_data` puts the logged decision's bytes there."""
+        joined = records_pb2.JoinedEvent(
+            reward_count=self.count, defaulted=not self.count, activated=self.activated, joined_at=now
+        )
+        joined.reward = self._aggregate(window.aggregation) if self.count else window.default_reward
+        return joined
+
+    def _aggregate(self, how: int) -> float:
+        if how == Aggregation.REWARD_AGGREGATION_SUM:
+            return self.total
+        if how == Aggregation.REWARD_AGGREGATION_AVERAGE:
+            return self.total / self.count
+        if how == Aggregation.REWARD_AGGREGATION_MIN:
+            return self.low
+        if how == Aggregation.REWARD_AGGREGATION_MAX:
+            return self.high
+        return self.first  # EARLIEST
 
 
 def join(
-    decision: records_pb2.DecisionRecord, rewards: list[records_pb2.RewardRecord], now: float
+    window: Window, rewards: Iterable[HeldReward | records_pb2.RewardRecord], now: float
 ) -> records_pb2.JoinedEvent:
-    """The joined event of `decision` given every reward record seen for its event id, without its `decision`
-    field: `joined_data` puts the logged decision's bytes there."""
-    inside = [r for r in rewards if _in_window(decision, r.timestamp)]
-    values = [r.value for r in inside if r.kind == _KIND.KIND_REWARD]
-    joined = records_pb2.JoinedEvent(
-        reward_count=len(values),
-        defaulted=not values,
-        activated=any(r.kind == _KIND.KIND_ACTIVATION for r in inside),
-        joined_at=now,
-    )
-    joined.reward = aggregate(values, decision.config.reward_aggregation) if values else decision.config.default_reward
-    return joined
+    """The joined event of the decision with `window` given every reward record seen for its event id (in arrival
+    order), without its `decision` field."""
+    fold = _Fold(0)
+    for reward in rewards:
+        fold.add(window, reward)
+    return fold.joined(window, now)
+
+
+def _apprentice_match(decision: records_pb2.DecisionRecord) -> bool | None:
+    """APPRENTICE: whether the policy's top action was the baseline's (None in other modes)."""
+    if decision.config.learning_mode != Mode.LEARNING_MODE_APPRENTICE:
+        return None
+    return decision.policy_top_index == decision.chosen_index
+
+
+def _seen_through(joined: records_pb2.JoinedEvent) -> float:
+    """The last reward seq the join had read (every seq, for an event joined before this was recorded)."""
+    return joined.rewards_seq if joined.HasField("rewards_seq") else float("inf")
 
 
 def _varint(n: int) -> bytes:
@@ -101,85 +187,170 @@ def joined_data(decision_data: bytes, joined: records_pb2.JoinedEvent) -> bytes:
     return b"\x0a" + _varint(len(decision_data)) + decision_data + joined.SerializeToString()
 
 
+class _Open(NamedTuple):
+    """A decision whose window is open: its record stays in the store."""
+
+    seq: int
+    event_id: str
+    window: Window
+    apprentice_match: bool | None
+
+
+class _SeqRanges:
+    """A set of seqs as sorted disjoint [first, last] ranges: rewards dropped together are mostly consecutive."""
+
+    def __init__(self, saved: Iterable[int | list[int]]) -> None:
+        self._firsts: list[int] = []
+        self._lasts: list[int] = []
+        for first, last in sorted([item, item] if isinstance(item, int) else item for item in saved):
+            if self._lasts and first <= self._lasts[-1] + 1:  # a seq (as older versions saved them) or a range
+                self._lasts[-1] = max(self._lasts[-1], last)
+            else:
+                self._firsts.append(first)
+                self._lasts.append(last)
+
+    def __contains__(self, seq: int) -> bool:
+        i = bisect.bisect_right(self._firsts, seq) - 1
+        return i >= 0 and seq <= self._lasts[i]
+
+    def add(self, seq: int) -> None:
+        i = bisect.bisect_right(self._firsts, seq) - 1
+        if i >= 0 and seq <= self._lasts[i]:
+            return
+        if i >= 0 and self._lasts[i] == seq - 1:
+            self._lasts[i] = seq
+        else:
+            i += 1
+            self._firsts.insert(i, seq)
+            self._lasts.insert(i, seq)
+        if i + 1 < len(self._firsts) and self._firsts[i + 1] == seq + 1:
+            self._lasts[i] = self._lasts.pop(i + 1)
+            del self._firsts[i + 1]
+
+    def forget_through(self, seq: int) -> None:
+        """Forget every seq <= `seq`."""
+        i = bisect.bisect_right(self._lasts, seq)
+        del self._firsts[:i], self._lasts[:i]
+        if self._firsts and self._firsts[0] <= seq:
+            self._firsts[0] = seq + 1
+
+    def ranges(self) -> list[list[int]]:
+        return [[first, last] for first, last in zip(self._firsts, self._lasts, strict=True)]
+
+
 class Joiner:
     """Joins one loop's decisions and rewards; `step()` does the work that is due."""
 
-    def __init__(self, log: EventLog, loop: str, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        log: EventLog,
+        loop: str,
+        clock: Callable[[], float],
+        max_unmatched: int = MAX_UNMATCHED_REWARDS,
+    ) -> None:
         self._log = log
         self._loop = loop
         self._clock = clock
+        self._max_unmatched = max_unmatched
         self._cursor = f"{loop}/joiner"
         saved = log.get_cursor(self._cursor)
         self.state = JoinerState(**json.loads(saved)) if saved else JoinerState()
-        self._open: deque[tuple[int, records_pb2.DecisionRecord, bytes]] = deque()  # (seq, decision, its bytes)
+        self._open: deque[_Open] = deque()
+        self._windows: dict[str, Window] = {}  # of the open decisions, by event id
         self._decisions_read = self.state.decisions_closed
-        # event id -> [(seq, reward)] not yet consumed by a closed decision nor dropped
-        self._rewards: dict[str, list[tuple[int, records_pb2.RewardRecord]]] = {}
+        # Rewards not yet consumed by a closed decision nor dropped, by event id: folded, for open decisions; one by
+        # one, oldest first, while they wait for a decision.
+        self._folds: dict[str, _Fold] = {}
+        self._unmatched: OrderedDict[str, list[HeldReward]] = OrderedDict()
+        self._unmatched_count = 0
         self._rewards_read = self.state.rewards_from
-        self._dropped = set(self.state.rewards_dropped)
-        self._buffered: set[int] = set()  # seqs in self._rewards
+        self._dropped = _SeqRanges(self.state.rewards_dropped)
+        self._buffered: set[int] = set()  # the seqs of unmatched rewards and the first seq of each fold
         self._buffered_heap: list[int] = []  # the same, lazily cleaned, for the oldest one
         self._last_save = 0.0
         self._dirty = False
-        self._open_ids: set[str] = set()
-        self._arrivals: deque[tuple[float, str]] = deque()  # (timestamp, event id) of buffered rewards
+        self._warned_over_cap = float("-inf")
 
     @property
     def pending(self) -> int:
         """Decisions read whose window is still open."""
         return len(self._open)
 
+    @property
+    def unmatched_rewards(self) -> int:
+        """Rewards held one by one: those waiting for a decision (the rewards of open decisions are folded)."""
+        return self._unmatched_count
+
     def step(self, reward_wait: float) -> int:
-        """Read what is new, close ripe windows, drop expired unmatched rewards; return how many joined.
+        """Read what is new, close ripe windows (up to a batch), drop expired unmatched rewards; return how many
+        joined.
 
         `reward_wait` (the loop's current setting) bounds how long an
         unmatched reward is kept waiting for its decision.
         """
         changed = self._read()
         now = self._clock()
-        closing: list[tuple[records_pb2.JoinedEvent, int]] = []
-        for _, decision, data in self._open:
-            if decision.timestamp + decision.config.reward_wait_seconds + GRACE_SECONDS > now:
-                break
-            records = [r for _, r in self._rewards.get(decision.event_id, [])]
-            late = sum(not _in_window(decision, r.timestamp) for r in records)
-            closing.append((join(decision, records, now), data, late))
+        closing = list(itertools.islice(self._ripe(now), _BATCH))  # a backlog closes over several steps
         if closing:  # closed only once appended: when the append fails (a full store), the next step retries
-            entries = [Entry(self._open[i][1].event_id, joined_data(data, j)) for i, (j, data, _) in enumerate(closing)]
-            appended_all = self._log.append(Stream.JOINED, self._loop, entries)
-            for appended, (joined, _, late) in zip(appended_all, closing, strict=True):
-                seq, decision, _ = self._open.popleft()
-                self._open_ids.discard(decision.event_id)
-                self._buffered.difference_update(s for s, _ in self._rewards.pop(decision.event_id, []))
-                self.state.decisions_closed = seq
-                if not appended.created:  # joined before a crash: count what was joined then
-                    joined = records_pb2.JoinedEvent.FromString(appended.data)
-                    decision = joined.decision
-                # Counted even when a crash came after the append: the counters are saved with decisions_closed.
-                self._count(decision, joined, late)
+            self._close(closing, now)
         changed |= self._drop_expired(now - reward_wait - GRACE_SECONDS)
         self._dirty |= bool(closing) or changed
         if self._dirty and time.monotonic() - self._last_save >= SAVE_SECONDS:
             self.save()
         return len(closing)
 
+    def _ripe(self, now: float) -> Iterable[_Open]:
+        for entry in self._open:
+            if entry.window.closes_at > now:
+                return
+            yield entry
+
+    def _close(self, closing: list[_Open], now: float) -> None:
+        records = self._log.read(Stream.DECISIONS, self._loop, closing[0].seq - 1, len(closing))
+        if [seq for seq, _ in records] != [entry.seq for entry in closing]:
+            raise RuntimeError(f"loop {self._loop}: the decisions to join changed in the store")
+        joins = []
+        for entry, (_, data) in zip(closing, records, strict=True):
+            fold = self._folds.get(entry.event_id) or _Fold(0)
+            joined = fold.joined(entry.window, now)
+            joined.rewards_seq = self._rewards_read
+            joins.append((joined, fold.late, Entry(entry.event_id, joined_data(data, joined))))
+        appended_all = self._log.append(Stream.JOINED, self._loop, [e for *_, e in joins])
+        for appended, (joined, late, _) in zip(appended_all, joins, strict=True):
+            entry = self._open.popleft()
+            del self._windows[entry.event_id]
+            if (fold := self._folds.pop(entry.event_id, None)) is not None:
+                self._buffered.discard(fold.first_seq)
+            self.state.decisions_closed = entry.seq
+            match = entry.apprentice_match
+            if not appended.created:  # joined before a crash: count what was joined then
+                joined = records_pb2.JoinedEvent.FromString(appended.data)
+                match = _apprentice_match(joined.decision)
+            # Counted even when a crash came after the append: the counters are saved with decisions_closed.
+            self._count(joined, late, match)
+
     def _read(self) -> bool:
         changed = False
         while batch := self._log.read(Stream.DECISIONS, self._loop, self._decisions_read, _BATCH):
             for seq, data in batch:
                 decision = records_pb2.DecisionRecord.FromString(data)
-                self._open.append((seq, decision, data))
-                self._open_ids.add(decision.event_id)
+                window = Window.of(decision)
+                self._open.append(_Open(seq, decision.event_id, window, _apprentice_match(decision)))
+                self._windows[decision.event_id] = window
+                waiting = self._unmatched.pop(decision.event_id, None)
+                if waiting is not None:  # rewards that came before their decision
+                    self._unmatched_count -= len(waiting)
+                    self._buffered.difference_update(r.seq for r in waiting[1:])
+                    fold = self._folds[decision.event_id] = _Fold(waiting[0].seq)
+                    for reward in waiting:
+                        fold.add(window, reward)
             self._decisions_read = batch[-1][0]
         while batch := self._log.read(Stream.REWARDS, self._loop, self._rewards_read, _BATCH):
             for seq, data in batch:
                 if seq in self._dropped:
                     continue
                 reward = records_pb2.RewardRecord.FromString(data)
-                self._rewards.setdefault(reward.event_id, []).append((seq, reward))
-                self._buffered.add(seq)
-                heapq.heappush(self._buffered_heap, seq)
-                self._arrivals.append((reward.timestamp, reward.event_id))
+                self._hold(reward.event_id, HeldReward(seq, reward.timestamp, reward.kind, reward.value))
                 if seq > self.state.rewards_counted:
                     if reward.kind == _KIND.KIND_ACTIVATION:
                         self.state.activations += 1
@@ -188,44 +359,82 @@ class Joiner:
                     self.state.rewards_counted = seq
                     changed = True
             self._rewards_read = batch[-1][0]
+            changed |= self._evict_over_cap()
         return changed
 
-    def _count(self, decision: records_pb2.DecisionRecord, joined: records_pb2.JoinedEvent, late: int) -> None:
+    def _hold(self, event_id: str, reward: HeldReward) -> None:
+        window = self._windows.get(event_id)
+        if window is not None:  # its decision is open
+            fold = self._folds.get(event_id)
+            if fold is None:
+                fold = self._folds[event_id] = _Fold(reward.seq)
+                self._track(reward.seq)
+            fold.add(window, reward)
+        else:
+            self._unmatched.setdefault(event_id, []).append(reward)
+            self._unmatched_count += 1
+            self._track(reward.seq)
+
+    def _track(self, seq: int) -> None:
+        self._buffered.add(seq)
+        heapq.heappush(self._buffered_heap, seq)
+
+    def _count(self, joined: records_pb2.JoinedEvent, late: int, apprentice_match: bool | None) -> None:
         s = self.state
         s.joined += 1
         s.defaulted += joined.defaulted
         s.reward_sum += joined.reward
         s.late += late
-        if decision.config.learning_mode == Mode.LEARNING_MODE_APPRENTICE:
+        if apprentice_match is not None:
             s.apprentice_joined += 1
-            s.apprentice_matches += decision.policy_top_index == decision.chosen_index
+            s.apprentice_matches += apprentice_match
+
+    def _evict_over_cap(self) -> bool:
+        """Drop the oldest unmatched rewards beyond `max_unmatched` (a reward sent before its decision is among
+        them when its decision was logged after this step read the decisions)."""
+        if self._unmatched_count <= self._max_unmatched:
+            return False
+        if time.monotonic() - self._warned_over_cap >= _OVER_CAP_WARNING_SECONDS:
+            self._warned_over_cap = time.monotonic()
+            log.warning(
+                "loop %s: more than %d rewards wait for a decision; dropping the oldest as orphans",
+                self._loop,
+                self._max_unmatched,
+            )
+        while self._unmatched_count > self._max_unmatched:
+            event_id, rewards = self._unmatched.popitem(last=False)
+            self._unmatched_count -= len(rewards)
+            self._drop(event_id, rewards)
+        return True
 
     def _drop_expired(self, cutoff: float) -> bool:
-        """Drop unmatched rewards stamped before `cutoff` whose decision is not waiting."""
+        """Drop unmatched rewards stamped before `cutoff` (oldest first: they were read in about time order)."""
         dropped = False
-        while self._arrivals and self._arrivals[0][0] < cutoff:
-            _, event_id = self._arrivals.popleft()
-            rewards = self._rewards.get(event_id)
-            if rewards is None or event_id in self._open_ids:
-                continue  # already consumed, or its decision's close will consume it
-            gone = [(seq, r) for seq, r in rewards if r.timestamp < cutoff]
-            found = self._log.get(Stream.JOINED, self._loop, event_id)
-            decision = records_pb2.JoinedEvent.FromString(found).decision if found else None
-            for seq, r in gone:
-                if decision is None:
-                    self.state.orphans += 1
-                elif not _in_window(decision, r.timestamp):
-                    self.state.late += 1
-                # else: consumed by a join before a restart, and read again; counted then
-                self._dropped.add(seq)
-                self._buffered.discard(seq)
-            keep = [(seq, r) for seq, r in rewards if r.timestamp >= cutoff]
-            if keep:
-                self._rewards[event_id] = keep
-            else:
-                del self._rewards[event_id]
+        while self._unmatched:
+            event_id, rewards = next(iter(self._unmatched.items()))
+            if rewards[0].timestamp >= cutoff:
+                break
+            del self._unmatched[event_id]
+            keep = [r for r in rewards if r.timestamp >= cutoff]
+            if keep:  # newer rewards of the same event id wait on, behind the others
+                self._unmatched[event_id] = keep
+            self._unmatched_count -= len(rewards) - len(keep)
+            self._drop(event_id, [r for r in rewards if r.timestamp < cutoff])
             dropped = True
         return dropped
+
+    def _drop(self, event_id: str, rewards: list[HeldReward]) -> None:
+        """Count unmatched rewards as late or orphan (or not again: consumed by a join before a restart)."""
+        found = self._log.get(Stream.JOINED, self._loop, event_id)
+        joined = records_pb2.JoinedEvent.FromString(found) if found else None
+        for r in rewards:
+            if joined is None:
+                self.state.orphans += 1
+            elif not Window.of(joined.decision).contains(r.timestamp) or r.seq > _seen_through(joined):
+                self.state.late += 1
+            # else: consumed by a join before a restart, and read again; counted then
+            self._dropped.add(r.seq)
+            self._buffered.discard(r.seq)
 
     def save(self) -> None:
         """Save position and counters now (step() saves at most every SAVE_SECONDS)."""
@@ -234,8 +443,8 @@ class Joiner:
         while heap and heap[0] not in self._buffered:
             heapq.heappop(heap)
         s.rewards_from = heap[0] - 1 if heap else self._rewards_read
-        self._dropped = {seq for seq in self._dropped if seq > s.rewards_from}
-        s.rewards_dropped = sorted(self._dropped)
+        self._dropped.forget_through(s.rewards_from)
+        s.rewards_dropped = self._dropped.ranges()
         self._log.set_cursor(self._cursor, json.dumps(asdict(s)).encode())
         self._last_save = time.monotonic()
         self._dirty = False

@@ -23,7 +23,8 @@ _BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0
 
 
 class RpcMetrics:
-    """Request counters and latency histograms by method and status code, and decisions answered unlogged."""
+    """Request counters and latency histograms by method and status code, decisions answered unlogged, and live
+    models a serving process could not load."""
 
     def __init__(self, registry: CollectorRegistry | None) -> None:
         self.requests = Counter(
@@ -43,12 +44,22 @@ class RpcMetrics:
             registry=registry,
         )
 
+        self.model_load_failures = Counter(
+            "nextbest_model_load_failures",
+            "Live model versions a serving process could not load (it kept serving the previous model)",
+            ["loop"],
+            registry=registry,
+        )
+
     def observe(self, method: str, code: grpc.StatusCode | None, seconds: float) -> None:
         self.requests.labels(method, (code or grpc.StatusCode.OK).name).inc()
         self.latency.labels(method).observe(seconds)
 
     def unlogged_decision(self, loop: str) -> None:
         self.unlogged.labels(loop).inc()
+
+    def model_load_failure(self, loop: str) -> None:
+        self.model_load_failures.labels(loop).inc()
 
 
 class MetricsInterceptor(grpc.ServerInterceptor):

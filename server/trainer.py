@@ -33,6 +33,7 @@ log = logging.getLogger("nextbest")
 _FULL_BACKOFF_SECONDS = 1.0
 _BACKLOG = 500  # events a pass handles beyond which the next pass starts at once
 _FULL_WARNING_SECONDS = 60.0
+_REPEAT_WARNING_SECONDS = 60.0  # a loop failing the same way again is logged at most this often
 DEFAULT_LEASE_SECONDS = 10.0
 
 
@@ -45,6 +46,15 @@ class _LoopWork:
     joiner: Joiner
     learner: Learner
     retained_at: float = float("-inf")  # monotonic time of the last retention pass
+
+
+@dataclass
+class _Failing:
+    """A loop whose passes fail the same way: logged with a traceback once, then repeats counted."""
+
+    error: str
+    logged_at: float  # monotonic
+    repeats: int = 0
 
 
 class Trainer:
@@ -76,6 +86,7 @@ class Trainer:
         self._thread: threading.Thread | None = None
         self._full = False  # whether a loop of the current pass found the store full
         self._warned_full = float("-inf")
+        self._failing: dict[str, _Failing] = {}
 
     def stats(self, loop: str) -> admin_pb2.LoopStats:
         """The loop's statistics with this trainer's live joiner and learner state."""
@@ -98,6 +109,7 @@ class Trainer:
         configs = {name: types_pb2.LoopConfig.FromString(data) for name, data in self._store.configs.list().items()}
         for name in set(self._loops) - set(configs):
             del self._loops[name]
+        self._failing = {name: f for name, f in self._failing.items() if name in configs}
         for name in set(self._renew_at) - set(configs):
             self._release(name)
         done = 0
@@ -115,6 +127,8 @@ class Trainer:
                     self._retain(name, config, work)  # first: when the store is full, it frees the space
                 done += work.joiner.step(config.reward_wait_seconds)
                 done += work.learner.step(config)
+                if self._failing.pop(name, None) is not None:
+                    log.info("loop %s: the trainer works again", name)
             except StoreUnavailableError as e:  # a cluster electing a leader, a reconnect: retried next pass
                 log.warning("loop %s: store unavailable; retrying: %s", name, e)
             except StoreFullError as e:  # expected until space is freed: no traceback, a warning a minute
@@ -122,9 +136,22 @@ class Trainer:
                 if time.monotonic() - self._warned_full >= _FULL_WARNING_SECONDS:
                     self._warned_full = time.monotonic()
                     log.warning("loop %s: cannot join or learn while the store is full; retrying: %s", name, e)
-            except Exception:
-                log.exception("loop %s: trainer step failed; retrying", name)
+            except Exception as e:
+                self._failed(name, e)
         return done
+
+    def _failed(self, loop: str, error: Exception) -> None:
+        """Log a loop's failed pass: with its traceback the first time, then once a minute while it repeats."""
+        text, now = repr(error), time.monotonic()
+        failing = self._failing.get(loop)
+        if failing is None or failing.error != text:
+            self._failing[loop] = _Failing(text, now)
+            log.exception("loop %s: trainer step failed; retrying", loop)
+            return
+        failing.repeats += 1
+        if now - failing.logged_at >= _REPEAT_WARNING_SECONDS:
+            log.error("loop %s: trainer step still failing (%d more times): %s", loop, failing.repeats, text)
+            failing.logged_at, failing.repeats = now, 0
 
     def _holds(self, loop: str) -> bool:
         """Take or renew `loop`'s lease when due; on losing it, forget the loop's state (a new holder moves on)."""

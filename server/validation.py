@@ -42,6 +42,13 @@ def _string(value: str, field: str, limits: Limits, *, required: bool = True) ->
         raise InvalidArgument(f"{field}: contains a NUL character")
 
 
+def _id(value: str, field: str, limits: Limits, *, required: bool = True) -> None:
+    """An id that keys the log (event, reward, loop): its UTF-8 is limited too, so every accepted id fits a key."""
+    _string(value, field, limits, required=required)
+    if len(value.encode()) > limits.max_string_length:
+        raise InvalidArgument(f"{field}: longer than {limits.max_string_length} bytes in UTF-8")
+
+
 def _names(names: Iterable[str], field: str, limits: Limits) -> None:
     longest = limits.max_string_length
     for name in names:
@@ -106,7 +113,7 @@ def loop_name(loop: str) -> str:
 
 
 def event_id(value: str, limits: Limits, *, required: bool) -> None:
-    _string(value, "event_id", limits, required=required)
+    _id(value, "event_id", limits, required=required)
 
 
 def _action(action: types_pb2.Action, i: int, limits: Limits) -> None:
@@ -138,7 +145,7 @@ def _exportable(namespaces: Mapping[str, FeaturesLike], field: str, reserved: fr
 
 def rank_request(request: decision_pb2.RankRequest, limits: Limits) -> RankInput:
     """Validate a RankRequest; return its context and the candidate actions (excluded ones removed), in order."""
-    _string(request.loop, "loop", limits, required=False)
+    _id(request.loop, "loop", limits, required=False)
     event_id(request.event_id, limits, required=False)
     actions = request.actions
     if not actions:
@@ -191,18 +198,18 @@ def reward_request(request: decision_pb2.RewardRequest, limits: Limits, field: s
     loop, event, reward_id = request.loop, request.event_id, request.reward_id
     if (
         event
-        and max(len(loop), len(event), len(reward_id)) <= limits.max_string_length
+        and max(len(loop.encode()), len(event.encode()), len(reward_id.encode())) <= limits.max_string_length
         and "\x00" not in loop + event + reward_id
         and math.isfinite(request.value)
     ):
         return  # valid: the checks below name the field of what is not
-    _string(request.loop, f"{field}loop", limits, required=False)
-    _string(request.event_id, f"{field}event_id", limits)
-    _string(request.reward_id, f"{field}reward_id", limits, required=False)
+    _id(request.loop, f"{field}loop", limits, required=False)
+    _id(request.event_id, f"{field}event_id", limits)
+    _id(request.reward_id, f"{field}reward_id", limits, required=False)
     if not math.isfinite(request.value):
         raise InvalidArgument(f"{field}value: must be finite, got {request.value}")
 
 
 def activate_request(request: decision_pb2.ActivateRequest, limits: Limits) -> None:
-    _string(request.loop, "loop", limits, required=False)
-    _string(request.event_id, "event_id", limits)
+    _id(request.loop, "loop", limits, required=False)
+    _id(request.event_id, "event_id", limits)

@@ -154,7 +154,7 @@ def test_reward_for_unknown_loop_is_not_found(served_fake_clock):
 
 
 def test_joined_data_is_the_joined_event_with_the_logged_decision():
-    from nextbest.server.joiner import join, joined_data
+    from nextbest.server.joiner import Window, join, joined_data
     from nextbest.v1 import records_pb2
 
     decision = records_pb2.DecisionRecord(
@@ -164,6 +164,6 @@ def test_joined_data_is_the_joined_event_with_the_logged_decision():
     kind = records_pb2.RewardRecord.KIND_REWARD
     reward = records_pb2.RewardRecord(event_id=decision.event_id, kind=kind, value=0.5, timestamp=12.0)
     data = decision.SerializeToString()  # over 127 bytes: a two-byte length
-    joined = join(decision, [reward], now=20.0)
+    joined = join(Window.of(decision), [reward], now=20.0)
     expected = records_pb2.JoinedEvent(decision=decision, reward=0.5, reward_count=1, joined_at=20.0)
     assert records_pb2.JoinedEvent.FromString(joined_data(data, joined)) == expected

@@ -66,6 +66,17 @@ def test_append_is_idempotent_within_and_across_calls(store: Store) -> None:
     assert store.log.append(D, "l", []) == []
 
 
+def test_keys_of_any_length_are_idempotent_and_trimmed(store: Store) -> None:
+    """Keys longer than LMDB's 511 bytes (a reward's key holds an event id and a reward id) work like any other."""
+    long_a, long_b = "\u00e9" * 300, "r\x00" + "e" * 256 + "\x00" + "r" * 256  # 600 and 515 bytes
+    first = store.log.append(D, "l", [Entry(long_a, b"1"), Entry(long_b, b"2"), Entry(long_a, b"3")])
+    assert [(r.seq, r.created, r.data) for r in first] == [(1, True, b"1"), (2, True, b"2"), (1, False, b"1")]
+    assert (store.log.get(D, "l", long_a), store.log.get(D, "l", long_b)) == (b"1", b"2")
+    assert store.log.trim(D, "l", 2) == 1
+    assert store.log.get(D, "l", long_a) is None
+    assert store.log.append(D, "l", [Entry(long_a, b"4")])[0].created
+
+
 def test_read_pages_through_one_stream_of_one_loop(store: Store) -> None:
     rng = random.Random(1)
     payloads = [rng.randbytes(rng.randrange(0, 3000)) for _ in range(25)]

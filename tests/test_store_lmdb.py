@@ -57,12 +57,6 @@ def _in_one_batch(
     return results
 
 
-def test_keys_longer_than_lmdb_allows_are_refused(store: Store) -> None:
-    with pytest.raises(ValueError, match="too long"):
-        store.log.append(D, "l", [Entry("k" * 600, b"")])
-    assert store.log.last_seq(D, "l") == 0
-
-
 def test_open_store_rejects_urls_of_other_schemes() -> None:
     with pytest.raises(ValueError, match="kafka://"):
         open_store("kafka://localhost:9092")

@@ -83,7 +83,9 @@ class DecisionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RewardStream(self, request_iterator, context):
-        """Bulk reward ingestion; answers once the stream ends.
+        """Bulk reward ingestion; answers once the stream ends. A bad item fails the
+        stream with a status naming it (rewards[i].field); every reward before it
+        is stored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

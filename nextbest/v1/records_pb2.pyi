@@ -70,20 +70,22 @@ class RewardRecord(_message.Message):
     def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ..., kind: _Optional[_Union[RewardRecord.Kind, str]] = ..., value: _Optional[float] = ..., reward_id: _Optional[str] = ..., timestamp: _Optional[float] = ...) -> None: ...
 
 class JoinedEvent(_message.Message):
-    __slots__ = ("decision", "reward", "reward_count", "defaulted", "activated", "joined_at")
+    __slots__ = ("decision", "reward", "reward_count", "defaulted", "activated", "joined_at", "rewards_seq")
     DECISION_FIELD_NUMBER: _ClassVar[int]
     REWARD_FIELD_NUMBER: _ClassVar[int]
     REWARD_COUNT_FIELD_NUMBER: _ClassVar[int]
     DEFAULTED_FIELD_NUMBER: _ClassVar[int]
     ACTIVATED_FIELD_NUMBER: _ClassVar[int]
     JOINED_AT_FIELD_NUMBER: _ClassVar[int]
+    REWARDS_SEQ_FIELD_NUMBER: _ClassVar[int]
     decision: DecisionRecord
     reward: float
     reward_count: int
     defaulted: bool
     activated: bool
     joined_at: float
-    def __init__(self, decision: _Optional[_Union[DecisionRecord, _Mapping]] = ..., reward: _Optional[float] = ..., reward_count: _Optional[int] = ..., defaulted: _Optional[bool] = ..., activated: _Optional[bool] = ..., joined_at: _Optional[float] = ...) -> None: ...
+    rewards_seq: int
+    def __init__(self, decision: _Optional[_Union[DecisionRecord, _Mapping]] = ..., reward: _Optional[float] = ..., reward_count: _Optional[int] = ..., defaulted: _Optional[bool] = ..., activated: _Optional[bool] = ..., joined_at: _Optional[float] = ..., rewards_seq: _Optional[int] = ...) -> None: ...
 
 class EstimateSums(_message.Message):
     __slots__ = ("n", "sum_w", "sum_wr", "sum_w2", "sum_w2r", "sum_w2r2", "skipped")

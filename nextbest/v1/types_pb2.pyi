@@ -83,7 +83,7 @@ class ActionProbability(_message.Message):
     def __init__(self, action_id: _Optional[str] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class LoopConfig(_message.Message):
-    __slots__ = ("name", "policy", "reward_wait_seconds", "default_reward", "reward_aggregation", "learning_mode", "publish_interval_seconds", "retention_days", "version", "shadow_policies")
+    __slots__ = ("name", "policy", "reward_wait_seconds", "default_reward", "reward_aggregation", "learning_mode", "publish_interval_seconds", "retention_days", "version", "shadow_policies", "reward_min", "reward_max")
     NAME_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     REWARD_WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +94,8 @@ class LoopConfig(_message.Message):
     RETENTION_DAYS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SHADOW_POLICIES_FIELD_NUMBER: _ClassVar[int]
+    REWARD_MIN_FIELD_NUMBER: _ClassVar[int]
+    REWARD_MAX_FIELD_NUMBER: _ClassVar[int]
     name: str
     policy: str
     reward_wait_seconds: float
@@ -104,4 +106,6 @@ class LoopConfig(_message.Message):
     retention_days: float
     version: int
     shadow_policies: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., policy: _Optional[str] = ..., reward_wait_seconds: _Optional[float] = ..., default_reward: _Optional[float] = ..., reward_aggregation: _Optional[_Union[RewardAggregation, str]] = ..., learning_mode: _Optional[_Union[LearningMode, str]] = ..., publish_interval_seconds: _Optional[float] = ..., retention_days: _Optional[float] = ..., version: _Optional[int] = ..., shadow_policies: _Optional[_Iterable[str]] = ...) -> None: ...
+    reward_min: float
+    reward_max: float
+    def __init__(self, name: _Optional[str] = ..., policy: _Optional[str] = ..., reward_wait_seconds: _Optional[float] = ..., default_reward: _Optional[float] = ..., reward_aggregation: _Optional[_Union[RewardAggregation, str]] = ..., learning_mode: _Optional[_Union[LearningMode, str]] = ..., publish_interval_seconds: _Optional[float] = ..., retention_days: _Optional[float] = ..., version: _Optional[int] = ..., shadow_policies: _Optional[_Iterable[str]] = ..., reward_min: _Optional[float] = ..., reward_max: _Optional[float] = ...) -> None: ...

@@ -5,7 +5,7 @@ Named databases (`P` is `loop \\0 stream \\0`; seqs and versions are 8-byte big-
     events   P + seq           -> header (>h) + key + data: the header is the key length, -1 when unkeyed;
                                   decisions of 1 KiB or more are stored zlib-compressed when shorter,
                                   marked by 0x4000 added to the key length (-2 when unkeyed)
-    keys     P + key           -> seq
+    keys     P + key           -> seq (a key too long for LMDB: 0xFF + its SHA-256, see _index_key)
     seqs     P                 -> last seq ever appended (trim never lowers it)
     cursors  name              -> data
     models   loop \\0 version   -> _MODEL header + spec + state + model bytes
@@ -39,6 +39,7 @@ store after forking, never before, and give every process the same `map_size`.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import queue
@@ -253,6 +254,13 @@ def _prefix(stream: Stream, loop: str) -> bytes:
     return f"{loop}\0{stream.value}\0".encode()
 
 
+def _index_key(prefix: bytes, key: str, max_key_size: int) -> bytes:
+    """The bytes an entry's key is indexed under: its UTF-8, or when that does not fit LMDB's key size 0xFF and
+    its SHA-256 (0xFF never occurs in UTF-8, so a digest never equals a key that fits)."""
+    raw = key.encode()
+    return raw if len(prefix) + len(raw) <= max_key_size else b"\xff" + hashlib.sha256(raw).digest()
+
+
 def _encode_entry(key: bytes | None, data: bytes, compress: bool) -> bytes:
     """The stored value of an entry. A decision record (~2.4 KB) is longer than half an LMDB page, so it
     fills a page of its own; compressed (~1.2 KB, in ~30 us) it shares one: half the store, of the pages
@@ -286,17 +294,13 @@ class LmdbEventLog(EventLog):
         self._db = env.db
 
     def append(self, stream: Stream, loop: str, entries: Sequence[Entry]) -> list[Appended]:
-        """Append entries in order; raise ValueError when a key is too long for LMDB."""
         prefix = _prefix(stream, loop)
-        for e in entries:
-            if e.key is not None and len(prefix) + len(e.key.encode()) > self._env.max_key_size:
-                raise ValueError(f"key too long for the {stream.value} stream of {loop!r}: {e.key!r}")
         if not entries:
             return []
         compress = stream in _COMPRESSED_STREAMS
         rows = []  # (key, stored value, data), encoded here rather than on the writer thread
         for e in entries:
-            key = None if e.key is None else e.key.encode()
+            key = None if e.key is None else _index_key(prefix, e.key, self._env.max_key_size)
             rows.append((key, _encode_entry(key, e.data, compress), e.data))
         return self._env.write(lambda txn: self._append(txn, prefix, rows))
 
@@ -323,7 +327,7 @@ class LmdbEventLog(EventLog):
     def get(self, stream: Stream, loop: str, key: str) -> bytes | None:
         prefix = _prefix(stream, loop)
         with self._env.read() as txn:
-            seq = txn.get(prefix + key.encode(), db=self._db["keys"])
+            seq = txn.get(prefix + _index_key(prefix, key, self._env.max_key_size), db=self._db["keys"])
             value = None if seq is None else txn.get(prefix + seq, db=self._db["events"])
         return None if value is None else _entry_data(value)
 

@@ -1,0 +1,172 @@
+"""The joiner on a real LMDB store with a fake clock: every accepted reward ends up joined or counted (late or
+orphan), and what it holds in memory is bounded: no decision records, a capped number of unmatched rewards."""
+
+import pytest
+
+from nextbest.server.config import normalized
+from nextbest.server.joiner import GRACE_SECONDS, Joiner
+from nextbest.server.store import Entry, Stream, open_store
+from nextbest.testing import FakeClock
+from nextbest.v1 import records_pb2, types_pb2
+
+LOOP = "j"
+WAIT = 10.0
+REWARD = records_pb2.RewardRecord.KIND_REWARD
+
+
+@pytest.fixture
+def store(tmp_path):
+    with open_store(str(tmp_path / "store")) as s:
+        yield s
+
+
+def decide(store, event_id, timestamp, wait=WAIT):
+    config = normalized(types_pb2.LoopConfig(name=LOOP, reward_wait_seconds=wait, default_reward=-1.0))
+    record = records_pb2.DecisionRecord(
+        loop=LOOP, event_id=event_id, pmf=[1.0], chosen_index=0, config=config, timestamp=timestamp
+    )
+    record.actions.add(id="a")
+    store.log.append(Stream.DECISIONS, LOOP, [Entry(event_id, record.SerializeToString())])
+
+
+def reward(store, event_id, timestamp, value=1.0):
+    record = records_pb2.RewardRecord(loop=LOOP, event_id=event_id, kind=REWARD, value=value, timestamp=timestamp)
+    store.log.append(Stream.REWARDS, LOOP, [Entry(None, record.SerializeToString())])
+
+
+def accounted(joiner, store):
+    """Rewards joined + late + orphans, from the joined events and the joiner's counters."""
+    joined = sum(
+        records_pb2.JoinedEvent.FromString(data).reward_count
+        for _, data in store.log.read(Stream.JOINED, LOOP, 0, 10**6)
+    )
+    return joined + joiner.state.late + joiner.state.orphans
+
+
+def test_a_reward_stamped_in_the_window_but_committed_after_the_join_is_counted_late(store):
+    clock = FakeClock()
+    t = clock()
+    decide(store, "e", t)
+    joiner = Joiner(store.log, LOOP, clock)
+    clock.advance(WAIT + 2 * GRACE_SECONDS)
+    assert joiner.step(WAIT) == 1  # the window closed: joined with the default reward
+    reward(store, "e", t + WAIT - 0.01)  # stamped inside the window, committed after the join
+    joiner.step(WAIT)
+    clock.advance(WAIT + 1)  # the reward is past its own window: dropped
+    joiner.step(WAIT)
+    assert (joiner.state.rewards, joiner.state.late, joiner.state.orphans) == (1, 1, 0)
+    assert accounted(joiner, store) == joiner.state.rewards
+    joiner.save()
+    again = Joiner(store.log, LOOP, clock)  # a restart reads nothing twice
+    again.step(WAIT)
+    assert (again.state.late, again.state.orphans) == (1, 0)
+
+
+def test_a_reward_consumed_before_a_restart_is_not_counted_again(store):
+    clock = FakeClock()
+    t = clock()
+    decide(store, "e", t)
+    reward(store, "e", t + 1)
+    reward(store, "ghost", t + 1)  # held, unmatched: the saved position stays before both rewards
+    joiner = Joiner(store.log, LOOP, clock)
+    joiner.step(WAIT)
+    clock.advance(WAIT + 2 * GRACE_SECONDS)
+    assert joiner.step(WAIT) == 1
+    joiner.save()
+    again = Joiner(store.log, LOOP, clock)  # reads both rewards again
+    clock.advance(WAIT + 1)
+    again.step(WAIT)
+    assert (again.state.joined, again.state.late, again.state.orphans) == (1, 0, 1)
+    assert accounted(again, store) == again.state.rewards == 2
+
+
+def test_unmatched_rewards_beyond_the_cap_are_dropped_as_orphans_and_matched_ones_still_join(store):
+    clock = FakeClock()
+    t = clock()
+    decide(store, "real", t, wait=3600.0)
+    reward(store, "real", t + 1, value=5.0)
+    for i in range(50):
+        reward(store, f"ghost-{i}", t + 1)
+    joiner = Joiner(store.log, LOOP, clock, max_unmatched=20)
+    joiner.step(3600.0)
+    assert joiner.unmatched_rewards == 20 and joiner.state.orphans == 30
+    reward(store, "early", t + 2, value=2.0)  # arrives before its decision: held, and joined once it comes
+    decide(store, "early", t + 3, wait=3600.0)
+    clock.advance(3600.0 + 4)
+    assert joiner.step(3600.0) == 2
+    joined = {
+        j.decision.event_id: j.reward
+        for j in (records_pb2.JoinedEvent.FromString(d) for _, d in store.log.read(Stream.JOINED, LOOP, 0, 100))
+    }
+    assert joined == {"real": 5.0, "early": 2.0}
+    clock.advance(1)
+    joiner.step(3600.0)  # the remaining orphans are past their window: dropped, counted
+    assert joiner.unmatched_rewards == 0 and joiner.state.orphans == 50
+    assert accounted(joiner, store) == joiner.state.rewards == 52
+
+
+def test_the_rewards_of_an_open_decision_are_folded_as_they_arrive(store):
+    clock = FakeClock()
+    t = clock()
+    config = normalized(
+        types_pb2.LoopConfig(name=LOOP, reward_wait_seconds=WAIT, reward_aggregation=types_pb2.REWARD_AGGREGATION_SUM)
+    )
+    record = records_pb2.DecisionRecord(loop=LOOP, event_id="e", pmf=[1.0], config=config, timestamp=t)
+    store.log.append(Stream.DECISIONS, LOOP, [Entry("e", record.SerializeToString())])
+    reward(store, "e", t - 1, value=0.5)  # stamped before the decision, inside its window
+    joiner = Joiner(store.log, LOOP, clock)
+    for i in range(1, 1001):
+        reward(store, "e", t + i / 1000, value=0.25)
+    reward(store, "e", t + 2 * WAIT, value=100.0)  # outside the window: late
+    joiner.step(WAIT)
+    assert joiner.unmatched_rewards == 0
+    clock.advance(2 * WAIT + 1)
+    assert joiner.step(WAIT) == 1
+    joined = records_pb2.JoinedEvent.FromString(store.log.get(Stream.JOINED, LOOP, "e"))
+    assert (joined.reward, joined.reward_count, joiner.state.late) == (0.5 + 250.0, 1001, 1)
+
+
+def test_open_decisions_are_not_held_as_records(store):
+    clock = FakeClock()
+    for i in range(30):
+        decide(store, f"e{i}", clock(), wait=3600.0)
+    joiner = Joiner(store.log, LOOP, clock)
+    joiner.step(3600.0)
+    assert joiner.pending == 30
+    assert not any(isinstance(x, (bytes, records_pb2.DecisionRecord)) for entry in joiner._open for x in entry)
+
+
+def test_dropped_seqs_are_saved_as_ranges_and_read_back():
+    import random
+
+    from nextbest.server.joiner import _SeqRanges
+
+    rng = random.Random(7)
+    seqs = set(range(100, 5000)) | {rng.randrange(1, 20000) for _ in range(300)}
+    ranges = _SeqRanges([])
+    for seq in rng.sample(sorted(seqs), len(seqs)):
+        ranges.add(seq)
+    assert all((s in ranges) == (s in seqs) for s in range(20001))
+    assert len(ranges.ranges()) < 320
+    again = _SeqRanges([3, 4, *ranges.ranges()])  # what older versions saved: single seqs
+    ranges.forget_through(2000)
+    again.forget_through(2000)
+    assert again.ranges() == ranges.ranges()
+    assert all((s in ranges) == (s in seqs and s > 2000) for s in range(20001))
+
+
+@pytest.mark.slow
+def test_a_flood_of_orphan_rewards_is_capped_and_counted_in_get_stats(served):
+    from nextbest.server.joiner import MAX_UNMATCHED_REWARDS
+    from nextbest.testing import wait_for
+    from nextbest.v1 import decision_pb2
+
+    _, client = served
+    client.create_loop("flood", reward_wait_seconds=3600.0)
+    over = 25
+    flood = (
+        decision_pb2.RewardRequest(loop="flood", event_id=f"{i:0200d}", value=1.0)
+        for i in range(MAX_UNMATCHED_REWARDS + over)
+    )
+    assert client.reward_stream(flood).accepted == MAX_UNMATCHED_REWARDS + over
+    wait_for(lambda: (s := client.stats("flood")).rewards == MAX_UNMATCHED_REWARDS + over and s.orphan_rewards == over)
