@@ -50,7 +50,8 @@ class NextbestServer:
     Access: with `api_keys` every call but health checking and reflection needs
     a key with the method's scope (see `server.auth`); without keys the server
     binds only a loopback address unless `insecure` (ValueError otherwise).
-    `tls` serves TLS, mutual TLS when it holds a client CA. With
+    `tls` serves TLS, mutual TLS when it holds a client CA. `metrics_port` serves
+    Prometheus metrics on `metrics_host` (loopback by default, whatever `host`). With
     `serve_without_logging` Rank answers unlogged when the store is full.
     """
 
@@ -67,6 +68,7 @@ class NextbestServer:
         keep_models: int = DEFAULT_KEEP_MODELS,
         retention_interval_seconds: float = 60.0,
         metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
         rpc_metrics: bool | None = None,
         reuse_port: bool = False,
         api_keys: ApiKeys | None = None,
@@ -90,6 +92,7 @@ class NextbestServer:
             else None
         )
         self._metrics_port = metrics_port
+        self._metrics_host = metrics_host
         self._rpc_metrics = metrics_port is not None if rpc_metrics is None else rpc_metrics
         self.metrics_port = 0
         self._reuse_port = reuse_port
@@ -119,7 +122,7 @@ class NextbestServer:
             self.metrics = Metrics(self.store, admin.stats)
             interceptors.insert(0, self.metrics.interceptor())
         if self._metrics_port is not None:
-            self.metrics_port = self.metrics.serve(self._host, self._metrics_port)
+            self.metrics_port = self.metrics.serve(self._metrics_host, self._metrics_port)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="rpc"),
             interceptors=interceptors,

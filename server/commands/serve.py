@@ -8,7 +8,7 @@ import threading
 
 from server.commands.signals import stop_on_signals
 from server.commands.storage import add_store_arguments, byte_size, is_remote, open_store_or_exit, store_options
-from server.commands.train import add_trainer_arguments
+from server.commands.train import add_metrics_arguments, add_trainer_arguments
 from server.config import Limits
 
 
@@ -83,9 +83,7 @@ def add(commands: argparse._SubParsersAction) -> None:
         "learner (LMDB) and metrics endpoint run in the parent process, so learning never competes with serving "
         "for one interpreter",
     )
-    serve.add_argument(
-        "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port at /metrics (0: any)"
-    )
+    add_metrics_arguments(serve)
     serve.set_defaults(run=run)
 
 
@@ -145,7 +143,7 @@ def _announce(address: str, args: argparse.Namespace, options: dict, loops: list
     from server.auth import is_loopback
 
     keys, tls = options["api_keys"], options["tls"]
-    extra = f"; metrics on port {metrics_port}" if args.metrics_port is not None else ""
+    extra = f"; metrics on port {metrics_port} ({args.metrics_host})" if args.metrics_port is not None else ""
     workers = f"; {args.workers} workers" if args.workers > 1 else ""
     security = f"; {len(keys)} API keys" if keys else ""
     security += ("; mutual TLS" if tls.client_ca else "; TLS") if tls else ""
@@ -196,7 +194,7 @@ def _serve(args: argparse.Namespace, options: dict, stopping: threading.Event) -
     metrics, metrics_port = None, 0
     if args.metrics_port is not None:
         metrics = Metrics(store, trainer.stats if trainer else None)
-        metrics_port = metrics.serve(args.host, args.metrics_port)
+        metrics_port = metrics.serve(args.metrics_host, args.metrics_port)
     _announce(f"{args.host}:{port}", args, options, sorted(store.configs.list()), metrics_port)
     stopping.wait()
     pool.stop(args.grace)

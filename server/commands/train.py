@@ -20,11 +20,20 @@ def add(commands: argparse._SubParsersAction) -> None:
     )
     add_store_arguments(train)
     add_trainer_arguments(train)
-    train.add_argument("--host", default="127.0.0.1", help="address of the metrics endpoint (default: 127.0.0.1)")
-    train.add_argument(
+    add_metrics_arguments(train)
+    train.set_defaults(run=run)
+
+
+def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
+    """The metrics endpoint's flags, shared with `nextbest serve`."""
+    parser.add_argument(
         "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port at /metrics (0: any)"
     )
-    train.set_defaults(run=run)
+    parser.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address of the metrics endpoint, which has no authentication (default: 127.0.0.1, whatever --host)",
+    )
 
 
 def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         extra = ""
         if args.metrics_port is not None:
             metrics = Metrics(store, trainer.stats)
-            extra = f"; metrics on port {metrics.serve(args.host, args.metrics_port)}"
+            extra = f"; metrics on port {metrics.serve(args.metrics_host, args.metrics_port)} ({args.metrics_host})"
         print(f"nextbest training (store {args.store}; trainer {trainer.holder}{extra})", flush=True)
         stopping.wait()
         trainer.stop()
