@@ -8,8 +8,10 @@ from collections.abc import Callable
 from concurrent import futures
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import FileDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from server.admin_service import AdminService
 from server.auth import ApiKeys, AuthInterceptor, exposure_problem
@@ -30,6 +32,26 @@ SERVICE_NAMES = (
     decision_pb2.DESCRIPTOR.services_by_name["DecisionService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
+
+
+def _public_descriptors() -> descriptor_pool.DescriptorPool:
+    """The files reflection may describe: the served services' and their imports, not the store's records."""
+    pool = descriptor_pool.DescriptorPool()
+    added: set[str] = set()
+
+    def add(file: FileDescriptor) -> None:
+        if file.name in added:
+            return
+        for dependency in file.dependencies:
+            add(dependency)
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        pool.Add(proto)
+        added.add(file.name)
+
+    for file in (decision_pb2.DESCRIPTOR, admin_pb2.DESCRIPTOR, health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR):
+        add(file)
+    return pool
 
 
 def ensure_default_loop(store: Store) -> None:
@@ -145,7 +167,9 @@ class NextbestServer:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         for name in (*SERVICE_NAMES, ""):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server, _public_descriptors()
+        )
         address = f"{self._host}:{self._requested_port}"
         if self._tls:
             try:
