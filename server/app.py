@@ -22,6 +22,7 @@ from server.errors import ErrorInterceptor
 from server.learner import DEFAULT_KEEP_MODELS
 from server.metrics import Metrics
 from server.pb import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc
+from server.restrictions import Restrictions
 from server.store import Store
 from server.tls import ServerTls, TlsError
 from server.trainer import Trainer
@@ -74,7 +75,9 @@ class NextbestServer:
     binds only a loopback address unless `insecure` (ValueError otherwise).
     `tls` serves TLS, mutual TLS when it holds a client CA. `metrics_port` serves
     Prometheus metrics on `metrics_host` (loopback by default, whatever `host`). With
-    `serve_without_logging` Rank answers unlogged when the store is full.
+    `serve_without_logging` Rank answers unlogged when the store is full. `restrictions`
+    are applied to this process on start (see `server.restrictions`; by default the
+    process's own stay).
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class NextbestServer:
         tls: ServerTls | None = None,
         insecure: bool = False,
         serve_without_logging: bool = False,
+        restrictions: Restrictions | None = None,
     ) -> None:
         problem = exposure_problem(host, api_keys, insecure)
         if problem:
@@ -121,6 +125,7 @@ class NextbestServer:
         self._api_keys = api_keys
         self._tls = tls
         self._serve_without_logging = serve_without_logging
+        self._restrictions = restrictions
         self.metrics: Metrics | None = None
         self._grpc: grpc.Server | None = None
         self._health: health.HealthServicer | None = None
@@ -131,6 +136,8 @@ class NextbestServer:
         return f"{self._host}:{self.port}"
 
     def start(self) -> NextbestServer:
+        if self._restrictions is not None:
+            self._restrictions.apply()
         ensure_default_loop(self.store)
         self.catalog = Catalog(self.store)
         self.catalog.start()

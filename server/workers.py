@@ -57,8 +57,6 @@ def _die_with_parent() -> None:
 
 def _worker(store_path: str, host: str, port: int, options: dict[str, Any], ready: Any, log_level: str) -> None:
     logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s worker {os.getpid()}: %(message)s")
-    import policies
-    from policies.rules import restrict_rules_files
     from server.app import NextbestServer
     from server.store import open_store
 
@@ -67,8 +65,6 @@ def _worker(store_path: str, host: str, port: int, options: dict[str, Any], read
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
     grace = options.pop("grace")
-    policies.allow_python_modules(options.pop("policy_modules"))
-    restrict_rules_files(options.pop("rules_dir"))
     store = open_store(store_path, **options.pop("store_options"))
     server = NextbestServer(store, host, port, train=False, reuse_port=True, **options).start()
     ready.put(os.getpid())

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import threading
 
 from server.commands.signals import stop_on_signals
 from server.commands.storage import add_store_arguments, byte_size, is_remote, open_store_or_exit, store_options
-from server.commands.train import add_metrics_arguments, add_trainer_arguments
+from server.commands.train import add_metrics_arguments, add_restriction_arguments, add_trainer_arguments, restrictions
 from server.config import Limits
 
 
@@ -57,23 +56,12 @@ def add(commands: argparse._SubParsersAction) -> None:
         "--tls-client-ca", metavar="FILE", help="mutual TLS: require client certificates signed by this CA (PEM)"
     )
     serve.add_argument(
-        "--rules-dir",
-        metavar="DIR",
-        help="`rules:` specs may read journey files from this directory only; none are read without it",
-    )
-    serve.add_argument(
         "--serve-without-logging",
         action="store_true",
         help="when the store is full, Rank still answers (unlogged, counted in nextbest_unlogged_decisions_total) "
         "instead of failing with RESOURCE_EXHAUSTED",
     )
-    serve.add_argument(
-        "--policy-module",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="allow `python:MODULE:Class` policy specs from this module (repeatable); none by default",
-    )
+    add_restriction_arguments(serve)
     add_trainer_arguments(serve)
     serve.add_argument(
         "--workers",
@@ -104,20 +92,13 @@ def _access(args: argparse.Namespace) -> dict:
     problem = exposure_problem(args.host, keys, args.insecure)
     if problem:
         raise SystemExit(f"nextbest serve: {problem}")
-    if args.rules_dir is not None and not os.path.isdir(args.rules_dir):
-        raise SystemExit(f"nextbest serve: --rules-dir {args.rules_dir}: no such directory")
     return {"api_keys": keys, "tls": tls, "insecure": args.insecure}
 
 
 def run(args: argparse.Namespace) -> int:
-    import policies
-    from policies.rules import restrict_rules_files
-
     if args.workers < 1:
         raise SystemExit("nextbest serve: --workers must be at least 1")
     access = _access(args)
-    policies.allow_python_modules(args.policy_module)
-    restrict_rules_files(args.rules_dir)
     options = {
         "limits": Limits(
             max_actions=args.max_actions,
@@ -130,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         "max_workers": args.threads,
         "serve_without_logging": args.serve_without_logging,
+        "restrictions": restrictions("serve", args),
         **access,
     }
     stopping = stop_on_signals("shutting down")
@@ -181,8 +163,6 @@ def _serve(args: argparse.Namespace, options: dict, stopping: threading.Event) -
             **options,
             "rpc_metrics": args.metrics_port is not None,
             "grace": args.grace,
-            "policy_modules": args.policy_module,
-            "rules_dir": args.rules_dir,
             "store_options": store_options(args),
         },
     )

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
+from typing import TYPE_CHECKING
 
 from server.commands.signals import stop_on_signals
 from server.commands.storage import add_store_arguments, open_store_or_exit
+
+if TYPE_CHECKING:
+    from server.restrictions import Restrictions
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -20,8 +25,39 @@ def add(commands: argparse._SubParsersAction) -> None:
     )
     add_store_arguments(train)
     add_trainer_arguments(train)
+    add_restriction_arguments(train)
     add_metrics_arguments(train)
     train.set_defaults(run=run)
+
+
+def add_restriction_arguments(parser: argparse.ArgumentParser) -> None:
+    """What policy specs may reach: the same flags, and the same defaults, for every process that creates them."""
+    parser.add_argument(
+        "--rules-dir",
+        metavar="DIR",
+        help="`rules:` specs may read journey files from this directory only; none are read without it",
+    )
+    parser.add_argument(
+        "--policy-module",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="allow `python:MODULE:Class` policy specs from this module (repeatable); none by default",
+    )
+
+
+def restrictions(command: str, args: argparse.Namespace) -> Restrictions:
+    """The restrictions the flags ask for, applied to this process; SystemExit saying why they cannot be."""
+    from server.restrictions import Restrictions
+
+    if args.rules_dir is not None and not os.path.isdir(args.rules_dir):
+        raise SystemExit(f"nextbest {command}: --rules-dir {args.rules_dir}: no such directory")
+    chosen = Restrictions(tuple(args.policy_module), args.rules_dir)
+    try:
+        chosen.apply()
+    except ValueError as e:
+        raise SystemExit(f"nextbest {command}: --policy-module: {e}") from None
+    return chosen
 
 
 def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.lease_seconds <= 0:
         raise SystemExit("nextbest train: --lease-seconds must be positive")
+    restrictions("train", args)
     stopping = stop_on_signals("stopping")
     with open_store_or_exit("train", args) as store:
         ensure_default_loop(store)
