@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO
 
 import grpc
 
@@ -108,6 +111,26 @@ def _make_live(config: types_pb2.LoopConfig, spec: str) -> None:
     shadows = [s for s in config.shadow_policies if s != spec]
     del config.shadow_policies[:]
     config.shadow_policies.extend(shadows)
+
+
+def _spool(requests: Iterable[admin_pb2.ImportModelRequest], out: IO[bytes], limit: int) -> None:
+    """Write the model bytes of an import to `out` as they arrive; ResourceExhausted once they pass `limit`."""
+    size = 0
+    for request in requests:
+        size += len(request.data)
+        if size > limit:
+            raise ResourceExhausted(f"data: model larger than {limit} bytes")
+        out.write(request.data)
+
+
+def _imported(spec: str, received: bytes) -> bytes:
+    """The bytes to publish for an imported model, verified in a scratch instance (the live one is untouched)."""
+    try:
+        data = policies.import_state(spec, received)
+        policies.load(spec, data)
+    except (ValueError, policies.PolicySpecError) as e:
+        raise InvalidArgument(f"data: cannot load the model as {spec!r}: {e}") from e
+    return data
 
 
 def _model_info(model: StoredModel, live_version: int) -> admin_pb2.ModelInfo:
@@ -268,22 +291,14 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         first = next(request_iterator, None)
         if first is None:
             raise InvalidArgument("ImportModel: no message")
-        chunks = [first.data]
-        size = len(first.data)
-        for chunk in request_iterator:
-            size += len(chunk.data)
-            if size > self._limits.max_model_bytes:
-                raise ResourceExhausted(f"data: model larger than {self._limits.max_model_bytes} bytes")
-            chunks.append(chunk.data)
-        config = _loop_config(self._store, first.loop)
+        config = _loop_config(self._store, first.loop)  # before any more bytes are read
         spec = first.spec.strip()
         if not spec:
             raise InvalidArgument("spec: must not be empty")
-        try:
-            data = policies.import_state(spec, b"".join(chunks))
-            policies.load(spec, data)  # a scratch instance: corrupt bytes never reach the live model
-        except (ValueError, policies.PolicySpecError) as e:
-            raise InvalidArgument(f"data: cannot load the model as {spec!r}: {e}") from e
+        with tempfile.TemporaryFile(prefix="nextbest-import-") as spooled:
+            _spool(itertools.chain([first], request_iterator), spooled, self._limits.max_model_bytes)
+            spooled.seek(0)
+            data = _imported(spec, spooled.read())
         return self._publish(config, spec, data)
 
     def Evaluate(self, request: admin_pb2.EvaluateRequest, context: grpc.ServicerContext) -> admin_pb2.EvaluateResponse:

@@ -35,7 +35,7 @@ class Limits:
     max_string_length: int = 256
     max_message_bytes: int = 4 * 1024 * 1024
     max_loops: int = 1000
-    max_model_bytes: int = 1 << 30
+    max_model_bytes: int = 64 << 20
 
 
 def check_loop_name(name: str, field: str = "loop") -> str:

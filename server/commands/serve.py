@@ -36,7 +36,10 @@ def add(commands: argparse._SubParsersAction) -> None:
         "--max-loops", type=int, default=d.max_loops, help=f"loops in the store (default: {d.max_loops})"
     )
     serve.add_argument(
-        "--max-model-bytes", type=byte_size, default=d.max_model_bytes, help="bytes of a model sent to ImportModel"
+        "--max-model-bytes",
+        type=byte_size,
+        default=d.max_model_bytes,
+        help="bytes of a model sent to ImportModel (default: 64M)",
     )
     access = serve.add_argument_group(
         "access",
