@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from policies.rules import restrict_rules_files
 from server.client import action
 from server.learner import learned_position
 from server.store import open_store
-from server.testing import running_server, wait_for
+from server.testing import child_pids, nats_server_binary, running_nats, running_server, wait_for
 
 ACTIONS = [action("a", "email"), action("b", "push")]
 RULES = "rules:journey.json"
@@ -105,3 +106,28 @@ def test_train_refuses_unusable_restrictions(tmp_path, flags, message):
     )
     assert done.returncode == 1 and message in done.stderr, done.stderr
     assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(nats_server_binary() is None, reason="no nats-server binary (the test extra installs it)")
+def test_train_stops_within_seconds_when_the_store_is_gone(tmp_path):
+    with running_nats(tmp_path / "nats") as url:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "--log-level", "INFO", "train", "--store", url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert "nextbest training" in proc.stdout.readline()
+        while "training loop default" not in proc.stderr.readline():  # it holds a lease to release
+            pass
+        nats = next(p for p in child_pids(os.getpid()) if "nats-server" in Path(f"/proc/{p}/cmdline").read_text())
+        os.kill(nats, signal.SIGKILL)
+        time.sleep(1)  # the trainer notices
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - started
+    print(f"stopped in {took:.1f} s; stderr:\n{err}")
+    assert took < 10 and proc.returncode == 0
+    assert "Traceback" not in err
