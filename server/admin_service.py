@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO
@@ -23,10 +24,11 @@ from server.errors import (
     NotFound,
     ResourceExhausted,
 )
-from server.export import joined_events, logged_event
+from server.evaluation import EvaluationLimits, evaluate_in_child
 from server.joiner import JoinerState
 from server.learner import learned_position, state_estimates
 from server.pb import admin_pb2, admin_pb2_grpc, records_pb2, types_pb2
+from server.restrictions import Restrictions
 from server.store import PublishConflictError, Store, StoredModel, Stream
 from server.trainer import Trainer
 
@@ -148,11 +150,22 @@ def _model_info(model: StoredModel, live_version: int) -> admin_pb2.ModelInfo:
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
     """Creates, reads, changes and deletes loops; reports their statistics."""
 
-    def __init__(self, store: Store, catalog: Catalog, limits: Limits, trainer: Trainer | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        catalog: Catalog,
+        limits: Limits,
+        trainer: Trainer | None = None,
+        evaluation: EvaluationLimits | None = None,
+        restrictions: Restrictions | None = None,
+    ) -> None:
         self._store = store
         self._catalog = catalog
         self._limits = limits
         self._trainer = trainer
+        self._evaluation = evaluation or EvaluationLimits()
+        self._restrictions = restrictions or Restrictions()  # what the evaluation's process may let specs reach
+        self._evaluating = threading.BoundedSemaphore(1)  # each evaluation is a process of up to its memory limit
 
     def CreateLoop(self, request: admin_pb2.CreateLoopRequest, context: grpc.ServicerContext) -> types_pb2.LoopConfig:
         if request.config.version:
@@ -302,16 +315,17 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         return self._publish(config, spec, data)
 
     def Evaluate(self, request: admin_pb2.EvaluateRequest, context: grpc.ServicerContext) -> admin_pb2.EvaluateResponse:
-        from policies.ope.report import evaluate
-
         _loop_config(self._store, request.loop)
-        joined = joined_events(self._store, request.loop, request.since or None, request.until or None)
+        if not self._evaluating.acquire(blocking=False):
+            raise ResourceExhausted("Evaluate: another evaluation is running in this server process; retry after it")
         try:
-            report = evaluate((logged_event(j) for j in joined), list(request.specs))
-        except policies.PolicySpecError as e:
-            raise InvalidArgument(f"specs: {e}") from e
-        except ValueError as e:  # e.g. too few events
-            raise FailedPrecondition(f"loop {request.loop!r}: {e}") from e
+            since, until = request.since or None, request.until or None
+            report = evaluate_in_child(
+                self._store, request.loop, request.specs, since, until, self._evaluation, self._restrictions,
+                context.is_active,
+            )  # fmt: skip
+        finally:
+            self._evaluating.release()
         return evaluate_response(report)
 
     def _publish(self, config: types_pb2.LoopConfig, spec: str, data: bytes) -> admin_pb2.ModelInfo:

@@ -19,6 +19,7 @@ from server.catalog import Catalog
 from server.config import Limits, default_loop_config
 from server.decision_service import DecisionService
 from server.errors import ErrorInterceptor
+from server.evaluation import EvaluationLimits
 from server.learner import DEFAULT_KEEP_MODELS
 from server.metrics import Metrics
 from server.pb import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc
@@ -76,8 +77,9 @@ class NextbestServer:
     `tls` serves TLS, mutual TLS when it holds a client CA. `metrics_port` serves
     Prometheus metrics on `metrics_host` (loopback by default, whatever `host`). With
     `serve_without_logging` Rank answers unlogged when the store is full. `restrictions`
-    are applied to this process on start (see `server.restrictions`; by default the
-    process's own stay).
+    are what the processes of Evaluate calls let policy specs reach (default: no `python:`
+    modules, no `rules:` files; this process's own are set by whoever runs it, see
+    `server.restrictions`); `evaluation` bounds those calls (see `server.evaluation`).
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class NextbestServer:
         insecure: bool = False,
         serve_without_logging: bool = False,
         restrictions: Restrictions | None = None,
+        evaluation: EvaluationLimits | None = None,
     ) -> None:
         problem = exposure_problem(host, api_keys, insecure)
         if problem:
@@ -126,6 +129,7 @@ class NextbestServer:
         self._tls = tls
         self._serve_without_logging = serve_without_logging
         self._restrictions = restrictions
+        self._evaluation = evaluation
         self.metrics: Metrics | None = None
         self._grpc: grpc.Server | None = None
         self._health: health.HealthServicer | None = None
@@ -136,14 +140,12 @@ class NextbestServer:
         return f"{self._host}:{self.port}"
 
     def start(self) -> NextbestServer:
-        if self._restrictions is not None:
-            self._restrictions.apply()
         ensure_default_loop(self.store)
         self.catalog = Catalog(self.store)
         self.catalog.start()
         if self.trainer:
             self.trainer.start()
-        admin = AdminService(self.store, self.catalog, self.limits, self.trainer)
+        admin = AdminService(self.store, self.catalog, self.limits, self.trainer, self._evaluation, self._restrictions)
         interceptors: list[grpc.ServerInterceptor] = [ErrorInterceptor()]
         if self._api_keys is not None:
             interceptors.insert(0, AuthInterceptor(self._api_keys))

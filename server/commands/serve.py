@@ -9,6 +9,7 @@ from server.commands.signals import stop_on_signals
 from server.commands.storage import add_store_arguments, byte_size, is_remote, open_store_or_exit, store_options
 from server.commands.train import add_metrics_arguments, add_restriction_arguments, add_trainer_arguments, restrictions
 from server.config import Limits
+from server.evaluation import EvaluationLimits
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -40,6 +41,28 @@ def add(commands: argparse._SubParsersAction) -> None:
         type=byte_size,
         default=d.max_model_bytes,
         help="bytes of a model sent to ImportModel (default: 64M)",
+    )
+    e = EvaluationLimits()
+    evaluation = serve.add_argument_group(
+        "Evaluate", "Each Evaluate call runs in a process of its own, one at a time per serving process, within:"
+    )
+    evaluation.add_argument(
+        "--evaluate-max-events",
+        type=int,
+        default=e.max_events,
+        help=f"joined events in the evaluated range (default: {e.max_events:,})",
+    )
+    evaluation.add_argument(
+        "--evaluate-max-memory",
+        type=byte_size,
+        default=e.max_memory_bytes,
+        help="memory of the evaluation's process (its data segment; default: 2G)",
+    )
+    evaluation.add_argument(
+        "--evaluate-timeout",
+        type=float,
+        default=e.timeout_seconds,
+        help=f"seconds an evaluation may take (default: {e.timeout_seconds:g})",
     )
     access = serve.add_argument_group(
         "access",
@@ -98,6 +121,15 @@ def _access(args: argparse.Namespace) -> dict:
     return {"api_keys": keys, "tls": tls, "insecure": args.insecure}
 
 
+def _evaluation(args: argparse.Namespace) -> EvaluationLimits:
+    if args.evaluate_max_events < 2 or args.evaluate_max_memory < 256 << 20 or not args.evaluate_timeout > 0:
+        raise SystemExit(
+            "nextbest serve: --evaluate-max-events must be at least 2, --evaluate-max-memory at least 256M and "
+            "--evaluate-timeout positive"
+        )
+    return EvaluationLimits(args.evaluate_max_events, args.evaluate_max_memory, args.evaluate_timeout)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise SystemExit("nextbest serve: --workers must be at least 1")
@@ -115,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         "max_workers": args.threads,
         "serve_without_logging": args.serve_without_logging,
         "restrictions": restrictions("serve", args),
+        "evaluation": _evaluation(args),
         **access,
     }
     stopping = stop_on_signals("shutting down")
