@@ -10,9 +10,11 @@ on the threads that serve Rank, and it holds no lock of theirs.
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import logging
 import multiprocessing
+import os
 import resource
 import time
 from collections.abc import Callable, Sequence
@@ -139,6 +141,9 @@ def _child(
     from server.workers import die_with_parent
 
     die_with_parent()
+    for threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # one core, as Rank needs the rest
+        os.environ[threads] = "1"
+    importlib.import_module("policies.ope.report")  # before the limit: a library starved as it loads may hang
     resource.setrlimit(resource.RLIMIT_DATA, (limits.max_memory_bytes, limits.max_memory_bytes))
     try:
         answer.send(_evaluate(location, options, restrictions, limits.max_events, loop, specs, since, until))
