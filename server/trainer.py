@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+from policies import PolicySpecError
 from server.joiner import Joiner, JoinerState
 from server.learner import DEFAULT_KEEP_MODELS, Learner, learned_position
 from server.pb import admin_pb2, records_pb2, types_pb2
@@ -107,6 +108,7 @@ class Trainer:
         self._thread: threading.Thread | None = None
         self._full = False  # whether a loop of the current pass found the store full
         self._warned_full = float("-inf")
+        self._refused: dict[str, str] = {}  # loop -> why this trainer refuses its spec, logged once
 
     def stats(self, loop: str) -> admin_pb2.LoopStats:
         """The loop's statistics with this trainer's live joiner and learner state."""
@@ -147,9 +149,14 @@ class Trainer:
                     self._retain(name, config, work)  # first: when the store is full, it frees the space
                 done += work.joiner.step(config.reward_wait_seconds)
                 done += work.learner.step(config)
+                self._refused.pop(name, None)
             except StoreUnavailableError as e:  # a cluster electing a leader, a reconnect: retried next pass
                 if not self._stop.is_set():  # else stop() reports what is left undone
                     log.warning("loop %s: store unavailable; retrying: %s", name, e)
+            except PolicySpecError as e:  # refused by this process's --rules-dir / --policy-module, until changed
+                if self._refused.get(name) != str(e):
+                    self._refused[name] = str(e)
+                    log.error("loop %s: cannot train it: %s", name, e)
             except StoreFullError as e:  # expected until space is freed: no traceback, a warning a minute
                 self._full = True
                 if time.monotonic() - self._warned_full >= _FULL_WARNING_SECONDS:

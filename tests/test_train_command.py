@@ -64,7 +64,7 @@ def stop(proc: subprocess.Popen) -> str:
 
 @pytest.mark.slow
 def test_train_refuses_the_specs_serve_refuses(logged_loops):
-    store, rules = logged_loops
+    store, _ = logged_loops
     proc = train(store)
     deadline = time.monotonic() + 30
     lines = []
@@ -74,8 +74,11 @@ def test_train_refuses_the_specs_serve_refuses(logged_loops):
     ):
         lines.append(proc.stderr.readline())
     err = "".join(lines) + stop(proc)
-    assert "this server reads no journey files (start it with --rules-dir DIR)" in err
-    assert "python policies must be allowed by the server's configuration (--policy-module policies.examples)" in err
+    refused = "loop rules: cannot train it: rules: this server reads no journey files"
+    assert err.count(f"{refused} (start it with --rules-dir DIR)") == 1
+    python = "loop python: cannot train it: python policies must be allowed by the server's configuration"
+    assert err.count(f"{python} (--policy-module policies.examples)") == 1
+    assert "Traceback" not in err
     with open_store(store) as s:
         assert learned_position(s, "rules") == learned_position(s, "python") == 0
 
