@@ -21,9 +21,9 @@ from pathlib import Path
 
 import grpc
 
-from server.client import Client
-from server.pb import admin_pb2
-from server.testing import child_pids
+from nextbest.client import Client
+from nextbest.testing import child_pids
+from nextbest.v1 import admin_pb2
 
 SPEC = "vw:--cb_explore_adf --epsilon 0.05 -q ::"
 CHUNK = b"\x07" * (1 << 20)
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("serve_flags", nargs="*", help="more flags of `nextbest serve`, after --")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as store:
-        command = [sys.executable, "-m", "server", "--log-level", "WARNING", "serve", "--store", store, "--port", "0"]
+        command = [sys.executable, "-m", "nextbest", "--log-level", "WARNING", "serve", "--store", store, "--port", "0"]
         server = subprocess.Popen([*command, *args.serve_flags], stdout=subprocess.PIPE, text=True)
         try:
             address = re.search(r"serving on (\S+)", server.stdout.readline()).group(1)

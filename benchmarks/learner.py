@@ -58,17 +58,17 @@ from typing import Any
 
 import vowpalwabbit
 
-import policies
 from benchmarks.load import PUBLISH_SECONDS, REWARD_WAIT_SECONDS, Workload
-from server.app import NextbestServer
-from server.config import DEFAULT_POLICY, Mode, normalized
-from server.decision_service import DecisionService
-from server.joiner import GRACE_SECONDS, Joiner
-from server.learner import Learner, learn_event
-from server.pb import decision_pb2, records_pb2, types_pb2
-from server.store import Store, Stream, open_store
-from server.testing import FakeClock
-from server.trainer import Trainer
+from nextbest import policies
+from nextbest.server.app import NextbestServer
+from nextbest.server.config import DEFAULT_POLICY, Mode, normalized
+from nextbest.server.decision_service import DecisionService
+from nextbest.server.joiner import GRACE_SECONDS, Joiner
+from nextbest.server.learner import Learner, learn_event
+from nextbest.server.store import Store, Stream, open_store
+from nextbest.server.trainer import Trainer
+from nextbest.testing import FakeClock
+from nextbest.v1 import decision_pb2, records_pb2, types_pb2
 
 TARGET_PER_SECOND = 2000.0
 LOOP = "learner"

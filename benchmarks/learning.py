@@ -28,14 +28,14 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from server.config import DEFAULT_POLICY
-from tools.pinball import report
-from tools.pinball.arms import ORACLE, Arm, LocalArm, OracleArm
-from tools.pinball.compare import REWARD_WAIT_SECONDS, through_service
-from tools.pinball.config import WorldConfig
-from tools.pinball.journey import JOURNEY_SPEC
-from tools.pinball.population import Population
-from tools.pinball.simulate import ArmRecord, Run, simulate
+from nextbest.server.config import DEFAULT_POLICY
+from nextbest.sim import report
+from nextbest.sim.arms import ORACLE, Arm, LocalArm, OracleArm
+from nextbest.sim.compare import REWARD_WAIT_SECONDS, through_service
+from nextbest.sim.config import WorldConfig
+from nextbest.sim.journey import JOURNEY_SPEC
+from nextbest.sim.population import Population
+from nextbest.sim.simulate import ArmRecord, Run, simulate
 
 SERVICE_WORLD = WorldConfig(customers=100, days=28)
 SERVICE_POLICIES = {"vw-default": DEFAULT_POLICY, "vw-squarecb": "vw:--cb_explore_adf --squarecb -q ::"}

@@ -77,8 +77,8 @@ import grpc
 import numpy as np
 
 from benchmarks import echo
-from server.commands.bench import Plan
-from server.pb import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc, types_pb2
+from nextbest.server.commands.bench import Plan
+from nextbest.v1 import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc, types_pb2
 
 RANK_METHOD = "/nextbest.v1.DecisionService/Rank"
 REWARD_METHOD = "/nextbest.v1.DecisionService/Reward"
@@ -558,7 +558,7 @@ def _spawned(name: str, module: str, args: list[str], directory: Path) -> Iterat
 
 def _serve_accepts(flag: str) -> bool:
     """Whether `nextbest serve` has `flag` (taking one value)."""
-    from server.cli import build_parser
+    from nextbest.server.cli import build_parser
 
     return not build_parser().parse_known_args(["serve", flag, "1"])[1]
 

@@ -38,12 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.load import PUBLISH_SECONDS, REWARD_WAIT_SECONDS, Workload
-from server.app import NextbestServer
-from server.config import DEFAULT_POLICY, normalized
-from server.decision_service import DecisionService
-from server.errors import ServiceError
-from server.pb import decision_pb2, types_pb2
-from server.store import StoreFullError, open_store
+from nextbest.server.app import NextbestServer
+from nextbest.server.config import DEFAULT_POLICY, normalized
+from nextbest.server.decision_service import DecisionService
+from nextbest.server.errors import ServiceError
+from nextbest.server.store import StoreFullError, open_store
+from nextbest.v1 import decision_pb2, types_pb2
 
 WARMUP_SHARE = 0.1
 TARGET_PERCENT = 10.0

@@ -10,11 +10,11 @@ Families: `vw:<VW arguments>` (policies.vw), `random`, `baseline`,
 `python:<module>:<Class>[:<params>]` (policies.python).
 """
 
-from policies import linear, python, rules, simple, vw  # noqa: F401  (registers the families)
-from policies.base import LearnEvent, Policy, PolicyInputError, PolicySpecError
-from policies.featurize import Example
-from policies.python import allow_python_modules
-from policies.registry import create, export_state, families, family, import_state, load, register
+from nextbest.policies import linear, python, rules, simple, vw  # noqa: F401  (registers the families)
+from nextbest.policies.base import LearnEvent, Policy, PolicyInputError, PolicySpecError
+from nextbest.policies.featurize import Example
+from nextbest.policies.python import allow_python_modules
+from nextbest.policies.registry import create, export_state, families, family, import_state, load, register
 
 __all__ = [
     "Example",

@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from policies.envelope import seal
-from policies.featurize import Example
+from nextbest.policies.envelope import seal
+from nextbest.policies.featurize import Example
 
 
 class PolicySpecError(ValueError):

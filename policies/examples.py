@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from policies.base import LearnEvent, Policy, PolicySpecError
-from policies.featurize import Example
-from policies.params import Param, parse_params
+from nextbest.policies.base import LearnEvent, Policy, PolicySpecError
+from nextbest.policies.featurize import Example
+from nextbest.policies.params import Param, parse_params
 
 _SCHEMA = {"epsilon": Param(0.1, 0.0, 1.0), "segment": Param("user.segment")}
 

@@ -26,7 +26,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from policies.cache import BoundedCache
+from nextbest.policies.cache import BoundedCache
 
 _SANITIZE = str.maketrans({" ": "_", "\t": "_", "\n": "_", "\r": "_", "\v": "_", "\f": "_", "|": "_", ":": "_"})
 

@@ -38,10 +38,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from policies.base import LearnEvent, Policy
-from policies.featurize import Example
-from policies.params import Param, parse_params
-from policies.registry import register
+from nextbest.policies.base import LearnEvent, Policy
+from nextbest.policies.featurize import Example
+from nextbest.policies.params import Param, parse_params
+from nextbest.policies.registry import register
 
 _COMMON = {
     "dim": Param(256, 2, 2048),

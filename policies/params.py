@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from policies.base import PolicySpecError
+from nextbest.policies.base import PolicySpecError
 
 _SEPARATORS = re.compile(r"[,\s]+")
 

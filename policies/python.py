@@ -20,8 +20,8 @@ import inspect
 import re
 from collections.abc import Iterable
 
-from policies.base import Policy, PolicySpecError
-from policies.registry import register
+from nextbest.policies.base import Policy, PolicySpecError
+from nextbest.policies.registry import register
 
 _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
@@ -72,7 +72,7 @@ def _checked(policy: object, spec: str, cls: type[Policy]) -> Policy:
 class PythonPolicy(Policy):
     """The `python` family: builds instances of the user's class; abstract, never instantiated itself."""
 
-    contract_specs = ("python:policies.examples:SegmentGreedy:epsilon=0.1 segment=user.segment",)
+    contract_specs = ("python:nextbest.policies.examples:SegmentGreedy:epsilon=0.1 segment=user.segment",)
 
     @classmethod
     def _create(cls, spec: str, params: str) -> Policy:

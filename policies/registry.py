@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from policies.base import Policy, PolicySpecError
-from policies.envelope import is_sealed, seal, unseal
+from nextbest.policies.base import Policy, PolicySpecError
+from nextbest.policies.envelope import is_sealed, seal, unseal
 
 _FAMILIES: dict[str, type[Policy]] = {}
 

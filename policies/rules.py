@@ -61,9 +61,9 @@ from typing import Any
 
 import numpy as np
 
-from policies.base import LearnEvent, Policy, PolicySpecError
-from policies.featurize import Example, FeaturesLike
-from policies.registry import register
+from nextbest.policies.base import LearnEvent, Policy, PolicySpecError
+from nextbest.policies.featurize import Example, FeaturesLike
+from nextbest.policies.registry import register
 
 _MAX_FILE_BYTES = 1 << 20
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from policies.base import LearnEvent, Policy, PolicyInputError, PolicySpecError
-from policies.featurize import Example
-from policies.registry import register
+from nextbest.policies.base import LearnEvent, Policy, PolicyInputError, PolicySpecError
+from nextbest.policies.featurize import Example
+from nextbest.policies.registry import register
 
 
 class _Stateless(Policy):

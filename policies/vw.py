@@ -38,9 +38,9 @@ from collections.abc import Sequence
 
 import vowpalwabbit
 
-from policies.base import LearnEvent, Policy, PolicySpecError
-from policies.featurize import Example
-from policies.registry import register
+from nextbest.policies.base import LearnEvent, Policy, PolicySpecError
+from nextbest.policies.featurize import Example
+from nextbest.policies.registry import register
 
 # Options that read or write files, open ports or change I/O: never taken from a spec.
 _FORBIDDEN = {

@@ -13,10 +13,10 @@ from typing import IO
 
 import grpc
 
-import policies
-from server.catalog import Catalog
-from server.config import Limits, check_loop_name, normalized
-from server.errors import (
+from nextbest import policies
+from nextbest.server.catalog import Catalog
+from nextbest.server.config import Limits, check_loop_name, normalized
+from nextbest.server.errors import (
     Aborted,
     AlreadyExists,
     FailedPrecondition,
@@ -24,13 +24,13 @@ from server.errors import (
     NotFound,
     ResourceExhausted,
 )
-from server.evaluation import EvaluationLimits, evaluate_in_child
-from server.joiner import JoinerState
-from server.learner import learned_position, state_estimates
-from server.pb import admin_pb2, admin_pb2_grpc, records_pb2, types_pb2
-from server.restrictions import Restrictions
-from server.store import PublishConflictError, Store, StoredModel, Stream
-from server.trainer import Trainer
+from nextbest.server.evaluation import EvaluationLimits, evaluate_in_child
+from nextbest.server.joiner import JoinerState
+from nextbest.server.learner import learned_position, state_estimates
+from nextbest.server.restrictions import Restrictions
+from nextbest.server.store import PublishConflictError, Store, StoredModel, Stream
+from nextbest.server.trainer import Trainer
+from nextbest.v1 import admin_pb2, admin_pb2_grpc, records_pb2, types_pb2
 
 _CHUNK = 1 << 20
 _PUBLISH_ATTEMPTS = 20

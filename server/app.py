@@ -13,20 +13,20 @@ from google.protobuf.descriptor import FileDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from server.admin_service import AdminService
-from server.auth import ApiKeys, AuthInterceptor, exposure_problem
-from server.catalog import Catalog
-from server.config import Limits, default_loop_config
-from server.decision_service import DecisionService
-from server.errors import ErrorInterceptor
-from server.evaluation import EvaluationLimits
-from server.learner import DEFAULT_KEEP_MODELS
-from server.metrics import Metrics
-from server.pb import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc
-from server.restrictions import Restrictions
-from server.store import Store
-from server.tls import ServerTls, TlsError
-from server.trainer import Trainer
+from nextbest.server.admin_service import AdminService
+from nextbest.server.auth import ApiKeys, AuthInterceptor, exposure_problem
+from nextbest.server.catalog import Catalog
+from nextbest.server.config import Limits, default_loop_config
+from nextbest.server.decision_service import DecisionService
+from nextbest.server.errors import ErrorInterceptor
+from nextbest.server.evaluation import EvaluationLimits
+from nextbest.server.learner import DEFAULT_KEEP_MODELS
+from nextbest.server.metrics import Metrics
+from nextbest.server.restrictions import Restrictions
+from nextbest.server.store import Store
+from nextbest.server.tls import ServerTls, TlsError
+from nextbest.server.trainer import Trainer
+from nextbest.v1 import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc
 
 log = logging.getLogger("nextbest")
 

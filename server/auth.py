@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from server.pb import decision_pb2
+from nextbest.v1 import decision_pb2
 
 ENV_VAR = "NEXTBEST_API_KEYS"
 DECIDE = "decide"

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import policies
-from server.errors import NotFound
-from server.pb import types_pb2
-from server.store import Store
+from nextbest import policies
+from nextbest.server.errors import NotFound
+from nextbest.server.store import Store
+from nextbest.v1 import types_pb2
 
 log = logging.getLogger("nextbest")
 

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from server.commands import COMMANDS
+from nextbest.server.commands import COMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,9 +6,9 @@ import math
 import re
 from dataclasses import dataclass
 
-import policies
-from server.errors import InvalidArgument
-from server.pb import types_pb2
+from nextbest import policies
+from nextbest.server.errors import InvalidArgument
+from nextbest.v1 import types_pb2
 
 DEFAULT_LOOP = "default"
 # `-q ::` (every pair of namespaces) lets the best action depend on the context: without interactions a linear

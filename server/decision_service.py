@@ -11,14 +11,14 @@ from collections.abc import Callable, Iterator, Sequence
 import grpc
 import numpy as np
 
-import policies
-from server import validation
-from server.catalog import Catalog, LoopView
-from server.config import Limits, Mode
-from server.errors import InvalidArgument
-from server.pb import decision_pb2, decision_pb2_grpc, records_pb2, types_pb2
-from server.sampling import sample_index, seeded_uniform
-from server.store import Entry, EventLog, StoreFullError, Stream
+from nextbest import policies
+from nextbest.server import validation
+from nextbest.server.catalog import Catalog, LoopView
+from nextbest.server.config import Limits, Mode
+from nextbest.server.errors import InvalidArgument
+from nextbest.server.sampling import sample_index, seeded_uniform
+from nextbest.server.store import Entry, EventLog, StoreFullError, Stream
+from nextbest.v1 import decision_pb2, decision_pb2_grpc, records_pb2, types_pb2
 
 logger = logging.getLogger("nextbest")
 

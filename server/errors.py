@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
-from server.store import StoreFullError, StoreUnavailableError
+from nextbest.server.store import StoreFullError, StoreUnavailableError
 
 log = logging.getLogger("nextbest")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from server.pb import admin_pb2, records_pb2
+from nextbest.v1 import admin_pb2, records_pb2
 
 Z_95 = 1.959963984540054
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from server.errors import (
+from nextbest.server.errors import (
     Aborted,
     DeadlineExceeded,
     FailedPrecondition,
@@ -30,8 +30,8 @@ from server.errors import (
     ResourceExhausted,
     ServiceError,
 )
-from server.restrictions import Restrictions
-from server.store import Store
+from nextbest.server.restrictions import Restrictions
+from nextbest.server.store import Store
 
 log = logging.getLogger("nextbest")
 
@@ -138,7 +138,7 @@ def _child(
     since: float | None,
     until: float | None,
 ) -> None:
-    from server.workers import die_with_parent
+    from nextbest.server.workers import die_with_parent
 
     die_with_parent()
     for threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # one core, as Rank needs the rest
@@ -163,10 +163,10 @@ def _evaluate(
     since: float | None,
     until: float | None,
 ) -> tuple[str, Any]:
-    import policies
-    from policies.ope.report import evaluate
-    from server.export import joined_events, logged_event
-    from server.store import open_store
+    from nextbest import policies
+    from nextbest.policies.ope.report import evaluate
+    from nextbest.server.export import joined_events, logged_event
+    from nextbest.server.store import open_store
 
     restrictions.apply()
     with open_store(location, **options) as store:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TextIO
 
-from policies import Example
-from policies.ope.dsjson import to_dsjson
-from policies.ope.logged import LoggedEvent
-from server.learner import learn_event
-from server.pb import records_pb2
-from server.store import Store, Stream
+from nextbest.policies import Example
+from nextbest.policies.ope.dsjson import to_dsjson
+from nextbest.policies.ope.logged import LoggedEvent
+from nextbest.server.learner import learn_event
+from nextbest.server.store import Store, Stream
+from nextbest.v1 import records_pb2
 
 PAGE = 1000
 

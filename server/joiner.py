@@ -22,9 +22,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from server.config import Aggregation, Mode
-from server.pb import records_pb2
-from server.store import Entry, EventLog, Stream
+from nextbest.server.config import Aggregation, Mode
+from nextbest.server.store import Entry, EventLog, Stream
+from nextbest.v1 import records_pb2
 
 GRACE_SECONDS = 0.05
 SAVE_SECONDS = 0.25

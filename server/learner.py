@@ -13,11 +13,11 @@ import json
 import logging
 import time
 
-import policies
-from server import estimates
-from server.config import Mode
-from server.pb import admin_pb2, records_pb2, types_pb2
-from server.store import PublishConflictError, Store, Stream
+from nextbest import policies
+from nextbest.server import estimates
+from nextbest.server.config import Mode
+from nextbest.server.store import PublishConflictError, Store, Stream
+from nextbest.v1 import admin_pb2, records_pb2, types_pb2
 
 log = logging.getLogger("nextbest")
 

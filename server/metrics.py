@@ -23,8 +23,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from server.admin_service import loop_stats
-from server.store import Store
+from nextbest.server.admin_service import loop_stats
+from nextbest.server.store import Store
 
 LOOP_STATS_SECONDS = 5.0
 METRICS_PATH = "/metrics"

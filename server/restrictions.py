@@ -19,8 +19,8 @@ class Restrictions:
 
     def apply(self) -> None:
         """Make these the restrictions of this process (ValueError for a module name that is none)."""
-        import policies
-        from policies.rules import restrict_rules_files
+        from nextbest import policies
+        from nextbest.policies.rules import restrict_rules_files
 
         policies.allow_python_modules(self.policy_modules)
         restrict_rules_files(self.rules_dir)

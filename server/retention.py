@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from server.pb import records_pb2
-from server.store import EventLog, Stream
+from nextbest.server.store import EventLog, Stream
+from nextbest.v1 import records_pb2
 
 _PAGE = 1000
 

@@ -23,12 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from policies import PolicySpecError
-from server.joiner import Joiner, JoinerState
-from server.learner import DEFAULT_KEEP_MODELS, Learner, learned_position
-from server.pb import admin_pb2, records_pb2, types_pb2
-from server.retention import apply_retention
-from server.store import Store, StoreFullError, StoreUnavailableError, Stream
+from nextbest.policies import PolicySpecError
+from nextbest.server.joiner import Joiner, JoinerState
+from nextbest.server.learner import DEFAULT_KEEP_MODELS, Learner, learned_position
+from nextbest.server.retention import apply_retention
+from nextbest.server.store import Store, StoreFullError, StoreUnavailableError, Stream
+from nextbest.v1 import admin_pb2, records_pb2, types_pb2
 
 log = logging.getLogger("nextbest")
 
@@ -112,7 +112,7 @@ class Trainer:
 
     def stats(self, loop: str) -> admin_pb2.LoopStats:
         """The loop's statistics with this trainer's live joiner and learner state."""
-        from server.admin_service import loop_stats
+        from nextbest.server.admin_service import loop_stats
 
         return loop_stats(self._store, loop, self.joiner_state(loop), self.learner_state(loop))
 

@@ -6,11 +6,11 @@ import math
 from collections.abc import Collection, Iterable, Mapping
 from typing import NamedTuple
 
-from policies.cache import BoundedCache
-from policies.featurize import ACTION_CACHE_SIZE, CACHEABLE_ACTION_BYTES, FeaturesLike, Namespace, plain
-from server.config import DEFAULT_LOOP, Limits
-from server.errors import InvalidArgument
-from server.pb import decision_pb2, types_pb2
+from nextbest.policies.cache import BoundedCache
+from nextbest.policies.featurize import ACTION_CACHE_SIZE, CACHEABLE_ACTION_BYTES, FeaturesLike, Namespace, plain
+from nextbest.server.config import DEFAULT_LOOP, Limits
+from nextbest.server.errors import InvalidArgument
+from nextbest.v1 import decision_pb2, types_pb2
 
 _FLOAT32_MAX = 3.4028234663852886e38
 # Serialized actions found valid, with the Limits they were checked against (actions repeat from request to request).

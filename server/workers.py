@@ -57,8 +57,8 @@ def die_with_parent() -> None:
 
 def _worker(store_path: str, host: str, port: int, options: dict[str, Any], ready: Any, log_level: str) -> None:
     logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s worker {os.getpid()}: %(message)s")
-    from server.app import NextbestServer
-    from server.store import open_store
+    from nextbest.server.app import NextbestServer
+    from nextbest.server.store import open_store
 
     die_with_parent()
     stopping = threading.Event()

@@ -1,6 +1,6 @@
 import pytest
 
-from server.testing import FakeClock, running_server
+from nextbest.testing import FakeClock, running_server
 
 
 @pytest.fixture

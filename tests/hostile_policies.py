@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from policies.base import LearnEvent, Policy
-from policies.featurize import Example
+from nextbest.policies.base import LearnEvent, Policy
+from nextbest.policies.featurize import Example
 
 HOG_STEP = 64 << 20
 HOG_MOST = 4 << 30  # the most a Hog reserves: zero pages never touched, so no memory is used unless capped

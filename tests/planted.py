@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from server.client import action
+from nextbest.client import action
 
 SEGMENTS = ["student", "parent", "retiree"]
 ACTIONS = [

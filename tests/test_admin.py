@@ -3,9 +3,9 @@
 import grpc
 import pytest
 
-from server.client import LearningMode, RewardAggregation, action
-from server.config import DEFAULT_POLICY
-from server.pb import admin_pb2
+from nextbest.client import LearningMode, RewardAggregation, action
+from nextbest.server.config import DEFAULT_POLICY
+from nextbest.v1 import admin_pb2
 
 ACTIONS = [action("a", "email"), action("b", "push")]
 

@@ -10,11 +10,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from server.auth import ApiKeyError, ApiKeys, exposure_problem, required_scope
-from server.client import Client, action
-from server.pb import admin_pb2, decision_pb2
-from server.testing import make_certificates, running_server
-from server.tls import ServerTls, TlsError
+from nextbest.client import Client, action
+from nextbest.server.auth import ApiKeyError, ApiKeys, exposure_problem, required_scope
+from nextbest.server.tls import ServerTls, TlsError
+from nextbest.testing import make_certificates, running_server
+from nextbest.v1 import admin_pb2, decision_pb2
 
 OK = grpc.StatusCode.OK
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
@@ -241,7 +241,7 @@ def test_tls_files_are_checked(tmp_path, certificates):
 
 def serve(*flags: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "server", "--log-level", "INFO", "serve", "--port", "0", *flags],
+        [sys.executable, "-m", "nextbest", "--log-level", "INFO", "serve", "--port", "0", *flags],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -15,11 +15,11 @@ import grpc
 
 from benchmarks import echo
 from benchmarks.load import Load, Service, Workload, measure, rank_request
-from server import validation
-from server.cli import build_parser
-from server.commands.bench import Plan
-from server.config import Limits
-from server.pb import decision_pb2
+from nextbest.server import validation
+from nextbest.server.cli import build_parser
+from nextbest.server.commands.bench import Plan
+from nextbest.server.config import Limits
+from nextbest.v1 import decision_pb2
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,7 +91,7 @@ def test_short_bench_reports_rank_and_echo(tmp_path):
     flags = ["--duration", "1.5", "--warmup", "0.5", "--concurrency", "2", "--reward-stream", "2000"]
     outputs = ["--json", str(report_path), "--plot", str(plot_path)]
     out = subprocess.run(
-        [sys.executable, "-m", "server", "--log-level", "WARNING", "bench", *flags, *outputs],
+        [sys.executable, "-m", "nextbest", "--log-level", "WARNING", "bench", *flags, *outputs],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -5,15 +5,15 @@ import signal
 import subprocess
 import sys
 
-from server.client import Client, action
-from server.store import Stream, open_store
+from nextbest.client import Client, action
+from nextbest.server.store import Stream, open_store
 
 
 def test_help_documents_every_command():
-    out = subprocess.run([sys.executable, "-m", "server", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "nextbest", "--help"], capture_output=True, text=True, check=True)
     assert "serve" in out.stdout
     out = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "nextbest", "serve", "--help"], capture_output=True, text=True, check=True
     )
     for flag in ("--store", "--host", "--port"):
         assert flag in out.stdout
@@ -22,7 +22,7 @@ def test_help_documents_every_command():
 def test_serve_answers_and_shuts_down_gracefully_on_sigterm(tmp_path):
     store = tmp_path / "data"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server", "--log-level", "WARNING", "serve", "--store", str(store), "--port", "0"],
+        [sys.executable, "-m", "nextbest", "--log-level", "WARNING", "serve", "--store", str(store), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -18,12 +18,12 @@ import zlib
 
 import numpy as np
 
-import policies
-from server.client import Client, action, namespaces
-from server.learner import learn_event
-from server.pb import records_pb2
-from server.store import Stream, open_store
-from server.testing import wait_for
+from nextbest import policies
+from nextbest.client import Client, action, namespaces
+from nextbest.server.learner import learn_event
+from nextbest.server.store import Stream, open_store
+from nextbest.testing import wait_for
+from nextbest.v1 import records_pb2
 
 SEED = 20261123
 CRASHES = 3
@@ -44,7 +44,7 @@ class Server:
 
     def __init__(self, store, log) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "--log-level", "WARNING", "serve", "--store", str(store), "--port", "0"],
+            [sys.executable, "-m", "nextbest", "--log-level", "WARNING", "serve", "--store", str(store), "--port", "0"],
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,

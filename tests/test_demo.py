@@ -4,13 +4,13 @@ import json
 import subprocess
 import sys
 
-from tools.pinball.compare import DEMO_POLICIES
+from nextbest.sim.compare import DEMO_POLICIES
 
 
 def test_a_short_demo_prints_the_table_and_writes_the_png_and_the_json(tmp_path):
     png, doc = tmp_path / "demo.png", tmp_path / "demo.json"
     out = subprocess.run(
-        [sys.executable, "-m", "server", "demo", "--seconds", "4", "--seed", "2", "--plot", png, "--json", doc],
+        [sys.executable, "-m", "nextbest", "demo", "--seconds", "4", "--seed", "2", "--plot", png, "--json", doc],
         capture_output=True,
         text=True,
         check=True,

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import vowpalwabbit
 
-from policies.featurize import ACTION_NAMESPACE, Example, sanitize
-from policies.ope.dsjson import DEFAULT_NAMESPACE, Action, Features, read, to_dsjson
-from policies.ope.logged import LoggedEvent
+from nextbest.policies.featurize import ACTION_NAMESPACE, Example, sanitize
+from nextbest.policies.ope.dsjson import DEFAULT_NAMESPACE, Action, Features, read, to_dsjson
+from nextbest.policies.ope.logged import LoggedEvent
 
 VW_DATA = Path(__file__).parent / "data" / "vw"
 VW_TESTS = json.loads((VW_DATA / "selected_core_vwtests.json").read_text())

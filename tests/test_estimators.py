@@ -10,7 +10,7 @@ from estimators.bandits import ips as vw_ips
 from estimators.bandits import snips as vw_snips
 from estimators.math import clopper_pearson as vw_clopper_pearson
 
-from policies.ope.estimators import (
+from nextbest.policies.ope.estimators import (
     DM,
     DR,
     IPS,

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from planted import ACTIONS, BEST, SEGMENTS
 
-from policies import Example, Policy
-from policies.ope.dsjson import to_dsjson
-from policies.ope.logged import LoggedEvent
-from policies.ope.replay import namespaces, replay, without_namespace
-from policies.ope.report import evaluate, format_report, search_grid
-from server.cli import main
-from server.client import action
-from server.client import namespaces as features
+from nextbest.client import action
+from nextbest.client import namespaces as features
+from nextbest.policies import Example, Policy
+from nextbest.policies.ope.dsjson import to_dsjson
+from nextbest.policies.ope.logged import LoggedEvent
+from nextbest.policies.ope.replay import namespaces, replay, without_namespace
+from nextbest.policies.ope.report import evaluate, format_report, search_grid
+from nextbest.server.cli import main
 
 ORACLE = "rules:" + json.dumps({"rules": [{"if": {"user.segment": s}, "then": [a]} for s, a in BEST.items()]})
 PERSONALIZING = "vw:--cb_explore_adf --epsilon 0.05 -q ::"
@@ -239,7 +239,7 @@ def test_cli_writes_the_documented_json_and_a_png(tmp_path, events):
     log = write_log(tmp_path / "log.json", events[:600])
     out, png = tmp_path / "report.json", tmp_path / "report.png"
     args = ["--log", log, "--policy", 'fixed:{"push-tip": 1}', "--json", str(out), "--plot", str(png), "--jobs", "1"]
-    done = subprocess.run([sys.executable, "-m", "server", "evaluate", *args], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "nextbest", "evaluate", *args], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "evaluating [####################] 100%" in done.stderr
     assert 'spec for SetPolicy: fixed:{"push-tip": 1}' in done.stdout

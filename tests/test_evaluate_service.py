@@ -8,11 +8,11 @@ import grpc
 import pytest
 from planted import BEST, PERSONALIZING, run
 
-from server.client import action
-from server.evaluation import EvaluationLimits
-from server.pb import admin_pb2
-from server.restrictions import Restrictions
-from server.testing import FakeClock, child_pids, running_server, wait_for
+from nextbest.client import action
+from nextbest.server.evaluation import EvaluationLimits
+from nextbest.server.restrictions import Restrictions
+from nextbest.testing import FakeClock, child_pids, running_server, wait_for
+from nextbest.v1 import admin_pb2
 
 JOURNEY = json.dumps(
     {"rules": [{"if": {"user.segment": s}, "then": [a]} for s, a in BEST.items()], "fallback": ["email-offer"]}

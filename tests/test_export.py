@@ -17,14 +17,14 @@ import vowpalwabbit
 from planted import PERSONALIZING
 from test_dsjson import vw_parsed
 
-from policies.ope.dsjson import read
-from server.cli import main
-from server.client import LearningMode, action, namespaces
-from server.commands.export import moment
-from server.export import export, logged_event
-from server.pb import records_pb2
-from server.store import Entry, Stream, open_store
-from server.testing import FakeClock, running_server, wait_for
+from nextbest.client import LearningMode, action, namespaces
+from nextbest.policies.ope.dsjson import read
+from nextbest.server.cli import main
+from nextbest.server.commands.export import moment
+from nextbest.server.export import export, logged_event
+from nextbest.server.store import Entry, Stream, open_store
+from nextbest.testing import FakeClock, running_server, wait_for
+from nextbest.v1 import records_pb2
 
 T0 = 1_700_000_000.0
 WAIT = 10.0
@@ -79,7 +79,7 @@ def log(tmp_path_factory):
         wait_for(lambda: client.stats("shop").joined == DECISIONS and client.stats("quiet").joined == 3)
         wait_for(lambda: client.stats("shop").learned == DECISIONS)  # consumed; deferred ones never shown skipped
         exported = subprocess.run(
-            [sys.executable, "-m", "server", "export", "--store", str(store), "--loop", "shop"],
+            [sys.executable, "-m", "nextbest", "export", "--store", str(store), "--loop", "shop"],
             capture_output=True,
             text=True,
             check=True,

@@ -5,15 +5,15 @@ import random
 
 import pytest
 
-import policies
 from benchmarks.load import rank_request
-from policies.cache import BoundedCache
-from policies.featurize import action_line, plain
-from server import validation
-from server.config import Limits
-from server.decision_service import record_data
-from server.errors import InvalidArgument
-from server.pb import decision_pb2, records_pb2, types_pb2
+from nextbest import policies
+from nextbest.policies.cache import BoundedCache
+from nextbest.policies.featurize import action_line, plain
+from nextbest.server import validation
+from nextbest.server.config import Limits
+from nextbest.server.decision_service import record_data
+from nextbest.server.errors import InvalidArgument
+from nextbest.v1 import decision_pb2, records_pb2, types_pb2
 
 
 def request(seed: int = 0, **fields) -> decision_pb2.RankRequest:

@@ -12,10 +12,10 @@ import sys
 import grpc
 import pytest
 
-from server.client import Client, action
-from server.pb import records_pb2
-from server.store import Stream, open_store
-from server.testing import child_pids, running_server, wait_for
+from nextbest.client import Client, action
+from nextbest.server.store import Stream, open_store
+from nextbest.testing import child_pids, running_server, wait_for
+from nextbest.v1 import records_pb2
 
 SMALL_MAP = 1 << 20  # 1 MiB: refused beyond 768 KiB, the rest is the reserve kept for deletes
 ACTIONS = [action("a", "email"), action("b", "push")]
@@ -116,7 +116,7 @@ def test_a_full_disk_refuses_writes_and_the_server_recovers_when_there_is_space_
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server", "--log-level", "ERROR", "serve", "--store", str(store), "--port", "0"],
+        [sys.executable, "-m", "nextbest", "--log-level", "ERROR", "serve", "--store", str(store), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

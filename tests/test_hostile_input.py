@@ -19,13 +19,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import policies
-from policies.rules import restrict_rules_files
-from server.client import action
-from server.config import Limits
-from server.pb import admin_pb2, decision_pb2, records_pb2, types_pb2
-from server.store import Stream
-from server.testing import running_server, wait_for
+from nextbest import policies
+from nextbest.client import action
+from nextbest.policies.rules import restrict_rules_files
+from nextbest.server.config import Limits
+from nextbest.server.store import Stream
+from nextbest.testing import running_server, wait_for
+from nextbest.v1 import admin_pb2, decision_pb2, records_pb2, types_pb2
 
 F = FieldDescriptor
 TRACKED = "tracked-loop-1"  # with `default`: no generated request can delete or retain-away their decisions
@@ -103,7 +103,7 @@ SPECS = [
     "rules:journey.json",  # in the rules directory
     "rules:../outside.json",  # exists, outside it
     "rules:/etc/hostname.json",
-    "python:policies.examples:SegmentGreedy",  # not allowed on this server
+    "python:nextbest.policies.examples:SegmentGreedy",  # not allowed on this server
     "python:os:system",
 ]
 specs = mostly(st.sampled_from(SPECS), texts)
@@ -401,7 +401,7 @@ def test_limits_on_loops_models_and_stream_items(tmp_path):
         ("rules:../outside.json", "rules: '../outside.json' is outside the server's rules directory"),
         ("rules:{outside}", "is outside the server's rules directory"),
         ("rules:link.json", "rules: 'link.json' is outside the server's rules directory"),
-        ("python:policies.examples:SegmentGreedy", "must be allowed by the server's configuration"),
+        ("python:nextbest.policies.examples:SegmentGreedy", "must be allowed by the server's configuration"),
     ],
 )
 def test_specs_read_only_the_rules_directory_and_import_only_allowed_modules(tmp_path, spec, message):

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from server.auth import ApiKeys
-from server.client import Client
-from server.config import Limits
-from server.pb import admin_pb2
-from server.testing import running_server
+from nextbest.client import Client
+from nextbest.server.auth import ApiKeys
+from nextbest.server.config import Limits
+from nextbest.testing import running_server
+from nextbest.v1 import admin_pb2
 
 CHUNK = b"\0" * (1 << 20)
 CHUNKS = 256  # 256 MB if all were sent

@@ -5,10 +5,10 @@ import re
 import grpc
 import pytest
 
-from server.client import action
-from server.config import Limits
-from server.pb import admin_pb2, decision_pb2, types_pb2
-from server.testing import running_server
+from nextbest.client import action
+from nextbest.server.config import Limits
+from nextbest.testing import running_server
+from nextbest.v1 import admin_pb2, decision_pb2, types_pb2
 
 OK_ACTIONS = [action("a", "email"), action("b", "push")]
 

@@ -3,10 +3,10 @@
 import grpc
 import pytest
 
-from server.client import RewardAggregation, action
-from server.pb import decision_pb2, records_pb2
-from server.store import Stream
-from server.testing import wait_for
+from nextbest.client import RewardAggregation, action
+from nextbest.server.store import Stream
+from nextbest.testing import wait_for
+from nextbest.v1 import decision_pb2, records_pb2
 
 ACTIONS = [action("a", "email"), action("b", "push")]
 WAIT = 10.0
@@ -123,7 +123,7 @@ def test_deferred_decisions_are_learned_only_once_activated(served_fake_clock, c
     assert joined["shown"].activated and not joined["never-shown"].activated
     assert client.stats("def").activations == 1
 
-    from server.learner import learn_event
+    from nextbest.server.learner import learn_event
 
     assert learn_event(joined["shown"]) is not None
     assert learn_event(joined["never-shown"]) is None
@@ -154,8 +154,8 @@ def test_reward_for_unknown_loop_is_not_found(served_fake_clock):
 
 
 def test_joined_data_is_the_joined_event_with_the_logged_decision():
-    from server.joiner import join, joined_data
-    from server.pb import records_pb2
+    from nextbest.server.joiner import join, joined_data
+    from nextbest.v1 import records_pb2
 
     decision = records_pb2.DecisionRecord(
         loop="l", event_id="e" * 200, pmf=[0.25, 0.75], chosen_index=1, timestamp=10.0

@@ -3,8 +3,8 @@
 import numpy as np
 from planted import ACTIONS, PERSONALIZING, SEGMENTS, run
 
-from server.client import LearningMode
-from server.testing import wait_for
+from nextbest.client import LearningMode
+from nextbest.testing import wait_for
 
 POLICY = PERSONALIZING
 

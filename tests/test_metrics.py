@@ -8,12 +8,12 @@ import grpc
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from server.admin_service import loop_stats
-from server.app import NextbestServer, ensure_default_loop
-from server.client import action
-from server.metrics import LOOP_STATS_SECONDS, LoopCollector
-from server.store import open_store
-from server.testing import running_server, wait_for
+from nextbest.client import action
+from nextbest.server.admin_service import loop_stats
+from nextbest.server.app import NextbestServer, ensure_default_loop
+from nextbest.server.metrics import LOOP_STATS_SECONDS, LoopCollector
+from nextbest.server.store import open_store
+from nextbest.testing import running_server, wait_for
 
 ACTIONS = [action("a", "email"), action("b", "push")]
 

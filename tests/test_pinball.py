@@ -6,14 +6,14 @@ import math
 import numpy as np
 import scipy.stats
 
-from server.config import DEFAULT_POLICY
-from tools.pinball.arms import OracleArm
-from tools.pinball.catalog import APP_CHANNELS, BUSINESS_DAYPARTS, CHANNELS, CONSENTED, NOTHING
-from tools.pinball.compare import DEMO_POLICIES, REWARD_WAIT_SECONDS, in_process, through_service
-from tools.pinball.config import WorldConfig
-from tools.pinball.population import Population
-from tools.pinball.simulate import DAY
-from tools.pinball.world import World
+from nextbest.server.config import DEFAULT_POLICY
+from nextbest.sim.arms import OracleArm
+from nextbest.sim.catalog import APP_CHANNELS, BUSINESS_DAYPARTS, CHANNELS, CONSENTED, NOTHING
+from nextbest.sim.compare import DEMO_POLICIES, REWARD_WAIT_SECONDS, in_process, through_service
+from nextbest.sim.config import WorldConfig
+from nextbest.sim.population import Population
+from nextbest.sim.simulate import DAY
+from nextbest.sim.world import World
 
 SMALL = WorldConfig(customers=30, days=6)
 NEVER = 2.0  # a drift event at twice the run's length never happens

@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-import policies
-from policies.base import Policy
-from policies.envelope import seal, unseal
-from server.pb import decision_pb2, types_pb2
+from nextbest import policies
+from nextbest.policies.base import Policy
+from nextbest.policies.envelope import seal, unseal
+from nextbest.v1 import decision_pb2, types_pb2
 
 Features = types_pb2.Features
 Action = types_pb2.Action
@@ -86,8 +86,11 @@ INVALID = [
     ("lints:v=0", "lints: v must be a number > 0"),
     ("lints:samples=0", r"samples must be an integer in \[1, 10000\]"),
     ("lints:alpha=1", "lints: unknown parameter 'alpha'; known: v, samples, dim, lambda, epsilon"),
-    ("python:policies.examples", r"expected python:<module>:<Class>\[:<params>\]"),
-    ("python:policies.examples:SegmentGreedy", r"must be allowed by the server's configuration \(--policy-module"),
+    ("python:nextbest.policies.examples", r"expected python:<module>:<Class>\[:<params>\]"),
+    (
+        "python:nextbest.policies.examples:SegmentGreedy",
+        r"must be allowed by the server's configuration \(--policy-module",
+    ),
 ]
 
 
@@ -360,21 +363,21 @@ def test_rules_file_errors_never_quote_the_file(tmp_path, name, content, message
 
 # --- python --------------------------------------------------------------------------------------
 
-SEGMENT_GREEDY = "python:policies.examples:SegmentGreedy:epsilon=0.2, segment=user.segment"
+SEGMENT_GREEDY = "python:nextbest.policies.examples:SegmentGreedy:epsilon=0.2, segment=user.segment"
 
 
 def test_python_policies_need_their_module_allowed(allow):
     with pytest.raises(policies.PolicySpecError, match=r"--policy-module policies.examples\)"):
         policies.create(SEGMENT_GREEDY)
-    assert allow(["policies.examples"]) == frozenset()
+    assert allow(["nextbest.policies.examples"]) == frozenset()
     policy = policies.create(SEGMENT_GREEDY)
     assert type(policy).__name__ == "SegmentGreedy" and policy.spec == SEGMENT_GREEDY and policy.explores
     data = policy.save()
-    assert allow(["policies"]) == frozenset({"policies.examples"})  # a package does not allow its modules
+    assert allow(["policies"]) == frozenset({"nextbest.policies.examples"})  # a package does not allow its modules
     with pytest.raises(policies.PolicySpecError, match="must be allowed"):
         policies.load(SEGMENT_GREEDY, data)
     with pytest.raises(ValueError, match="not a Python module name: 'bad name'"):
-        allow(["policies.examples", "bad name"])
+        allow(["nextbest.policies.examples", "bad name"])
 
 
 class ForgetfulPolicy(Policy):
@@ -401,24 +404,36 @@ class ForgetfulPolicy(Policy):
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("python:policies.examples:Nope", "policies.examples.Nope is not a concrete policies.Policy subclass"),
-        ("python:policies.examples:Sequence", "is not a concrete policies.Policy subclass"),
-        ("python:policies.base:Policy", "policies.base.Policy is not a concrete policies.Policy subclass"),
+        (
+            "python:nextbest.policies.examples:Nope",
+            "nextbest.policies.examples.Nope is not a concrete policies.Policy subclass",
+        ),
+        ("python:nextbest.policies.examples:Sequence", "is not a concrete policies.Policy subclass"),
+        (
+            "python:nextbest.policies.base:Policy",
+            "nextbest.policies.base.Policy is not a concrete policies.Policy subclass",
+        ),
         ("python:no_such_module_xyz:P", "python: cannot import 'no_such_module_xyz': ModuleNotFoundError"),
         (f"python:{__name__}:ForgetfulPolicy", "ForgetfulPolicy must return a policy built with the spec it was given"),
-        ("python:policies.examples:SegmentGreedy:epsilon=2", r"SegmentGreedy: epsilon must be a number in \[0, 1\]"),
-        ("python:policies.examples:SegmentGreedy:segment=plan", "segment must be namespace.feature, got 'plan'"),
+        (
+            "python:nextbest.policies.examples:SegmentGreedy:epsilon=2",
+            r"SegmentGreedy: epsilon must be a number in \[0, 1\]",
+        ),
+        (
+            "python:nextbest.policies.examples:SegmentGreedy:segment=plan",
+            "segment must be namespace.feature, got 'plan'",
+        ),
     ],
 )
 def test_python_policy_errors(allow, spec, message):
-    allow(["policies.examples", "policies.base", "no_such_module_xyz", __name__])
+    allow(["nextbest.policies.examples", "nextbest.policies.base", "no_such_module_xyz", __name__])
     with pytest.raises(policies.PolicySpecError, match=message):
         policies.create(spec)
 
 
 def test_segment_greedy_learns_per_segment(allow):
-    allow(["policies.examples"])
-    policy = policies.create("python:policies.examples:SegmentGreedy:epsilon=0")
+    allow(["nextbest.policies.examples"])
+    policy = policies.create("python:nextbest.policies.examples:SegmentGreedy:epsilon=0")
     parent = example(user=Features(categorical={"segment": "parent"}))
     events = [policies.LearnEvent(student(), i, 0.25, float(i == 3)) for i in range(4)]
     events += [policies.LearnEvent(parent, i, 0.25, float(i == 0)) for i in range(4)]

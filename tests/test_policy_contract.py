@@ -12,8 +12,8 @@ import functools
 import numpy as np
 import pytest
 
-import policies
-from server.pb import types_pb2
+from nextbest import policies
+from nextbest.v1 import types_pb2
 
 Features = types_pb2.Features
 
@@ -73,7 +73,7 @@ def trained(spec: str) -> bytes:
 @pytest.fixture(autouse=True, scope="module")
 def allow_example_module():
     """The python family's contract spec uses the shipped example module."""
-    previous = policies.allow_python_modules(["policies.examples"])
+    previous = policies.allow_python_modules(["nextbest.policies.examples"])
     yield
     policies.allow_python_modules(previous)
 

@@ -8,12 +8,12 @@ import pytest
 import vowpalwabbit
 from planted import ACTIONS, PERSONALIZING, run
 
-import policies
-from server.catalog import Catalog
-from server.config import DEFAULT_POLICY, default_loop_config
-from server.pb import admin_pb2
-from server.store import open_store
-from server.testing import wait_for
+from nextbest import policies
+from nextbest.server.catalog import Catalog
+from nextbest.server.config import DEFAULT_POLICY, default_loop_config
+from nextbest.server.store import open_store
+from nextbest.testing import wait_for
+from nextbest.v1 import admin_pb2
 
 SHADOW = "vw:--cb_explore_adf --squarecb -q ::"
 
@@ -210,6 +210,6 @@ def test_import_a_model_trained_by_vw_itself(served, tmp_path):
 
 
 def policies_features(segment):
-    from server.client import features
+    from nextbest.client import features
 
     return features({"segment": segment})

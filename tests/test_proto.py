@@ -19,7 +19,7 @@ def test_generated_code_is_fresh(tmp_path):
 
 
 def test_contract_names():
-    from server.pb import admin_pb2, decision_pb2
+    from nextbest.v1 import admin_pb2, decision_pb2
 
     decision = decision_pb2.DESCRIPTOR.services_by_name["DecisionService"]
     assert {m.name for m in decision.methods} == {"Rank", "Reward", "Activate", "RewardStream"}

@@ -4,10 +4,10 @@ import math
 
 import pytest
 
-from server.client import action
-from server.pb import records_pb2
-from server.sampling import sample_index, seeded_uniform
-from server.store import Stream
+from nextbest.client import action
+from nextbest.server.sampling import sample_index, seeded_uniform
+from nextbest.server.store import Stream
+from nextbest.v1 import records_pb2
 
 ACTIONS = [
     action("welcome-email", "email", {"offer": {"kind": "welcome"}}),

@@ -1,9 +1,9 @@
 """A restart on the same store keeps loops, decisions, the learner's position and its model."""
 
-from server.client import action
-from server.pb import records_pb2
-from server.store import Stream
-from server.testing import running_server, wait_for
+from nextbest.client import action
+from nextbest.server.store import Stream
+from nextbest.testing import running_server, wait_for
+from nextbest.v1 import records_pb2
 
 ACTIONS = [action("a", "email"), action("b", "push"), action("c", "sms")]
 POLICY = "vw:--cb_explore_adf --epsilon 0.1 -q ::"

@@ -1,8 +1,8 @@
 """Retention deletes events older than retention_days once joined and learned; the store stays bounded."""
 
-from server.client import action
-from server.store import Stream
-from server.testing import running_server, wait_for
+from nextbest.client import action
+from nextbest.server.store import Stream
+from nextbest.testing import running_server, wait_for
 
 ACTIONS = [action("a", "email"), action("b", "push")]
 DAY = 86400.0

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 from planted import ACTIONS, BEST, PERSONALIZING, SEGMENTS
 
-from server.client import Client
-from server.pb import admin_pb2, records_pb2
-from server.store import Stream, open_store
-from server.testing import nats_cluster, nats_server_binary, running_nats, wait_for
-from server.workers import free_port
+from nextbest.client import Client
+from nextbest.server.store import Stream, open_store
+from nextbest.server.workers import free_port
+from nextbest.testing import nats_cluster, nats_server_binary, running_nats, wait_for
+from nextbest.v1 import admin_pb2, records_pb2
 
 pytestmark = pytest.mark.skipif(
     nats_server_binary() is None,
@@ -37,7 +37,7 @@ class Nextbest:
     def __init__(self, *args: str) -> None:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in __exit__; a file, as a full pipe would block
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "--log-level", "WARNING", *args],
+            [sys.executable, "-m", "nextbest", "--log-level", "WARNING", *args],
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,
@@ -124,7 +124,7 @@ def test_two_replicas_and_one_trainer_learn_and_serve_every_model(tmp_path: Path
         # export and evaluate read JetStream as they read LMDB
         final = wait_for(lambda: (s := b.stats("p")).joined == s.decisions and s, timeout=30)
         exported = subprocess.run(
-            [sys.executable, "-m", "server", "export", "--store", url, "--loop", "p"],
+            [sys.executable, "-m", "nextbest", "export", "--store", url, "--loop", "p"],
             capture_output=True,
             text=True,
             check=True,
@@ -265,7 +265,7 @@ def _all(store, stream: Stream) -> list[tuple[int, bytes]]:
 def test_a_store_that_does_not_answer_is_a_clear_error() -> None:
     port = free_port("127.0.0.1")  # nothing listens there
     done = subprocess.run(
-        [sys.executable, "-m", "server", "--log-level", "ERROR", "train", "--store", f"nats://127.0.0.1:{port}"],
+        [sys.executable, "-m", "nextbest", "--log-level", "ERROR", "train", "--store", f"nats://127.0.0.1:{port}"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import server.store.lmdb as lmdb_store
-from server.store import Entry, PublishConflictError, Store, Stream, open_store
-from server.testing import nats_server_binary, running_nats
+import nextbest.server.store.lmdb as lmdb_store
+from nextbest.server.store import Entry, PublishConflictError, Store, Stream, open_store
+from nextbest.testing import nats_server_binary, running_nats
 
 D = Stream.DECISIONS
 MAP = 64 << 20

@@ -15,8 +15,8 @@ from pathlib import Path
 import lmdb
 import pytest
 
-from server.store import Entry, Store, StoreFullError, Stream, open_store
-from server.store.lmdb import open_lmdb
+from nextbest.server.store import Entry, Store, StoreFullError, Stream, open_store
+from nextbest.server.store.lmdb import open_lmdb
 
 D = Stream.DECISIONS
 MAP = 64 << 20

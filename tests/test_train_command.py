@@ -12,21 +12,21 @@ from pathlib import Path
 
 import pytest
 
-import policies
-from policies.rules import restrict_rules_files
-from server.client import action
-from server.learner import learned_position
-from server.store import open_store
-from server.testing import child_pids, nats_server_binary, running_nats, running_server, wait_for
+from nextbest import policies
+from nextbest.client import action
+from nextbest.policies.rules import restrict_rules_files
+from nextbest.server.learner import learned_position
+from nextbest.server.store import open_store
+from nextbest.testing import child_pids, nats_server_binary, running_nats, running_server, wait_for
 
 ACTIONS = [action("a", "email"), action("b", "push")]
 RULES = "rules:journey.json"
-PYTHON = "python:policies.examples:SegmentGreedy:segment=user.segment"
+PYTHON = "python:nextbest.policies.examples:SegmentGreedy:segment=user.segment"
 
 
 def train(store: str, *flags: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "server", "--log-level", "INFO", "train", "--store", store, *flags],
+        [sys.executable, "-m", "nextbest", "--log-level", "INFO", "train", "--store", store, *flags],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -42,7 +42,7 @@ def logged_loops(tmp_path: Path) -> tuple[str, Path]:
     journey = {"rules": [{"if": {"user.segment": "x"}, "then": ["a"]}], "fallback": ["b"]}
     (rules / "journey.json").write_text(json.dumps(journey))
     restore = restrict_rules_files(rules)
-    previous = policies.allow_python_modules(["policies.examples"])
+    previous = policies.allow_python_modules(["nextbest.policies.examples"])
     try:
         with running_server(tmp_path / "store", train=False) as (_, client):
             for name, spec in (("rules", RULES), ("python", PYTHON)):
@@ -86,7 +86,7 @@ def test_train_refuses_the_specs_serve_refuses(logged_loops):
 @pytest.mark.slow
 def test_train_uses_the_specs_its_flags_allow(logged_loops):
     store, rules = logged_loops
-    proc = train(store, "--rules-dir", str(rules), "--policy-module", "policies.examples")
+    proc = train(store, "--rules-dir", str(rules), "--policy-module", "nextbest.policies.examples")
     with open_store(store) as s:
         wait_for(lambda: learned_position(s, "rules") == learned_position(s, "python") == 5, timeout=30)
     err = stop(proc)
@@ -102,7 +102,7 @@ def test_train_uses_the_specs_its_flags_allow(logged_loops):
 )
 def test_train_refuses_unusable_restrictions(tmp_path, flags, message):
     done = subprocess.run(
-        [sys.executable, "-m", "server", "train", "--store", str(tmp_path / "store"), *flags],
+        [sys.executable, "-m", "nextbest", "train", "--store", str(tmp_path / "store"), *flags],
         capture_output=True,
         text=True,
         timeout=60,
@@ -116,7 +116,7 @@ def test_train_refuses_unusable_restrictions(tmp_path, flags, message):
 def test_train_stops_within_seconds_when_the_store_is_gone(tmp_path):
     with running_nats(tmp_path / "nats") as url:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "--log-level", "INFO", "train", "--store", url],
+            [sys.executable, "-m", "nextbest", "--log-level", "INFO", "train", "--store", url],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

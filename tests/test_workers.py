@@ -10,9 +10,9 @@ from pathlib import Path
 
 from planted import ACTIONS, PERSONALIZING
 
-from server.client import Client
-from server.store import Stream, open_store
-from server.testing import child_pids, wait_for
+from nextbest.client import Client
+from nextbest.server.store import Stream, open_store
+from nextbest.testing import child_pids, wait_for
 
 CHANNELS = 16  # separate connections, spread over the workers by the kernel
 

@@ -1,9 +1,19 @@
 """Off-policy evaluation: logged bandit events, DSJSON logs, estimators and counterfactual replay."""
 
-from policies.ope.estimators import DM, DR, IPS, SNIPS, BanditFeedback, ClippedIPS, Estimate, Estimator, cross_fit
-from policies.ope.logged import LoggedEvent
-from policies.ope.replay import replay
-from policies.ope.report import evaluate, search_grid
+from nextbest.policies.ope.estimators import (
+    DM,
+    DR,
+    IPS,
+    SNIPS,
+    BanditFeedback,
+    ClippedIPS,
+    Estimate,
+    Estimator,
+    cross_fit,
+)
+from nextbest.policies.ope.logged import LoggedEvent
+from nextbest.policies.ope.replay import replay
+from nextbest.policies.ope.report import evaluate, search_grid
 
 __all__ = [
     "DM",

@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from policies.featurize import (
+from nextbest.policies.featurize import (
     ACTION_NAMESPACE,
     CHANNEL_NAMESPACE,
     Example,
@@ -61,7 +61,7 @@ from policies.featurize import (
     context_namespaces,
     sanitize,
 )
-from policies.ope.logged import LoggedEvent
+from nextbest.policies.ope.logged import LoggedEvent
 
 DEFAULT_NAMESPACE = " "
 _VALUE_ESCAPE = str.maketrans({" ": "_", "\t": "_", "|": "_", ":": "_"})

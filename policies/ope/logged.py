@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from policies.featurize import Example
+from nextbest.policies.featurize import Example
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-import policies
-from policies.base import LearnEvent, Policy
-from policies.featurize import CHANNEL_NAMESPACE, Example, FeaturesLike
-from policies.ope.estimators import pad
-from policies.ope.logged import LoggedEvent
+from nextbest import policies
+from nextbest.policies.base import LearnEvent, Policy
+from nextbest.policies.featurize import CHANNEL_NAMESPACE, Example, FeaturesLike
+from nextbest.policies.ope.estimators import pad
+from nextbest.policies.ope.logged import LoggedEvent
 
 TICK = 256  # events between two progress reports
 HASH_CHUNK = 2048  # events per task of hashed_features

@@ -44,10 +44,10 @@ from typing import Any
 
 import numpy as np
 
-import policies
-from policies.ope.estimators import DM, DR, IPS, SNIPS, BanditFeedback, ClippedIPS, Estimate, cross_fit
-from policies.ope.logged import LoggedEvent
-from policies.ope.replay import hashed_features, namespaces, replay_specs
+from nextbest import policies
+from nextbest.policies.ope.estimators import DM, DR, IPS, SNIPS, BanditFeedback, ClippedIPS, Estimate, cross_fit
+from nextbest.policies.ope.logged import LoggedEvent
+from nextbest.policies.ope.replay import hashed_features, namespaces, replay_specs
 
 LOGGED = "logged"
 REFERENCES = ("baseline", "random")

@@ -4,6 +4,6 @@ A command's parser sets `run=` to a function of the parsed arguments that
 returns the exit code. Heavy imports happen inside `run`, so `--help` is fast.
 """
 
-from server.commands import bench, demo, evaluate, export, serve, train
+from nextbest.server.commands import bench, demo, evaluate, export, serve, train
 
 COMMANDS = [serve, train, bench, evaluate, export, demo]

@@ -42,10 +42,10 @@ def add(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tools.pinball import report
-    from tools.pinball.compare import DEMO_POLICIES, demo_config, through_service
-    from tools.pinball.population import Population
-    from tools.pinball.simulate import Run
+    from nextbest.sim import report
+    from nextbest.sim.compare import DEMO_POLICIES, demo_config, through_service
+    from nextbest.sim.population import Population
+    from nextbest.sim.simulate import Run
 
     population = Population(demo_config(args.seconds), args.seed)
     config = population.config

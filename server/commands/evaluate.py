@@ -95,9 +95,9 @@ class _Progress:
 
 
 def run(args: argparse.Namespace) -> int:
-    import policies
-    from policies.ope import dsjson
-    from policies.ope.report import evaluate, format_report, plot, search_grid
+    from nextbest import policies
+    from nextbest.policies.ope import dsjson
+    from nextbest.policies.ope.report import evaluate, format_report, plot, search_grid
 
     def fail(message: str) -> int:
         print(f"nextbest evaluate: {message}", file=sys.stderr)

@@ -6,12 +6,12 @@ import argparse
 import os
 import sys
 
-from server.commands.storage import add_store_arguments, is_remote, open_store_or_exit
+from nextbest.server.commands.storage import add_store_arguments, is_remote, open_store_or_exit
 
 
 def moment(text: str) -> float:
     """Seconds since the epoch from epoch seconds or an ISO 8601 time (UTC unless it says otherwise)."""
-    from policies.ope.dsjson import utc_seconds
+    from nextbest.policies.ope.dsjson import utc_seconds
 
     try:
         return float(text)
@@ -46,7 +46,7 @@ def add(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.export import export
+    from nextbest.server.export import export
 
     if not is_remote(args.store) and not os.path.isfile(os.path.join(args.store, "data.mdb")):
         print(f"nextbest export: no store in {args.store}", file=sys.stderr)

@@ -5,11 +5,22 @@ from __future__ import annotations
 import argparse
 import threading
 
-from server.commands.signals import stop_on_signals
-from server.commands.storage import add_store_arguments, byte_size, is_remote, open_store_or_exit, store_options
-from server.commands.train import add_metrics_arguments, add_restriction_arguments, add_trainer_arguments, restrictions
-from server.config import Limits
-from server.evaluation import EvaluationLimits
+from nextbest.server.commands.signals import stop_on_signals
+from nextbest.server.commands.storage import (
+    add_store_arguments,
+    byte_size,
+    is_remote,
+    open_store_or_exit,
+    store_options,
+)
+from nextbest.server.commands.train import (
+    add_metrics_arguments,
+    add_restriction_arguments,
+    add_trainer_arguments,
+    restrictions,
+)
+from nextbest.server.config import Limits
+from nextbest.server.evaluation import EvaluationLimits
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -103,8 +114,8 @@ def add(commands: argparse._SubParsersAction) -> None:
 
 def _access(args: argparse.Namespace) -> dict:
     """The access options of NextbestServer from the flags; SystemExit with the reason when they cannot be used."""
-    from server.auth import ApiKeyError, ApiKeys, exposure_problem
-    from server.tls import ServerTls, TlsError
+    from nextbest.server.auth import ApiKeyError, ApiKeys, exposure_problem
+    from nextbest.server.tls import ServerTls, TlsError
 
     if (args.tls_cert is None) != (args.tls_key is None):
         raise SystemExit("nextbest serve: --tls-cert and --tls-key go together")
@@ -158,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _announce(address: str, args: argparse.Namespace, options: dict, loops: list[str], metrics_port: int) -> None:
     """Print the serving line (first: scripts wait for it), then what a caller needs to know about access."""
-    from server.auth import is_loopback
+    from nextbest.server.auth import is_loopback
 
     keys, tls = options["api_keys"], options["tls"]
     extra = f"; metrics on port {metrics_port} ({args.metrics_host})" if args.metrics_port is not None else ""
@@ -182,10 +193,10 @@ def _announce(address: str, args: argparse.Namespace, options: dict, loops: list
 
 
 def _serve(args: argparse.Namespace, options: dict, stopping: threading.Event) -> None:
-    from server.app import ensure_default_loop
-    from server.metrics import Metrics
-    from server.trainer import Trainer
-    from server.workers import WorkerPool, free_port
+    from nextbest.server.app import ensure_default_loop
+    from nextbest.server.metrics import Metrics
+    from nextbest.server.trainer import Trainer
+    from nextbest.server.workers import WorkerPool, free_port
 
     store = open_store_or_exit("serve", args)
     ensure_default_loop(store)

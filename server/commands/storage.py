@@ -6,10 +6,10 @@ import argparse
 import re
 from typing import TYPE_CHECKING, Any
 
-from server.store.lmdb import DEFAULT_MAP_SIZE
+from nextbest.server.store.lmdb import DEFAULT_MAP_SIZE
 
 if TYPE_CHECKING:
-    from server.store import Store
+    from nextbest.server.store import Store
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -54,7 +54,7 @@ def add_store_arguments(parser: argparse.ArgumentParser, *, sizing: bool = True)
 
 def open_store_or_exit(command: str, args: argparse.Namespace) -> Store:
     """The store `args.store` names, opened with the options of the flags; SystemExit saying why it cannot be."""
-    from server.store import StoreUnavailableError, open_store
+    from nextbest.server.store import StoreUnavailableError, open_store
 
     try:
         return open_store(args.store, **store_options(args))

@@ -6,11 +6,11 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
-from server.commands.signals import stop_on_signals
-from server.commands.storage import add_store_arguments, open_store_or_exit
+from nextbest.server.commands.signals import stop_on_signals
+from nextbest.server.commands.storage import add_store_arguments, open_store_or_exit
 
 if TYPE_CHECKING:
-    from server.restrictions import Restrictions
+    from nextbest.server.restrictions import Restrictions
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -48,7 +48,7 @@ def add_restriction_arguments(parser: argparse.ArgumentParser) -> None:
 
 def restrictions(command: str, args: argparse.Namespace) -> Restrictions:
     """The restrictions the flags ask for, applied to this process; SystemExit saying why they cannot be."""
-    from server.restrictions import Restrictions
+    from nextbest.server.restrictions import Restrictions
 
     if args.rules_dir is not None and not os.path.isdir(args.rules_dir):
         raise SystemExit(f"nextbest {command}: --rules-dir {args.rules_dir}: no such directory")
@@ -85,9 +85,9 @@ def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.app import ensure_default_loop
-    from server.metrics import Metrics
-    from server.trainer import Trainer
+    from nextbest.server.app import ensure_default_loop
+    from nextbest.server.metrics import Metrics
+    from nextbest.server.trainer import Trainer
 
     if args.lease_seconds <= 0:
         raise SystemExit("nextbest train: --lease-seconds must be positive")

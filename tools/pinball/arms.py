@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-import policies
-from server.client import Client, RewardAggregation, namespaces
-from server.sampling import sample_index, seeded_uniform
-from tools.pinball import features
-from tools.pinball.world import Moment
+from nextbest import policies
+from nextbest.client import Client, RewardAggregation, namespaces
+from nextbest.server.sampling import sample_index, seeded_uniform
+from nextbest.sim import features
+from nextbest.sim.world import Moment
 
 
 class Arm:

@@ -13,14 +13,14 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from server.config import DEFAULT_POLICY
-from server.pb import admin_pb2
-from server.testing import FakeClock, running_server
-from tools.pinball.arms import Arm, LocalArm, OracleArm, ServiceArm
-from tools.pinball.config import WorldConfig
-from tools.pinball.journey import JOURNEY_SPEC
-from tools.pinball.population import Population
-from tools.pinball.simulate import DAY, EPOCH, Progress, Run, simulate
+from nextbest.server.config import DEFAULT_POLICY
+from nextbest.sim.arms import Arm, LocalArm, OracleArm, ServiceArm
+from nextbest.sim.config import WorldConfig
+from nextbest.sim.journey import JOURNEY_SPEC
+from nextbest.sim.population import Population
+from nextbest.sim.simulate import DAY, EPOCH, Progress, Run, simulate
+from nextbest.testing import FakeClock, running_server
+from nextbest.v1 import admin_pb2
 
 REWARD_WAIT_SECONDS = DAY
 PUBLISH_INTERVAL_SECONDS = 0.25  # wall-clock: the learner publishes on real time, the world runs faster

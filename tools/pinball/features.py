@@ -38,10 +38,10 @@ from __future__ import annotations
 import functools
 import math
 
-from server.client import action
-from server.pb import types_pb2
-from tools.pinball.catalog import AUDIENCE, CHANNELS, INTRUSIVE, NOTHING, action_id
-from tools.pinball.world import Moment
+from nextbest.client import action
+from nextbest.sim.catalog import AUDIENCE, CHANNELS, INTRUSIVE, NOTHING, action_id
+from nextbest.sim.world import Moment
+from nextbest.v1 import types_pb2
 
 NEVER_DAYS = 30.0
 

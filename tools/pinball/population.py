@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tools.pinball.catalog import APP_CHANNELS, CHANNELS, CONSENTED, OFFERS, daypart
-from tools.pinball.config import WorldConfig
+from nextbest.sim.catalog import APP_CHANNELS, CHANNELS, CONSENTED, OFFERS, daypart
+from nextbest.sim.config import WorldConfig
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from tools.pinball.arms import ORACLE
-from tools.pinball.catalog import CHANNELS, NOTHING
-from tools.pinball.simulate import ArmRecord, Run
+from nextbest.sim.arms import ORACLE
+from nextbest.sim.catalog import CHANNELS, NOTHING
+from nextbest.sim.simulate import ArmRecord, Run
 
 LANES = (*CHANNELS, NOTHING)
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from server.testing import FakeClock
-from tools.pinball.arms import Arm
-from tools.pinball.config import WorldConfig
-from tools.pinball.population import Population
-from tools.pinball.world import World
+from nextbest.sim.arms import Arm
+from nextbest.sim.config import WorldConfig
+from nextbest.sim.population import Population
+from nextbest.sim.world import World
+from nextbest.testing import FakeClock
 
 EPOCH = 1_700_000_000.0  # the world clock at day 0, in seconds (FakeClock's default start)
 DAY = 86_400.0

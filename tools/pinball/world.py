@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tools.pinball.catalog import (
+from nextbest.sim.catalog import (
     APP_CHANNELS,
     BUSINESS_DAYPARTS,
     CHANNELS,
@@ -28,7 +28,7 @@ from tools.pinball.catalog import (
     STAGES,
     action_id,
 )
-from tools.pinball.population import Customer, Occasion, Population
+from nextbest.sim.population import Customer, Occasion, Population
 
 HISTORY_DAYS = 30.0  # contacts older than this are forgotten (their fatigue is < 2^-15)
 

@@ -1,6 +1,6 @@
 """A small Python client for nextbest, for users and tests.
 
-    from server.client import Client, action
+    from nextbest.client import Client, action
 
     with Client("127.0.0.1:50051") as nb:
         r = nb.rank(
@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import grpc
 
-from server.pb import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc, types_pb2
+from nextbest.v1 import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc, types_pb2
 
 LoopConfig = types_pb2.LoopConfig
 LearningMode = types_pb2.LearningMode

@@ -1,6 +1,6 @@
 """Helpers for testing code that talks to nextbest: a real server on a free loopback port.
 
-from server.testing import running_server
+from nextbest.testing import running_server
 
 def test_my_integration(tmp_path):
     with running_server(tmp_path / "store") as (server, client):
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from server.app import NextbestServer
-from server.client import Client
-from server.store import Stream, open_store
+from nextbest.client import Client
+from nextbest.server.app import NextbestServer
+from nextbest.server.store import Stream, open_store
 
 
 class FakeClock:
@@ -258,7 +258,7 @@ class NatsCluster:
 
     def stream_leader(self, stream: Stream, loop: str, prefix: str = "nextbest") -> int:
         """The node that leads the JetStream stream of `stream` of `loop` (as `open_store` names it)."""
-        from server.store.nats import stream_name
+        from nextbest.server.store.nats import stream_name
 
         async def leader() -> str:
             import nats
