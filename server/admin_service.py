@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO
 
 import grpc
 
@@ -20,9 +24,10 @@ from nextbest.server.errors import (
     NotFound,
     ResourceExhausted,
 )
-from nextbest.server.export import joined_events, logged_event
+from nextbest.server.evaluation import EvaluationLimits, evaluate_in_child
 from nextbest.server.joiner import JoinerState
 from nextbest.server.learner import learned_position, state_estimates
+from nextbest.server.restrictions import Restrictions
 from nextbest.server.store import PublishConflictError, Store, StoredModel, Stream
 from nextbest.server.trainer import Trainer
 from nextbest.v1 import admin_pb2, admin_pb2_grpc, records_pb2, types_pb2
@@ -111,6 +116,26 @@ def _make_live(config: types_pb2.LoopConfig, spec: str) -> None:
     config.shadow_policies.extend(shadows)
 
 
+def _spool(requests: Iterable[admin_pb2.ImportModelRequest], out: IO[bytes], limit: int) -> None:
+    """Write the model bytes of an import to `out` as they arrive; ResourceExhausted once they pass `limit`."""
+    size = 0
+    for request in requests:
+        size += len(request.data)
+        if size > limit:
+            raise ResourceExhausted(f"data: model larger than {limit} bytes")
+        out.write(request.data)
+
+
+def _imported(spec: str, received: bytes) -> bytes:
+    """The bytes to publish for an imported model, verified in a scratch instance (the live one is untouched)."""
+    try:
+        data = policies.import_state(spec, received)
+        policies.load(spec, data)
+    except (ValueError, policies.PolicySpecError) as e:
+        raise InvalidArgument(f"data: cannot load the model as {spec!r}: {e}") from e
+    return data
+
+
 def _model_info(model: StoredModel, live_version: int) -> admin_pb2.ModelInfo:
     return admin_pb2.ModelInfo(
         loop=model.loop,
@@ -126,11 +151,22 @@ def _model_info(model: StoredModel, live_version: int) -> admin_pb2.ModelInfo:
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
     """Creates, reads, changes and deletes loops; reports their statistics."""
 
-    def __init__(self, store: Store, catalog: Catalog, limits: Limits, trainer: Trainer | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        catalog: Catalog,
+        limits: Limits,
+        trainer: Trainer | None = None,
+        evaluation: EvaluationLimits | None = None,
+        restrictions: Restrictions | None = None,
+    ) -> None:
         self._store = store
         self._catalog = catalog
         self._limits = limits
         self._trainer = trainer
+        self._evaluation = evaluation or EvaluationLimits()
+        self._restrictions = restrictions or Restrictions()  # what the evaluation's process may let specs reach
+        self._evaluating = threading.BoundedSemaphore(1)  # each evaluation is a process of up to its memory limit
 
     def CreateLoop(self, request: admin_pb2.CreateLoopRequest, context: grpc.ServicerContext) -> types_pb2.LoopConfig:
         if request.config.version:
@@ -269,35 +305,29 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         first = next(request_iterator, None)
         if first is None:
             raise InvalidArgument("ImportModel: no message")
-        chunks = [first.data]
-        size = len(first.data)
-        for chunk in request_iterator:
-            size += len(chunk.data)
-            if size > self._limits.max_model_bytes:
-                raise ResourceExhausted(f"data: model larger than {self._limits.max_model_bytes} bytes")
-            chunks.append(chunk.data)
-        config = _loop_config(self._store, first.loop)
+        config = _loop_config(self._store, first.loop)  # before any more bytes are read
         spec = first.spec.strip()
         if not spec:
             raise InvalidArgument("spec: must not be empty")
-        try:
-            data = policies.import_state(spec, b"".join(chunks))
-            policies.load(spec, data)  # a scratch instance: corrupt bytes never reach the live model
-        except (ValueError, policies.PolicySpecError) as e:
-            raise InvalidArgument(f"data: cannot load the model as {spec!r}: {e}") from e
+        with tempfile.TemporaryFile(prefix="nextbest-import-") as spooled:
+            _spool(itertools.chain([first], request_iterator), spooled, self._limits.max_model_bytes)
+            spooled.seek(0)
+            data = _imported(spec, spooled.read())
         return self._publish(config, spec, data)
 
     def Evaluate(self, request: admin_pb2.EvaluateRequest, context: grpc.ServicerContext) -> admin_pb2.EvaluateResponse:
-        from nextbest.policies.ope.report import evaluate
 
         _loop_config(self._store, request.loop)
-        joined = joined_events(self._store, request.loop, request.since or None, request.until or None)
+        if not self._evaluating.acquire(blocking=False):
+            raise ResourceExhausted("Evaluate: another evaluation is running in this server process; retry after it")
         try:
-            report = evaluate((logged_event(j) for j in joined), list(request.specs))
-        except policies.PolicySpecError as e:
-            raise InvalidArgument(f"specs: {e}") from e
-        except ValueError as e:  # e.g. too few events
-            raise FailedPrecondition(f"loop {request.loop!r}: {e}") from e
+            since, until = request.since or None, request.until or None
+            report = evaluate_in_child(
+                self._store, request.loop, request.specs, since, until, self._evaluation, self._restrictions,
+                context.is_active,
+            )  # fmt: skip
+        finally:
+            self._evaluating.release()
         return evaluate_response(report)
 
     def _publish(self, config: types_pb2.LoopConfig, spec: str, data: bytes) -> admin_pb2.ModelInfo:

@@ -8,8 +8,10 @@ from collections.abc import Callable
 from concurrent import futures
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import FileDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from nextbest.server.admin_service import AdminService
 from nextbest.server.auth import ApiKeys, AuthInterceptor, exposure_problem
@@ -17,8 +19,10 @@ from nextbest.server.catalog import Catalog
 from nextbest.server.config import Limits, default_loop_config
 from nextbest.server.decision_service import DecisionService
 from nextbest.server.errors import ErrorInterceptor
+from nextbest.server.evaluation import EvaluationLimits
 from nextbest.server.learner import DEFAULT_KEEP_MODELS
 from nextbest.server.metrics import Metrics
+from nextbest.server.restrictions import Restrictions
 from nextbest.server.store import Store
 from nextbest.server.tls import ServerTls, TlsError
 from nextbest.server.trainer import Trainer
@@ -30,6 +34,26 @@ SERVICE_NAMES = (
     decision_pb2.DESCRIPTOR.services_by_name["DecisionService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
+
+
+def _public_descriptors() -> descriptor_pool.DescriptorPool:
+    """The files reflection may describe: the served services' and their imports, not the store's records."""
+    pool = descriptor_pool.DescriptorPool()
+    added: set[str] = set()
+
+    def add(file: FileDescriptor) -> None:
+        if file.name in added:
+            return
+        for dependency in file.dependencies:
+            add(dependency)
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        pool.Add(proto)
+        added.add(file.name)
+
+    for file in (decision_pb2.DESCRIPTOR, admin_pb2.DESCRIPTOR, health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR):
+        add(file)
+    return pool
 
 
 def ensure_default_loop(store: Store) -> None:
@@ -50,8 +74,12 @@ class NextbestServer:
     Access: with `api_keys` every call but health checking and reflection needs
     a key with the method's scope (see `server.auth`); without keys the server
     binds only a loopback address unless `insecure` (ValueError otherwise).
-    `tls` serves TLS, mutual TLS when it holds a client CA. With
-    `serve_without_logging` Rank answers unlogged when the store is full.
+    `tls` serves TLS, mutual TLS when it holds a client CA. `metrics_port` serves
+    Prometheus metrics on `metrics_host` (loopback by default, whatever `host`). With
+    `serve_without_logging` Rank answers unlogged when the store is full. `restrictions`
+    are what the processes of Evaluate calls let policy specs reach (default: no `python:`
+    modules, no `rules:` files; this process's own are set by whoever runs it, see
+    `server.restrictions`); `evaluation` bounds those calls (see `server.evaluation`).
     """
 
     def __init__(
@@ -67,12 +95,15 @@ class NextbestServer:
         keep_models: int = DEFAULT_KEEP_MODELS,
         retention_interval_seconds: float = 60.0,
         metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
         rpc_metrics: bool | None = None,
         reuse_port: bool = False,
         api_keys: ApiKeys | None = None,
         tls: ServerTls | None = None,
         insecure: bool = False,
         serve_without_logging: bool = False,
+        restrictions: Restrictions | None = None,
+        evaluation: EvaluationLimits | None = None,
     ) -> None:
         problem = exposure_problem(host, api_keys, insecure)
         if problem:
@@ -90,12 +121,15 @@ class NextbestServer:
             else None
         )
         self._metrics_port = metrics_port
+        self._metrics_host = metrics_host
         self._rpc_metrics = metrics_port is not None if rpc_metrics is None else rpc_metrics
         self.metrics_port = 0
         self._reuse_port = reuse_port
         self._api_keys = api_keys
         self._tls = tls
         self._serve_without_logging = serve_without_logging
+        self._restrictions = restrictions
+        self._evaluation = evaluation
         self.metrics: Metrics | None = None
         self._grpc: grpc.Server | None = None
         self._health: health.HealthServicer | None = None
@@ -114,14 +148,14 @@ class NextbestServer:
         self.catalog.start()
         if self.trainer:
             self.trainer.start()
-        admin = AdminService(self.store, self.catalog, self.limits, self.trainer)
+        admin = AdminService(self.store, self.catalog, self.limits, self.trainer, self._evaluation, self._restrictions)
         interceptors: list[grpc.ServerInterceptor] = [ErrorInterceptor()]
         if self._api_keys is not None:
             interceptors.insert(0, AuthInterceptor(self._api_keys))
         if self.metrics:
             interceptors.insert(0, self.metrics.interceptor())
         if self._metrics_port is not None:
-            self.metrics_port = self.metrics.serve(self._host, self._metrics_port)
+            self.metrics_port = self.metrics.serve(self._metrics_host, self._metrics_port)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="rpc"),
             interceptors=interceptors,
@@ -144,7 +178,9 @@ class NextbestServer:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         for name in (*SERVICE_NAMES, ""):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server, _public_descriptors()
+        )
         address = f"{self._host}:{self._requested_port}"
         if self._tls:
             try:

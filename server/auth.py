@@ -7,10 +7,12 @@ reflection stay open. A missing or unknown key answers UNAUTHENTICATED; a
 known key without the method's scope answers PERMISSION_DENIED.
 
 Keys come from a JSON object mapping each key to its scopes, e.g.
-`{"k1": ["decide"], "k2": ["decide", "admin"]}`, in a file (`nextbest serve
---api-keys FILE`) or in the environment variable NEXTBEST_API_KEYS. Only their
-SHA-256 digests are kept, compared in constant time; no message or log line
-ever contains a key.
+`{"frontend-7f3a9c1e": ["decide"], "ops-91c2d4b8e0f7": ["decide", "admin"]}`,
+in a file (`nextbest serve --api-keys FILE`) or in the environment variable
+NEXTBEST_API_KEYS. A key has at least 16 characters and appears once (JSON
+would otherwise silently keep its last scopes); a key file that its group or
+others may read is warned about. Only the keys' SHA-256 digests are kept,
+compared in constant time; no message or log line ever contains a key.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import os
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -31,10 +35,17 @@ ENV_VAR = "NEXTBEST_API_KEYS"
 DECIDE = "decide"
 ADMIN = "admin"
 SCOPES = (DECIDE, ADMIN)
+MIN_KEY_LENGTH = 16
 _DECISION_SERVICE = decision_pb2.DESCRIPTOR.services_by_name["DecisionService"].full_name
 _OPEN_SERVICES = frozenset(
     {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"}
 )
+
+log = logging.getLogger("nextbest")
+
+
+class _Pairs(list):
+    """A JSON object as the list of its (name, value) pairs, duplicates included."""
 
 
 class ApiKeyError(ValueError):
@@ -51,16 +62,22 @@ class ApiKeys:
     def parse(cls, text: str, source: str) -> ApiKeys:
         """Keys from their JSON text; ApiKeyError naming `source` and the key's position when invalid."""
         try:
-            raw = json.loads(text)
+            raw = json.loads(text, object_pairs_hook=_Pairs)  # not a dict: a duplicated key must be seen
         except json.JSONDecodeError as e:
             raise ApiKeyError(f"{source}: not valid JSON (line {e.lineno}, column {e.colno})") from None
-        if not isinstance(raw, dict) or not raw:
+        if not isinstance(raw, _Pairs) or not raw:
             raise ApiKeyError(f'{source}: expected a JSON object of keys and their scopes, e.g. {{"KEY": ["decide"]}}')
         digests = []
-        for i, (key, scopes) in enumerate(raw.items(), 1):
+        first_at: dict[str, int] = {}
+        for i, (key, scopes) in enumerate(raw, 1):
             where = f"{source}: key #{i}"
-            if not (key and all("!" <= c <= "~" for c in key)):
-                raise ApiKeyError(f"{where}: a key must be non-empty printable ASCII without spaces")
+            if not all("!" <= c <= "~" for c in key) or len(key) < MIN_KEY_LENGTH:
+                raise ApiKeyError(
+                    f"{where}: a key must be printable ASCII without spaces, at least {MIN_KEY_LENGTH} characters"
+                )
+            if key in first_at:
+                raise ApiKeyError(f"{where}: the same key as key #{first_at[key]}; give each key once")
+            first_at[key] = i
             if not (isinstance(scopes, list) and scopes and all(isinstance(s, str) for s in scopes)):
                 raise ApiKeyError(f"{where}: scopes must be a non-empty list of {' and '.join(map(repr, SCOPES))}")
             unknown = sorted(set(scopes) - set(SCOPES))
@@ -75,6 +92,7 @@ class ApiKeys:
         if path is not None:
             try:
                 with open(path, encoding="utf-8") as f:
+                    _warn_if_readable_by_others(path, os.fstat(f.fileno()).st_mode)
                     return cls.parse(f.read(), path)
             except (OSError, UnicodeDecodeError) as e:
                 raise ApiKeyError(f"{path}: cannot read the API keys: {getattr(e, 'strerror', None) or e}") from None
@@ -95,6 +113,15 @@ class ApiKeys:
 
     def __repr__(self) -> str:
         return f"<ApiKeys: {len(self)} keys>"
+
+
+def _warn_if_readable_by_others(path: str, mode: int) -> None:
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning(
+            "%s: the API key file is accessible to its group or others (mode %03o); chmod 600 it",
+            path,
+            stat.S_IMODE(mode),
+        )
 
 
 def _digest(key: str) -> bytes:

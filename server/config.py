@@ -43,7 +43,7 @@ class Limits:
     max_string_length: int = 256
     max_message_bytes: int = 4 * 1024 * 1024
     max_loops: int = 1000
-    max_model_bytes: int = 1 << 30
+    max_model_bytes: int = 64 << 20
     # Features a decision may make its policy generate (interactions included; see policies.work): bounds the
     # CPU time and memory of one Rank, and of learning from it. Over it: RESOURCE_EXHAUSTED.
     max_generated_features: int = 5_000_000

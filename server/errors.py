@@ -42,6 +42,10 @@ class ResourceExhausted(ServiceError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class DeadlineExceeded(ServiceError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 _STATUS_ERRORS = (ServiceError, StoreFullError, StoreUnavailableError)  # errors that carry their own status
 
 

@@ -1,24 +1,33 @@
 """Prometheus metrics: per-RPC counts and latencies (an interceptor) and per-loop gauges (a collector).
 
-Exposed over HTTP by `nextbest serve --metrics-port P` at `/metrics`. With
-several worker processes the RPC metrics of every worker are aggregated
-through prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR).
+Exposed over HTTP by `nextbest serve --metrics-port P` at `/metrics` only (any
+other path: 404), on 127.0.0.1 unless `--metrics-host` says otherwise: the
+endpoint has no authentication. The loop gauges are computed at most once per
+`LOOP_STATS_SECONDS`, however often it is scraped. With several worker
+processes the RPC metrics of every worker are aggregated through
+prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR).
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from nextbest.server.admin_service import loop_stats
 from nextbest.server.store import Store
 
+LOOP_STATS_SECONDS = 5.0
+METRICS_PATH = "/metrics"
 _BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
@@ -108,13 +117,32 @@ def _code(context: grpc.ServicerContext) -> grpc.StatusCode | None:
 
 
 class LoopCollector:
-    """Per-loop gauges read from the store at scrape time."""
+    """Per-loop gauges read from the store at scrape time, at most once per `cache_seconds` (by `clock`):
+    they read every loop's log, which a scraper must not be able to make the server do at will."""
 
-    def __init__(self, store: Store, stats: Callable[[str], object] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        stats: Callable[[str], object] | None = None,
+        *,
+        cache_seconds: float = LOOP_STATS_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
         self._stats = stats or (lambda loop: loop_stats(store, loop))
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cached: tuple[float, list[Metric]] | None = None
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            now = self._clock()
+            if self._cached is None or now - self._cached[0] >= self._cache_seconds:
+                self._cached = (now, list(self._compute()))
+            return iter(self._cached[1])
+
+    def _compute(self) -> Iterator[Metric]:
         counters = {
             "decisions": "Decisions logged",
             "rewards": "Rewards received",
@@ -180,11 +208,41 @@ class Metrics:
         return MetricsInterceptor(self.rpc)
 
     def serve(self, host: str, port: int) -> int:
-        """Serve /metrics on host:port (0 picks a free port); returns the port."""
-        self._http, _ = start_http_server(port, addr=host, registry=self.registry)
+        """Serve /metrics on host:port (0 picks a free port) in a background thread; returns the port."""
+        self._http = _MetricsServer(host, port, self.registry)
+        threading.Thread(target=self._http.serve_forever, name="metrics-http", daemon=True).start()
         return self._http.server_port
 
     def stop(self) -> None:
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
+
+
+class _MetricsHandler(BaseHTTPRequestHandler):
+    """GET /metrics: the server's registry in Prometheus' text format; any other path: 404."""
+
+    server: _MetricsServer
+
+    def do_GET(self) -> None:
+        if urlsplit(self.path).path != METRICS_PATH:
+            self.send_error(404, f"not found: metrics are at {METRICS_PATH}")
+            return
+        body = generate_latest(self.server.registry)
+        self.send_response(200)
+        self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # scrapes are not worth a log line each
+        pass
+
+
+class _MetricsServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, host: str, port: int, registry: CollectorRegistry) -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.registry = registry
+        super().__init__((host.strip("[]"), port), _MetricsHandler)

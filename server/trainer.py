@@ -21,7 +21,9 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
+from nextbest.policies import PolicySpecError
 from nextbest.server.joiner import Joiner, JoinerState
 from nextbest.server.learner import DEFAULT_KEEP_MODELS, Learner, learned_position
 from nextbest.server.retention import apply_retention
@@ -35,6 +37,7 @@ _BACKLOG = 500  # events a pass handles beyond which the next pass starts at onc
 _FULL_WARNING_SECONDS = 60.0
 _REPEAT_WARNING_SECONDS = 60.0  # a loop failing the same way again is logged at most this often
 DEFAULT_LEASE_SECONDS = 10.0
+STOP_SECONDS = 5.0  # the most a stop waits for the store to take the final checkpoints and lease releases
 
 
 def _lease_name(loop: str) -> str:
@@ -43,9 +46,38 @@ def _lease_name(loop: str) -> str:
 
 @dataclass
 class _LoopWork:
+    loop: str
     joiner: Joiner
     learner: Learner
     retained_at: float = float("-inf")  # monotonic time of the last retention pass
+
+    def checkpoint(self) -> None:
+        """Save the joiner's position and publish the learner's model (the final checkpoint of a stop)."""
+        self.joiner.save()
+        self.learner.publish()
+
+
+def _run_until(steps: list[tuple[str, Callable[[], None]]], deadline: float) -> dict[str, str]:
+    """Run the steps in order in a daemon thread until `deadline` (monotonic); why each that did not succeed did
+    not (a step still running at the deadline is left to finish or fail unreported)."""
+    outcomes: dict[str, str | None] = {}
+
+    def run() -> None:
+        for what, step in steps:
+            try:
+                step()
+                outcomes[what] = None
+            except StoreUnavailableError as e:
+                outcomes[what] = str(e)
+            except Exception as e:
+                log.exception("%s failed", what)
+                outcomes[what] = f"{type(e).__name__}: {e}"
+
+    thread = threading.Thread(target=run, name="trainer-stop", daemon=True)
+    thread.start()
+    thread.join(max(0.0, deadline - time.monotonic()))
+    ended = {what: outcomes.get(what, "the store did not answer in time") for what, _ in steps}
+    return {what: why for what, why in ended.items() if why is not None}
 
 
 @dataclass
@@ -87,6 +119,7 @@ class Trainer:
         self._full = False  # whether a loop of the current pass found the store full
         self._warned_full = float("-inf")
         self._failing: dict[str, _Failing] = {}
+        self._refused: dict[str, str] = {}  # loop -> why this trainer refuses its spec, logged once
 
     def stats(self, loop: str) -> admin_pb2.LoopStats:
         """The loop's statistics with this trainer's live joiner and learner state."""
@@ -120,6 +153,7 @@ class Trainer:
                 work = self._loops.get(name)
                 if work is None:
                     work = self._loops[name] = _LoopWork(
+                        name,
                         Joiner(self._store.log, name, self._clock),
                         Learner(self._store, name, config, self._keep_models),
                     )
@@ -129,8 +163,14 @@ class Trainer:
                 done += work.learner.step(config)
                 if self._failing.pop(name, None) is not None:
                     log.info("loop %s: the trainer works again", name)
+                self._refused.pop(name, None)
             except StoreUnavailableError as e:  # a cluster electing a leader, a reconnect: retried next pass
-                log.warning("loop %s: store unavailable; retrying: %s", name, e)
+                if not self._stop.is_set():  # else stop() reports what is left undone
+                    log.warning("loop %s: store unavailable; retrying: %s", name, e)
+            except PolicySpecError as e:  # refused by this process's --rules-dir / --policy-module, until changed
+                if self._refused.get(name) != str(e):
+                    self._refused[name] = str(e)
+                    log.error("loop %s: cannot train it: %s", name, e)
             except StoreFullError as e:  # expected until space is freed: no traceback, a warning a minute
                 self._full = True
                 if time.monotonic() - self._warned_full >= _FULL_WARNING_SECONDS:
@@ -173,6 +213,8 @@ class Trainer:
         self._loops.pop(loop, None)
         try:
             self._store.leases.release(_lease_name(loop), self.holder)
+        except StoreUnavailableError as e:  # the lease expires by itself
+            log.warning("loop %s: cannot release the trainer lease: %s", loop, e)
         except Exception:
             log.exception("loop %s: cannot release the trainer lease", loop)
 
@@ -192,19 +234,25 @@ class Trainer:
         self._thread = threading.Thread(target=self._run, name="trainer", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop after the current pass, then save every joiner and publish every learner."""
+    def stop(self, timeout: float = STOP_SECONDS) -> None:
+        """Stop after the current pass, then save every joiner, publish every learner and release the leases,
+        all within `timeout` seconds: a step the store does not take in time is left, with one warning each
+        (the next trainer resumes from the last saved positions; an unreleased lease expires)."""
+        deadline = time.monotonic() + timeout
         self._stop.set()
+        steps: list[tuple[str, Callable[[], None]]] = []
         if self._thread is not None:
-            self._thread.join()
-        for name, work in self._loops.items():
-            try:
-                work.joiner.save()
-                work.learner.publish()
-            except Exception:
-                log.exception("loop %s: final checkpoint failed", name)
-        for name in list(self._renew_at):
-            self._release(name)
+            self._thread.join(timeout)
+        if self._thread is not None and self._thread.is_alive():  # checkpointing under a running pass would race it
+            log.warning("trainer: the current pass did not finish within %.0f s; no final checkpoints", timeout)
+        else:
+            steps += [(f"loop {name}: final checkpoint", work.checkpoint) for name, work in self._loops.items()]
+        steps += [
+            (f"loop {name}: lease release", partial(self._store.leases.release, _lease_name(name), self.holder))
+            for name in self._renew_at
+        ]
+        for what, why in _run_until(steps, deadline).items():
+            log.warning("%s: not done before stopping (%s); left", what, why)
 
     def _run(self) -> None:
         while not self._stop.is_set():

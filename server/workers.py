@@ -36,7 +36,7 @@ def free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Make the kernel kill this worker when the parent dies, however it dies (Linux: PR_SET_PDEATHSIG);
     elsewhere a thread watches the parent and exits when it is gone."""
     parent = os.getppid()
@@ -61,18 +61,15 @@ def _worker(
     store_path: str, host: str, port: int, options: dict[str, Any], ready: Any, log_level: str, log_format: str
 ) -> None:
     configure(log_level, log_format, f"worker {os.getpid()}")
-    from nextbest import policies
-    from nextbest.policies.rules import restrict_rules_files
     from nextbest.server.app import NextbestServer
     from nextbest.server.store import open_store
 
-    _die_with_parent()
+    die_with_parent()
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
     grace = options.pop("grace")
-    policies.allow_python_modules(options.pop("policy_modules"))
-    restrict_rules_files(options.pop("rules_dir"))
+    options["restrictions"].apply()  # as the parent did: the same for every process that creates policies
     store = open_store(store_path, **options.pop("store_options"))
     server = NextbestServer(store, host, port, train=False, reuse_port=True, **options).start()
     ready.put(os.getpid())

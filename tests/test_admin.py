@@ -67,3 +67,22 @@ def test_health_and_reflection_are_registered(served):
     (answer,) = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
     names = {s.name for s in answer.list_services_response.service}
     assert {"nextbest.v1.DecisionService", "nextbest.v1.AdminService", "grpc.health.v1.Health"} <= names
+
+
+def test_reflection_describes_the_public_services_only(served):
+    from google.protobuf.descriptor_pool import DescriptorPool
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    _, client = served
+    database = ProtoReflectionDescriptorDatabase(client.channel)
+    pool = DescriptorPool(database)
+    assert set(database.get_services()) >= {"nextbest.v1.DecisionService", "nextbest.v1.AdminService"}
+    rank = pool.FindServiceByName("nextbest.v1.DecisionService").methods_by_name["Rank"]
+    assert rank.input_type.full_name == "nextbest.v1.RankRequest"
+    assert pool.FindMessageTypeByName("nextbest.v1.LoopConfig").file.name == "nextbest/v1/types.proto"
+    assert pool.FindServiceByName("grpc.health.v1.Health").methods_by_name["Check"]
+    for internal in ("nextbest.v1.DecisionRecord", "nextbest.v1.JoinedEvent", "nextbest.v1.LearnerState"):
+        with pytest.raises(KeyError):
+            pool.FindMessageTypeByName(internal)
+    with pytest.raises(KeyError):
+        pool.FindFileByName("nextbest/v1/records.proto")

@@ -19,7 +19,11 @@ from nextbest.v1 import admin_pb2, decision_pb2
 OK = grpc.StatusCode.OK
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 DENIED = grpc.StatusCode.PERMISSION_DENIED
-KEYS = {"decide-key": ["decide"], "admin-key": ["admin"], "both-key": ["decide", "admin"]}
+KEYS = {
+    "decide-key-0123456789": ["decide"],
+    "admin-key-0123456789": ["admin"],
+    "both-key-0123456789": ["decide", "admin"],
+}
 ACTIONS = [action("a", "email"), action("b", "push")]
 
 
@@ -65,7 +69,9 @@ def expected(key: str | None, method: str) -> set[grpc.StatusCode]:
 
 
 @pytest.mark.parametrize("method", DECIDE_METHODS + ADMIN_METHODS)
-@pytest.mark.parametrize("key", [None, "wrong-key", "decide-key", "admin-key", "both-key"])
+@pytest.mark.parametrize(
+    "key", [None, "wrong-key-0123456789", "decide-key-0123456789", "admin-key-0123456789", "both-key-0123456789"]
+)
 def test_keys_and_scopes_matrix(keyed, key, method):
     server, _ = keyed
     with Client(server.address, api_key=key) as client:
@@ -76,8 +82,8 @@ def test_refusals_say_why_without_the_key(keyed):
     server, _ = keyed
     cases = [
         ({}, UNAUTHENTICATED, "missing API key: send metadata 'authorization: Bearer KEY'"),
-        ({"api_key": "wrong-key"}, UNAUTHENTICATED, "unknown API key"),
-        ({"api_key": "decide-key"}, DENIED, "AdminService/ListLoops: the API key lacks the scope 'admin'"),
+        ({"api_key": "wrong-key-0123456789"}, UNAUTHENTICATED, "unknown API key"),
+        ({"api_key": "decide-key-0123456789"}, DENIED, "AdminService/ListLoops: the API key lacks the scope 'admin'"),
     ]
     for options, code, message in cases:
         with Client(server.address, **options) as client, pytest.raises(grpc.RpcError) as err:
@@ -87,7 +93,11 @@ def test_refusals_say_why_without_the_key(keyed):
 
 @pytest.mark.parametrize(
     "header",
-    [("authorization", "Basic both-key"), ("authorization", "both-key"), ("authorization", "Bearer ")],
+    [
+        ("authorization", "Basic both-key-0123456789"),
+        ("authorization", "both-key-0123456789"),
+        ("authorization", "Bearer "),
+    ],
 )
 def test_a_malformed_authorization_header_is_unauthenticated(keyed, header):
     _, client = keyed
@@ -98,7 +108,7 @@ def test_a_malformed_authorization_header_is_unauthenticated(keyed, header):
 
 def test_the_bearer_scheme_is_case_insensitive(keyed):
     _, client = keyed
-    client.admin.ListLoops(admin_pb2.ListLoopsRequest(), metadata=[("authorization", "bearer admin-key")])
+    client.admin.ListLoops(admin_pb2.ListLoopsRequest(), metadata=[("authorization", "bearer admin-key-0123456789")])
 
 
 def test_health_and_reflection_stay_open(keyed):
@@ -115,10 +125,23 @@ INVALID_KEYS = [
     ("{", r"test: not valid JSON \(line 1, column 2\)"),
     ("[]", "test: expected a JSON object of keys and their scopes"),
     ("{}", "test: expected a JSON object"),
-    ('{"secret with space": ["decide"]}', "test: key #1: a key must be non-empty printable ASCII without spaces"),
-    ('{"k1": ["decide"], "secret": "admin"}', "test: key #2: scopes must be a non-empty list of 'decide' and 'admin'"),
-    ('{"secret": []}', "test: key #1: scopes must be a non-empty list"),
-    ('{"secret": ["decide", "root"]}', "test: key #1: unknown scope 'root'; known: decide, admin"),
+    ('["secret-0123456789"]', "test: expected a JSON object"),
+    (
+        '{"secret with space 0123": ["decide"]}',
+        "test: key #1: a key must be printable ASCII without spaces, at least 16",
+    ),
+    ('{"secret-0123456": ["decide"]}', "test: key #1: a key must be printable ASCII without spaces, at least 16"),
+    ('{"": ["decide"]}', "test: key #1: a key must be printable ASCII"),
+    (
+        '{"k1-0123456789abcdef": ["decide"], "secret-0123456789": "admin"}',
+        "test: key #2: scopes must be a non-empty list of 'decide' and 'admin'",
+    ),
+    ('{"secret-0123456789": []}', "test: key #1: scopes must be a non-empty list"),
+    ('{"secret-0123456789": ["decide", "root"]}', "test: key #1: unknown scope 'root'; known: decide, admin"),
+    (
+        '{"secret-0123456789": ["decide"], "k2-0123456789abcdef": ["decide"], "secret-0123456789": ["admin"]}',
+        "test: key #3: the same key as key #1; give each key once",
+    ),
 ]
 
 
@@ -131,19 +154,31 @@ def test_invalid_keys_are_refused_without_quoting_them(text, message):
 
 def test_keys_come_from_the_file_else_the_environment(tmp_path):
     path = tmp_path / "keys.json"
-    path.write_text(json.dumps({"file-key": ["admin"]}))
-    environ = {"NEXTBEST_API_KEYS": json.dumps({"env-key": ["decide"]})}
+    path.write_text(json.dumps({"file-key-0123456789": ["admin"]}))
+    environ = {"NEXTBEST_API_KEYS": json.dumps({"env-key-0123456789": ["decide"]})}
     from_file = ApiKeys.load(str(path), environ)
-    assert from_file.scopes("file-key") == {"admin"} and from_file.scopes("env-key") is None
-    assert ApiKeys.load(None, environ).scopes("env-key") == {"decide"}
+    assert from_file.scopes("file-key-0123456789") == {"admin"} and from_file.scopes("env-key-0123456789") is None
+    assert ApiKeys.load(None, environ).scopes("env-key-0123456789") == {"decide"}
     assert ApiKeys.load(None, {}) is None
     assert "key" not in repr(from_file).replace("keys", "")
     with pytest.raises(ApiKeyError, match="cannot read the API keys"):
         ApiKeys.load(str(tmp_path / "missing.json"))
 
 
+def test_a_key_file_others_may_read_is_warned_about(tmp_path, caplog):
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps(KEYS))
+    for mode, warned in ((0o600, False), (0o640, True), (0o604, True), (0o400, False)):
+        path.chmod(mode)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="nextbest"):
+            assert len(ApiKeys.load(str(path))) == 3
+        assert (f"accessible to its group or others (mode {mode:03o}); chmod 600 it" in caplog.text) == warned
+        assert not any(key in caplog.text for key in KEYS)
+
+
 def test_without_keys_only_loopback_is_served_unless_insecure():
-    keys = ApiKeys.parse('{"k": ["decide"]}', "test")
+    keys = ApiKeys.parse('{"k-0123456789abcdef": ["decide"]}', "test")
     for host in ("127.0.0.1", "localhost", "::1", "[::1]", "127.8.0.1"):
         assert exposure_problem(host, None, insecure=False) is None
     for host in ("0.0.0.0", "::", "10.1.2.3", "example.org"):
@@ -177,7 +212,9 @@ def test_mutual_tls_rejects_clients_without_a_trusted_certificate(tmp_path, cert
     tls = ServerTls.load(str(c.server_cert), str(c.server_key), str(c.ca))
     keys = ApiKeys.parse(json.dumps(KEYS), "test")
     mine = {"ca_cert": c.ca, "client_cert": c.client_cert, "client_key": c.client_key}
-    with running_server(tmp_path, tls=tls, api_keys=keys, client_options={**mine, "api_key": "both-key"}) as pair:
+    with running_server(
+        tmp_path, tls=tls, api_keys=keys, client_options={**mine, "api_key": "both-key-0123456789"}
+    ) as pair:
         server, client = pair
         assert client.rank(ACTIONS).chosen_action_id in {"a", "b"}
         strangers = [
@@ -185,7 +222,7 @@ def test_mutual_tls_rejects_clients_without_a_trusted_certificate(tmp_path, cert
             {"ca_cert": c.ca, "client_cert": stranger.client_cert, "client_key": stranger.client_key},
         ]
         for options in strangers:
-            with Client(server.address, timeout=5, api_key="both-key", **options) as other:
+            with Client(server.address, timeout=5, api_key="both-key-0123456789", **options) as other:
                 with pytest.raises(grpc.RpcError) as err:
                     other.rank(ACTIONS)
                 assert err.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -241,7 +278,7 @@ def test_serve_with_workers_keys_and_mutual_tls(tmp_path, certificates):
         assert "3 API keys; mutual TLS" in line, line
         address = re.search(r"serving on (\S+)", line).group(1)
         for i in range(8):  # new connections each time: the kernel spreads them over both workers
-            with Client(address, api_key="decide-key", **mine) as client, Client(address, **mine) as keyless:
+            with Client(address, api_key="decide-key-0123456789", **mine) as client, Client(address, **mine) as keyless:
                 assert client.rank(ACTIONS, event_id=f"w{i}").event_id == f"w{i}"
                 assert (call(client, "ListLoops"), call(keyless, "Rank")) == (DENIED, UNAUTHENTICATED)
     finally:

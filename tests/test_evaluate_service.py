@@ -1,12 +1,17 @@
 """Service → log → evaluate: off-policy estimates on a live loop's log, where the better policy is known."""
 
 import json
+import os
+from pathlib import Path
 
 import grpc
 import pytest
 from planted import BEST, PERSONALIZING, run
 
-from nextbest.testing import wait_for
+from nextbest.client import action
+from nextbest.server.evaluation import EvaluationLimits
+from nextbest.server.restrictions import Restrictions
+from nextbest.testing import FakeClock, child_pids, running_server, wait_for
 from nextbest.v1 import admin_pb2
 
 JOURNEY = json.dumps(
@@ -14,6 +19,8 @@ JOURNEY = json.dumps(
 )
 ORACLE = f"rules:{JOURNEY}"  # knows the planted best action of every segment: worth 0.8
 WRONG = 'fixed:{"sms-coupon": 1}'  # never the best: worth 0.1
+ACTIONS = [action("a", "email"), action("b", "push")]
+T0 = FakeClock()()
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +69,88 @@ def test_time_bounds_and_bad_requests(logged_loop):
     with pytest.raises(grpc.RpcError) as err:
         client.admin.Evaluate(admin_pb2.EvaluateRequest(loop="nope", specs=["random"]))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+SLEEPER = "python:hostile_policies:Sleeper"
+HOG = "python:hostile_policies:Hog"
+HOSTILE = Restrictions(policy_modules=("hostile_policies",))
+
+
+def evaluations_running() -> list[int]:
+    return [p for p in child_pids(os.getpid()) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+
+
+@pytest.fixture(scope="module")
+def timed_events(tmp_path_factory):
+    """A store whose loop `t` has 30 joined events, decided one second apart from T0."""
+    directory = tmp_path_factory.mktemp("store")
+    clock = FakeClock()
+    with running_server(directory, clock=clock) as (_, client):
+        client.create_loop("t", policy="random", reward_wait_seconds=1.0, publish_interval_seconds=0.05)
+        for i in range(30):
+            client.reward(client.rank(ACTIONS, loop="t", event_id=f"e{i}").event_id, float(i % 2), loop="t")
+            clock.advance(1.0)
+        clock.advance(10.0)
+        wait_for(lambda: client.stats("t").joined == 30)
+    return directory, T0
+
+
+def bounded(directory, **limits):
+    return running_server(directory, train=False, evaluation=EvaluationLimits(**limits), restrictions=HOSTILE)
+
+
+def test_an_evaluation_over_more_events_than_the_cap_is_refused(timed_events):
+    directory, t0 = timed_events
+    with bounded(directory, max_events=10) as (_, client):
+        with pytest.raises(grpc.RpcError) as err:
+            client.admin.Evaluate(admin_pb2.EvaluateRequest(loop="t", specs=["baseline"]))
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert err.value.details() == (
+            "since/until: loop 't' has more than 10 joined events in the range (limit evaluate_max_events, "
+            "serve --evaluate-max-events); evaluate a shorter range"
+        )
+        shorter = admin_pb2.EvaluateRequest(loop="t", specs=["baseline"], since=t0 + 5, until=t0 + 15)
+        assert client.admin.Evaluate(shorter).events == 10
+
+
+def test_an_evaluation_past_its_timeout_is_stopped(timed_events):
+    directory, _ = timed_events
+    with bounded(directory, timeout_seconds=3.0) as (_, client):
+        with pytest.raises(grpc.RpcError) as err:
+            client.admin.Evaluate(admin_pb2.EvaluateRequest(loop="t", specs=[SLEEPER]), timeout=120)
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert err.value.details().startswith(
+            "Evaluate: no result within 3 s (limit evaluate_timeout, serve --evaluate-timeout)"
+        )
+        assert evaluations_running() == []  # the sleeping process was killed
+        assert client.rank(ACTIONS, loop="t").chosen_action_id  # the server serves on
+
+
+def test_an_evaluation_over_its_memory_limit_is_refused(timed_events):
+    directory, _ = timed_events
+    with bounded(directory, max_memory_bytes=1 << 30) as (_, client):
+        with pytest.raises(grpc.RpcError) as err:
+            client.admin.Evaluate(admin_pb2.EvaluateRequest(loop="t", specs=[HOG]), timeout=120)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert err.value.details().startswith(
+            f"Evaluate: the evaluation ran out of memory at its memory limit of {1 << 30} bytes (limit "
+            "evaluate_max_memory, serve --evaluate-max-memory)"
+        )
+        assert client.admin.Evaluate(admin_pb2.EvaluateRequest(loop="t", specs=["baseline"])).events == 30
+
+
+def test_evaluations_run_one_at_a_time_and_specs_are_restricted_as_the_server_says(timed_events):
+    directory, _ = timed_events
+    with bounded(directory, timeout_seconds=5.0) as (_, client):
+        slow = client.admin.Evaluate.future(admin_pb2.EvaluateRequest(loop="t", specs=[SLEEPER]), timeout=120)
+        wait_for(evaluations_running)
+        with pytest.raises(grpc.RpcError) as err:
+            client.admin.Evaluate(admin_pb2.EvaluateRequest(loop="t", specs=["baseline"]))
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "another evaluation is running" in err.value.details()
+        assert slow.exception().code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    with running_server(directory, train=False) as (_, client):  # no python: modules allowed by default
+        with pytest.raises(grpc.RpcError) as err:
+            client.admin.Evaluate(admin_pb2.EvaluateRequest(loop="t", specs=[SLEEPER]))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "python policies must be allowed by the server's configuration" in err.value.details()

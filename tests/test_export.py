@@ -3,8 +3,10 @@
 import argparse
 import io
 import json
+import os
 import re
 import shlex
+import stat
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -192,6 +194,16 @@ def test_the_command_writes_to_stdout_while_the_server_runs_and_to_a_file(log, t
     assert len(out.read_text().splitlines()) == 10
     captured = capsys.readouterr()
     assert captured.out == "" and f"10 events of loop 'shop' written to {out}" in captured.err
+
+
+def test_the_exported_file_is_private_to_its_owner(log, tmp_path):
+    out = tmp_path / "private.json"
+    previous = os.umask(0o022)
+    try:
+        assert main(["export", "--store", log.store, "--loop", "shop", "--output", str(out)]) == 0
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600 and out.read_text()
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,9 @@ is in test_store_contract.py)."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import random
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -55,6 +57,20 @@ def _in_one_batch(
     for t in [blocker, *threads]:
         t.join()
     return results
+
+
+def test_a_new_store_is_private_to_its_owner(tmp_path: Path) -> None:
+    previous = os.umask(0o022)  # the usual umask, which left the store readable by everyone
+    try:
+        with open_store(str(tmp_path / "a" / "db")) as s:
+            s.configs.create("x", b"1")
+    finally:
+        os.umask(previous)
+    db = tmp_path / "a" / "db"
+    assert stat.S_IMODE(db.stat().st_mode) == 0o700
+    files = sorted(db.iterdir())
+    assert [f.name for f in files] == ["data.mdb", "lock.mdb"]
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
 
 
 def test_open_store_rejects_urls_of_other_schemes() -> None:

@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
                 written, skipped = export(store, args.loop, sys.stdout, args.since, args.until, skip)
                 sys.stdout.flush()
             else:
-                with open(args.output, "w", encoding="ascii") as out:
+                private = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # as the store
+                with open(private, "w", encoding="ascii") as out:
                     written, skipped = export(store, args.loop, out, args.since, args.until, skip)
         except BrokenPipeError:  # the reader went away (`| head`): stop quietly
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import threading
 from typing import TYPE_CHECKING
 
@@ -15,8 +14,14 @@ from nextbest.server.commands.storage import (
     open_store_or_exit,
     store_options,
 )
-from nextbest.server.commands.train import add_trainer_arguments
+from nextbest.server.commands.train import (
+    add_metrics_arguments,
+    add_restriction_arguments,
+    add_trainer_arguments,
+    restrictions,
+)
 from nextbest.server.config import Limits
+from nextbest.server.evaluation import EvaluationLimits
 
 if TYPE_CHECKING:
     from nextbest.server.loopfile import Change
@@ -48,7 +53,32 @@ def add(commands: argparse._SubParsersAction) -> None:
         "--max-loops", type=int, default=d.max_loops, help=f"loops in the store (default: {d.max_loops})"
     )
     serve.add_argument(
-        "--max-model-bytes", type=byte_size, default=d.max_model_bytes, help="bytes of a model sent to ImportModel"
+        "--max-model-bytes",
+        type=byte_size,
+        default=d.max_model_bytes,
+        help="bytes of a model sent to ImportModel (default: 64M)",
+    )
+    e = EvaluationLimits()
+    evaluation = serve.add_argument_group(
+        "Evaluate", "Each Evaluate call runs in a process of its own, one at a time per serving process, within:"
+    )
+    evaluation.add_argument(
+        "--evaluate-max-events",
+        type=int,
+        default=e.max_events,
+        help=f"joined events in the evaluated range (default: {e.max_events:,})",
+    )
+    evaluation.add_argument(
+        "--evaluate-max-memory",
+        type=byte_size,
+        default=e.max_memory_bytes,
+        help="memory of the evaluation's process (its data segment; default: 2G)",
+    )
+    evaluation.add_argument(
+        "--evaluate-timeout",
+        type=float,
+        default=e.timeout_seconds,
+        help=f"seconds an evaluation may take (default: {e.timeout_seconds:g})",
     )
     serve.add_argument(
         "--max-generated-features",
@@ -75,23 +105,12 @@ def add(commands: argparse._SubParsersAction) -> None:
         "--tls-client-ca", metavar="FILE", help="mutual TLS: require client certificates signed by this CA (PEM)"
     )
     serve.add_argument(
-        "--rules-dir",
-        metavar="DIR",
-        help="`rules:` specs may read journey files from this directory only; none are read without it",
-    )
-    serve.add_argument(
         "--serve-without-logging",
         action="store_true",
         help="when the store is full, Rank still answers (unlogged, counted in nextbest_unlogged_decisions_total) "
         "instead of failing with RESOURCE_EXHAUSTED",
     )
-    serve.add_argument(
-        "--policy-module",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="allow `python:MODULE:Class` policy specs from this module (repeatable); none by default",
-    )
+    add_restriction_arguments(serve)
     serve.add_argument(
         "--loops",
         metavar="FILE",
@@ -107,9 +126,7 @@ def add(commands: argparse._SubParsersAction) -> None:
         "learner (LMDB) and metrics endpoint run in the parent process, so learning never competes with serving "
         "for one interpreter",
     )
-    serve.add_argument(
-        "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port at /metrics (0: any)"
-    )
+    add_metrics_arguments(serve)
     serve.set_defaults(run=run)
 
 
@@ -130,21 +147,23 @@ def _access(args: argparse.Namespace) -> dict:
     problem = exposure_problem(args.host, keys, args.insecure)
     if problem:
         raise SystemExit(f"nextbest serve: {problem}")
-    if args.rules_dir is not None and not os.path.isdir(args.rules_dir):
-        raise SystemExit(f"nextbest serve: --rules-dir {args.rules_dir}: no such directory")
     return {"api_keys": keys, "tls": tls, "insecure": args.insecure}
 
 
-def run(args: argparse.Namespace) -> int:
-    from nextbest import policies
-    from nextbest.policies.rules import restrict_rules_files
+def _evaluation(args: argparse.Namespace) -> EvaluationLimits:
+    if args.evaluate_max_events < 2 or args.evaluate_max_memory < 256 << 20 or not args.evaluate_timeout > 0:
+        raise SystemExit(
+            "nextbest serve: --evaluate-max-events must be at least 2, --evaluate-max-memory at least 256M and "
+            "--evaluate-timeout positive"
+        )
+    return EvaluationLimits(args.evaluate_max_events, args.evaluate_max_memory, args.evaluate_timeout)
 
+
+def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise SystemExit("nextbest serve: --workers must be at least 1")
     access = _access(args)
     declared = _declared_loops(args.loops)
-    policies.allow_python_modules(args.policy_module)
-    restrict_rules_files(args.rules_dir)
     options = {
         "limits": Limits(
             max_actions=args.max_actions,
@@ -158,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
         ),
         "max_workers": args.threads,
         "serve_without_logging": args.serve_without_logging,
+        "restrictions": restrictions("serve", args),
+        "evaluation": _evaluation(args),
         **access,
     }
     stopping = stop_on_signals("shutting down")
@@ -171,7 +192,7 @@ def _announce(address: str, args: argparse.Namespace, options: dict, loops: list
     from nextbest.server.auth import is_loopback
 
     keys, tls = options["api_keys"], options["tls"]
-    extra = f"; metrics on port {metrics_port}" if args.metrics_port is not None else ""
+    extra = f"; metrics on port {metrics_port} ({args.metrics_host})" if args.metrics_port is not None else ""
     workers = f"; {args.workers} workers" if args.workers > 1 else ""
     security = f"; {len(keys)} API keys" if keys else ""
     security += ("; mutual TLS" if tls.client_ca else "; TLS") if tls else ""
@@ -242,8 +263,6 @@ def _serve(args: argparse.Namespace, options: dict, declared: dict | None, stopp
             **options,
             "rpc_metrics": args.metrics_port is not None,
             "grace": args.grace,
-            "policy_modules": args.policy_module,
-            "rules_dir": args.rules_dir,
             "store_options": store_options(args),
         },
     )
@@ -255,7 +274,7 @@ def _serve(args: argparse.Namespace, options: dict, declared: dict | None, stopp
     metrics, metrics_port = None, 0
     if args.metrics_port is not None:
         metrics = Metrics(store, trainer.stats if trainer else None)
-        metrics_port = metrics.serve(args.host, args.metrics_port)
+        metrics_port = metrics.serve(args.metrics_host, args.metrics_port)
     _announce(f"{args.host}:{port}", args, options, sorted(store.configs.list()), metrics_port)
     stopping.wait()
     pool.stop(args.grace)

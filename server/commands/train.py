@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
+from typing import TYPE_CHECKING
 
 from nextbest.server.commands.signals import stop_on_signals
 from nextbest.server.commands.storage import add_store_arguments, open_store_or_exit
+
+if TYPE_CHECKING:
+    from nextbest.server.restrictions import Restrictions
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -20,11 +25,51 @@ def add(commands: argparse._SubParsersAction) -> None:
     )
     add_store_arguments(train)
     add_trainer_arguments(train)
-    train.add_argument("--host", default="127.0.0.1", help="address of the metrics endpoint (default: 127.0.0.1)")
-    train.add_argument(
+    add_restriction_arguments(train)
+    add_metrics_arguments(train)
+    train.set_defaults(run=run)
+
+
+def add_restriction_arguments(parser: argparse.ArgumentParser) -> None:
+    """What policy specs may reach: the same flags, and the same defaults, for every process that creates them."""
+    parser.add_argument(
+        "--rules-dir",
+        metavar="DIR",
+        help="`rules:` specs may read journey files from this directory only; none are read without it",
+    )
+    parser.add_argument(
+        "--policy-module",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="allow `python:MODULE:Class` policy specs from this module (repeatable); none by default",
+    )
+
+
+def restrictions(command: str, args: argparse.Namespace) -> Restrictions:
+    """The restrictions the flags ask for, applied to this process; SystemExit saying why they cannot be."""
+    from nextbest.server.restrictions import Restrictions
+
+    if args.rules_dir is not None and not os.path.isdir(args.rules_dir):
+        raise SystemExit(f"nextbest {command}: --rules-dir {args.rules_dir}: no such directory")
+    chosen = Restrictions(tuple(args.policy_module), args.rules_dir)
+    try:
+        chosen.apply()
+    except ValueError as e:
+        raise SystemExit(f"nextbest {command}: --policy-module: {e}") from None
+    return chosen
+
+
+def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
+    """The metrics endpoint's flags, shared with `nextbest serve`."""
+    parser.add_argument(
         "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port at /metrics (0: any)"
     )
-    train.set_defaults(run=run)
+    parser.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address of the metrics endpoint, which has no authentication (default: 127.0.0.1, whatever --host)",
+    )
 
 
 def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.lease_seconds <= 0:
         raise SystemExit("nextbest train: --lease-seconds must be positive")
+    restrictions("train", args)
     stopping = stop_on_signals("stopping")
     with open_store_or_exit("train", args) as store:
         ensure_default_loop(store)
@@ -55,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         extra = ""
         if args.metrics_port is not None:
             metrics = Metrics(store, trainer.stats)
-            extra = f"; metrics on port {metrics.serve(args.host, args.metrics_port)}"
+            extra = f"; metrics on port {metrics.serve(args.metrics_host, args.metrics_port)} ({args.metrics_host})"
         print(f"nextbest training (store {args.store}; trainer {trainer.holder}{extra})", flush=True)
         stopping.wait()
         trainer.stop()

@@ -44,9 +44,12 @@ def open_store(location: str, **options: Any) -> Store:
     if sep and scheme == "nats":
         from .nats import open_nats  # nats-py is imported only by those who use it
 
-        return open_nats(location, **options)
-    if sep:
+        store = open_nats(location, **options)
+    elif sep:
         raise ValueError(f"unsupported store location {location!r}: no backend for {scheme}:// URLs")
-    from .lmdb import open_lmdb
+    else:
+        from .lmdb import open_lmdb
 
-    return open_lmdb(location, **options)
+        store = open_lmdb(location, **options)
+    store.location, store.options = location, options
+    return store

@@ -11,7 +11,8 @@ import enum
 import struct
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 class StoreFullError(Exception):
@@ -210,6 +211,9 @@ class Store:
     leases: Leases
     close: Callable[[], None]  # releases the backend's resources
     used_bytes: Callable[[], int]  # space the stored data takes now
+    # how another process opens the same store (`open_store(location, **options)`); set by `open_store`
+    location: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __enter__(self) -> Store:
         return self

@@ -113,9 +113,9 @@ class _Env:
     """The environment, its databases, the writer thread, and the gate that makes close() safe."""
 
     def __init__(self, path: str, map_size: int, max_readers: int, max_batch: int) -> None:
-        os.makedirs(path, exist_ok=True)
+        os.makedirs(path, mode=0o700, exist_ok=True)  # decisions are the callers' data: the owner's alone
         self.path = path
-        self.env = lmdb.open(path, map_size=map_size, max_dbs=len(_DBS), max_readers=max_readers)
+        self.env = lmdb.open(path, map_size=map_size, max_dbs=len(_DBS), max_readers=max_readers, mode=0o600)
         self.env.reader_check()  # free reader slots left behind by dead processes
         self.db = {name: self.env.open_db(name.encode()) for name in _DBS}
         self.max_key_size = self.env.max_key_size()

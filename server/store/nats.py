@@ -85,6 +85,7 @@ log = logging.getLogger("nextbest")
 
 DEFAULT_TIMEOUT = 10.0
 _REQUEST_TIMEOUT = 2.0  # one request; operations retry transient failures until their own timeout
+_CLOSE_SECONDS = 2.0  # the most closing waits for the server's goodbye, and then for the client's tasks
 _DUPLICATE_WINDOW = 120.0
 _READ_BATCH = 1000  # entries per direct-get batch request
 _POLL_SECONDS = 0.05  # how often the local copies of the live and loops buckets catch up
@@ -176,12 +177,27 @@ class _Runner:
         except TimeoutError as e:
             future.cancel()
             raise StoreUnavailableError(f"JetStream did not answer within {timeout:.0f} s; retry") from e
+        except BaseException as e:
+            if self.closed:  # closing cancelled the call: it failed because the store went away, not by itself
+                raise StoreUnavailableError("the NATS store was closed during the call") from e
+            raise
 
     def stop(self) -> None:
+        """Cancel what still runs on the loop (e.g. a client reconnecting to a server that is gone), then end it."""
         self.closed = True
+        with contextlib.suppress(TimeoutError):
+            asyncio.run_coroutine_threadsafe(_cancel_tasks(), self.loop).result(_CLOSE_SECONDS)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()
+
+
+async def _cancel_tasks() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=_CLOSE_SECONDS)
 
 
 @dataclass
@@ -966,9 +982,9 @@ async def _open_on(
         if runner.closed:
             return
         try:
-            runner.run(shutdown(), timeout)
-        except StoreUnavailableError:  # every write was acknowledged before; only the goodbye is lost
-            log.warning("NATS store: closing the connection took over %.0f s; dropped it", timeout)
+            runner.run(shutdown(), _CLOSE_SECONDS)
+        except Exception as e:  # every write was acknowledged before; only the goodbye is lost
+            log.warning("NATS store: could not close the connection cleanly (%s: %s); dropped it", type(e).__name__, e)
         finally:
             runner.stop()
 
