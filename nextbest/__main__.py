@@ -2,7 +2,7 @@
 
 import sys
 
-from nextbest.server.cli import main
+from nextbest.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,7 +7,6 @@ import json
 import math
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
@@ -25,12 +24,11 @@ from nextbest.server.errors import (
     ResourceExhausted,
 )
 from nextbest.server.evaluation import EvaluationLimits, evaluate_in_child
-from nextbest.server.joiner import JoinerState
-from nextbest.server.learner import learned_position, state_estimates
 from nextbest.server.restrictions import Restrictions
-from nextbest.server.store import PublishConflictError, Store, StoredModel, Stream
+from nextbest.server.stats import loop_stats
+from nextbest.server.store import PublishConflictError, Store, StoredModel
 from nextbest.server.trainer import Trainer
-from nextbest.v1 import admin_pb2, admin_pb2_grpc, records_pb2, types_pb2
+from nextbest.v1 import admin_pb2, admin_pb2_grpc, types_pb2
 
 _CHUNK = 1 << 20
 _PUBLISH_ATTEMPTS = 20
@@ -41,49 +39,6 @@ def _loop_config(store: Store, name: str) -> types_pb2.LoopConfig:
     if data is None:
         raise NotFound(f"loop: no loop named {name!r}")
     return types_pb2.LoopConfig.FromString(data)
-
-
-def loop_stats(
-    store: Store,
-    loop: str,
-    joiner: JoinerState | None = None,
-    learner: records_pb2.LearnerState | None = None,
-) -> admin_pb2.LoopStats:
-    """Statistics of one loop from what the store holds, or from the live joiner's and learner's state."""
-    if joiner is None:
-        saved = store.log.get_cursor(f"{loop}/joiner")
-        joiner = JoinerState(**json.loads(saved)) if saved else JoinerState()
-    j = joiner
-    live = store.models.live(loop)
-    if learner is None:
-        learner = records_pb2.LearnerState.FromString(live.state) if live else records_pb2.LearnerState()
-    learned = learned_position(store, loop)
-    joined_last = store.log.last_seq(Stream.JOINED, loop)
-    lag_seconds = 0.0
-    if joined_last > learned:
-        oldest = store.log.read(Stream.JOINED, loop, learned, 1)
-        if oldest:
-            lag_seconds = max(0.0, time.time() - records_pb2.JoinedEvent.FromString(oldest[0][1]).joined_at)
-    decisions = store.log.last_seq(Stream.DECISIONS, loop)
-    return admin_pb2.LoopStats(
-        loop=loop,
-        decisions=decisions,
-        rewards=j.rewards,
-        activations=j.activations,
-        joined=j.joined,
-        default_rewarded=j.defaulted,
-        orphan_rewards=j.orphans,
-        late_rewards=j.late,
-        average_reward=j.reward_sum / j.joined if j.joined else 0.0,
-        learned=learned,
-        learner_lag_events=joined_last - learned,
-        learner_lag_seconds=lag_seconds,
-        pending_decisions=decisions - j.decisions_closed,
-        model_version=str(live.version if live else 0),
-        apprentice_match_rate=j.apprentice_matches / j.apprentice_joined if j.apprentice_joined else 0.0,
-        policies=state_estimates(learner),
-        refused_models=learner.refused_models,
-    )
 
 
 def evaluate_response(report: dict) -> admin_pb2.EvaluateResponse:

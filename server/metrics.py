@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from nextbest.server.admin_service import loop_stats
+from nextbest.server.stats import loop_stats
 from nextbest.server.store import Store
 
 LOOP_STATS_SECONDS = 5.0

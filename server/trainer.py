@@ -27,6 +27,7 @@ from nextbest.policies import PolicySpecError
 from nextbest.server.joiner import Joiner, JoinerState
 from nextbest.server.learner import DEFAULT_KEEP_MODELS, Learner, learned_position
 from nextbest.server.retention import apply_retention
+from nextbest.server.stats import loop_stats
 from nextbest.server.store import Store, StoreFullError, StoreUnavailableError, Stream
 from nextbest.v1 import admin_pb2, records_pb2, types_pb2
 
@@ -123,8 +124,6 @@ class Trainer:
 
     def stats(self, loop: str) -> admin_pb2.LoopStats:
         """The loop's statistics with this trainer's live joiner and learner state."""
-        from nextbest.server.admin_service import loop_stats
-
         return loop_stats(self._store, loop, self.joiner_state(loop), self.learner_state(loop))
 
     def learner_state(self, loop: str) -> records_pb2.LearnerState | None:

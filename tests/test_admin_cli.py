@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+from nextbest.cli import main
 from nextbest.client import Client, action
 from nextbest.server.auth import ApiKeys
-from nextbest.server.cli import main
 from nextbest.testing import running_server, wait_for
 
 ADMIN_KEY = "admin-key-0123456789abcdef"

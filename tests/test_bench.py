@@ -13,10 +13,10 @@ from pathlib import Path
 
 import grpc
 
+from nextbest.cli import build_parser
 from nextbest.server import validation
 from nextbest.server.bench import echo
 from nextbest.server.bench.load import Load, Service, Workload, measure, rank_request
-from nextbest.server.cli import build_parser
 from nextbest.server.commands.bench import Plan
 from nextbest.server.config import Limits
 from nextbest.v1 import decision_pb2

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from planted import ACTIONS, BEST, SEGMENTS
 
+from nextbest.cli import main
 from nextbest.client import action
 from nextbest.client import namespaces as features
 from nextbest.policies import Example, Policy
@@ -16,7 +17,6 @@ from nextbest.policies.ope.dsjson import to_dsjson
 from nextbest.policies.ope.logged import LoggedEvent
 from nextbest.policies.ope.replay import namespaces, replay, without_namespace
 from nextbest.policies.ope.report import evaluate, format_report, search_grid
-from nextbest.server.cli import main
 
 ORACLE = "rules:" + json.dumps({"rules": [{"if": {"user.segment": s}, "then": [a]} for s, a in BEST.items()]})
 PERSONALIZING = "vw:--cb_explore_adf --epsilon 0.05 -q ::"

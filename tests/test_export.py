@@ -20,10 +20,10 @@ from planted import PERSONALIZING
 from test_dsjson import vw_parsed
 
 from nextbest import policies
+from nextbest.cli import main
 from nextbest.client import LearningMode, action, namespaces
 from nextbest.policies.ope.dsjson import read, to_dsjson
 from nextbest.policies.ope.logged import LoggedEvent
-from nextbest.server.cli import main
 from nextbest.server.commands.export import moment
 from nextbest.server.export import export, logged_event
 from nextbest.server.store import Entry, Stream, open_store

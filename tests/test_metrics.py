@@ -9,9 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from nextbest.client import action
-from nextbest.server.admin_service import loop_stats
 from nextbest.server.app import NextbestServer, ensure_default_loop
 from nextbest.server.metrics import LOOP_STATS_SECONDS, LoopCollector
+from nextbest.server.stats import loop_stats
 from nextbest.server.store import open_store
 from nextbest.testing import running_server, wait_for
 

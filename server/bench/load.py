@@ -556,9 +556,13 @@ def _spawned(name: str, module: str, args: list[str], directory: Path) -> Iterat
 
 def _serve_accepts(flag: str) -> bool:
     """Whether `nextbest serve` has `flag` (taking one value)."""
-    from nextbest.server.cli import build_parser
+    import argparse
 
-    return not build_parser().parse_known_args(["serve", flag, "1"])[1]
+    from nextbest.server.commands import serve
+
+    parser = argparse.ArgumentParser()
+    serve.add(parser.add_subparsers())
+    return not parser.parse_known_args(["serve", flag, "1"])[1]
 
 
 async def _prepare_loop(channel: grpc.aio.Channel, plan: Plan) -> types_pb2.LoopConfig:

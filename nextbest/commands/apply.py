@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from nextbest.server.commands.admin import add_connection_arguments, calling
+from nextbest.commands.admin import add_connection_arguments, calling
 
 
 def add(commands: argparse._SubParsersAction) -> None:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nextbest.server.commands import COMMANDS
+from nextbest.commands import admin, apply
+from nextbest.server.commands import bench, demo, evaluate, export, serve, train
 from nextbest.server.logs import FORMATS, configure
+
+# `serve`, `train`, `bench`, `evaluate`, `export` and `demo` need the server install; the others the client only.
+COMMANDS = [serve, train, admin, apply, bench, evaluate, export, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
