@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
@@ -21,6 +24,7 @@ from nextbest.server.decision_service import DecisionService
 from nextbest.server.errors import ErrorInterceptor
 from nextbest.server.evaluation import EvaluationLimits
 from nextbest.server.learner import DEFAULT_KEEP_MODELS
+from nextbest.server.loopfile import Change
 from nextbest.server.metrics import Metrics
 from nextbest.server.restrictions import Restrictions
 from nextbest.server.store import Store
@@ -218,3 +222,117 @@ class NextbestServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What each serving process of `nextbest serve` is built with, from the command's flags (the worker
+    processes receive it: picklable)."""
+
+    limits: Limits = field(default_factory=Limits)
+    max_workers: int = 16
+    api_keys: ApiKeys | None = None
+    tls: ServerTls | None = None
+    insecure: bool = False
+    serve_without_logging: bool = False
+    restrictions: Restrictions = field(default_factory=Restrictions)
+    evaluation: EvaluationLimits | None = None
+    rpc_metrics: bool = False
+
+    def worker_server(self, store: Store, host: str, port: int) -> NextbestServer:
+        """A serving process's server: shares the port with the others and trains nothing (the parent does)."""
+        return NextbestServer(
+            store,
+            host,
+            port,
+            train=False,
+            reuse_port=True,
+            limits=self.limits,
+            max_workers=self.max_workers,
+            api_keys=self.api_keys,
+            tls=self.tls,
+            insecure=self.insecure,
+            serve_without_logging=self.serve_without_logging,
+            restrictions=self.restrictions,
+            evaluation=self.evaluation,
+            rpc_metrics=self.rpc_metrics,
+        )
+
+
+@dataclass(frozen=True)
+class Node:
+    """A `nextbest serve` node: worker processes serving gRPC over one store and, on LMDB, the trainer and the
+    metrics endpoint in the parent process."""
+
+    store: str
+    store_options: dict[str, Any]
+    host: str
+    port: int
+    workers: int
+    grace: float
+    server: ServerSettings
+    keep_models: int = DEFAULT_KEEP_MODELS
+    lease_seconds: float = 10.0
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
+    loops: dict[str, dict[str, Any]] | None = None  # declared loops (`--loops FILE`), applied at start
+
+
+@dataclass(frozen=True)
+class Started:
+    """What a starting node tells its caller once every worker serves."""
+
+    address: str
+    loops: list[str]
+    metrics_port: int
+
+
+def run_node(
+    node: Node,
+    store: Store,
+    stopping: threading.Event,
+    started: Callable[[Started], None] = lambda _: None,
+    applied: Callable[[Change], None] | None = None,
+) -> None:
+    """Run `node` on the opened `store` until `stopping` is set; then stop the workers, the trainer and the
+    metrics, and close the store. `applied` hears of each change the declared loops make; ServiceError for the
+    first one refused (nothing runs then)."""
+    from nextbest.server.workers import WorkerPool, free_port
+
+    if node.loops is not None:
+        apply_declared_loops(store, node.loops, node.server.limits, applied)
+    ensure_default_loop(store)
+    port = node.port or free_port(node.host)
+    pool = WorkerPool(node.workers, node.store, node.store_options, node.host, port, node.server, node.grace)
+    trainer = None
+    if "://" not in node.store:  # a replica of a shared store leaves training to `nextbest train`
+        trainer = Trainer(store, keep_models=node.keep_models, lease_seconds=node.lease_seconds)
+        trainer.start()
+    pool.start()
+    metrics, metrics_port = None, 0
+    if node.metrics_port is not None:
+        metrics = Metrics(store, trainer.stats if trainer else None)
+        metrics_port = metrics.serve(node.metrics_host, node.metrics_port)
+    started(Started(f"{node.host}:{port}", sorted(store.configs.list()), metrics_port))
+    stopping.wait()
+    pool.stop(node.grace)
+    if trainer:
+        trainer.stop()
+    if metrics:
+        metrics.stop()
+    store.close()
+
+
+def apply_declared_loops(
+    store: Store,
+    declared: dict[str, dict[str, Any]],
+    limits: Limits,
+    applied: Callable[[Change], None] | None = None,
+) -> None:
+    """Make the store's loops match declared ones (a loops file) through the admin service's own calls, creating
+    and changing, never deleting; ServiceError for the first change refused."""
+    from nextbest.server.loopfile import apply, plan
+
+    admin = AdminService(store, Catalog(store), limits)
+    loops = admin.ListLoops(admin_pb2.ListLoopsRequest(), None).loops
+    apply(plan(declared, list(loops)), lambda method, request: getattr(admin, method)(request, None), applied)

@@ -20,9 +20,12 @@ import socket
 import tempfile
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nextbest.server.logs import configure, current_format
+
+if TYPE_CHECKING:
+    from nextbest.server.app import ServerSettings
 
 log = logging.getLogger("nextbest")
 
@@ -58,20 +61,25 @@ def die_with_parent() -> None:
 
 
 def _worker(
-    store_path: str, host: str, port: int, options: dict[str, Any], ready: Any, log_level: str, log_format: str
+    store_path: str,
+    store_options: dict[str, Any],
+    host: str,
+    port: int,
+    settings: ServerSettings,
+    grace: float,
+    ready: Any,
+    log_level: str,
+    log_format: str,
 ) -> None:
     configure(log_level, log_format, f"worker {os.getpid()}")
-    from nextbest.server.app import NextbestServer
     from nextbest.server.store import open_store
 
     die_with_parent()
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
-    grace = options.pop("grace")
-    options["restrictions"].apply()  # as the parent did: the same for every process that creates policies
-    store = open_store(store_path, **options.pop("store_options"))
-    server = NextbestServer(store, host, port, train=False, reuse_port=True, **options).start()
+    settings.restrictions.apply()  # as the parent did: the same for every process that creates policies
+    server = settings.worker_server(open_store(store_path, **store_options), host, port).start()
     ready.put(os.getpid())
     stopping.wait()
     server.stop(grace=grace)
@@ -80,8 +88,17 @@ def _worker(
 class WorkerPool:
     """Runs and supervises the worker processes."""
 
-    def __init__(self, count: int, store_path: str, host: str, port: int, options: dict[str, Any]) -> None:
-        self._args = (store_path, host, port, options)
+    def __init__(
+        self,
+        count: int,
+        store_path: str,
+        store_options: dict[str, Any],
+        host: str,
+        port: int,
+        settings: ServerSettings,
+        grace: float,
+    ) -> None:
+        self._args = (store_path, store_options, host, port, settings, grace)
         self._count = count
         self._context = multiprocessing.get_context("spawn")  # workers open the store themselves
         self._ready = self._context.Queue()

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import threading
 from typing import TYPE_CHECKING
 
 from nextbest.server.commands.signals import stop_on_signals
 from nextbest.server.commands.storage import (
     add_store_arguments,
     byte_size,
-    is_remote,
     open_store_or_exit,
     store_options,
 )
@@ -24,8 +22,8 @@ from nextbest.server.config import Limits
 from nextbest.server.evaluation import EvaluationLimits
 
 if TYPE_CHECKING:
+    from nextbest.server.app import Node, Started
     from nextbest.server.loopfile import Change
-    from nextbest.server.store import Store
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -160,12 +158,13 @@ def _evaluation(args: argparse.Namespace) -> EvaluationLimits:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nextbest.server.app import Node, ServerSettings, run_node
+    from nextbest.server.errors import ServiceError
+
     if args.workers < 1:
         raise SystemExit("nextbest serve: --workers must be at least 1")
-    access = _access(args)
-    declared = _declared_loops(args.loops)
-    options = {
-        "limits": Limits(
+    settings = ServerSettings(
+        limits=Limits(
             max_actions=args.max_actions,
             max_namespaces=args.max_namespaces,
             max_features_per_namespace=args.max_features,
@@ -175,40 +174,59 @@ def run(args: argparse.Namespace) -> int:
             max_model_bytes=args.max_model_bytes,
             max_generated_features=args.max_generated_features,
         ),
-        "max_workers": args.threads,
-        "serve_without_logging": args.serve_without_logging,
-        "restrictions": restrictions("serve", args),
-        "evaluation": _evaluation(args),
-        **access,
-    }
+        max_workers=args.threads,
+        serve_without_logging=args.serve_without_logging,
+        restrictions=restrictions("serve", args),
+        evaluation=_evaluation(args),
+        rpc_metrics=args.metrics_port is not None,
+        **_access(args),
+    )
+    node = Node(
+        store=args.store,
+        store_options=store_options(args),
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        grace=args.grace,
+        server=settings,
+        keep_models=args.keep_models,
+        lease_seconds=args.lease_seconds,
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port,
+        loops=_declared_loops(args.loops),
+    )
     stopping = stop_on_signals("shutting down")
-    _serve(args, options, declared, stopping)
+    try:
+        run_node(node, open_store_or_exit("serve", args), stopping, lambda s: _announce(s, node), _applied)
+    except ServiceError as e:
+        raise SystemExit(f"nextbest serve: --loops: {e}") from None
     print("nextbest stopped", flush=True)
     return 0
 
 
-def _announce(address: str, args: argparse.Namespace, options: dict, loops: list[str], metrics_port: int) -> None:
+def _announce(started: Started, node: Node) -> None:
     """Print the serving line (first: scripts wait for it), then what a caller needs to know about access."""
     from nextbest.server.auth import is_loopback
 
-    keys, tls = options["api_keys"], options["tls"]
-    extra = f"; metrics on port {metrics_port} ({args.metrics_host})" if args.metrics_port is not None else ""
-    workers = f"; {args.workers} workers" if args.workers > 1 else ""
+    address, loops = started.address, started.loops
+    keys, tls = node.server.api_keys, node.server.tls
+    extra = f"; metrics on port {started.metrics_port} ({node.metrics_host})" if node.metrics_port is not None else ""
+    workers = f"; {node.workers} workers" if node.workers > 1 else ""
     security = f"; {len(keys)} API keys" if keys else ""
     security += ("; mutual TLS" if tls.client_ca else "; TLS") if tls else ""
     print(
-        f"nextbest serving on {address} (store {args.store}; loops: {', '.join(loops)}{workers}{security}{extra})",
+        f"nextbest serving on {address} (store {node.store}; loops: {', '.join(loops)}{workers}{security}{extra})",
         flush=True,
     )
-    if keys is None and is_loopback(args.host):
+    if keys is None and is_loopback(node.host):
         print(
-            f"nextbest: no API keys configured, so serving loopback only ({args.host}) and without authentication; "
+            f"nextbest: no API keys configured, so serving loopback only ({node.host}) and without authentication; "
             "give --api-keys FILE to serve other hosts",
             flush=True,
         )
     elif keys is None:
         print(f"nextbest: WARNING: --insecure and no API keys: anyone who reaches {address} may call", flush=True)
-    elif tls is None and not is_loopback(args.host):
+    elif tls is None and not is_loopback(node.host):
         print("nextbest: WARNING: without TLS the API keys cross the network in clear text", flush=True)
 
 
@@ -223,63 +241,5 @@ def _declared_loops(path: str | None) -> dict | None:
         raise SystemExit(f"nextbest serve: --loops {e}") from None
 
 
-def _apply_loops(store: Store, declared: dict, limits: Limits) -> None:
-    """Make the store's loops match the declared ones through the admin service's own calls."""
-    from nextbest.server.admin_service import AdminService
-    from nextbest.server.catalog import Catalog
-    from nextbest.server.errors import ServiceError
-    from nextbest.server.loopfile import apply, plan
-    from nextbest.v1 import admin_pb2
-
-    admin = AdminService(store, Catalog(store), limits)
-    loops = admin.ListLoops(admin_pb2.ListLoopsRequest(), None).loops
-    try:
-        apply(plan(declared, list(loops)), lambda method, request: getattr(admin, method)(request, None), _applied)
-    except ServiceError as e:
-        raise SystemExit(f"nextbest serve: --loops: {e}") from None
-
-
 def _applied(change: Change) -> None:
     print(f"nextbest: --loops: {change.action} {change.loop}", flush=True)
-
-
-def _serve(args: argparse.Namespace, options: dict, declared: dict | None, stopping: threading.Event) -> None:
-    from nextbest.server.app import ensure_default_loop
-    from nextbest.server.metrics import Metrics
-    from nextbest.server.trainer import Trainer
-    from nextbest.server.workers import WorkerPool, free_port
-
-    store = open_store_or_exit("serve", args)
-    if declared is not None:
-        _apply_loops(store, declared, options["limits"])
-    ensure_default_loop(store)
-    port = args.port or free_port(args.host)
-    pool = WorkerPool(
-        args.workers,
-        args.store,
-        args.host,
-        port,
-        {
-            **options,
-            "rpc_metrics": args.metrics_port is not None,
-            "grace": args.grace,
-            "store_options": store_options(args),
-        },
-    )
-    trainer = None
-    if not is_remote(args.store):  # a replica of a shared store leaves training to `nextbest train`
-        trainer = Trainer(store, keep_models=args.keep_models, lease_seconds=args.lease_seconds)
-        trainer.start()
-    pool.start()
-    metrics, metrics_port = None, 0
-    if args.metrics_port is not None:
-        metrics = Metrics(store, trainer.stats if trainer else None)
-        metrics_port = metrics.serve(args.metrics_host, args.metrics_port)
-    _announce(f"{args.host}:{port}", args, options, sorted(store.configs.list()), metrics_port)
-    stopping.wait()
-    pool.stop(args.grace)
-    if trainer:
-        trainer.stop()
-    if metrics:
-        metrics.stop()
-    store.close()
