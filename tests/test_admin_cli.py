@@ -95,6 +95,7 @@ def test_bad_input_is_one_line_and_changes_nothing(server, capsys):
     assert code == 1 and "UNAVAILABLE" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_policy_commands_and_stats(server, capsys):
     srv, client = server
     t = ("--target", srv.address)

@@ -264,6 +264,7 @@ def test_serve_refuses_unsafe_or_broken_access_configuration(tmp_path, flags, me
     assert not (tmp_path / "store").exists()
 
 
+@pytest.mark.slow
 def test_serve_with_workers_keys_and_mutual_tls(tmp_path, certificates):
     c = certificates
     keys = tmp_path / "keys.json"
@@ -288,6 +289,7 @@ def test_serve_with_workers_keys_and_mutual_tls(tmp_path, certificates):
     assert not any(key in out + err for key in KEYS)  # keys are never logged
 
 
+@pytest.mark.slow
 def test_serve_without_keys_says_it_serves_loopback_only(tmp_path):
     proc = serve("--store", str(tmp_path / "store"))
     try:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import grpc
+import pytest
 
 from nextbest.cli import build_parser
 from nextbest.server import validation
@@ -20,6 +21,8 @@ from nextbest.server.bench.load import Load, Service, Workload, measure, rank_re
 from nextbest.server.commands.bench import Plan
 from nextbest.server.config import Limits
 from nextbest.v1 import decision_pb2
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,6 +5,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from nextbest.client import Client, action
 from nextbest.server.store import Stream, open_store
 
@@ -19,6 +21,7 @@ def test_help_documents_every_command():
         assert flag in out.stdout
 
 
+@pytest.mark.slow
 def test_serve_answers_and_shuts_down_gracefully_on_sigterm(tmp_path):
     store = tmp_path / "data"
     proc = subprocess.Popen(

@@ -17,6 +17,7 @@ import threading
 import zlib
 
 import numpy as np
+import pytest
 
 from nextbest import policies
 from nextbest.client import Client, action, namespaces
@@ -24,6 +25,8 @@ from nextbest.server.learner import learn_event
 from nextbest.server.store import Stream, open_store
 from nextbest.testing import wait_for
 from nextbest.v1 import records_pb2
+
+pytestmark = pytest.mark.slow
 
 SEED = 20261123
 CRASHES = 3

@@ -4,7 +4,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from nextbest.sim.compare import DEMO_POLICIES
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def test_a_short_demo_prints_the_table_and_writes_the_png_and_the_json(tmp_path):

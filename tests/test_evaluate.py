@@ -235,6 +235,7 @@ def write_log(path, events):
     return str(path)
 
 
+@pytest.mark.slow
 def test_cli_writes_the_documented_json_and_a_png(tmp_path, events):
     log = write_log(tmp_path / "log.json", events[:600])
     out, png = tmp_path / "report.json", tmp_path / "report.png"

@@ -34,6 +34,7 @@ def logged_loop(tmp_path_factory):
         yield server, client
 
 
+@pytest.mark.slow
 def test_the_better_policy_is_estimated_above_the_worse(logged_loop):
     _, client = logged_loop
     response = client.admin.Evaluate(admin_pb2.EvaluateRequest(loop="ope", specs=[ORACLE, WRONG, PERSONALIZING]))
@@ -57,6 +58,7 @@ def test_the_better_policy_is_estimated_above_the_worse(logged_loop):
     )
 
 
+@pytest.mark.slow
 def test_time_bounds_and_bad_requests(logged_loop):
     _, client = logged_loop
     future = admin_pb2.EvaluateRequest(loop="ope", specs=["random"], since=4e9)
@@ -99,6 +101,7 @@ def bounded(directory, **limits):
     return running_server(directory, train=False, evaluation=EvaluationLimits(**limits), restrictions=HOSTILE)
 
 
+@pytest.mark.slow
 def test_an_evaluation_over_more_events_than_the_cap_is_refused(timed_events):
     directory, t0 = timed_events
     with bounded(directory, max_events=10) as (_, client):
@@ -113,6 +116,7 @@ def test_an_evaluation_over_more_events_than_the_cap_is_refused(timed_events):
         assert client.admin.Evaluate(shorter).events == 10
 
 
+@pytest.mark.slow
 def test_an_evaluation_past_its_timeout_is_stopped(timed_events):
     directory, _ = timed_events
     with bounded(directory, timeout_seconds=3.0) as (_, client):
@@ -126,6 +130,7 @@ def test_an_evaluation_past_its_timeout_is_stopped(timed_events):
         assert client.rank(ACTIONS, loop="t").chosen_action_id  # the server serves on
 
 
+@pytest.mark.slow
 def test_an_evaluation_over_its_memory_limit_is_refused(timed_events):
     directory, _ = timed_events
     with bounded(directory, max_memory_bytes=1 << 30) as (_, client):
@@ -139,6 +144,7 @@ def test_an_evaluation_over_its_memory_limit_is_refused(timed_events):
         assert client.admin.Evaluate(admin_pb2.EvaluateRequest(loop="t", specs=["baseline"])).events == 30
 
 
+@pytest.mark.slow
 def test_evaluations_run_one_at_a_time_and_specs_are_restricted_as_the_server_says(timed_events):
     directory, _ = timed_events
     with bounded(directory, timeout_seconds=5.0) as (_, client):

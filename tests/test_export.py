@@ -116,6 +116,7 @@ def max_pmf_gap(policy, other, probes):
     return max(float(np.max(np.abs(policy.pmf(e) - other.pmf(e)))) for e in probes)
 
 
+@pytest.mark.slow
 def test_vw_learns_from_every_exported_line_the_learner_learned_from(log, tmp_path):
     lines, _ = exported(log)
     path = tmp_path / "shop.json"

@@ -108,6 +108,7 @@ def test_serve_without_logging_answers_from_the_current_model_and_counts_it(tmp_
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+@pytest.mark.slow
 def test_a_full_disk_refuses_writes_and_the_server_recovers_when_there_is_space_again(tmp_path):
     store = tmp_path / "store"
     file_limit = 2 << 20  # the data file may not grow past 2 MiB: a full disk for LMDB

@@ -27,6 +27,8 @@ from nextbest.server.store import Stream
 from nextbest.testing import running_server, wait_for
 from nextbest.v1 import admin_pb2, decision_pb2, records_pb2, types_pb2
 
+pytestmark = pytest.mark.slow  # one server for the module; the last test checks what the others did
+
 F = FieldDescriptor
 TRACKED = "tracked-loop-1"  # with `default`: no generated request can delete or retain-away their decisions
 SCRATCH = [f"scratch-{i}" for i in range(5)]

@@ -19,7 +19,7 @@ from nextbest.testing import running_server
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_ONLY = ("vowpalwabbit", "scipy", "matplotlib", "lmdb", "nats-py", "numpy")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 @pytest.fixture(scope="module")

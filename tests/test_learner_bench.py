@@ -3,7 +3,11 @@
 import itertools
 import json
 
+import pytest
+
 from benchmarks import learner
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def test_a_short_run_joins_and_learns_every_event_once(tmp_path):

@@ -1,6 +1,7 @@
 """The service learns a planted preference through the real loop: Rank → log → Reward → join → learn → publish."""
 
 import numpy as np
+import pytest
 from planted import ACTIONS, PERSONALIZING, SEGMENTS, run
 
 from nextbest.client import LearningMode
@@ -9,6 +10,7 @@ from nextbest.testing import wait_for
 POLICY = PERSONALIZING
 
 
+@pytest.mark.slow
 def test_service_learns_a_planted_preference(served):
     server, client = served
     client.create_loop("learn", policy=POLICY, reward_wait_seconds=0.05, publish_interval_seconds=0.05)
@@ -39,6 +41,7 @@ def test_logging_only_answers_the_baseline_and_learns_nothing(served):
     assert client.stats("log").model_version == "0"  # nothing learned, nothing published
 
 
+@pytest.mark.slow
 def test_apprentice_answers_the_baseline_learns_it_and_reports_the_match_rate(served):
     server, client = served
     client.create_loop(

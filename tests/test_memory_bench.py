@@ -2,7 +2,11 @@
 
 import json
 
+import pytest
+
 from benchmarks import memory
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def sample(decisions: int, rss: float, anon: float) -> dict[str, float]:

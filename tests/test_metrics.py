@@ -61,6 +61,7 @@ def reachable(host, port):
         return False
 
 
+@pytest.mark.slow
 def test_metrics_bind_loopback_whatever_the_grpc_host(tmp_path):
     server = NextbestServer(open_store(str(tmp_path / "s")), "0.0.0.0", 0, insecure=True, train=False, metrics_port=0)
     with server:

@@ -4,6 +4,7 @@ serving the previous model."""
 import logging
 import time
 
+import pytest
 from test_metrics import sample, scrape
 
 from nextbest import policies
@@ -15,6 +16,7 @@ ACTIONS = [action("a", "email"), action("b", "push")]
 SPEC = "vw:--cb_explore_adf --epsilon 0.05"
 
 
+@pytest.mark.slow
 def test_an_unloadable_model_is_logged_once_counted_and_the_previous_model_serves(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="nextbest")
     with running_server(tmp_path / "s", train=False, metrics_port=0) as (server, client):
@@ -35,6 +37,7 @@ def test_an_unloadable_model_is_logged_once_counted_and_the_previous_model_serve
         wait_for(lambda: client.rank(ACTIONS, loop="l").model_version == "3")
 
 
+@pytest.mark.slow
 def test_a_loop_whose_trainer_pass_keeps_failing_is_logged_once_and_the_others_learn(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="nextbest")
     with running_server(tmp_path / "s") as (server, client):

@@ -4,6 +4,7 @@ the real service."""
 import math
 
 import numpy as np
+import pytest
 import scipy.stats
 
 from benchmarks.inprocess import in_process
@@ -15,6 +16,8 @@ from nextbest.sim.config import WorldConfig
 from nextbest.sim.population import Population
 from nextbest.sim.simulate import DAY
 from nextbest.sim.world import World
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 SMALL = WorldConfig(customers=30, days=6)
 NEVER = 2.0  # a drift event at twice the run's length never happens

@@ -80,6 +80,7 @@ def test_a_stale_learner_publish_never_takes_a_swapped_loop_back(tmp_path):
         store.close()
 
 
+@pytest.mark.slow
 def test_shadow_estimate_promote_rollback(served):
     server, client = served
     client.create_loop("sh", policy="random", reward_wait_seconds=0.05, publish_interval_seconds=0.05)
@@ -117,6 +118,7 @@ def test_shadow_estimate_promote_rollback(served):
     assert data == server.store.models.get("sh", first_vw.version).data
 
 
+@pytest.mark.slow
 def test_export_then_import_warm_starts_another_loop(served, tmp_path):
     server, client = served
     client.create_loop("src", policy=PERSONALIZING, reward_wait_seconds=0.05, publish_interval_seconds=0.05)

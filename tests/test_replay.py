@@ -119,6 +119,7 @@ def lived(tmp_path_factory):
     return str(store), stats
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loop", LOOPS)
 def test_the_served_model_is_vw_learning_the_export(lived, loop, tmp_path):
     store_dir, _ = lived

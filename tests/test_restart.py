@@ -1,5 +1,7 @@
 """A restart on the same store keeps loops, decisions, the learner's position and its model."""
 
+import pytest
+
 from nextbest.client import action
 from nextbest.server.store import Stream
 from nextbest.testing import running_server, wait_for
@@ -9,6 +11,7 @@ ACTIONS = [action("a", "email"), action("b", "push"), action("c", "sms")]
 POLICY = "vw:--cb_explore_adf --epsilon 0.1 -q ::"
 
 
+@pytest.mark.slow
 def test_restart_keeps_everything_and_relearns_nothing(tmp_path):
     store = tmp_path / "store"
     with running_server(store) as (server, client):

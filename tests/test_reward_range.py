@@ -20,6 +20,7 @@ def invalid(call, request):
     return err.value.details()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("exploration", ["--softmax --lambda 10", "--squarecb"])
 def test_a_huge_reward_is_refused_and_the_loop_keeps_answering(served, exploration):
     _, client = served

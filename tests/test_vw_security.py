@@ -224,6 +224,7 @@ def _rejects(option: str, call, *args, **kwargs) -> None:
     assert option in e.value.details()
 
 
+@pytest.mark.slow
 def test_specs_that_reach_files_or_sockets_are_refused_by_every_admin_call(served, tmp_path, monkeypatch, listener):
     from nextbest.testing import wait_for
 
@@ -330,6 +331,7 @@ def _listening_sockets() -> set[str]:
     return mine & listening
 
 
+@pytest.mark.slow
 def test_no_generated_vw_arguments_reach_beyond_the_allowlist(tmp_path):
     """Arguments made of every option VW lists (glued, `=`, quoted, unicode values) are either all on the
     allowlist, with checked values, or refused with PolicySpecError; nothing is written and nothing listens."""

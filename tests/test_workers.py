@@ -8,6 +8,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
 from planted import ACTIONS, PERSONALIZING
 
 from nextbest.client import Client
@@ -22,6 +23,7 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
+@pytest.mark.slow
 def test_two_workers_share_port_store_and_models(tmp_path):
     store = tmp_path / "store"
     proc = subprocess.Popen(
