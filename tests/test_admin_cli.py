@@ -26,9 +26,10 @@ def server(tmp_path):
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
-    """Run `nextbest ARGV` in-process; (exit code, stdout, stderr)."""
+    """Run `nextbest ARGV` in-process; (exit code, stdout, stderr). The log level keeps the in-process server's
+    own INFO lines (it shares the process and its stderr) out of what the command printed."""
     try:
-        code = main(list(argv))
+        code = main(["--log-level", "WARNING", *argv])
     except SystemExit as e:  # argparse's usage errors
         code = e.code
     out = capsys.readouterr()
