@@ -100,6 +100,7 @@ def test_bad_input_is_one_line_and_changes_nothing(server, capsys):
 def test_policy_commands_and_stats(server, capsys):
     srv, client = server
     t = ("--target", srv.address)
+    client.update_loop("default", reward_wait_seconds=0.2, publish_interval_seconds=0.2)
     assert run(capsys, "policy", "set", "default", SPEC, *t)[0] == 0
     assert client.get_loop("default").policy == SPEC
     assert run(capsys, "policy", "shadow", "default", SHADOW, *t)[0] == 0
@@ -110,7 +111,7 @@ def test_policy_commands_and_stats(server, capsys):
     for i in range(30):
         r = client.rank([action("a", "email"), action("b", "push")], {"u": {"x": i % 3}}, event_id=f"e{i}")
         client.reward(r.event_id, 1.0 if r.chosen_action_id == "a" else 0.0)
-    wait_for(lambda: len(client.list_models("default")) >= 2, timeout=30)
+    wait_for(lambda: len(client.list_models("default")) >= 2, timeout=60)
 
     code, out, _ = run(capsys, "policy", "models", "default", *t)
     assert code == 0
