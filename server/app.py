@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import grpc
@@ -227,7 +227,7 @@ class NextbestServer:
 @dataclass(frozen=True)
 class ServerSettings:
     """What each serving process of `nextbest serve` is built with, from the command's flags (the worker
-    processes receive it: picklable)."""
+    processes receive it: picklable). Its fields are keywords of NextbestServer."""
 
     limits: Limits = field(default_factory=Limits)
     max_workers: int = 16
@@ -241,22 +241,8 @@ class ServerSettings:
 
     def worker_server(self, store: Store, host: str, port: int) -> NextbestServer:
         """A serving process's server: shares the port with the others and trains nothing (the parent does)."""
-        return NextbestServer(
-            store,
-            host,
-            port,
-            train=False,
-            reuse_port=True,
-            limits=self.limits,
-            max_workers=self.max_workers,
-            api_keys=self.api_keys,
-            tls=self.tls,
-            insecure=self.insecure,
-            serve_without_logging=self.serve_without_logging,
-            restrictions=self.restrictions,
-            evaluation=self.evaluation,
-            rpc_metrics=self.rpc_metrics,
-        )
+        settings = {f.name: getattr(self, f.name) for f in fields(self)}  # NextbestServer's keywords
+        return NextbestServer(store, host, port, train=False, reuse_port=True, **settings)
 
 
 @dataclass(frozen=True)
