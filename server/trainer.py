@@ -1,10 +1,10 @@
 """The trainer: for every loop, a joiner and a learner, run by one background thread.
 
 A trainer works on a loop only while it holds the loop's lease in the store
-(`train/<loop>`), renewed every third of `lease_seconds` (both on the trainer's
-clock, which every trainer of a store must share: the wall clock by default); a second trainer on
-the same store stands by and takes over when the lease expires, resuming
-from the joiner's saved position and the learner's checkpoint. A trainer
+(`train/<loop>`), renewed every third of `lease_seconds`, both on the trainer's
+clock (every trainer of a store must share it: the wall clock by default); a
+second trainer on the same store stands by and takes over when the lease
+expires, resuming from the joiner's saved position and the learner's checkpoint. A trainer
 that lost its lease without knowing it cannot double-learn: joined events
 are appended idempotently by event id and a model is published only over
 the version it started from (compare-and-set), so exactly one checkpoint

@@ -15,6 +15,7 @@ from nextbest.server.decision_service import DecisionService
 from nextbest.server.joiner import Joiner
 from nextbest.server.learner import Learner, learned_position
 from nextbest.server.store import Store, Stream
+from nextbest.server.store.base import Lease
 from nextbest.server.store.memory import MemoryBackend, open_memory
 from nextbest.server.trainer import Trainer
 from nextbest.testing import FakeClock
@@ -164,3 +165,15 @@ def test_a_standby_trainer_takes_over_a_lease_left_to_expire_on_the_trainers_clo
     assert first.step() == 0  # stands by: the second holds the lease now
     assert first.learner_state("l") is None and second.learner_state("l") is not None
     assert sorted(loop.joined()) == ["e1", "e2"] and loop.store.log.last_seq(Stream.JOINED, "l") == 2
+
+
+def test_a_trainer_whose_clock_went_back_renews_its_lease_at_once(clock: FakeClock) -> None:
+    """Renewing only once the clock is a third of the TTL past the last renewal would wait as long as the clock
+    went back, while the lease record (by other trainers' clocks) runs out."""
+    backend = MemoryBackend(clock=clock)
+    make_loop(open_memory(backend), clock)
+    trainer = Trainer(open_memory(backend), clock, lease_seconds=LEASE)
+    trainer.step()
+    clock.advance(-3600)
+    trainer.step()
+    assert backend.leases["train/l"] == Lease(trainer.holder, clock() + LEASE)

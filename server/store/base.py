@@ -1,8 +1,11 @@
 """Narrow storage interfaces: an event log, a model store and a loop-config store.
 
 The server, joiner and learner see only these (and leases, which keep one trainer per loop).
-`server.store.lmdb` implements them on one machine, `server.store.nats` on a NATS JetStream cluster.
-Every write returns only once it is durable.
+`server.store.lmdb` implements them on one machine, `server.store.nats` on a NATS JetStream cluster,
+`server.store.memory` in the process's memory. Every write returns only once it is durable.
+
+The records and rules every backend shares live here too: the live-version record, the lease record and its
+expiry, which model versions a prune deletes, and the names of cursors.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ class _Models:
 class MemoryBackend:
     """Everything a memory store holds; shared by the stores opened on it."""
 
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] = time.time  # the models' creation times
     lock: threading.RLock = field(default_factory=threading.RLock)
     streams: dict[tuple[Stream, str], _Stream] = field(default_factory=dict)
     cursors: dict[str, bytes] = field(default_factory=dict)
@@ -256,7 +256,7 @@ class MemoryLeases(_Part, Leases):
 
 
 def open_memory(backend: MemoryBackend | None = None, *, clock: Callable[[], float] = time.time) -> Store:
-    """A store over `backend` (a new, empty one when None, following `clock`)."""
+    """A store over `backend` (a new, empty one when None, whose models are stamped by `clock`)."""
     b = backend if backend is not None else MemoryBackend(clock=clock)
     handle = _Handle()
 

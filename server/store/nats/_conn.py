@@ -53,11 +53,10 @@ def unavailable(e: BaseException) -> StoreUnavailableError:
     return StoreUnavailableError(f"JetStream did not answer in time ({type(e).__name__}: {e}); retry")
 
 
-def is_full(e: BaseException) -> bool:
-    return isinstance(e, APIError) and (e.err_code in _FULL or "insufficient" in (e.description or ""))
-
-
-def full_error(what: str, e: BaseException) -> StoreFullError:
+def refusal(what: str, e: Exception) -> Exception:
+    """What to raise when JetStream refused `what` with `e`: StoreFullError when it was for lack of space, else `e`."""
+    if not (isinstance(e, APIError) and (e.err_code in _FULL or "insufficient" in (e.description or ""))):
+        return e
     return StoreFullError(
         f"JetStream refused {what}: {e}; free space (retention, prune, delete a loop) or raise the stream limit "
         "(stream_max_bytes) or the servers' JetStream storage"

@@ -40,9 +40,8 @@ from ._conn import (
     WRONG_LAST_SEQUENCE,
     Conn,
     direct_batch,
-    full_error,
     hex_name,
-    is_full,
+    refusal,
     transient,
     unavailable,
 )
@@ -226,9 +225,8 @@ class NatsEventLog(EventLog):
 
     @staticmethod
     def _mapped(e: Exception) -> Exception:
-        if is_full(e):
-            return full_error("an append", e)
-        return unavailable(e) if transient(e) else e
+        refused = refusal("an append", e)
+        return unavailable(e) if refused is e and transient(e) else refused
 
     async def _last(self, name: str, subject: str) -> tuple[int, bytes] | None:
         """The last message on `subject` (seq, data), from the stream leader."""

@@ -26,10 +26,9 @@ from ._conn import (
     WRONG_LAST_SEQUENCE,
     Conn,
     direct_batch,
-    full_error,
     hex_name,
-    is_full,
     log,
+    refusal,
 )
 
 _POLL_SECONDS = 0.05  # how often the local copies of the live and loops buckets catch up
@@ -166,7 +165,7 @@ class NatsConfigStore(ConfigStore):
         except KeyWrongLastSequenceError:
             return False
         except APIError as e:
-            raise (full_error("a loop config", e) if is_full(e) else e) from e
+            raise refusal("a loop config", e) from e
         self._mirror.apply(kv_key(name), revision, data)
         return True
 

@@ -18,7 +18,7 @@ from ..base import (
     encode_model,
     prune_selection,
 )
-from ._conn import REQUEST_TIMEOUT, STREAM_IN_USE, Conn, full_error, hex_name, is_full
+from ._conn import REQUEST_TIMEOUT, STREAM_IN_USE, Conn, hex_name, refusal
 from .kv import Mirror
 
 
@@ -100,7 +100,7 @@ class NatsModelStore(ModelStore):
         try:
             await self._objects.put(name, encode_model(m))
         except APIError as e:
-            raise (full_error("a model", e) if is_full(e) else e) from e
+            raise refusal("a model", e) from e
         try:
             await self._set_live(m.loop, record.published(), reserved)
             return True
