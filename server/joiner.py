@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
 from nextbest.server.config import Aggregation, Mode
-from nextbest.server.store import Entry, EventLog, Stream
+from nextbest.server.store import Entry, EventLog, Stream, cursor_name
 from nextbest.v1 import records_pb2
 
 log = logging.getLogger("nextbest")
@@ -69,6 +69,16 @@ class JoinerState:
     reward_sum: float = 0.0
     apprentice_joined: int = 0
     apprentice_matches: int = 0
+
+    @classmethod
+    def saved(cls, log: EventLog, loop: str) -> JoinerState:
+        """The state the loop's joiner last saved (a fresh one when none)."""
+        raw = log.get_cursor(_cursor(loop))
+        return cls(**json.loads(raw)) if raw else cls()
+
+
+def _cursor(loop: str) -> str:
+    return cursor_name(loop, "joiner")
 
 
 class HeldReward(NamedTuple):
@@ -252,9 +262,7 @@ class Joiner:
         self._loop = loop
         self._clock = clock
         self._max_unmatched = max_unmatched
-        self._cursor = f"{loop}/joiner"
-        saved = log.get_cursor(self._cursor)
-        self.state = JoinerState(**json.loads(saved)) if saved else JoinerState()
+        self.state = JoinerState.saved(log, loop)
         self._open: deque[_Open] = deque()
         self._windows: dict[str, Window] = {}  # of the open decisions, by event id
         self._decisions_read = self.state.decisions_closed
@@ -445,6 +453,6 @@ class Joiner:
         s.rewards_from = heap[0] - 1 if heap else self._rewards_read
         self._dropped.forget_through(s.rewards_from)
         s.rewards_dropped = self._dropped.ranges()
-        self._log.set_cursor(self._cursor, json.dumps(asdict(s)).encode())
+        self._log.set_cursor(_cursor(self._loop), json.dumps(asdict(s)).encode())
         self._last_save = time.monotonic()
         self._dirty = False

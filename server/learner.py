@@ -17,7 +17,7 @@ from nextbest import policies
 from nextbest.policies.base import PolicyInputError
 from nextbest.server import estimates
 from nextbest.server.config import Mode
-from nextbest.server.store import PublishConflictError, Store, Stream
+from nextbest.server.store import PublishConflictError, Store, Stream, cursor_name
 from nextbest.v1 import admin_pb2, records_pb2, types_pb2
 
 log = logging.getLogger("nextbest")
@@ -52,7 +52,7 @@ def learned_position(store: Store, loop: str) -> int:
     """
     live = store.models.live(loop)
     seq = live.learned_seq if live else 0
-    saved = store.log.get_cursor(f"{loop}/learner")
+    saved = store.log.get_cursor(cursor_name(loop, "learner"))
     if saved:
         cursor = json.loads(saved)
         if cursor["version"] == (live.version if live else 0):
@@ -164,7 +164,7 @@ class Learner:
                 self._dirty = True
             elif not self._dirty:  # nothing learned (skipped, or a policy that does not learn): position alone
                 position = {"version": self._version, "seq": self.learned_seq}
-                self._store.log.set_cursor(f"{self._loop}/learner", json.dumps(position).encode())
+                self._store.log.set_cursor(cursor_name(self._loop, "learner"), json.dumps(position).encode())
         if self._dirty and time.monotonic() - self._last_publish >= config.publish_interval_seconds:
             self.publish()
         return len(batch)

@@ -3,7 +3,6 @@ state."""
 
 from __future__ import annotations
 
-import json
 import time
 
 from nextbest.server.joiner import JoinerState
@@ -20,8 +19,7 @@ def loop_stats(
 ) -> admin_pb2.LoopStats:
     """Statistics of one loop from what the store holds, or from the live joiner's and learner's state."""
     if joiner is None:
-        saved = store.log.get_cursor(f"{loop}/joiner")
-        joiner = JoinerState(**json.loads(saved)) if saved else JoinerState()
+        joiner = JoinerState.saved(store.log, loop)
     j = joiner
     live = store.models.live(loop)
     if learner is None:

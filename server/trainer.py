@@ -1,9 +1,10 @@
 """The trainer: for every loop, a joiner and a learner, run by one background thread.
 
 A trainer works on a loop only while it holds the loop's lease in the store
-(`train/<loop>`), renewed every third of `lease_seconds`; a second trainer on
-the same store stands by and takes over when the lease expires, resuming
-from the joiner's saved position and the learner's checkpoint. A trainer
+(`train/<loop>`), renewed every third of `lease_seconds`, both on the trainer's
+clock (every trainer of a store must share it: the wall clock by default); a
+second trainer on the same store stands by and takes over when the lease
+expires, resuming from the joiner's saved position and the learner's checkpoint. A trainer
 that lost its lease without knowing it cannot double-learn: joined events
 are appended idempotently by event id and a model is published only over
 the version it started from (compare-and-set), so exactly one checkpoint
@@ -109,7 +110,7 @@ class Trainer:
         self._store = store
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lease_seconds = lease_seconds
-        self._renew_at: dict[str, float] = {}  # monotonic time to renew each lease this trainer holds
+        self._renewed_at: dict[str, float] = {}  # when this trainer last took or renewed each lease it holds (clock)
         self._clock = clock
         self._pass_seconds = pass_seconds
         self._keep_models = keep_models
@@ -142,7 +143,7 @@ class Trainer:
         for name in set(self._loops) - set(configs):
             del self._loops[name]
         self._failing = {name: f for name, f in self._failing.items() if name in configs}
-        for name in set(self._renew_at) - set(configs):
+        for name in set(self._renewed_at) - set(configs):
             self._release(name)
         done = 0
         for name, config in configs.items():
@@ -193,22 +194,24 @@ class Trainer:
             failing.logged_at, failing.repeats = now, 0
 
     def _holds(self, loop: str) -> bool:
-        """Take or renew `loop`'s lease when due; on losing it, forget the loop's state (a new holder moves on)."""
-        now = time.monotonic()
-        if now < self._renew_at.get(loop, float("-inf")):
+        """Take or renew `loop`'s lease when due (also when the clock went back); on losing it, forget the loop's state
+        (a new holder moves on)."""
+        now = self._clock()
+        renewed_at = self._renewed_at.get(loop)
+        if renewed_at is not None and renewed_at <= now < renewed_at + self._lease_seconds / 3:
             return True
-        if self._store.leases.acquire(_lease_name(loop), self.holder, self._lease_seconds):
-            if loop not in self._renew_at:
+        if self._store.leases.acquire(_lease_name(loop), self.holder, self._lease_seconds, now):
+            if renewed_at is None:
                 log.info("trainer %s: training loop %s", self.holder, loop)
-            self._renew_at[loop] = now + self._lease_seconds / 3
+            self._renewed_at[loop] = now
             return True
-        if self._renew_at.pop(loop, None) is not None:
+        if self._renewed_at.pop(loop, None) is not None:
             log.warning("trainer %s: lost the lease of loop %s; standing by", self.holder, loop)
         self._loops.pop(loop, None)
         return False
 
     def _release(self, loop: str) -> None:
-        self._renew_at.pop(loop, None)
+        self._renewed_at.pop(loop, None)
         self._loops.pop(loop, None)
         try:
             self._store.leases.release(_lease_name(loop), self.holder)
@@ -248,7 +251,7 @@ class Trainer:
             steps += [(f"loop {name}: final checkpoint", work.checkpoint) for name, work in self._loops.items()]
         steps += [
             (f"loop {name}: lease release", partial(self._store.leases.release, _lease_name(name), self.holder))
-            for name in self._renew_at
+            for name in self._renewed_at
         ]
         for what, why in _run_until(steps, deadline).items():
             log.warning("%s: not done before stopping (%s); left", what, why)

@@ -57,3 +57,16 @@ def test_the_server_imports_no_front_door_and_the_simulator_only_for_the_demo() 
 
 def test_the_simulator_uses_the_client_and_the_test_kit_only() -> None:
     assert offending("tools/pinball", ("nextbest.server", "nextbest.policies", "nextbest.commands")) == []
+
+
+def test_every_package_of_the_repository_is_listed_for_the_wheel() -> None:
+    """setuptools ships an unlisted subpackage's files as data (no error), so the list is checked here."""
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = set()
+    for name, folder in setuptools["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT / folder)
+            found.add(".".join([name, *relative.parts]))
+    assert found == set(setuptools["packages"])

@@ -15,12 +15,14 @@ from nextbest.server.decision_service import DecisionService
 from nextbest.server.joiner import Joiner
 from nextbest.server.learner import Learner, learned_position
 from nextbest.server.store import Store, Stream
+from nextbest.server.store.base import Lease
 from nextbest.server.store.memory import MemoryBackend, open_memory
 from nextbest.server.trainer import Trainer
 from nextbest.testing import FakeClock
 from nextbest.v1 import admin_pb2, decision_pb2, records_pb2, types_pb2
 
 WAIT = 10.0
+LEASE = 30.0  # longer than WAIT: the clock passes reward windows without passing the lease's TTL
 ACTIONS = [action("a", "email"), action("b", "push")]
 
 
@@ -142,3 +144,36 @@ def test_two_trainers_on_one_store_share_no_loop(clock: FakeClock) -> None:
     assert first.step() == 2
     assert second.step() == 0  # stands by: the first holds the loop's lease
     assert first.learner_state("l") is not None and second.learner_state("l") is None
+
+
+def test_a_standby_trainer_takes_over_a_lease_left_to_expire_on_the_trainers_clock(clock: FakeClock) -> None:
+    """The lease and its renewals follow the trainers' clock: when it passes the lease's TTL without a renewal,
+    the standby takes the loop on its next step and the former holder stands by on its next step."""
+    backend = MemoryBackend(clock=clock)
+    loop = make_loop(open_memory(backend), clock)
+    first, second = (Trainer(open_memory(backend), clock, lease_seconds=LEASE) for _ in range(2))
+    loop.rank("e1")
+    clock.advance(WAIT + 1)
+    assert first.step() == 2
+    assert second.step() == 0
+    clock.advance(LEASE / 2)  # not expired yet: the first still holds the loop
+    assert second.step() == 0 and second.learner_state("l") is None
+    clock.advance(LEASE / 2 + 0.1)  # the first did not renew within the TTL
+    loop.rank("e2")
+    clock.advance(WAIT + 1)
+    assert second.step() >= 2  # takes over: joins and learns e2 (and e1, which the first never checkpointed)
+    assert first.step() == 0  # stands by: the second holds the lease now
+    assert first.learner_state("l") is None and second.learner_state("l") is not None
+    assert sorted(loop.joined()) == ["e1", "e2"] and loop.store.log.last_seq(Stream.JOINED, "l") == 2
+
+
+def test_a_trainer_whose_clock_went_back_renews_its_lease_at_once(clock: FakeClock) -> None:
+    """Renewing only once the clock is a third of the TTL past the last renewal would wait as long as the clock
+    went back, while the lease record (by other trainers' clocks) runs out."""
+    backend = MemoryBackend(clock=clock)
+    make_loop(open_memory(backend), clock)
+    trainer = Trainer(open_memory(backend), clock, lease_seconds=LEASE)
+    trainer.step()
+    clock.advance(-3600)
+    trainer.step()
+    assert backend.leases["train/l"] == Lease(trainer.holder, clock() + LEASE)

@@ -205,19 +205,29 @@ def test_configs(store: Store) -> None:
 
 
 def test_leases(store: Store) -> None:
-    leases = store.leases
-    assert leases.acquire("train/l", "me", 60)
-    assert leases.acquire("train/l", "me", 60)  # renewed
-    assert not leases.acquire("train/l", "you", 60)
-    assert leases.acquire("train/other", "you", 60)  # leases are per name
+    leases, now = store.leases, 1000.0
+    assert leases.acquire("train/l", "me", 60, now)
+    assert leases.acquire("train/l", "me", 60, now + 1)  # renewed
+    assert not leases.acquire("train/l", "you", 60, now + 2)
+    assert leases.acquire("train/other", "you", 60, now)  # leases are per name
     leases.release("train/l", "you")  # not the holder: no-op
-    assert not leases.acquire("train/l", "you", 60)
+    assert not leases.acquire("train/l", "you", 60, now + 3)
     leases.release("train/l", "me")
-    assert leases.acquire("train/l", "you", 0.2)
-    assert not leases.acquire("train/l", "me", 60)
-    time.sleep(0.3)
-    assert leases.acquire("train/l", "me", 60)  # expired: taken over
-    assert not leases.acquire("train/l", "you", 60)
+    assert leases.acquire("train/l", "you", 10, now + 3)
+    assert not leases.acquire("train/l", "me", 60, now + 12.9)  # until the holder's last acquire + its ttl
+    assert leases.acquire("train/l", "me", 60, now + 13.1)  # expired: taken over
+    assert not leases.acquire("train/l", "you", 60, now + 14)
+
+
+def test_leases_expire_by_the_callers_clock_not_the_stores(store: Store) -> None:
+    """A lease taken at a time far from the store's own clock expires by the acquirers' times alone."""
+    past = time.time() - 10**6
+    assert store.leases.acquire("train/l", "me", 60, past)
+    assert not store.leases.acquire("train/l", "you", 60, past + 59)
+    assert store.leases.acquire("train/l", "you", 60, past + 61)
+    future = time.time() + 10**6
+    assert store.leases.acquire("train/m", "me", 60, future)
+    assert not store.leases.acquire("train/m", "you", 60, future + 59)  # by the store's clock: long expired
 
 
 def test_reopen_after_close_keeps_everything(opener: Callable[[], Store]) -> None:
@@ -227,7 +237,7 @@ def test_reopen_after_close_keeps_everything(opener: Callable[[], Store]) -> Non
         s.log.set_cursor("l/c", b"pos")
         s.models.publish("l", "spec", b"model", 7, b"st")
         s.configs.create("l", b"cfg")
-        s.leases.acquire("train/l", "me", 60)
+        s.leases.acquire("train/l", "me", 60, time.time())
     s.close()  # closing twice is harmless
     with pytest.raises(RuntimeError, match="closed"):
         s.log.last_seq(D, "l")
@@ -243,4 +253,4 @@ def test_reopen_after_close_keeps_everything(opener: Callable[[], Store]) -> Non
         assert s.models.live_version("l") == 1
         assert s.configs.list() == {"l": b"cfg"}
         assert s.configs.generation() == 1
-        assert not s.leases.acquire("train/l", "you", 60)
+        assert not s.leases.acquire("train/l", "you", 60, time.time())

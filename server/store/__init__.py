@@ -15,6 +15,7 @@ from .base import (
     StoreFullError,
     StoreUnavailableError,
     Stream,
+    cursor_name,
 )
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "StoreUnavailableError",
     "StoredModel",
     "Stream",
+    "cursor_name",
     "open_store",
 ]
 

@@ -1,18 +1,22 @@
 """Narrow storage interfaces: an event log, a model store and a loop-config store.
 
 The server, joiner and learner see only these (and leases, which keep one trainer per loop).
-`server.store.lmdb` implements them on one machine, `server.store.nats` on a NATS JetStream cluster.
-Every write returns only once it is durable.
+`server.store.lmdb` implements them on one machine, `server.store.nats` on a NATS JetStream cluster,
+`server.store.memory` in the process's memory. Every write returns only once it is durable.
+
+The records and rules every backend shares live here too: the live-version record, the lease record and its
+expiry, which model versions a prune deletes, and the names of cursors.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import struct
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 class StoreFullError(Exception):
@@ -33,6 +37,16 @@ class Stream(enum.Enum):
     DECISIONS = "decisions"  # DecisionRecord, keyed by event id
     REWARDS = "rewards"  # RewardRecord (rewards and activations), keyed by idempotency key or unkeyed
     JOINED = "joined"  # JoinedEvent, keyed by event id
+
+
+def cursor_name(loop: str, consumer: str) -> str:
+    """The cursor of a consumer (e.g. "joiner", "learner") of `loop`: under `cursor_prefix(loop)`, so that
+    `EventLog.drop_loop` deletes it with the loop."""
+    return cursor_prefix(loop) + consumer
+
+
+def cursor_prefix(loop: str) -> str:
+    return f"{loop}/"
 
 
 @dataclass(frozen=True)
@@ -126,6 +140,45 @@ def decode_model(loop: str, version: int, raw: bytes) -> StoredModel:
     return StoredModel(loop, version, spec, raw[state_end:], learned_seq, created_at, raw[spec_end:state_end])
 
 
+@dataclass(frozen=True)
+class LiveRecord:
+    """A loop's live version (0: none) and the highest version ever published, which is never lowered: a version
+    number is never reused, even after prune or drop_loop."""
+
+    live: int = 0
+    high: int = 0
+
+    _FORMAT: ClassVar = struct.Struct(">QQ")
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> LiveRecord:
+        return cls(*cls._FORMAT.unpack(raw)) if raw else cls()
+
+    def encode(self) -> bytes:
+        return self._FORMAT.pack(self.live, self.high)
+
+    def check(self, loop: str, if_live: int | None) -> None:
+        """PublishConflictError unless a publish conditional on `if_live` (None: unconditional) may go ahead."""
+        if if_live is not None and self.live != if_live:
+            raise PublishConflictError(f"loop {loop}: live model is version {self.live}, not {if_live}")
+
+    def reserved(self) -> LiveRecord:
+        """The next version number taken (as `high`), the live version unchanged."""
+        return LiveRecord(self.live, self.high + 1)
+
+    def published(self) -> LiveRecord:
+        """The highest (reserved) version made live."""
+        return LiveRecord(self.high, self.high)
+
+    def dropped(self) -> LiveRecord:
+        return LiveRecord(0, self.high)
+
+
+def prune_selection(versions: Sequence[int], keep: int, live: int) -> list[int]:
+    """The versions (oldest first) that keeping the newest `keep` deletes: never the live one."""
+    return [v for v in versions[: max(len(versions) - max(keep, 0), 0)] if v != live]
+
+
 class ModelStore(ABC):
     """Versioned models per loop; the newest published one is live."""
 
@@ -189,12 +242,41 @@ class ConfigStore(ABC):
         """A counter raised by every create, put and delete; cheap enough to poll."""
 
 
+@dataclass(frozen=True)
+class Lease:
+    """A lease record: who holds it until when, on the clock its acquirers pass (`Leases.acquire`'s `now`)."""
+
+    holder: str
+    expires: float
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Lease:
+        record = json.loads(raw)
+        return cls(record["holder"], record["expires"])
+
+    def encode(self) -> bytes:
+        return json.dumps({"holder": self.holder, "expires": self.expires}).encode()
+
+
+def take_lease(current: Lease | None, holder: str, ttl_seconds: float, now: float) -> Lease | None:
+    """The record that gives `holder` the lease for `ttl_seconds` from `now`, or None when another holder has it
+    and it has not expired."""
+    if current is not None and current.holder != holder and current.expires > now:
+        return None
+    return Lease(holder, now + ttl_seconds)
+
+
 class Leases(ABC):
-    """Time-limited exclusive holds by name (e.g. one trainer per loop)."""
+    """Time-limited exclusive holds by name (e.g. one trainer per loop).
+
+    Expiry follows the clock the callers pass as `now`: every acquirer of a name must use the same one (the
+    wall clock across processes and machines, a fake clock in tests).
+    """
 
     @abstractmethod
-    def acquire(self, name: str, holder: str, ttl_seconds: float) -> bool:
-        """Take or renew the lease `name` for `holder`; False when another holder has it and it has not expired."""
+    def acquire(self, name: str, holder: str, ttl_seconds: float, now: float) -> bool:
+        """Take or renew the lease `name` for `holder` until `now + ttl_seconds`; False when another holder has it
+        and it has not expired at `now`."""
 
     @abstractmethod
     def release(self, name: str, holder: str) -> None:

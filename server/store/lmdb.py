@@ -12,7 +12,7 @@ Named databases (`P` is `loop \\0 stream \\0`; seqs and versions are 8-byte big-
     live     loop              -> live version, highest version ever published
     configs  name              -> data
     meta     config_generation -> counter
-    meta     lease \\0 name     -> {"holder", "expires"} (JSON; expiry by wall-clock time)
+    meta     lease \\0 name     -> {"holder", "expires"} (JSON; expiry on the clock the acquirers pass)
 
 Group commit: all writes of a Store run on its one writer thread. Callers queue an operation (a
 function of a write transaction) and block until the transaction holding it has committed with
@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 import queue
 import struct
@@ -61,15 +60,19 @@ from .base import (
     ConfigStore,
     Entry,
     EventLog,
+    Lease,
     Leases,
+    LiveRecord,
     ModelStore,
-    PublishConflictError,
     Store,
     StoredModel,
     StoreFullError,
     Stream,
+    cursor_prefix,
     decode_model,
     encode_model,
+    prune_selection,
+    take_lease,
 )
 
 _DBS = ("events", "keys", "seqs", "cursors", "models", "live", "configs", "meta")
@@ -82,7 +85,6 @@ _COMPRESS_FROM = 1024  # shorter data is stored as it is
 # Decisions are compressed: Rank writes them, and fsyncs their pages, on the request path. Joined events are
 # not: the trainer writes them, and compressing them made the joiner 60% slower (learned/s 2,350 -> 2,130).
 _COMPRESSED_STREAMS = frozenset({Stream.DECISIONS})
-_LIVE = struct.Struct(">QQ")  # live version, highest version ever published
 
 # What LMDB says when a commit cannot write: a full disk or quota, a file size limit, or a short write (EIO).
 _DISK_FULL = tuple(os.strerror(n) for n in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO))
@@ -386,7 +388,7 @@ class LmdbEventLog(EventLog):
         """Delete the loop's keys, entries, counters and cursors, in that order and in
         transactions of up to 10,000 records; call again to finish a drop that was interrupted."""
         targets = [(self._db[name], f"{loop}\0".encode()) for name in ("keys", "events", "seqs")]
-        targets.append((self._db["cursors"], f"{loop}/".encode()))
+        targets.append((self._db["cursors"], cursor_prefix(loop).encode()))
 
         def drop_some(txn: lmdb.Transaction) -> int:
             for db, prefix in targets:
@@ -409,33 +411,32 @@ class LmdbModelStore(ModelStore):
         self._env = env
         self._db = env.db
 
-    def _live(self, txn: lmdb.Transaction, loop: str) -> tuple[int, int]:
-        raw = txn.get(loop.encode(), db=self._db["live"])
-        return _LIVE.unpack(raw) if raw else (0, 0)
+    def _live(self, txn: lmdb.Transaction, loop: str) -> LiveRecord:
+        return LiveRecord.decode(txn.get(loop.encode(), db=self._db["live"]))
 
     def publish(
         self, loop: str, spec: str, data: bytes, learned_seq: int, state: bytes = b"", if_live: int | None = None
     ) -> StoredModel:
         def op(txn: lmdb.Transaction) -> StoredModel:
-            live = self._live(txn, loop)[0]
-            if if_live is not None and live != if_live:
-                raise PublishConflictError(f"loop {loop}: live model is version {live}, not {if_live}")
-            m = StoredModel(loop, self._live(txn, loop)[1] + 1, spec, data, learned_seq, time.time(), state)
+            current = self._live(txn, loop)
+            current.check(loop, if_live)
+            record = current.reserved().published()
+            m = StoredModel(loop, record.live, spec, data, learned_seq, time.time(), state)
             txn.put(_model_key(loop, m.version), encode_model(m), db=self._db["models"])
-            txn.put(loop.encode(), _LIVE.pack(m.version, m.version), db=self._db["live"])
+            txn.put(loop.encode(), record.encode(), db=self._db["live"])
             return m
 
         return self._env.write(op)
 
     def live(self, loop: str) -> StoredModel | None:
         with self._env.read() as txn:
-            version = self._live(txn, loop)[0]
+            version = self._live(txn, loop).live
             raw = txn.get(_model_key(loop, version), db=self._db["models"]) if version else None
         return None if raw is None else decode_model(loop, version, raw)
 
     def live_version(self, loop: str) -> int:
         with self._env.read() as txn:
-            return self._live(txn, loop)[0]
+            return self._live(txn, loop).live
 
     def get(self, loop: str, version: int) -> StoredModel | None:
         if version <= 0:
@@ -461,11 +462,8 @@ class LmdbModelStore(ModelStore):
 
     def prune(self, loop: str, keep: int) -> None:
         def op(txn: lmdb.Transaction) -> None:
-            versions = self._versions(txn, loop)
-            live = self._live(txn, loop)[0]
-            for v in versions[: max(len(versions) - max(keep, 0), 0)]:
-                if v != live:
-                    txn.delete(_model_key(loop, v), db=self._db["models"])
+            for v in prune_selection(self._versions(txn, loop), keep, self._live(txn, loop).live):
+                txn.delete(_model_key(loop, v), db=self._db["models"])
 
         self._env.write(op, grows=False)
 
@@ -473,9 +471,9 @@ class LmdbModelStore(ModelStore):
         """Delete every version; the highest version number is kept so none is reused."""
 
         def op(txn: lmdb.Transaction) -> None:
-            high = self._live(txn, loop)[1]
-            if high:
-                txn.put(loop.encode(), _LIVE.pack(0, high), db=self._db["live"])
+            record = self._live(txn, loop)
+            if record.high:
+                txn.put(loop.encode(), record.dropped().encode(), db=self._db["live"])
             for v in self._versions(txn, loop):
                 txn.delete(_model_key(loop, v), db=self._db["models"])
 
@@ -542,26 +540,22 @@ class LmdbLeases(Leases):
         self._env = env
         self._meta = env.db["meta"]
 
-    def acquire(self, name: str, holder: str, ttl_seconds: float) -> bool:
+    def acquire(self, name: str, holder: str, ttl_seconds: float, now: float) -> bool:
         """Take or renew the lease; works when the store is full too (lease records are few and small)."""
 
         def op(txn: lmdb.Transaction) -> bool:
             raw = txn.get(_lease_key(name), db=self._meta)
-            now = time.time()
-            if raw is not None:
-                current = json.loads(raw)
-                if current["holder"] != holder and current["expires"] > now:
-                    return False
-            record = {"holder": holder, "expires": now + ttl_seconds}
-            txn.put(_lease_key(name), json.dumps(record).encode(), db=self._meta)
-            return True
+            lease = take_lease(None if raw is None else Lease.decode(raw), holder, ttl_seconds, now)
+            if lease is not None:
+                txn.put(_lease_key(name), lease.encode(), db=self._meta)
+            return lease is not None
 
         return self._env.write(op, grows=False)
 
     def release(self, name: str, holder: str) -> None:
         def op(txn: lmdb.Transaction) -> None:
             raw = txn.get(_lease_key(name), db=self._meta)
-            if raw is not None and json.loads(raw)["holder"] == holder:
+            if raw is not None and Lease.decode(raw).holder == holder:
                 txn.delete(_lease_key(name), db=self._meta)
 
         self._env.write(op, grows=False)

@@ -16,12 +16,16 @@ from .base import (
     ConfigStore,
     Entry,
     EventLog,
+    Lease,
     Leases,
+    LiveRecord,
     ModelStore,
-    PublishConflictError,
     Store,
     StoredModel,
     Stream,
+    cursor_prefix,
+    prune_selection,
+    take_lease,
 )
 
 
@@ -35,22 +39,21 @@ class _Stream:
 @dataclass
 class _Models:
     versions: dict[int, StoredModel] = field(default_factory=dict)
-    live: int = 0
-    high: int = 0  # the highest version ever published: never reused
+    record: LiveRecord = LiveRecord()
 
 
 @dataclass
 class MemoryBackend:
     """Everything a memory store holds; shared by the stores opened on it."""
 
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] = time.time  # the models' creation times
     lock: threading.RLock = field(default_factory=threading.RLock)
     streams: dict[tuple[Stream, str], _Stream] = field(default_factory=dict)
     cursors: dict[str, bytes] = field(default_factory=dict)
     models: dict[str, _Models] = field(default_factory=dict)
     configs: dict[str, bytes] = field(default_factory=dict)
     generation: int = 0
-    leases: dict[str, tuple[str, float]] = field(default_factory=dict)  # name → (holder, expires)
+    leases: dict[str, Lease] = field(default_factory=dict)
 
     def used_bytes(self) -> int:
         with self.lock:
@@ -146,7 +149,7 @@ class MemoryEventLog(_Part, EventLog):
         with self._locked():
             for key in [k for k in self._b.streams if k[1] == loop]:
                 del self._b.streams[key]
-            for name in [n for n in self._b.cursors if n.startswith(f"{loop}/")]:
+            for name in [n for n in self._b.cursors if n.startswith(cursor_prefix(loop))]:
                 del self._b.cursors[name]
 
 
@@ -158,23 +161,22 @@ class MemoryModelStore(_Part, ModelStore):
     ) -> StoredModel:
         with self._locked():
             models = self._b.models.setdefault(loop, _Models())
-            if if_live is not None and models.live != if_live:
-                raise PublishConflictError(f"loop {loop}: live model is version {models.live}, not {if_live}")
-            models.high += 1
-            m = StoredModel(loop, models.high, spec, bytes(data), learned_seq, self._b.clock(), bytes(state))
+            models.record.check(loop, if_live)
+            record = models.record.reserved().published()
+            m = StoredModel(loop, record.live, spec, bytes(data), learned_seq, self._b.clock(), bytes(state))
             models.versions[m.version] = m
-            models.live = m.version
+            models.record = record
             return m
 
     def live(self, loop: str) -> StoredModel | None:
         with self._locked():
             models = self._b.models.get(loop)
-            return models.versions.get(models.live) if models else None
+            return models.versions.get(models.record.live) if models else None
 
     def live_version(self, loop: str) -> int:
         with self._locked():
             models = self._b.models.get(loop)
-            return models.live if models else 0
+            return models.record.live if models else 0
 
     def get(self, loop: str, version: int) -> StoredModel | None:
         with self._locked():
@@ -191,17 +193,15 @@ class MemoryModelStore(_Part, ModelStore):
             models = self._b.models.get(loop)
             if models is None:
                 return
-            versions = sorted(models.versions)
-            for v in versions[: max(len(versions) - max(keep, 0), 0)]:
-                if v != models.live:
-                    del models.versions[v]
+            for v in prune_selection(sorted(models.versions), keep, models.record.live):
+                del models.versions[v]
 
     def drop_loop(self, loop: str) -> None:
         with self._locked():
             models = self._b.models.get(loop)
             if models is not None:
                 models.versions.clear()
-                models.live = 0
+                models.record = models.record.dropped()
 
 
 class MemoryConfigStore(_Part, ConfigStore):
@@ -241,25 +241,22 @@ class MemoryConfigStore(_Part, ConfigStore):
 
 
 class MemoryLeases(_Part, Leases):
-    """Leases that expire by the backend's clock."""
-
-    def acquire(self, name: str, holder: str, ttl_seconds: float) -> bool:
+    def acquire(self, name: str, holder: str, ttl_seconds: float, now: float) -> bool:
         with self._locked():
-            now = self._b.clock()
-            current = self._b.leases.get(name)
-            if current is not None and current[0] != holder and current[1] > now:
-                return False
-            self._b.leases[name] = (holder, now + ttl_seconds)
-            return True
+            lease = take_lease(self._b.leases.get(name), holder, ttl_seconds, now)
+            if lease is not None:
+                self._b.leases[name] = lease
+            return lease is not None
 
     def release(self, name: str, holder: str) -> None:
         with self._locked():
-            if self._b.leases.get(name, ("", 0.0))[0] == holder:
+            current = self._b.leases.get(name)
+            if current is not None and current.holder == holder:
                 del self._b.leases[name]
 
 
 def open_memory(backend: MemoryBackend | None = None, *, clock: Callable[[], float] = time.time) -> Store:
-    """A store over `backend` (a new, empty one when None, following `clock`)."""
+    """A store over `backend` (a new, empty one when None, whose models are stamped by `clock`)."""
     b = backend if backend is not None else MemoryBackend(clock=clock)
     handle = _Handle()
 
