@@ -235,8 +235,8 @@ class RatioSums:
         return value - z * se, value + z * se
 
 
-class SnipsSums(Protocol):
-    """Running sums over events of the importance weight w and the reward r (e.g. the server's `EstimateSums`)."""
+class SnipsSumsLike(Protocol):
+    """Running sums over events of the importance weight w and the reward r (nextbest.v1.EstimateSums satisfies it)."""
 
     n: int
     sum_w: float
@@ -351,7 +351,7 @@ class SNIPS(IPS):
     name = "snips"
 
     @classmethod
-    def from_sums(cls, sums: SnipsSums, alpha: float = 0.05) -> Estimate:
+    def from_sums(cls, sums: SnipsSumsLike, alpha: float = 0.05) -> Estimate:
         """The estimate with its gaussian interval from running sums instead of the events: the same value,
         interval and ESS as `estimate(feedback)` on those events. The sums keep no largest weight, so
         `max_weight` is nan and there are no `warnings`."""
