@@ -157,7 +157,7 @@ class PolicyReport:
 
     @classmethod
     def of(cls, spec: str, estimates: Mapping[str, Estimate], feedback: BanditFeedback) -> PolicyReport:
-        first = next(iter(estimates.values()))
+        first = next(iter(estimates.values()))  # the weights' ESS, largest weight and warnings: alike in every estimate
         return cls(
             spec,
             {name: EstimateReport.of(e) for name, e in estimates.items()},
@@ -251,6 +251,7 @@ class EvaluationReport:
         return out
 
     def to_json(self, indent: int | None = None) -> str:
+        """`to_dict()` as JSON text (`json.dumps`; numbers that are not finite do not occur, they are null)."""
         return json.dumps(self.to_dict(), indent=indent)
 
 
