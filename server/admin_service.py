@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import tempfile
 import threading
@@ -13,6 +12,7 @@ from typing import IO
 import grpc
 
 from nextbest import policies
+from nextbest.policies.ope.report import EvaluationReport
 from nextbest.server.catalog import Catalog
 from nextbest.server.config import Limits, check_loop_name, normalized
 from nextbest.server.errors import (
@@ -41,25 +41,21 @@ def _loop_config(store: Store, name: str) -> types_pb2.LoopConfig:
     return types_pb2.LoopConfig.FromString(data)
 
 
-def evaluate_response(report: dict) -> admin_pb2.EvaluateResponse:
-    """The EvaluateResponse of an evaluation report (the JSON of `nextbest evaluate`)."""
+def evaluate_response(report: EvaluationReport) -> admin_pb2.EvaluateResponse:
+    """The EvaluateResponse of an evaluation report, with its JSON document (that of `nextbest evaluate`)."""
 
     def number(x: float | None) -> float:
         return math.nan if x is None else x
 
-    response = admin_pb2.EvaluateResponse(
-        events=report["events"], best=report["best"] or "", report_json=json.dumps(report)
-    )
-    for entry in report["policies"]:
+    response = admin_pb2.EvaluateResponse(events=report.events, best=report.best or "", report_json=report.to_json())
+    for p in report.policies:
         policy = response.policies.add(
-            spec=entry["spec"],
-            effective_sample_size=number(entry["ess"]),
-            max_weight=number(entry["max_weight"]),
-            warnings=entry["warnings"],
+            spec=p.spec, effective_sample_size=number(p.ess), max_weight=number(p.max_weight), warnings=p.warnings
         )
-        for name, e in entry["estimates"].items():
+        for name, e in p.estimates.items():
+            lo, hi = e.ci
             policy.estimates[name].CopyFrom(
-                admin_pb2.Estimate(value=number(e["value"]), ci_low=number(e["ci"][0]), ci_high=number(e["ci"][1]))
+                admin_pb2.Estimate(value=number(e.value), ci_low=number(lo), ci_high=number(hi))
             )
     return response
 

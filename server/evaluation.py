@@ -10,7 +10,6 @@ on the threads that serve Rank, and it holds no lock of theirs.
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import logging
 import multiprocessing
@@ -20,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nextbest.server.errors import (
     Aborted,
@@ -32,6 +31,9 @@ from nextbest.server.errors import (
 )
 from nextbest.server.restrictions import Restrictions
 from nextbest.server.store import Store
+
+if TYPE_CHECKING:
+    from nextbest.policies.ope.report import EvaluationReport
 
 log = logging.getLogger("nextbest")
 
@@ -56,7 +58,7 @@ def evaluate_in_child(
     limits: EvaluationLimits,
     restrictions: Restrictions,
     active: Callable[[], bool] = lambda: True,
-) -> dict[str, Any]:
+) -> EvaluationReport:
     """The report of `policies.ope.report.evaluate` on the loop's joined events in [since, until), computed in a
     child process within `limits`; a ServiceError naming the field or the limit otherwise. `active() == False`
     (the caller went away) ends the child early."""
@@ -98,7 +100,7 @@ def _wait(
         return "died", child.exitcode
 
 
-def _result(outcome: str, detail: Any, loop: str, limits: EvaluationLimits) -> dict[str, Any]:
+def _result(outcome: str, detail: Any, loop: str, limits: EvaluationLimits) -> EvaluationReport:
     if outcome == "ok":
         return detail
     if outcome == "specs":
@@ -143,7 +145,8 @@ def _child(
     die_with_parent()
     for threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # one core, as Rank needs the rest
         os.environ[threads] = "1"
-    importlib.import_module("policies.ope.report")  # before the limit: a library starved as it loads may hang
+    import nextbest.policies.ope.report  # noqa: F401  before the limit: a library starved as it loads may hang
+
     resource.setrlimit(resource.RLIMIT_DATA, (limits.max_memory_bytes, limits.max_memory_bytes))
     try:
         answer.send(_evaluate(location, options, restrictions, limits.max_events, loop, specs, since, until))

@@ -22,6 +22,8 @@ from nextbest.policies.ope.estimators import (
     overlap,
     pad,
 )
+from nextbest.server import estimates
+from nextbest.v1 import admin_pb2, records_pb2
 
 Z = 1.959963984540054
 
@@ -83,6 +85,32 @@ def test_ips_snips_and_gaussian_interval_match_vw_estimators():
     assert IPS().estimate(feedback).value == pytest.approx(ips.get(), rel=1e-12)
     assert SNIPS().estimate(feedback).value == pytest.approx(snips.get(), rel=1e-12)
     assert IPS().estimate(feedback).ci == pytest.approx(tuple(gauss.get(0.05)), rel=1e-9)
+
+
+def test_the_live_estimate_from_running_sums_is_the_offline_snips_estimate():
+    logged, target, reward = random_feedback()
+    offline = SNIPS().estimate(BanditFeedback(reward, logged, target))
+    sums = records_pb2.EstimateSums()
+    for p_log, r, p_pred in zip(logged, reward, target, strict=True):
+        estimates.add(sums, p_pred / p_log, r)
+    live = estimates.estimate("shadow", sums)
+    assert live.events == offline.events == 500
+    assert live.value == pytest.approx(offline.value, rel=1e-12)
+    assert (live.ci_low, live.ci_high) == pytest.approx(offline.ci, rel=1e-12)
+    assert live.effective_sample_size == pytest.approx(offline.ess, rel=1e-12)
+    assert SNIPS.from_sums(sums).ci == pytest.approx(offline.ci, rel=1e-12)
+
+
+def test_a_live_estimate_without_weight_has_only_counts_and_one_event_has_no_interval():
+    never = records_pb2.EstimateSums(skipped=3)
+    estimates.add(never, 0.0, 1.0)
+    assert estimates.estimate("never", never) == admin_pb2.PolicyEstimate(spec="never", events=1, skipped_events=3)
+    once = records_pb2.EstimateSums()
+    estimates.add(once, 2.0, 0.5)
+    one = estimates.estimate("once", once, live=True)
+    assert (one.value, one.effective_sample_size, one.live) == (0.5, 1.0, True)
+    assert math.isnan(one.ci_low) and math.isnan(one.ci_high)  # as offline: no interval from one event
+    assert all(math.isnan(c) for c in SNIPS().estimate(BanditFeedback([0.5], [0.5], [1.0])).ci)
 
 
 def test_clopper_pearson_matches_vw_estimators_where_both_count_n_trials():

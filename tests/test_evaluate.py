@@ -4,6 +4,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,12 +17,14 @@ from nextbest.policies import Example, Policy
 from nextbest.policies.ope.dsjson import to_dsjson
 from nextbest.policies.ope.logged import LoggedEvent
 from nextbest.policies.ope.replay import namespaces, replay, without_namespace
-from nextbest.policies.ope.report import evaluate, format_report, search_grid
+from nextbest.policies.ope.report import EstimateReport, evaluate, format_report, search_grid
 
 ORACLE = "rules:" + json.dumps({"rules": [{"if": {"user.segment": s}, "then": [a]} for s, a in BEST.items()]})
 PERSONALIZING = "vw:--cb_explore_adf --epsilon 0.05 -q ::"
 IDS = [a.id for a in ACTIONS]
 TRUE_VALUE = {ORACLE: 0.8, "random": 0.8 / 4 + 0.1 * 3 / 4}
+# Two reports as `nextbest evaluate --json` wrote them before the report was typed (see `test_the_json_document...`).
+DOCUMENTS = Path(__file__).parent / "data" / "evaluate_report.json"
 
 
 def planted_events(n, seed=0):
@@ -113,9 +116,9 @@ def test_events_may_have_different_numbers_of_actions():
         events.append(LoggedEvent(f"e{i}", Example({}, ACTIONS[:k]), chosen, 1 / k, float(chosen == k - 1)))
     report = evaluate(events, [])
     mean = np.mean([e.reward for e in events])
-    random = report["policies"][2]
-    assert random["spec"] == "random" and random["estimates"]["ips"]["value"] == pytest.approx(mean)
-    assert report["policies"][1]["estimates"]["ips"]["value"] == 0.0  # the first action is never rewarded
+    random = report.policies[2]
+    assert random.spec == "random" and random.estimates["ips"].value == pytest.approx(mean)
+    assert report.policies[1].estimates["ips"].value == 0.0  # the first action is never rewarded
 
 
 def test_a_policy_that_would_use_the_events_own_reward_gains_nothing(events):
@@ -130,24 +133,23 @@ def test_a_policy_that_would_use_the_events_own_reward_gains_nothing(events):
 
 
 def test_the_planted_best_policy_is_estimated_above_random_and_near_the_truth(report, events):
-    by_spec = {p["spec"]: p for p in report["policies"]}
-    assert list(by_spec) == ["logged", "baseline", "random", ORACLE, PERSONALIZING]
-    assert report["events"] == 2000 and report["best"] == ORACLE
+    assert [p.spec for p in report.policies] == ["logged", "baseline", "random", ORACLE, PERSONALIZING]
+    assert report.events == 2000 and report.best == ORACLE
     for name in ("ips", "snips", "clipped_ips", "dm", "dr"):
-        oracle, learner, rand = (by_spec[s]["estimates"][name] for s in (ORACLE, PERSONALIZING, "random"))
-        assert oracle["ci"][0] > rand["ci"][1], name
-        assert learner["ci"][0] > rand["ci"][1], name
+        oracle, learner, rand = (report.policy(s).estimates[name] for s in (ORACLE, PERSONALIZING, "random"))
+        assert oracle.ci[0] > rand.ci[1], name
+        assert learner.ci[0] > rand.ci[1], name
     for spec, truth in TRUE_VALUE.items():
         for name in ("ips", "snips", "dr"):
-            lo, hi = by_spec[spec]["estimates"][name]["ci"]
+            lo, hi = report.policy(spec).estimates[name].ci
             assert lo < truth < hi, (spec, name)
     average = np.mean([e.reward for e in events])
-    assert by_spec["logged"]["estimates"]["dr"]["value"] == pytest.approx(average)
-    assert by_spec["logged"]["ess"] == 2000 and by_spec["logged"]["max_weight"] == 1.0
-    assert by_spec[ORACLE]["max_weight"] == 4.0 and by_spec[ORACLE]["warnings"] == []
-    curve = by_spec[ORACLE]["curve"]
-    assert len(curve["events"]) == len(curve["snips"]) == 200 and curve["events"][-1] == 2000
-    assert curve["snips"][-1] == pytest.approx(by_spec[ORACLE]["estimates"]["snips"]["value"])
+    logged, oracle = report.policy("logged"), report.policy(ORACLE)
+    assert logged.estimates["dr"].value == pytest.approx(average)
+    assert logged.ess == 2000 and logged.max_weight == 1.0
+    assert oracle.max_weight == 4.0 and oracle.warnings == ()
+    assert len(oracle.curve.events) == len(oracle.curve.snips) == 200 and oracle.curve.events[-1] == 2000
+    assert oracle.curve.snips[-1] == pytest.approx(oracle.estimates["snips"].value)
 
 
 def test_the_report_prints_a_table_and_the_best_spec(report):
@@ -158,19 +160,44 @@ def test_the_report_prints_a_table_and_the_best_spec(report):
     assert lines[2].endswith("logged") and lines[5].endswith(ORACLE)
 
 
+def same_document(actual, expected, where="report"):
+    """The same keys in the same order, the same types and lengths, the same values (numbers up to rounding)."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict) and list(actual) == list(expected), where
+        for key, value in expected.items():
+            same_document(actual[key], value, f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), where
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            same_document(a, e, f"{where}[{i}]")
+    elif isinstance(expected, float):
+        assert isinstance(actual, float) and actual == pytest.approx(expected, rel=1e-9, abs=1e-12), where
+    else:
+        assert type(actual) is type(expected) and actual == expected, where
+
+
+def test_the_json_document_keeps_its_keys_structure_and_values():
+    planted = evaluate(planted_events(80, seed=4), [ORACLE, 'fixed:{"sms-coupon": 1}'], importance=True)
+    never_logged = [LoggedEvent(f"n{i}", Example({}, ACTIONS[:2]), 0, 0.5, float(i)) for i in range(2)]
+    never = evaluate(never_logged, ['fixed:{"push-tip": 1}'], interval="bootstrap", alpha=0.1)  # nulls, no importance
+    documents = {"planted": json.loads(planted.to_json(indent=2)), "never": json.loads(never.to_json())}
+    same_document(documents, json.loads(DOCUMENTS.read_text()))
+    assert never.policy('fixed:{"push-tip": 1}').estimates["snips"] == EstimateReport(None, (None, None))
+
+
 def test_weights_that_make_an_estimate_unreliable_are_flagged(events):
     report = evaluate(events[:200], ["baseline"], interval="clopper-pearson")
-    assert [p["spec"] for p in report["policies"]] == ["logged", "baseline", "random"]
-    assert report["policies"][1]["warnings"] == []
+    assert [p.spec for p in report.policies] == ["logged", "baseline", "random"]
+    assert report.policies[1].warnings == ()
     # A logger that gave the baseline's action 0.9 mostly, but 0.01 on a few events: those carry weights of 100.
     rare = [
         dataclasses.replace(e, probability=0.01 if i % 10 == 0 else 0.9) if e.chosen_index == 0 else e
         for i, e in enumerate(events[:200])
     ]
-    baseline = evaluate(rare, [])["policies"][1]
-    assert baseline["max_weight"] == 100.0
-    assert any("effective sample size" in w for w in baseline["warnings"])
-    assert any("of the total weight" in w for w in baseline["warnings"])
+    baseline = evaluate(rare, []).policy("baseline")
+    assert baseline.max_weight == 100.0
+    assert any("effective sample size" in w for w in baseline.warnings)
+    assert any("of the total weight" in w for w in baseline.warnings)
     assert "warning: baseline: effective sample size" in format_report(evaluate(rare, []))
 
 
@@ -186,13 +213,13 @@ def test_search_and_importance_find_the_interactions_and_the_namespace_that_matt
     ]
     assert "not a valid choice" in refused[0][1]
     report = evaluate(events[:600], specs, importance=True, jobs=2)
-    assert report["best"] == specs[0]
-    importance = report["importance"]
-    assert importance["spec"] == specs[0] and importance["estimator"] == "dr"
-    rows = {(r["side"], r["namespace"]): r for r in importance["namespaces"]}
+    assert report.best == specs[0]
+    importance = report.importance
+    assert importance.spec == specs[0] and importance.estimator == "dr"
+    rows = {(r.side, r.namespace): r for r in importance.namespaces}
     assert set(rows) == {("context", "user"), ("context", "time"), ("action", "offer"), ("action", "channel")}
-    assert importance["namespaces"][0]["namespace"] == "user" and rows["context", "user"]["drop"] > 0.2
-    assert abs(rows["context", "time"]["drop"]) < 0.05
+    assert importance.namespaces[0].namespace == "user" and rows["context", "user"].drop > 0.2
+    assert abs(rows["context", "time"].drop) < 0.05
 
 
 def test_leaving_a_namespace_out_changes_only_that_namespace(events):

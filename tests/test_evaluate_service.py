@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -128,6 +130,23 @@ def test_an_evaluation_past_its_timeout_is_stopped(timed_events):
         )
         assert evaluations_running() == []  # the sleeping process was killed
         assert client.rank(ACTIONS, loop="t").chosen_action_id  # the server serves on
+
+
+@pytest.mark.slow
+def test_an_evaluation_runs_where_only_the_installed_package_is_importable(timed_events, tmp_path):
+    # -I and another working directory: the repository's folders (policies/, server/) are not on sys.path.
+    directory, _ = timed_events
+    script = f"""
+from nextbest.server.evaluation import EvaluationLimits, evaluate_in_child
+from nextbest.server.restrictions import Restrictions
+from nextbest.server.store import open_store
+with open_store({str(directory)!r}) as store:
+    report = evaluate_in_child(store, "t", ["baseline"], None, None, EvaluationLimits(), Restrictions())
+print(report.events, report.best, report.policy("baseline").estimates["ips"].value is not None)
+"""
+    done = subprocess.run([sys.executable, "-I", "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["30", "baseline", "True"]
 
 
 @pytest.mark.slow

@@ -13,7 +13,14 @@ from nextbest.policies.ope.estimators import (
 )
 from nextbest.policies.ope.logged import LoggedEvent
 from nextbest.policies.ope.replay import replay
-from nextbest.policies.ope.report import evaluate, search_grid
+from nextbest.policies.ope.report import (
+    EstimateReport,
+    EvaluationReport,
+    ImportanceReport,
+    PolicyReport,
+    evaluate,
+    search_grid,
+)
 
 __all__ = [
     "DM",
@@ -23,8 +30,12 @@ __all__ = [
     "BanditFeedback",
     "ClippedIPS",
     "Estimate",
+    "EstimateReport",
+    "EvaluationReport",
     "Estimator",
+    "ImportanceReport",
     "LoggedEvent",
+    "PolicyReport",
     "cross_fit",
     "evaluate",
     "replay",

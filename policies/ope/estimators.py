@@ -22,7 +22,10 @@ Each value is a ratio Σ t_i / Σ d_i of per-round terms t_i and normalizers d_i
 
 - `gaussian`: the normal approximation, with the delta-method standard error
   √(Σ (t_i − V d_i)² · n/(n−1)) / Σ d_i (for d = 1: the sample standard
-  deviation of the terms over √n).
+  deviation of the terms over √n). It needs only the sums n, Σ d, Σ t, Σ d²,
+  Σ t d and Σ t² (`RatioSums`), since Σ (t − V d)² = Σ t² − 2 V Σ t d + V² Σ d²:
+  so a running estimate keeps them and no events (`SNIPS.from_sums`, the
+  server's live estimates of its policies).
 - `bootstrap`: the percentile interval of the estimate over `samples`
   resamples of the events (seeded, so reproducible); the reward model is not refitted.
 - `clopper-pearson`: needs rewards (and q̂) in [0, 1]. The terms of the
@@ -49,7 +52,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 from scipy.special import betaincinv
@@ -181,7 +184,7 @@ def overlap(weights: np.ndarray) -> tuple[float, float, tuple[str, ...]]:
     n, total, top = len(weights), float(weights.sum()), float(weights.max())
     if total <= 0:
         return 0.0, top, ("the policy never chooses a logged action (every weight is 0): no estimate is reliable",)
-    ess = total**2 / float((weights**2).sum())
+    ess = effective_sample_size(total, float((weights**2).sum()))
     warnings = []
     if ess < MIN_ESS_SHARE * n:
         warnings.append(
@@ -196,13 +199,51 @@ def overlap(weights: np.ndarray) -> tuple[float, float, tuple[str, ...]]:
     return ess, top, tuple(warnings)
 
 
-def _gaussian(t: np.ndarray, d: np.ndarray, value: float, alpha: float) -> tuple[float, float]:
-    n, total = len(t), d.sum()
-    if n < 2 or not total > 0:
-        return math.nan, math.nan
-    se = math.sqrt(float(((t - value * d) ** 2).sum()) * n / (n - 1)) / total
-    z = NormalDist().inv_cdf(1 - alpha / 2)
-    return value - z * se, value + z * se
+def effective_sample_size(sum_w: float, sum_w2: float) -> float:
+    """Kish's effective sample size (Σ w)² / Σ w² from the sums of weights and of their squares; 0 without weight."""
+    return sum_w**2 / sum_w2 if sum_w > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class RatioSums:
+    """What a ratio estimate V = Σ t / Σ d and its gaussian interval need: n events, Σ d, Σ t, Σ d², Σ t d, Σ t²."""
+
+    n: int
+    sum_d: float
+    sum_t: float
+    sum_d2: float
+    sum_td: float
+    sum_t2: float
+
+    @classmethod
+    def of(cls, t: np.ndarray, d: np.ndarray) -> RatioSums:
+        """The sums of per-round terms `t` and normalizers `d`."""
+        return cls(len(t), float(d.sum()), float(t.sum()), float(d @ d), float(t @ d), float(t @ t))
+
+    def value(self) -> float:
+        """Σ t / Σ d; nan when Σ d is not positive."""
+        return self.sum_t / self.sum_d if self.sum_d > 0 else math.nan
+
+    def gaussian(self, alpha: float) -> tuple[float, float]:
+        """The (1 − alpha) normal interval with the delta-method standard error (module doc); nan without one."""
+        n, value = self.n, self.value()
+        if n < 2 or math.isnan(value):
+            return math.nan, math.nan
+        spread = self.sum_t2 - 2 * value * self.sum_td + value * value * self.sum_d2  # Σ (t − V d)²
+        se = math.sqrt(max(spread, 0.0) * n / (n - 1)) / self.sum_d
+        z = NormalDist().inv_cdf(1 - alpha / 2)
+        return value - z * se, value + z * se
+
+
+class SnipsSumsLike(Protocol):
+    """Running sums over events of the importance weight w and the reward r (nextbest.v1.EstimateSums satisfies it)."""
+
+    n: int
+    sum_w: float
+    sum_wr: float
+    sum_w2: float
+    sum_w2r: float
+    sum_w2r2: float
 
 
 def _bootstrap(t: np.ndarray, d: np.ndarray, alpha: float, samples: int, seed: int) -> tuple[float, float]:
@@ -255,10 +296,10 @@ class Estimator(ABC):
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         t = self._round_terms(feedback)
         d = self._normalizers(feedback)
-        total = float(d.sum())
-        value = float(t.sum()) / total if total > 0 else math.nan
+        sums = RatioSums.of(t, d)
+        value = sums.value()
         if interval == "gaussian":
-            ci = _gaussian(t, d, value, alpha)
+            ci = sums.gaussian(alpha)
         elif interval == "bootstrap":
             if samples < 1:
                 raise ValueError(f"samples must be at least 1, got {samples}")
@@ -308,6 +349,15 @@ class SNIPS(IPS):
     """Self-normalized IPS: Σ w r / Σ w. Slightly biased, much less variable; undefined (nan) when Σ w = 0."""
 
     name = "snips"
+
+    @classmethod
+    def from_sums(cls, sums: SnipsSumsLike, alpha: float = 0.05) -> Estimate:
+        """The estimate with its gaussian interval from running sums instead of the events: the same value,
+        interval and ESS as `estimate(feedback)` on those events. The sums keep no largest weight, so
+        `max_weight` is nan and there are no `warnings`."""
+        ratio = RatioSums(sums.n, sums.sum_w, sums.sum_wr, sums.sum_w2, sums.sum_w2r, sums.sum_w2r2)  # t = w r, d = w
+        ess = effective_sample_size(sums.sum_w, sums.sum_w2)
+        return Estimate(cls.name, ratio.value(), ratio.gaussian(alpha), "gaussian", sums.n, ess, math.nan, ())
 
     def _normalizers(self, feedback: BanditFeedback) -> np.ndarray:
         return feedback.weights

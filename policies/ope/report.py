@@ -4,7 +4,8 @@
 It replays every candidate through the events (`policies.ope.replay`),
 fits one reward model for DM and DR by cross-fitting on the events' hashed
 features (`Example.hashed(64)`, held in memory: 256 bytes per action of each
-event), and returns a JSON-ready report::
+event), and returns an `EvaluationReport`. Its `to_dict()` is the JSON
+document of `nextbest evaluate --json` and `EvaluateResponse.report_json`::
 
     {"events": 2000, "interval": "gaussian", "alpha": 0.05,
      "policies": [
@@ -32,14 +33,18 @@ event), and returns a JSON-ready report::
   reports the drop in DR value, largest first.
 
 Numbers that do not exist (an interval from one event, SNIPS of a policy that
-never picks a logged action) are null.
+never picks a logged action) are null. The dataclasses hold the same fields by
+the same names (tuples for lists, None for null); a namespace's "value" and
+"ci" are its `estimate`.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -94,23 +99,160 @@ def _number(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def _curve(weights: np.ndarray, reward: np.ndarray) -> dict[str, list]:
-    at = np.unique(np.linspace(1, len(reward), min(len(reward), CURVE_POINTS)).round().astype(int))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        values = np.cumsum(weights * reward)[at - 1] / np.cumsum(weights)[at - 1]
-    return {"events": at.tolist(), "snips": [_number(v) for v in values]}
+@dataclass(frozen=True)
+class EstimateReport:
+    """One estimator's value and interval; None where the number does not exist.
+
+    JSON: {"value": 0.27, "ci": [0.25, 0.29]}.
+    """
+
+    value: float | None
+    ci: tuple[float | None, float | None]
+
+    @classmethod
+    def of(cls, estimate: Estimate) -> EstimateReport:
+        lo, hi = estimate.ci
+        return cls(_number(estimate.value), (_number(lo), _number(hi)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "ci": list(self.ci)}
 
 
-def _entry(spec: str, estimates: dict[str, Estimate], feedback: BanditFeedback) -> dict[str, Any]:
-    first = next(iter(estimates.values()))
-    return {
-        "spec": spec,
-        "estimates": {k: {"value": _number(e.value), "ci": [_number(c) for c in e.ci]} for k, e in estimates.items()},
-        "ess": first.ess,
-        "max_weight": first.max_weight,
-        "warnings": list(first.warnings),
-        "curve": _curve(feedback.weights, feedback.reward),
-    }
+@dataclass(frozen=True)
+class Curve:
+    """The cumulative SNIPS estimate (None before any weight) after each of `events` (up to 200 event counts).
+
+    JSON: {"events": [10, 20, ...], "snips": [0.3, 0.28, ...]}.
+    """
+
+    events: tuple[int, ...]
+    snips: tuple[float | None, ...]
+
+    @classmethod
+    def of(cls, weights: np.ndarray, reward: np.ndarray) -> Curve:
+        at = np.unique(np.linspace(1, len(reward), min(len(reward), CURVE_POINTS)).round().astype(int))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = np.cumsum(weights * reward)[at - 1] / np.cumsum(weights)[at - 1]
+        return cls(tuple(at.tolist()), tuple(_number(v) for v in values))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"events": list(self.events), "snips": list(self.snips)}
+
+
+@dataclass(frozen=True)
+class PolicyReport:
+    """One policy's estimates by estimator name (`ips`, `snips`, `clipped_ips`, `dm`, `dr`), its importance
+    weights' effective sample size, largest weight and warnings, and its value over time.
+
+    JSON: {"spec": ..., "estimates": {"ips": {...}, ...}, "ess": 2000.0, "max_weight": 1.0, "warnings": [...],
+    "curve": {...}}.
+    """
+
+    spec: str
+    estimates: Mapping[str, EstimateReport]
+    ess: float
+    max_weight: float
+    warnings: tuple[str, ...]
+    curve: Curve
+
+    @classmethod
+    def of(cls, spec: str, estimates: Mapping[str, Estimate], feedback: BanditFeedback) -> PolicyReport:
+        first = next(iter(estimates.values()))  # the weights' ESS, largest weight and warnings: alike in every estimate
+        return cls(
+            spec,
+            {name: EstimateReport.of(e) for name, e in estimates.items()},
+            first.ess,
+            first.max_weight,
+            first.warnings,
+            Curve.of(feedback.weights, feedback.reward),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec,
+            "estimates": {name: e.to_dict() for name, e in self.estimates.items()},
+            "ess": self.ess,
+            "max_weight": self.max_weight,
+            "warnings": list(self.warnings),
+            "curve": self.curve.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class NamespaceImportance:
+    """The best candidate's DR estimate with one namespace left out, and the drop from its value with all.
+
+    JSON: {"side": "context", "namespace": "user", "value": 0.3, "ci": [...], "drop": 0.41}.
+    """
+
+    side: str
+    namespace: str
+    estimate: EstimateReport
+    drop: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"side": self.side, "namespace": self.namespace, **self.estimate.to_dict(), "drop": self.drop}
+
+
+@dataclass(frozen=True)
+class ImportanceReport:
+    """Namespace importance of candidate `spec` (DR `value` with every namespace), largest drop first.
+
+    JSON: {"spec": ..., "estimator": "dr", "value": 0.71, "namespaces": [...]}.
+    """
+
+    spec: str
+    estimator: str
+    value: float | None
+    namespaces: tuple[NamespaceImportance, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec,
+            "estimator": self.estimator,
+            "value": self.value,
+            "namespaces": [r.to_dict() for r in self.namespaces],
+        }
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """What `evaluate` returns (the module doc): the events, the intervals' kind and level, every policy's
+    report in order, the best candidate by DR and, when asked, its namespace importance.
+
+    JSON: `to_dict()`, whose "importance" key is present only with an importance.
+    """
+
+    events: int
+    interval: str
+    alpha: float
+    policies: tuple[PolicyReport, ...]
+    best: str | None
+    importance: ImportanceReport | None = None
+
+    def policy(self, spec: str) -> PolicyReport:
+        """The report of policy `spec`; KeyError if it was not evaluated."""
+        for p in self.policies:
+            if p.spec == spec:
+                return p
+        raise KeyError(spec)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document of the report (the module doc): plain dicts, lists, strings, numbers and None."""
+        out: dict[str, Any] = {
+            "events": self.events,
+            "interval": self.interval,
+            "alpha": self.alpha,
+            "policies": [p.to_dict() for p in self.policies],
+            "best": self.best,
+        }
+        if self.importance is not None:
+            out["importance"] = self.importance.to_dict()
+        return out
+
+    def to_json(self, indent: int | None = None) -> str:
+        """`to_dict()` as JSON text (`json.dumps`; numbers that are not finite do not occur, they are null)."""
+        return json.dumps(self.to_dict(), indent=indent)
 
 
 def evaluate(
@@ -125,7 +267,7 @@ def evaluate(
     importance: bool = False,
     jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:
+) -> EvaluationReport:
     """Replay each candidate spec through `events` and estimate its value (the report in the module doc).
 
     `interval`: `gaussian`, `clopper-pearson` (rewards in [0, 1]) or
@@ -168,75 +310,63 @@ def evaluate(
         feedback = BanditFeedback(reward, logged, chosen=chosen, target_pmf=pmf, reward_hat=reward_hat)
         return {e.name: e.estimate(feedback, interval, alpha, seed=seed) for e in estimators}, feedback
 
-    entries = [_entry(LOGGED, {e.name: average for e in estimators}, on_policy)]
+    entries = [PolicyReport.of(LOGGED, {e.name: average for e in estimators}, on_policy)]
     for spec, pmf in zip(all_specs, replay_specs(events, [(s, None) for s in all_specs], jobs, tick), strict=True):
-        entries.append(_entry(spec, *estimate(pmf)))
-    dr = {e["spec"]: e["estimates"]["dr"]["value"] for e in entries}
+        entries.append(PolicyReport.of(spec, *estimate(pmf)))
+    dr = {e.spec: e.estimates["dr"].value for e in entries}
     best = max(candidates, key=lambda s: _order(dr[s]), default=None)
-    report: dict[str, Any] = {"events": n, "interval": interval, "alpha": alpha, "policies": entries, "best": best}
+    importance_report = None
     if importance:
         rows = []
         pmfs = replay_specs(events, [(best, a) for a in ablations], jobs, tick)
         for (side, name), pmf in zip(ablations, pmfs, strict=True):
             without = estimate(pmf)[0]["dr"]
             drop = dr[best] - without.value if dr[best] is not None else math.nan
-            rows.append(
-                {
-                    "side": side,
-                    "namespace": name,
-                    "value": _number(without.value),
-                    "ci": [_number(c) for c in without.ci],
-                    "drop": _number(drop),
-                }
-            )
-        rows.sort(key=lambda r: _order(r["drop"]), reverse=True)
-        report["importance"] = {"spec": best, "estimator": "dr", "value": dr[best], "namespaces": rows}
-    return report
+            rows.append(NamespaceImportance(side, name, EstimateReport.of(without), _number(drop)))
+        rows.sort(key=lambda r: _order(r.drop), reverse=True)
+        importance_report = ImportanceReport(best, "dr", dr[best], tuple(rows))
+    return EvaluationReport(n, interval, alpha, tuple(entries), best, importance_report)
 
 
-def _cell(estimate: dict[str, Any]) -> str:
+def _cell(estimate: EstimateReport) -> str:
     def fmt(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.4f}"
 
-    lo, hi = estimate["ci"]
-    return f"{fmt(estimate['value'])} [{fmt(lo)}, {fmt(hi)}]"
+    lo, hi = estimate.ci
+    return f"{fmt(estimate.value)} [{fmt(lo)}, {fmt(hi)}]"
 
 
-def _ranked(report: dict[str, Any]) -> list[dict[str, Any]]:
+def _ranked(report: EvaluationReport) -> list[PolicyReport]:
     """Logged and the references first, then the candidates by DR value, best first."""
-    entries = report["policies"]
-    head = [e for e in entries if e["spec"] in (LOGGED, *REFERENCES)]
-    return head + sorted(
-        (e for e in entries if e not in head), key=lambda e: _order(e["estimates"]["dr"]["value"]), reverse=True
-    )
+    head = [p for p in report.policies if p.spec in (LOGGED, *REFERENCES)]
+    rest = [p for p in report.policies if p not in head]
+    return head + sorted(rest, key=lambda p: _order(p.estimates["dr"].value), reverse=True)
 
 
-def format_report(report: dict[str, Any]) -> str:
+def format_report(report: EvaluationReport) -> str:
     """The report as text for a terminal: the table, the warnings, the best candidate and the importance."""
-    level = f"{100 * (1 - report['alpha']):g}% {report['interval']}"
+    level = f"{100 * (1 - report.alpha):g}% {report.interval}"
     lines = [
-        f"{report['events']} events; values with {level} intervals",
+        f"{report.events} events; values with {level} intervals",
         f"{'IPS':<27} {'SNIPS':<27} {'DR':<27} {'ESS':>9}  policy",
     ]
-    for e in _ranked(report):
-        cells = " ".join(f"{_cell(e['estimates'][k]):<27}" for k in ("ips", "snips", "dr"))
-        lines.append(f"{cells} {e['ess']:>9.0f}  {e['spec']}")
-    lines += [f"warning: {e['spec']}: {w}" for e in report["policies"] for w in e["warnings"]]
-    if report["best"]:
-        best = next(e for e in report["policies"] if e["spec"] == report["best"])
-        lines += [f"best (by DR): {_cell(best['estimates']['dr'])}", f"spec for SetPolicy: {report['best']}"]
-    if "importance" in report:
-        imp = report["importance"]
-        lines.append(
-            f"namespace importance for {imp['spec']} (DR without the namespace; drop from {imp['value']:.4f}):"
-        )
-        for r in imp["namespaces"]:
-            drop = "n/a" if r["drop"] is None else f"{r['drop']:+.4f}"
-            lines.append(f"  {r['side']:<8} {r['namespace']:<24} {_cell(r):<27} drop {drop}")
+    for p in _ranked(report):
+        cells = " ".join(f"{_cell(p.estimates[k]):<27}" for k in ("ips", "snips", "dr"))
+        lines.append(f"{cells} {p.ess:>9.0f}  {p.spec}")
+    lines += [f"warning: {p.spec}: {w}" for p in report.policies for w in p.warnings]
+    if report.best:
+        best = report.policy(report.best)
+        lines += [f"best (by DR): {_cell(best.estimates['dr'])}", f"spec for SetPolicy: {report.best}"]
+    if report.importance is not None:
+        imp = report.importance
+        lines.append(f"namespace importance for {imp.spec} (DR without the namespace; drop from {imp.value:.4f}):")
+        for r in imp.namespaces:
+            drop = "n/a" if r.drop is None else f"{r.drop:+.4f}"
+            lines.append(f"  {r.side:<8} {r.namespace:<24} {_cell(r.estimate):<27} drop {drop}")
     return "\n".join(lines)
 
 
-def plot(report: dict[str, Any], path: str) -> None:
+def plot(report: EvaluationReport, path: str) -> None:
     """A PNG at `path`: the value over time (cumulative SNIPS) of logged, the references and the best
     candidates, above each policy's IPS, SNIPS and DR with intervals."""
     from matplotlib.figure import Figure
@@ -245,29 +375,27 @@ def plot(report: dict[str, Any], path: str) -> None:
     bars_height = 0.8 + 0.3 * len(entries)
     fig = Figure(figsize=(11, 4.5 + bars_height), layout="constrained")
     curves, bars = fig.subplots(2, 1, height_ratios=[4, bars_height])
-    for e in entries[: 1 + len(REFERENCES) + PLOT_CURVES]:
-        values = [math.nan if v is None else v for v in e["curve"]["snips"]]
-        curves.plot(e["curve"]["events"], values, label=_short(e["spec"]), lw=1.2)
+    for p in entries[: 1 + len(REFERENCES) + PLOT_CURVES]:
+        values = [math.nan if v is None else v for v in p.curve.snips]
+        curves.plot(p.curve.events, values, label=_short(p.spec), lw=1.2)
     curves.set_xlabel("events")
     curves.set_ylabel("cumulative SNIPS estimate")
     curves.legend(loc="lower right", fontsize=7)
     curves.grid(alpha=0.3)
     for j, (key, color) in enumerate((("ips", "tab:blue"), ("snips", "tab:orange"), ("dr", "tab:green"))):
-        for i, e in enumerate(entries):
-            est = e["estimates"][key]
-            if est["value"] is None:
+        for i, p in enumerate(entries):
+            est = p.estimates[key]
+            if est.value is None:
                 continue
-            lo, hi = (est["value"] if c is None else c for c in est["ci"])
-            xerr = [[est["value"] - lo], [hi - est["value"]]]
+            lo, hi = (est.value if c is None else c for c in est.ci)
+            xerr = [[est.value - lo], [hi - est.value]]
             label = key.upper() if i == 0 else None
-            bars.errorbar(
-                est["value"], -i + (j - 1) * 0.22, xerr=xerr, fmt="o", ms=3, capsize=2, color=color, label=label
-            )
-    bars.set_yticks([-i for i in range(len(entries))], [_short(e["spec"]) for e in entries], fontsize=8)
-    bars.set_xlabel(f"estimated value ({100 * (1 - report['alpha']):g}% {report['interval']} interval)")
+            bars.errorbar(est.value, -i + (j - 1) * 0.22, xerr=xerr, fmt="o", ms=3, capsize=2, color=color, label=label)
+    bars.set_yticks([-i for i in range(len(entries))], [_short(p.spec) for p in entries], fontsize=8)
+    bars.set_xlabel(f"estimated value ({100 * (1 - report.alpha):g}% {report.interval} interval)")
     bars.legend(loc="best", fontsize=8)
     bars.grid(axis="x", alpha=0.3)
-    fig.suptitle(f"Offline evaluation on {report['events']} logged events")
+    fig.suptitle(f"Offline evaluation on {report.events} logged events")
     fig.savefig(path, dpi=110)
 
 

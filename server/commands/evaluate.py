@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import sys
 from typing import TextIO
@@ -135,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_report(report))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+            f.write(report.to_json(indent=2))
     if args.plot:
         plot(report, args.plot)
     return 0
