@@ -16,11 +16,19 @@ closed, or its join had happened, when it was committed) or orphan (no
 decision came within its window, or more than `max_unmatched` rewards were
 waiting for a decision and it was the oldest).
 
-Memory: an open decision is held as its seq, event id and window (the record
-stays in the store; its bytes are read again when the window closes) and its
-rewards folded into a count, a sum, a minimum, a maximum and a first value;
-a reward without a decision as its seq, time, kind and value, until its own
-window has passed; at most `max_unmatched` rewards wait for a decision.
+Memory is bounded whatever the window and the rate. Decisions are read in seq
+order, and windows close in about that order, so only the next `max_held`
+open decisions are held (seq, event id and window: the record stays in the
+store and its bytes are read again when the window closes); the others wait
+in the decisions stream. A reward whose decision is not held is looked up
+there (by event id) while decisions wait unread. The rewards of an open
+decision are folded into a count, a sum, a minimum, a maximum and a first
+value; at most `max_held` folds stay in memory, and the oldest beyond them
+are spilled to the store (a cursor per event id, deleted when the decision
+is joined), saved with the seq of the last reward folded in, so that a
+restart, which reads the rewards again from the oldest one not yet durable,
+folds none twice. A reward without a decision is held as its seq, time, kind
+and value until its own window has passed; at most `max_unmatched` wait.
 """
 
 from __future__ import annotations
@@ -31,11 +39,12 @@ import itertools
 import json
 import logging
 import math
+import struct
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 from nextbest.server.config import Aggregation, Mode
 from nextbest.server.store import Entry, EventLog, Stream, cursor_name
@@ -47,6 +56,9 @@ GRACE_SECONDS = 0.05
 SAVE_SECONDS = 0.25
 # Rewards waiting for a decision not (yet) logged, per loop: beyond it the oldest are dropped as orphans.
 MAX_UNMATCHED_REWARDS = 10_000
+# Open decisions held (read ahead of their join), and folds of rewards held in memory, per loop: beyond it they stay
+# in the store.
+MAX_HELD = 50_000
 _BATCH = 1000
 _KIND = records_pb2.RewardRecord
 _OVER_CAP_WARNING_SECONDS = 60.0
@@ -60,6 +72,7 @@ class JoinerState:
     rewards_from: int = 0  # rewards with seq > this may still be needed...
     rewards_dropped: list[list[int]] = field(default_factory=list)  # ...except these [first, last], dropped
     rewards_counted: int = 0  # rewards with seq <= this are counted in rewards/activations
+    folds_spilled: int = 0  # at least as many folds as are in the store (saved before they are written)
     rewards: int = 0
     activations: int = 0
     joined: int = 0
@@ -79,6 +92,10 @@ class JoinerState:
 
 def _cursor(loop: str) -> str:
     return cursor_name(loop, "joiner")
+
+
+def _fold_cursor(loop: str, event_id: str) -> str:
+    return cursor_name(loop, "joiner-fold/" + event_id)
 
 
 class HeldReward(NamedTuple):
@@ -116,15 +133,33 @@ class _Fold:
     """A decision's rewards folded in the order they were read: all that joining needs of them, in constant space
     however many arrive."""
 
-    __slots__ = ("first_seq", "count", "first", "total", "low", "high", "activated", "late")
+    __slots__ = ("first_seq", "last_seq", "stored", "count", "first", "total", "low", "high", "activated", "late")
 
-    def __init__(self, first_seq: int) -> None:
-        self.first_seq = first_seq  # the oldest reward folded in: a restart reads the rewards again from there
+    _FORMAT: ClassVar = struct.Struct(">qqddddBq")
+
+    def __init__(self) -> None:
+        self.first_seq = 0  # the oldest reward folded in since the last spill: a restart reads again from there
+        self.last_seq = 0  # the newest reward folded in: one read again after a restart is not folded twice
+        self.stored = False  # a copy is in the store
         self.count = 0  # rewards inside the window
         self.first = self.total = 0.0
         self.low, self.high = math.inf, -math.inf
         self.activated = False
         self.late = 0  # rewards and activations outside the window
+
+    def encode(self) -> bytes:
+        return self._FORMAT.pack(
+            self.last_seq, self.count, self.first, self.total, self.low, self.high, self.activated, self.late
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> _Fold:
+        fold = cls()
+        fold.last_seq, fold.count, fold.first, fold.total, fold.low, fold.high, activated, fold.late = (
+            cls._FORMAT.unpack(raw)
+        )
+        fold.activated, fold.stored = bool(activated), True
+        return fold
 
     def add(self, window: Window, reward: HeldReward | records_pb2.RewardRecord) -> None:
         if not window.contains(reward.timestamp):
@@ -164,7 +199,7 @@ def join(
 ) -> records_pb2.JoinedEvent:
     """The joined event of the decision with `window` given every reward record seen for its event id (in arrival
     order), without its `decision` field."""
-    fold = _Fold(0)
+    fold = _Fold()
     for reward in rewards:
         fold.add(window, reward)
     return fold.joined(window, now)
@@ -257,23 +292,26 @@ class Joiner:
         loop: str,
         clock: Callable[[], float],
         max_unmatched: int = MAX_UNMATCHED_REWARDS,
+        max_held: int = MAX_HELD,
     ) -> None:
         self._log = log
         self._loop = loop
         self._clock = clock
         self._max_unmatched = max_unmatched
+        self._max_held = max_held
         self.state = JoinerState.saved(log, loop)
-        self._open: deque[_Open] = deque()
-        self._windows: dict[str, Window] = {}  # of the open decisions, by event id
+        self._open: deque[_Open] = deque()  # the next open decisions, at most max_held
+        self._windows: dict[str, Window] = {}  # of the held open decisions, by event id
         self._decisions_read = self.state.decisions_closed
-        # Rewards not yet consumed by a closed decision nor dropped, by event id: folded, for open decisions; one by
-        # one, oldest first, while they wait for a decision.
-        self._folds: dict[str, _Fold] = {}
+        self._behind = False  # decisions may wait unread in the store
+        # Rewards not yet consumed by a closed decision nor dropped, by event id: folded, for open decisions (at most
+        # max_held, the others in the store); one by one, oldest first, while they wait for a decision.
+        self._folds: OrderedDict[str, _Fold] = OrderedDict()
         self._unmatched: OrderedDict[str, list[HeldReward]] = OrderedDict()
         self._unmatched_count = 0
         self._rewards_read = self.state.rewards_from
         self._dropped = _SeqRanges(self.state.rewards_dropped)
-        self._buffered: set[int] = set()  # the seqs of unmatched rewards and the first seq of each fold
+        self._buffered: set[int] = set()  # the seqs of unmatched rewards and the first seq of each fold in memory
         self._buffered_heap: list[int] = []  # the same, lazily cleaned, for the oldest one
         self._last_save = 0.0
         self._dirty = False
@@ -281,13 +319,19 @@ class Joiner:
 
     @property
     def pending(self) -> int:
-        """Decisions read whose window is still open."""
+        """Open decisions held (at most `max_held`; more may wait in the store)."""
         return len(self._open)
 
     @property
     def unmatched_rewards(self) -> int:
         """Rewards held one by one: those waiting for a decision (the rewards of open decisions are folded)."""
         return self._unmatched_count
+
+    @property
+    def held(self) -> int:
+        """Everything held per event: open decisions, folds and unmatched rewards (at most 2 * max_held +
+        max_unmatched)."""
+        return len(self._open) + len(self._folds) + self._unmatched_count
 
     def step(self, reward_wait: float) -> int:
         """Read what is new, close ripe windows (up to a batch), drop expired unmatched rewards; return how many
@@ -319,40 +363,42 @@ class Joiner:
             raise RuntimeError(f"loop {self._loop}: the decisions to join changed in the store")
         joins = []
         for entry, (_, data) in zip(closing, records, strict=True):
-            fold = self._folds.get(entry.event_id) or _Fold(0)
+            fold = self._folds.get(entry.event_id) or self._load(entry.event_id) or _Fold()
             joined = fold.joined(entry.window, now)
             joined.rewards_seq = self._rewards_read
-            joins.append((joined, fold.late, Entry(entry.event_id, joined_data(data, joined))))
+            joins.append((joined, fold, Entry(entry.event_id, joined_data(data, joined))))
         appended_all = self._log.append(Stream.JOINED, self._loop, [e for *_, e in joins])
-        for appended, (joined, late, _) in zip(appended_all, joins, strict=True):
+        for appended, (joined, fold, _) in zip(appended_all, joins, strict=True):
             entry = self._open.popleft()
             del self._windows[entry.event_id]
-            if (fold := self._folds.pop(entry.event_id, None)) is not None:
+            if self._folds.pop(entry.event_id, None) is not None:
                 self._buffered.discard(fold.first_seq)
+            if fold.stored:
+                self._log.delete_cursor(_fold_cursor(self._loop, entry.event_id))
+                self.state.folds_spilled -= 1
             self.state.decisions_closed = entry.seq
             match = entry.apprentice_match
             if not appended.created:  # joined before a crash: count what was joined then
                 joined = records_pb2.JoinedEvent.FromString(appended.data)
                 match = _apprentice_match(joined.decision)
             # Counted even when a crash came after the append: the counters are saved with decisions_closed.
-            self._count(joined, late, match)
+            self._count(joined, fold.late, match)
 
     def _read(self) -> bool:
-        changed = False
-        while batch := self._log.read(Stream.DECISIONS, self._loop, self._decisions_read, _BATCH):
+        while room := self._max_held - len(self._open):
+            batch = self._log.read(Stream.DECISIONS, self._loop, self._decisions_read, min(room, _BATCH))
+            if not batch:
+                break
             for seq, data in batch:
                 decision = records_pb2.DecisionRecord.FromString(data)
                 window = Window.of(decision)
                 self._open.append(_Open(seq, decision.event_id, window, _apprentice_match(decision)))
                 self._windows[decision.event_id] = window
-                waiting = self._unmatched.pop(decision.event_id, None)
-                if waiting is not None:  # rewards that came before their decision
-                    self._unmatched_count -= len(waiting)
-                    self._buffered.difference_update(r.seq for r in waiting[1:])
-                    fold = self._folds[decision.event_id] = _Fold(waiting[0].seq)
-                    for reward in waiting:
-                        fold.add(window, reward)
+                if decision.event_id in self._unmatched:  # rewards that came before their decision
+                    self._fold_for(decision.event_id, window)
             self._decisions_read = batch[-1][0]
+        self._behind = len(self._open) >= self._max_held
+        changed = False
         while batch := self._log.read(Stream.REWARDS, self._loop, self._rewards_read, _BATCH):
             for seq, data in batch:
                 if seq in self._dropped:
@@ -368,20 +414,71 @@ class Joiner:
                     changed = True
             self._rewards_read = batch[-1][0]
             changed |= self._evict_over_cap()
+            self._spill_over_cap()
+        self._spill_over_cap()  # decisions read may have taken up waiting rewards
         return changed
 
     def _hold(self, event_id: str, reward: HeldReward) -> None:
-        window = self._windows.get(event_id)
+        window = self._windows.get(event_id) or self._unread_window(event_id)
         if window is not None:  # its decision is open
-            fold = self._folds.get(event_id)
-            if fold is None:
-                fold = self._folds[event_id] = _Fold(reward.seq)
-                self._track(reward.seq)
-            fold.add(window, reward)
+            self._take(self._fold_for(event_id, window), window, reward)
         else:
             self._unmatched.setdefault(event_id, []).append(reward)
             self._unmatched_count += 1
             self._track(reward.seq)
+
+    def _unread_window(self, event_id: str) -> Window | None:
+        """The window of a decision logged but not read yet (None when there is none, or it is joined)."""
+        if not self._behind:
+            return None
+        data = self._log.get(Stream.DECISIONS, self._loop, event_id)
+        if data is None or self._log.get(Stream.JOINED, self._loop, event_id) is not None:
+            return None
+        return Window.of(records_pb2.DecisionRecord.FromString(data))
+
+    def _fold_for(self, event_id: str, window: Window) -> _Fold:
+        """The fold of an open decision's rewards (from memory, the store or new), with the rewards that waited for
+        the decision folded in."""
+        fold = self._folds.get(event_id)
+        if fold is None:
+            fold = self._folds[event_id] = self._load(event_id) or _Fold()
+        waiting = self._unmatched.pop(event_id, None)
+        if waiting is not None:
+            self._unmatched_count -= len(waiting)
+            self._buffered.difference_update(r.seq for r in waiting)
+            for reward in waiting:
+                self._take(fold, window, reward)
+        return fold
+
+    def _take(self, fold: _Fold, window: Window, reward: HeldReward) -> None:
+        if reward.seq <= fold.last_seq:  # folded in before a restart, and read again
+            return
+        if not fold.first_seq:
+            fold.first_seq = reward.seq
+            self._track(reward.seq)
+        fold.last_seq = reward.seq
+        fold.add(window, reward)
+
+    def _load(self, event_id: str) -> _Fold | None:
+        """The fold spilled to the store for `event_id`, if any."""
+        if not self.state.folds_spilled:
+            return None
+        raw = self._log.get_cursor(_fold_cursor(self._loop, event_id))
+        return _Fold.decode(raw) if raw else None
+
+    def _spill_over_cap(self) -> None:
+        """Write the oldest folds beyond `max_held` to the store and forget them."""
+        over = len(self._folds) - self._max_held
+        if over <= 0:
+            return
+        spilling = [self._folds.popitem(last=False) for _ in range(over)]
+        self.state.folds_spilled += sum(not fold.stored for _, fold in spilling)
+        self.save()  # the count first: a restart then looks for every fold that may be in the store
+        for event_id, fold in spilling:
+            self._log.set_cursor(_fold_cursor(self._loop, event_id), fold.encode())
+            fold.stored = True
+            self._buffered.discard(fold.first_seq)
+            fold.first_seq = 0
 
     def _track(self, seq: int) -> None:
         self._buffered.add(seq)
@@ -447,6 +544,8 @@ class Joiner:
     def save(self) -> None:
         """Save position and counters now (step() saves at most every SAVE_SECONDS)."""
         s = self.state
+        if len(self._buffered_heap) > 2 * len(self._buffered) + _BATCH:  # mostly seqs no longer held
+            self._buffered_heap = sorted(self._buffered)
         heap = self._buffered_heap
         while heap and heap[0] not in self._buffered:
             heapq.heappop(heap)

@@ -120,6 +120,11 @@ def test_cursors(store: Store) -> None:
     store.log.set_cursor("l/empty", b"")
     assert store.log.get_cursor("l/joiner") == b"2"
     assert store.log.get_cursor("l/empty") == b""
+    store.log.delete_cursor("l/joiner")
+    store.log.delete_cursor("l/never")
+    assert store.log.get_cursor("l/joiner") is None and store.log.get_cursor("l/empty") == b""
+    store.log.set_cursor("l/joiner", b"3")
+    assert store.log.get_cursor("l/joiner") == b"3"
 
 
 def test_drop_loop_leaves_other_loops_alone(store: Store) -> None:

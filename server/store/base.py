@@ -101,6 +101,10 @@ class EventLog(ABC):
     def set_cursor(self, name: str, data: bytes) -> None: ...
 
     @abstractmethod
+    def delete_cursor(self, name: str) -> None:
+        """Delete a cursor (nothing happens when there is none)."""
+
+    @abstractmethod
     def drop_loop(self, loop: str) -> None:
         """Delete every stream entry, key and cursor of `loop` (cursor names start with `loop/`)."""
 

@@ -384,6 +384,9 @@ class LmdbEventLog(EventLog):
         the reserve, and retention can then save the bounds it needs to free space."""
         self._env.write(lambda txn: txn.put(name.encode(), data, db=self._db["cursors"]), grows=False)
 
+    def delete_cursor(self, name: str) -> None:
+        self._env.write(lambda txn: txn.delete(name.encode(), db=self._db["cursors"]), grows=False)
+
     def drop_loop(self, loop: str) -> None:
         """Delete the loop's keys, entries, counters and cursors, in that order and in
         transactions of up to 10,000 records; call again to finish a drop that was interrupted."""

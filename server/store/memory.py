@@ -145,6 +145,10 @@ class MemoryEventLog(_Part, EventLog):
         with self._locked():
             self._b.cursors[name] = bytes(data)
 
+    def delete_cursor(self, name: str) -> None:
+        with self._locked():
+            self._b.cursors.pop(name, None)
+
     def drop_loop(self, loop: str) -> None:
         with self._locked():
             for key in [k for k in self._b.streams if k[1] == loop]:

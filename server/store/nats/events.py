@@ -284,6 +284,9 @@ class NatsEventLog(EventLog):
     def set_cursor(self, name: str, data: bytes) -> None:
         self._conn.call(lambda: self._cursors.put(kv_key(name), data))
 
+    def delete_cursor(self, name: str) -> None:
+        self._conn.call(lambda: self._cursors.delete(kv_key(name)))
+
     def drop_loop(self, loop: str) -> None:
         """Delete the loop's three streams and its cursors."""
         self._conn.call(lambda: self._drop_loop(loop))
