@@ -170,3 +170,80 @@ def test_a_flood_of_orphan_rewards_is_capped_and_counted_in_get_stats(served):
     )
     assert client.reward_stream(flood).accepted == MAX_UNMATCHED_REWARDS + over
     wait_for(lambda: (s := client.stats("flood")).rewards == MAX_UNMATCHED_REWARDS + over and s.orphan_rewards == over)
+
+
+def _bounded_run(store, max_held, restart_every=0):
+    """Decisions with long and short windows, rewards before and after their decision (and for decisions the joiner
+    has not read yet), activations and orphans, seeded; the joiner steps (and, with `restart_every`, is dropped
+    without saving and started again) as they come. Returns the joined events by event id, the final counters and the
+    most the joiner held after any step."""
+    import random
+
+    from nextbest.server.joiner import JoinerState
+
+    rng = random.Random(11)
+    clock = FakeClock()
+    aggregations = [types_pb2.REWARD_AGGREGATION_SUM, types_pb2.REWARD_AGGREGATION_EARLIEST]
+
+    def start():
+        return Joiner(store.log, LOOP, clock, max_unmatched=20, max_held=max_held)
+
+    joiner, most, steps = start(), 0, 0
+    for i in range(250):
+        event_id, t = f"e{i:04d}", clock()
+        if rng.random() < 0.2:  # a reward before its decision
+            reward(store, event_id, t - 0.5, value=rng.random())
+        config = normalized(
+            types_pb2.LoopConfig(
+                name=LOOP, reward_wait_seconds=rng.choice([2.0, 3600.0]), reward_aggregation=rng.choice(aggregations)
+            )
+        )
+        record = records_pb2.DecisionRecord(loop=LOOP, event_id=event_id, pmf=[1.0], config=config, timestamp=t)
+        store.log.append(Stream.DECISIONS, LOOP, [Entry(event_id, record.SerializeToString())])
+        for _ in range(rng.randrange(3)):  # rewards for this or an earlier decision, some of them late
+            reward(store, f"e{rng.randrange(max(i - 30, 0), i + 1):04d}", clock(), value=rng.random())
+        if rng.random() < 0.1:
+            kind = records_pb2.RewardRecord.KIND_ACTIVATION
+            activation = records_pb2.RewardRecord(loop=LOOP, event_id=event_id, kind=kind, timestamp=clock())
+            store.log.append(Stream.REWARDS, LOOP, [Entry(None, activation.SerializeToString())])
+        if rng.random() < 0.05:
+            reward(store, f"orphan{i}", clock())
+        clock.advance(0.1)
+        if i % 7 == 6:
+            joiner.step(3600.0)
+            most, steps = max(most, joiner.held), steps + 1
+            if restart_every and steps % restart_every == 0:
+                joiner = start()  # a crash: nothing saved since the last periodic save
+    clock.advance(2 * 3600.0 + 1)
+    while joiner.step(3600.0):
+        most = max(most, joiner.held)
+    joiner.save()
+    joined = {}
+    for _, data in store.log.read(Stream.JOINED, LOOP, 0, 10**6):
+        event = records_pb2.JoinedEvent.FromString(data)
+        event.ClearField("rewards_seq")  # how far the rewards had been read when it joined
+        joined[event.decision.event_id] = event.SerializeToString()
+    state = JoinerState.saved(store.log, LOOP)
+    counters = (state.rewards, state.activations, state.joined, state.defaulted, state.orphans, state.late)
+    return joined, counters, most, state.reward_sum
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["memory", "lmdb"])
+def test_the_joiner_holds_a_bounded_state_however_many_decisions_are_open_and_joins_the_same(backend, tmp_path):
+    from nextbest.server.store.memory import open_memory
+
+    def opened(name):
+        return open_memory() if backend == "memory" else open_store(str(tmp_path / name))
+
+    with opened("unbounded") as store:
+        expected_joined, expected_counters, _, expected_sum = _bounded_run(store, max_held=10**9)
+    for restart_every in (0, 5):
+        with opened(f"bounded{restart_every}") as store:
+            joined, counters, most, reward_sum = _bounded_run(store, max_held=10, restart_every=restart_every)
+            assert store.log.get_cursor(f"{LOOP}/joiner-fold/e0000") is None
+            leftover = [i for i in range(250) if store.log.get_cursor(f"{LOOP}/joiner-fold/e{i:04d}") is not None]
+        assert most <= 2 * 10 + 20  # open decisions and folds (10 each), unmatched rewards (20)
+        assert len(expected_joined) == 250 and joined == expected_joined
+        assert counters == expected_counters and reward_sum == pytest.approx(expected_sum)
+        assert leftover == []  # every spilled fold is deleted once joined
