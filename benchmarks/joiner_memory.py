@@ -7,7 +7,8 @@ window to a temporary LMDB store; then `--orphans` rewards for events that were 
 event ids; then the decisions again with `--rewards-per-decision` rewards each. Each phase has its own store,
 written by a child process. This process's RssAnon (/proc/self/status) is
 read before and after a joiner's first step (every window open). Prints JSON: the growth per open decision and per
-orphan reward sent, and how many of each the joiner holds (orphans beyond its cap are dropped and counted).
+orphan reward sent, and how many of each the joiner holds (orphans beyond its cap are dropped and counted; open
+decisions and folds beyond `MAX_HELD` stay in the store, so the growth per decision falls as there are more).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from benchmarks.load import Workload
+from nextbest.server.bench.load import Workload
 from nextbest.server.config import normalized
 from nextbest.server.joiner import Joiner
 from nextbest.server.store import Entry, Stream, open_store
@@ -42,6 +43,7 @@ def _rss_anon() -> int:
 
 def _decisions(n: int, now: float) -> list[Entry]:
     workload = Workload(LOOP, 0.0, seed=1)
+    workload.new_run()
     config = normalized(types_pb2.LoopConfig(name=LOOP, reward_wait_seconds=DAY))
     entries = []
     for i in range(n):
@@ -97,6 +99,8 @@ def run(decisions: int, orphans: int, per_decision: int = 0) -> dict[str, float 
                 "pending_decisions": joiner.pending,
                 "orphans_counted": joiner.state.orphans,
                 "rewards_unmatched": joiner.unmatched_rewards,
+                "held": joiner.held,
+                "folds_spilled": joiner.state.folds_spilled,
                 "rss_anon_mb": round((after - before) / 2**20, 1),
             }
 
