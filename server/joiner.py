@@ -482,7 +482,10 @@ class Joiner:
 
     def _track(self, seq: int) -> None:
         self._buffered.add(seq)
-        heapq.heappush(self._buffered_heap, seq)
+        if len(self._buffered_heap) > 2 * len(self._buffered) + _BATCH:  # mostly seqs no longer held: rebuilt
+            self._buffered_heap = sorted(self._buffered)  # a sorted list is a heap
+        else:
+            heapq.heappush(self._buffered_heap, seq)
 
     def _count(self, joined: records_pb2.JoinedEvent, late: int, apprentice_match: bool | None) -> None:
         s = self.state
@@ -544,8 +547,6 @@ class Joiner:
     def save(self) -> None:
         """Save position and counters now (step() saves at most every SAVE_SECONDS)."""
         s = self.state
-        if len(self._buffered_heap) > 2 * len(self._buffered) + _BATCH:  # mostly seqs no longer held
-            self._buffered_heap = sorted(self._buffered)
         heap = self._buffered_heap
         while heap and heap[0] not in self._buffered:
             heapq.heappop(heap)
