@@ -29,6 +29,10 @@ is joined), saved with the seq of the last reward folded in, so that a
 restart, which reads the rewards again from the oldest one not yet durable,
 folds none twice. A reward without a decision is held as its seq, time, kind
 and value until its own window has passed; at most `max_unmatched` wait.
+Rewards dropped (late or orphan) after the oldest one held are remembered as
+seq ranges until the saved position passes them; beyond `max_held` ranges the
+folds holding the position back are spilled too, so only unmatched rewards
+(at most `max_unmatched`, none older than the loop's reward wait) hold it.
 """
 
 from __future__ import annotations
@@ -279,6 +283,9 @@ class _SeqRanges:
         if self._firsts and self._firsts[0] <= seq:
             self._firsts[0] = seq + 1
 
+    def __len__(self) -> int:
+        return len(self._firsts)
+
     def ranges(self) -> list[list[int]]:
         return [[first, last] for first, last in zip(self._firsts, self._lasts, strict=True)]
 
@@ -329,9 +336,8 @@ class Joiner:
 
     @property
     def held(self) -> int:
-        """Everything held per event: open decisions, folds and unmatched rewards (at most 2 * max_held +
-        max_unmatched)."""
-        return len(self._open) + len(self._folds) + self._unmatched_count
+        """Everything held per event or reward: open decisions, folds, unmatched rewards and ranges of dropped ones."""
+        return len(self._open) + len(self._folds) + self._unmatched_count + len(self._dropped)
 
     def step(self, reward_wait: float) -> int:
         """Read what is new, close ripe windows (up to a batch), drop expired unmatched rewards; return how many
@@ -346,6 +352,7 @@ class Joiner:
         if closing:  # closed only once appended: when the append fails (a full store), the next step retries
             self._close(closing, now)
         changed |= self._drop_expired(now - reward_wait - GRACE_SECONDS)
+        self._unpin()
         self._dirty |= bool(closing) or changed
         if self._dirty and time.monotonic() - self._last_save >= SAVE_SECONDS:
             self.save()
@@ -415,6 +422,7 @@ class Joiner:
             self._rewards_read = batch[-1][0]
             changed |= self._evict_over_cap()
             self._spill_over_cap()
+            self._unpin()
         self._spill_over_cap()  # decisions read may have taken up waiting rewards
         return changed
 
@@ -469,9 +477,21 @@ class Joiner:
     def _spill_over_cap(self) -> None:
         """Write the oldest folds beyond `max_held` to the store and forget them."""
         over = len(self._folds) - self._max_held
-        if over <= 0:
+        if over > 0:
+            self._spill([self._folds.popitem(last=False) for _ in range(over)])
+
+    def _unpin(self) -> None:
+        """Spill the folds that hold the saved rewards position back while more than `max_held` ranges of dropped
+        rewards wait behind it (each is held, and saved, until the position passes it)."""
+        if len(self._dropped) <= self._max_held:
             return
-        spilling = [self._folds.popitem(last=False) for _ in range(over)]
+        oldest_unmatched = min((rewards[0].seq for rewards in self._unmatched.values()), default=math.inf)
+        pinning = [event_id for event_id, fold in self._folds.items() if 0 < fold.first_seq < oldest_unmatched]
+        if pinning:
+            self._spill([(event_id, self._folds.pop(event_id)) for event_id in pinning])
+            self.save()  # forgets the dropped rewards before the new position
+
+    def _spill(self, spilling: list[tuple[str, _Fold]]) -> None:
         self.state.folds_spilled += sum(not fold.stored for _, fold in spilling)
         self.save()  # the count first: a restart then looks for every fold that may be in the store
         for event_id, fold in spilling:

@@ -247,3 +247,28 @@ def test_the_joiner_holds_a_bounded_state_however_many_decisions_are_open_and_jo
         assert len(expected_joined) == 250 and joined == expected_joined
         assert counters == expected_counters and reward_sum == pytest.approx(expected_sum)
         assert leftover == []  # every spilled fold is deleted once joined
+
+
+def test_dropped_rewards_behind_an_old_fold_are_not_held_for_its_whole_window(store):
+    """A fold kept from the start of a long window holds the saved rewards position back; the orphans dropped
+    behind it would each be held (and saved) until the window closed: past `max_held` of them it is spilled."""
+    clock = FakeClock()
+    decide(store, "old", clock(), wait=3600.0)
+    reward(store, "old", clock())
+    joiner = Joiner(store.log, LOOP, clock, max_unmatched=5, max_held=10)
+    most = 0
+    for i in range(200):
+        reward(store, "old", clock(), value=0.0)  # folded: the orphans dropped between these are not consecutive
+        reward(store, f"orphan{i}", clock())
+        clock.advance(0.1)
+        if i % 10 == 9:
+            joiner.step(3600.0)
+            most = max(most, joiner.held)
+    assert joiner.state.orphans == 195
+    assert most <= 3 * 10 + 5  # open decisions, folds, dropped ranges (10 each), unmatched rewards (5)
+    clock.advance(2 * 3600.0 + 1)
+    while joiner.step(3600.0):
+        pass
+    old = records_pb2.JoinedEvent.FromString(store.log.get(Stream.JOINED, LOOP, "old"))
+    assert (old.reward_count, old.reward, joiner.state.joined) == (201, 1.0, 1)
+    assert accounted(joiner, store) == joiner.state.rewards == 401
