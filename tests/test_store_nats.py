@@ -131,6 +131,29 @@ def test_a_full_stream_refuses_appends_until_trimmed(url: str, prefix: str) -> N
         assert s.log.append(D, "l", [Entry(f"k{appended}", b"small")])[0].seq == appended + 1
 
 
+def test_a_deleted_cursor_leaves_nothing_in_the_bucket(url: str, prefix: str) -> None:
+    """The joiner writes and deletes a cursor per spilled fold: deleting leaves no marker behind."""
+    import asyncio
+
+    import nats
+
+    with open_store(url, prefix=prefix) as s:
+        for i in range(20):
+            s.log.set_cursor(f"l/joiner-fold/e{i}", b"fold")
+        for i in range(19):
+            s.log.delete_cursor(f"l/joiner-fold/e{i}")
+        assert s.log.get_cursor("l/joiner-fold/e0") is None and s.log.get_cursor("l/joiner-fold/e19") == b"fold"
+
+    async def messages() -> int:
+        nc = await nats.connect(url)
+        try:
+            return (await nc.jetstream().stream_info(f"KV_{prefix}_cursors")).state.messages
+        finally:
+            await nc.close()
+
+    assert asyncio.run(messages()) == 1
+
+
 def test_used_bytes_counts_this_deployment_only(url: str, prefix: str) -> None:
     with open_store(url, prefix=prefix) as s, open_store(url, prefix=prefix + "-other") as other:
         before = s.used_bytes()

@@ -45,7 +45,7 @@ from ._conn import (
     transient,
     unavailable,
 )
-from .kv import kv_get, kv_key, kv_keys
+from .kv import kv_erase, kv_get, kv_key, kv_keys
 
 _DUPLICATE_WINDOW = 120.0
 _NO_MESSAGE = 10037
@@ -285,7 +285,7 @@ class NatsEventLog(EventLog):
         self._conn.call(lambda: self._cursors.put(kv_key(name), data))
 
     def delete_cursor(self, name: str) -> None:
-        self._conn.call(lambda: self._cursors.delete(kv_key(name)))
+        self._conn.call(lambda: kv_erase(self._conn, self._cursors, kv_key(name)))
 
     def drop_loop(self, loop: str) -> None:
         """Delete the loop's three streams and its cursors."""

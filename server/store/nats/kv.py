@@ -76,6 +76,12 @@ async def kv_delete(kv: KeyValue, js: JetStreamContext, key: str, revision: int)
         raise
 
 
+async def kv_erase(conn: Conn, kv: KeyValue, key: str) -> None:
+    """Delete `key` leaving no delete marker: keys written once and deleted (the joiner's spilled folds, one per
+    event) would otherwise leave a marker each in the bucket for good."""
+    await conn.api(f"STREAM.PURGE.{kv._stream}", {"filter": kv._pre + key})
+
+
 async def kv_keys(kv: KeyValue) -> list[str]:
     try:
         return await kv.keys()
