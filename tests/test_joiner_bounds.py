@@ -243,7 +243,7 @@ def test_the_joiner_holds_a_bounded_state_however_many_decisions_are_open_and_jo
             joined, counters, most, reward_sum = _bounded_run(store, max_held=10, restart_every=restart_every)
             assert store.log.get_cursor(f"{LOOP}/joiner-fold/e0000") is None
             leftover = [i for i in range(250) if store.log.get_cursor(f"{LOOP}/joiner-fold/e{i:04d}") is not None]
-        assert most <= 2 * 10 + 20  # open decisions and folds (10 each), unmatched rewards (20)
+        assert most <= 2 * 10 + 20  # open decisions and folds (10 each), unmatched rewards (20), dropped ranges
         assert len(expected_joined) == 250 and joined == expected_joined
         assert counters == expected_counters and reward_sum == pytest.approx(expected_sum)
         assert leftover == []  # every spilled fold is deleted once joined
