@@ -27,7 +27,7 @@ from nextbest.server.learner import DEFAULT_KEEP_MODELS
 from nextbest.server.loopfile import Change
 from nextbest.server.metrics import Metrics
 from nextbest.server.restrictions import Restrictions
-from nextbest.server.store import Store
+from nextbest.server.store import Store, is_remote
 from nextbest.server.tls import ServerTls, TlsError
 from nextbest.server.trainer import Trainer
 from nextbest.v1 import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc
@@ -291,7 +291,7 @@ def run_node(
     port = node.port or free_port(node.host)
     pool = WorkerPool(node.workers, node.store, node.store_options, node.host, port, node.server, node.grace)
     trainer = None
-    if "://" not in node.store:  # a replica of a shared store leaves training to `nextbest train`
+    if not is_remote(node.store):  # a replica of a shared store leaves training to `nextbest train`
         trainer = Trainer(store, keep_models=node.keep_models, lease_seconds=node.lease_seconds)
         trainer.start()
     pool.start()

@@ -6,7 +6,8 @@ import argparse
 import os
 import sys
 
-from nextbest.server.commands.storage import add_store_arguments, is_remote, open_store_or_exit
+from nextbest.server.commands.storage import add_store_arguments, open_store_or_exit
+from nextbest.server.store import is_remote
 
 
 def moment(text: str) -> float:

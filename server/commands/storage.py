@@ -7,6 +7,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from nextbest.server.config import DEFAULT_MAP_SIZE
+from nextbest.server.store import is_remote
 
 if TYPE_CHECKING:
     from nextbest.server.store import Store
@@ -25,11 +26,6 @@ def byte_size(text: str) -> int:
     if not match:
         raise argparse.ArgumentTypeError(f"not a size in bytes: {text!r} (e.g. 4096, 64M, 16G)")
     return int(match.group(1)) * _UNITS[match.group(2).lower()]
-
-
-def is_remote(location: str) -> bool:
-    """Whether `location` names a server (a `scheme://` URL) rather than an LMDB directory."""
-    return "://" in location
 
 
 def add_store_arguments(parser: argparse.ArgumentParser, *, sizing: bool = True) -> None:

@@ -32,8 +32,14 @@ __all__ = [
     "StoredModel",
     "Stream",
     "cursor_name",
+    "is_remote",
     "open_store",
 ]
+
+
+def is_remote(location: str) -> bool:
+    """Whether `location` names a server (a `scheme://` URL) rather than an LMDB directory."""
+    return "://" in location
 
 
 def open_store(location: str, **options: Any) -> Store:
