@@ -101,7 +101,7 @@ def test_shadow_estimate_promote_rollback(served):
 
     promoted = client.admin.PromotePolicy(admin_pb2.PromotePolicyRequest(loop="sh", shadow=PERSONALIZING))
     assert promoted.policy == PERSONALIZING and not promoted.shadow_policies
-    wait_for(lambda: client.rank(ACTIONS, loop="sh").policy == PERSONALIZING)
+    wait_for(lambda: client.rank(ACTIONS, loop="sh", deferred=True).policy == PERSONALIZING)  # probes never learned
     hits, rewards = run(client, "sh", 600, seed=12)
     print(f"after promotion: best-action rate {hits.mean():.3f}, average reward {rewards.mean():.3f}")
     assert hits.mean() > 0.65  # promoted warm: it acts on what it learned in the shadow (chance: 0.25)
@@ -150,7 +150,9 @@ def test_export_then_import_warm_starts_another_loop(served, tmp_path):
     )
     assert info.live and info.spec == PERSONALIZING
     assert client.get_loop("dst").policy == PERSONALIZING
-    wait_for(lambda: client.rank(ACTIONS, loop="dst").model_version == str(info.version))
+    # deferred probes: never activated, so never learned (undeferred ones would teach the warm model that any
+    # action earns the default reward, more of them the longer the swap takes)
+    wait_for(lambda: client.rank(ACTIONS, loop="dst", deferred=True).model_version == str(info.version))
     hits, _ = run(client, "dst", 300, seed=6)
     assert hits.mean() > 0.6  # warm from the first request on (chance: 0.25)
 
