@@ -111,11 +111,12 @@ def test_shadow_estimate_promote_rollback(served):
     assert [m.live for m in models].count(True) == 1
     assert len(models) <= 10  # older versions are pruned
     first_vw = next(m for m in models if m.spec == PERSONALIZING)
+    first_data = server.store.models.get("sh", first_vw.version).data  # read now: later publishes prune it
     rolled = client.admin.Rollback(admin_pb2.RollbackRequest(loop="sh", version=first_vw.version))
     assert rolled.version > max(m.version for m in models) and rolled.live and rolled.spec == PERSONALIZING
     wait_for(lambda: int(client.rank(ACTIONS, loop="sh").model_version) >= rolled.version)
     data = server.store.models.get("sh", rolled.version).data
-    assert data == server.store.models.get("sh", first_vw.version).data
+    assert data == first_data
 
 
 @pytest.mark.slow
