@@ -146,6 +146,9 @@ class Learner:
         """Learn from new joined events; publish when the interval has passed. Returns events consumed."""
         if self._store.models.live_version(self._loop) != self._version:
             log.info("loop %s: a model was published by an admin call; adopting it", self._loop)
+            # the call changed the config before it published: the caller's copy may predate both
+            saved = self._store.configs.get(self._loop)
+            config = types_pb2.LoopConfig.FromString(saved) if saved is not None else config
             self._adopt_live(config)
         elif self._rewind:
             self._adopt_live(config)

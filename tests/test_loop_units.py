@@ -177,3 +177,21 @@ def test_a_trainer_whose_clock_went_back_renews_its_lease_at_once(clock: FakeClo
     clock.advance(-3600)
     trainer.step()
     assert backend.leases["train/l"] == Lease(trainer.holder, clock() + LEASE)
+
+
+def test_a_model_imported_while_the_trainer_holds_an_older_config_is_adopted_not_overwritten(loop: Loop) -> None:
+    """ImportModel changes the config, then publishes; a learner step with the config read before both must take
+    the imported model (it used to start the new spec fresh on the next step and publish over the import)."""
+    from nextbest import policies
+
+    stale = loop.config()  # policy: the default
+    learner = Learner(loop.store, "l", stale)
+    learner.step(stale)
+    spec = "vw:--cb_explore_adf --epsilon 0.1 -q ::"
+    raw = policies.export_state(spec, policies.create(spec).save())
+    request = admin_pb2.ImportModelRequest(loop="l", spec=spec, data=raw)
+    info = loop.admin.ImportModel(iter([request]), None)
+    assert loop.config().policy == spec
+    learner.step(stale)  # the trainer's pass read the config before the import
+    learner.step(loop.config())
+    assert loop.store.models.live_version("l") == info.version
