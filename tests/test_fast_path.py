@@ -89,8 +89,9 @@ def test_the_request_fields_that_reach_the_record_are_the_known_ones():
         4: "actions",
         5: "excluded_action_ids",
         6: "deferred",
+        14: "subject_id",
     }
-    assert [record_fields[n] for n in (1, 2, 3, 4)] == ["loop", "event_id", "context", "actions"]
+    assert [record_fields[n] for n in (1, 2, 3, 4, 14)] == ["loop", "event_id", "context", "actions", "subject_id"]
 
 
 def test_unknown_request_fields_never_reach_the_record():

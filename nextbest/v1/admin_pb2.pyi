@@ -17,6 +17,24 @@ POLICY_MODE_UNSPECIFIED: PolicyMode
 POLICY_MODE_REPLACE: PolicyMode
 POLICY_MODE_SHADOW: PolicyMode
 
+class SetContactPolicyRequest(_message.Message):
+    __slots__ = ("spec",)
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    spec: str
+    def __init__(self, spec: _Optional[str] = ...) -> None: ...
+
+class GetContactPolicyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ContactPolicy(_message.Message):
+    __slots__ = ("spec", "version")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    spec: str
+    version: int
+    def __init__(self, spec: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
 class CreateLoopRequest(_message.Message):
     __slots__ = ("config",)
     CONFIG_FIELD_NUMBER: _ClassVar[int]
@@ -62,7 +80,7 @@ class GetStatsRequest(_message.Message):
     def __init__(self, loop: _Optional[str] = ...) -> None: ...
 
 class LoopStats(_message.Message):
-    __slots__ = ("loop", "decisions", "rewards", "activations", "joined", "default_rewarded", "orphan_rewards", "late_rewards", "average_reward", "learned", "learner_lag_events", "learner_lag_seconds", "pending_decisions", "model_version", "apprentice_match_rate", "policies", "refused_models")
+    __slots__ = ("loop", "decisions", "rewards", "activations", "joined", "default_rewarded", "orphan_rewards", "late_rewards", "average_reward", "learned", "learner_lag_events", "learner_lag_seconds", "pending_decisions", "model_version", "apprentice_match_rate", "policies", "refused_models", "lift", "suppressed")
     LOOP_FIELD_NUMBER: _ClassVar[int]
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
     REWARDS_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +98,8 @@ class LoopStats(_message.Message):
     APPRENTICE_MATCH_RATE_FIELD_NUMBER: _ClassVar[int]
     POLICIES_FIELD_NUMBER: _ClassVar[int]
     REFUSED_MODELS_FIELD_NUMBER: _ClassVar[int]
+    LIFT_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSED_FIELD_NUMBER: _ClassVar[int]
     loop: str
     decisions: int
     rewards: int
@@ -97,7 +117,37 @@ class LoopStats(_message.Message):
     apprentice_match_rate: float
     policies: _containers.RepeatedCompositeFieldContainer[PolicyEstimate]
     refused_models: int
-    def __init__(self, loop: _Optional[str] = ..., decisions: _Optional[int] = ..., rewards: _Optional[int] = ..., activations: _Optional[int] = ..., joined: _Optional[int] = ..., default_rewarded: _Optional[int] = ..., orphan_rewards: _Optional[int] = ..., late_rewards: _Optional[int] = ..., average_reward: _Optional[float] = ..., learned: _Optional[int] = ..., learner_lag_events: _Optional[int] = ..., learner_lag_seconds: _Optional[float] = ..., pending_decisions: _Optional[int] = ..., model_version: _Optional[str] = ..., apprentice_match_rate: _Optional[float] = ..., policies: _Optional[_Iterable[_Union[PolicyEstimate, _Mapping]]] = ..., refused_models: _Optional[int] = ...) -> None: ...
+    lift: Lift
+    suppressed: _containers.RepeatedCompositeFieldContainer[RuleCount]
+    def __init__(self, loop: _Optional[str] = ..., decisions: _Optional[int] = ..., rewards: _Optional[int] = ..., activations: _Optional[int] = ..., joined: _Optional[int] = ..., default_rewarded: _Optional[int] = ..., orphan_rewards: _Optional[int] = ..., late_rewards: _Optional[int] = ..., average_reward: _Optional[float] = ..., learned: _Optional[int] = ..., learner_lag_events: _Optional[int] = ..., learner_lag_seconds: _Optional[float] = ..., pending_decisions: _Optional[int] = ..., model_version: _Optional[str] = ..., apprentice_match_rate: _Optional[float] = ..., policies: _Optional[_Iterable[_Union[PolicyEstimate, _Mapping]]] = ..., refused_models: _Optional[int] = ..., lift: _Optional[_Union[Lift, _Mapping]] = ..., suppressed: _Optional[_Iterable[_Union[RuleCount, _Mapping]]] = ...) -> None: ...
+
+class Lift(_message.Message):
+    __slots__ = ("treatment", "holdout", "difference", "ci_low", "ci_high", "treatment_subjects", "holdout_subjects")
+    TREATMENT_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
+    CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    TREATMENT_SUBJECTS_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_SUBJECTS_FIELD_NUMBER: _ClassVar[int]
+    treatment: float
+    holdout: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    treatment_subjects: int
+    holdout_subjects: int
+    def __init__(self, treatment: _Optional[float] = ..., holdout: _Optional[float] = ..., difference: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., treatment_subjects: _Optional[int] = ..., holdout_subjects: _Optional[int] = ...) -> None: ...
+
+class RuleCount(_message.Message):
+    __slots__ = ("rule", "suppressed", "skipped")
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    rule: str
+    suppressed: int
+    skipped: int
+    def __init__(self, rule: _Optional[str] = ..., suppressed: _Optional[int] = ..., skipped: _Optional[int] = ...) -> None: ...
 
 class PolicyEstimate(_message.Message):
     __slots__ = ("spec", "live", "events", "value", "ci_low", "ci_high", "effective_sample_size", "skipped_events")

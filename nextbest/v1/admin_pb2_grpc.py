@@ -100,6 +100,16 @@ class AdminServiceStub:
                 request_serializer=nextbest_dot_v1_dot_admin__pb2.EvaluateRequest.SerializeToString,
                 response_deserializer=nextbest_dot_v1_dot_admin__pb2.EvaluateResponse.FromString,
                 _registered_method=True)
+        self.SetContactPolicy = channel.unary_unary(
+                '/nextbest.v1.AdminService/SetContactPolicy',
+                request_serializer=nextbest_dot_v1_dot_admin__pb2.SetContactPolicyRequest.SerializeToString,
+                response_deserializer=nextbest_dot_v1_dot_admin__pb2.ContactPolicy.FromString,
+                _registered_method=True)
+        self.GetContactPolicy = channel.unary_unary(
+                '/nextbest.v1.AdminService/GetContactPolicy',
+                request_serializer=nextbest_dot_v1_dot_admin__pb2.GetContactPolicyRequest.SerializeToString,
+                response_deserializer=nextbest_dot_v1_dot_admin__pb2.ContactPolicy.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -201,6 +211,21 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetContactPolicy(self, request, context):
+        """Replaces the store's contact policy: one for the whole store, since a
+        customer is one person across every loop and channel. An empty spec
+        removes every rule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetContactPolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -268,6 +293,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.Evaluate,
                     request_deserializer=nextbest_dot_v1_dot_admin__pb2.EvaluateRequest.FromString,
                     response_serializer=nextbest_dot_v1_dot_admin__pb2.EvaluateResponse.SerializeToString,
+            ),
+            'SetContactPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetContactPolicy,
+                    request_deserializer=nextbest_dot_v1_dot_admin__pb2.SetContactPolicyRequest.FromString,
+                    response_serializer=nextbest_dot_v1_dot_admin__pb2.ContactPolicy.SerializeToString,
+            ),
+            'GetContactPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetContactPolicy,
+                    request_deserializer=nextbest_dot_v1_dot_admin__pb2.GetContactPolicyRequest.FromString,
+                    response_serializer=nextbest_dot_v1_dot_admin__pb2.ContactPolicy.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -621,6 +656,60 @@ class AdminService:
             '/nextbest.v1.AdminService/Evaluate',
             nextbest_dot_v1_dot_admin__pb2.EvaluateRequest.SerializeToString,
             nextbest_dot_v1_dot_admin__pb2.EvaluateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetContactPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nextbest.v1.AdminService/SetContactPolicy',
+            nextbest_dot_v1_dot_admin__pb2.SetContactPolicyRequest.SerializeToString,
+            nextbest_dot_v1_dot_admin__pb2.ContactPolicy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetContactPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nextbest.v1.AdminService/GetContactPolicy',
+            nextbest_dot_v1_dot_admin__pb2.GetContactPolicyRequest.SerializeToString,
+            nextbest_dot_v1_dot_admin__pb2.ContactPolicy.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RankRequest(_message.Message):
-    __slots__ = ("loop", "event_id", "context", "actions", "excluded_action_ids", "deferred")
+    __slots__ = ("loop", "event_id", "context", "actions", "excluded_action_ids", "deferred", "subject_id")
     class ContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -22,29 +22,35 @@ class RankRequest(_message.Message):
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
     EXCLUDED_ACTION_IDS_FIELD_NUMBER: _ClassVar[int]
     DEFERRED_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     loop: str
     event_id: str
     context: _containers.MessageMap[str, _types_pb2.Features]
     actions: _containers.RepeatedCompositeFieldContainer[_types_pb2.Action]
     excluded_action_ids: _containers.RepeatedScalarFieldContainer[str]
     deferred: bool
-    def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _types_pb2.Features]] = ..., actions: _Optional[_Iterable[_Union[_types_pb2.Action, _Mapping]]] = ..., excluded_action_ids: _Optional[_Iterable[str]] = ..., deferred: _Optional[bool] = ...) -> None: ...
+    subject_id: str
+    def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _types_pb2.Features]] = ..., actions: _Optional[_Iterable[_Union[_types_pb2.Action, _Mapping]]] = ..., excluded_action_ids: _Optional[_Iterable[str]] = ..., deferred: _Optional[bool] = ..., subject_id: _Optional[str] = ...) -> None: ...
 
 class RankResponse(_message.Message):
-    __slots__ = ("event_id", "chosen_action_id", "ranking", "model_version", "policy", "learning_mode")
+    __slots__ = ("event_id", "chosen_action_id", "ranking", "model_version", "policy", "learning_mode", "holdout", "suppressed")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     CHOSEN_ACTION_ID_FIELD_NUMBER: _ClassVar[int]
     RANKING_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     LEARNING_MODE_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSED_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     chosen_action_id: str
     ranking: _containers.RepeatedCompositeFieldContainer[_types_pb2.ActionProbability]
     model_version: str
     policy: str
     learning_mode: _types_pb2.LearningMode
-    def __init__(self, event_id: _Optional[str] = ..., chosen_action_id: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[_types_pb2.ActionProbability, _Mapping]]] = ..., model_version: _Optional[str] = ..., policy: _Optional[str] = ..., learning_mode: _Optional[_Union[_types_pb2.LearningMode, str]] = ...) -> None: ...
+    holdout: bool
+    suppressed: _containers.RepeatedCompositeFieldContainer[_types_pb2.SuppressedAction]
+    def __init__(self, event_id: _Optional[str] = ..., chosen_action_id: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[_types_pb2.ActionProbability, _Mapping]]] = ..., model_version: _Optional[str] = ..., policy: _Optional[str] = ..., learning_mode: _Optional[_Union[_types_pb2.LearningMode, str]] = ..., holdout: _Optional[bool] = ..., suppressed: _Optional[_Iterable[_Union[_types_pb2.SuppressedAction, _Mapping]]] = ...) -> None: ...
 
 class RewardRequest(_message.Message):
     __slots__ = ("loop", "event_id", "value", "reward_id")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from nextbest.v1 import types_pb2 as nextbest_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19nextbest/v1/records.proto\x12\x0bnextbest.v1\x1a\x17nextbest/v1/types.proto\"\xa7\x03\n\x0e\x44\x65\x63isionRecord\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x39\n\x07\x63ontext\x18\x03 \x03(\x0b\x32(.nextbest.v1.DecisionRecord.ContextEntry\x12$\n\x07\x61\x63tions\x18\x04 \x03(\x0b\x32\x13.nextbest.v1.Action\x12\x0b\n\x03pmf\x18\x05 \x03(\x01\x12\x14\n\x0c\x63hosen_index\x18\x06 \x01(\x05\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x0e\n\x06policy\x18\x08 \x01(\t\x12\'\n\x06\x63onfig\x18\t \x01(\x0b\x32\x17.nextbest.v1.LoopConfig\x12\x11\n\ttimestamp\x18\n \x01(\x01\x12\x10\n\x08\x64\x65\x66\x65rred\x18\x0b \x01(\x08\x12\x1b\n\x13\x65xcluded_action_ids\x18\x0c \x03(\t\x12\x18\n\x10policy_top_index\x18\r \x01(\x05\x1a\x45\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.nextbest.v1.Features:\x02\x38\x01\"\xd5\x01\n\x0cRewardRecord\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12,\n\x04kind\x18\x03 \x01(\x0e\x32\x1e.nextbest.v1.RewardRecord.Kind\x12\r\n\x05value\x18\x04 \x01(\x01\x12\x11\n\treward_id\x18\x05 \x01(\t\x12\x11\n\ttimestamp\x18\x06 \x01(\x01\"B\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0f\n\x0bKIND_REWARD\x10\x01\x12\x13\n\x0fKIND_ACTIVATION\x10\x02\"\xc5\x01\n\x0bJoinedEvent\x12-\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x1b.nextbest.v1.DecisionRecord\x12\x0e\n\x06reward\x18\x02 \x01(\x01\x12\x14\n\x0creward_count\x18\x03 \x01(\x05\x12\x11\n\tdefaulted\x18\x04 \x01(\x08\x12\x11\n\tactivated\x18\x05 \x01(\x08\x12\x11\n\tjoined_at\x18\x06 \x01(\x01\x12\x18\n\x0brewards_seq\x18\x07 \x01(\x03H\x00\x88\x01\x01\x42\x0e\n\x0c_rewards_seq\"|\n\x0c\x45stimateSums\x12\t\n\x01n\x18\x01 \x01(\x03\x12\r\n\x05sum_w\x18\x02 \x01(\x01\x12\x0e\n\x06sum_wr\x18\x03 \x01(\x01\x12\x0e\n\x06sum_w2\x18\x04 \x01(\x01\x12\x0f\n\x07sum_w2r\x18\x05 \x01(\x01\x12\x10\n\x08sum_w2r2\x18\x06 \x01(\x01\x12\x0f\n\x07skipped\x18\x07 \x01(\x03\"j\n\x0bShadowState\x12\x0c\n\x04spec\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\x0c\x12+\n\x08\x65stimate\x18\x03 \x01(\x0b\x32\x19.nextbest.v1.EstimateSums\x12\x11\n\tstart_seq\x18\x04 \x01(\x04\"\xae\x01\n\x0cLearnerState\x12)\n\x07shadows\x18\x01 \x03(\x0b\x32\x18.nextbest.v1.ShadowState\x12\x11\n\tlive_spec\x18\x02 \x01(\t\x12\x30\n\rlive_estimate\x18\x03 \x01(\x0b\x32\x19.nextbest.v1.EstimateSums\x12\x16\n\x0elive_start_seq\x18\x04 \x01(\x04\x12\x16\n\x0erefused_models\x18\x05 \x01(\x03\x42\x8d\x01\n\x0eio.nextbest.v1B\x0cRecordsProtoP\x01Z:github.com/nextbest/nextbest/gen/go/nextbest/v1;nextbestv1\xa2\x02\x03NBX\xaa\x02\x0bNextbest.V1\xca\x02\x0bNextbest\\V1\xea\x02\x0cNextbest::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19nextbest/v1/records.proto\x12\x0bnextbest.v1\x1a\x17nextbest/v1/types.proto\"\xff\x03\n\x0e\x44\x65\x63isionRecord\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x39\n\x07\x63ontext\x18\x03 \x03(\x0b\x32(.nextbest.v1.DecisionRecord.ContextEntry\x12$\n\x07\x61\x63tions\x18\x04 \x03(\x0b\x32\x13.nextbest.v1.Action\x12\x0b\n\x03pmf\x18\x05 \x03(\x01\x12\x14\n\x0c\x63hosen_index\x18\x06 \x01(\x05\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x0e\n\x06policy\x18\x08 \x01(\t\x12\'\n\x06\x63onfig\x18\t \x01(\x0b\x32\x17.nextbest.v1.LoopConfig\x12\x11\n\ttimestamp\x18\n \x01(\x01\x12\x10\n\x08\x64\x65\x66\x65rred\x18\x0b \x01(\x08\x12\x1b\n\x13\x65xcluded_action_ids\x18\x0c \x03(\t\x12\x18\n\x10policy_top_index\x18\r \x01(\x05\x12\x12\n\nsubject_id\x18\x0e \x01(\t\x12\x0f\n\x07holdout\x18\x0f \x01(\x08\x12\x31\n\nsuppressed\x18\x10 \x03(\x0b\x32\x1d.nextbest.v1.SuppressedAction\x1a\x45\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.nextbest.v1.Features:\x02\x38\x01\"\xd5\x01\n\x0cRewardRecord\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12,\n\x04kind\x18\x03 \x01(\x0e\x32\x1e.nextbest.v1.RewardRecord.Kind\x12\r\n\x05value\x18\x04 \x01(\x01\x12\x11\n\treward_id\x18\x05 \x01(\t\x12\x11\n\ttimestamp\x18\x06 \x01(\x01\"B\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0f\n\x0bKIND_REWARD\x10\x01\x12\x13\n\x0fKIND_ACTIVATION\x10\x02\"\xc5\x01\n\x0bJoinedEvent\x12-\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x1b.nextbest.v1.DecisionRecord\x12\x0e\n\x06reward\x18\x02 \x01(\x01\x12\x14\n\x0creward_count\x18\x03 \x01(\x05\x12\x11\n\tdefaulted\x18\x04 \x01(\x08\x12\x11\n\tactivated\x18\x05 \x01(\x08\x12\x11\n\tjoined_at\x18\x06 \x01(\x01\x12\x18\n\x0brewards_seq\x18\x07 \x01(\x03H\x00\x88\x01\x01\x42\x0e\n\x0c_rewards_seq\"|\n\x0c\x45stimateSums\x12\t\n\x01n\x18\x01 \x01(\x03\x12\r\n\x05sum_w\x18\x02 \x01(\x01\x12\x0e\n\x06sum_wr\x18\x03 \x01(\x01\x12\x0e\n\x06sum_w2\x18\x04 \x01(\x01\x12\x0f\n\x07sum_w2r\x18\x05 \x01(\x01\x12\x10\n\x08sum_w2r2\x18\x06 \x01(\x01\x12\x0f\n\x07skipped\x18\x07 \x01(\x03\"j\n\x0bShadowState\x12\x0c\n\x04spec\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\x0c\x12+\n\x08\x65stimate\x18\x03 \x01(\x0b\x32\x19.nextbest.v1.EstimateSums\x12\x11\n\tstart_seq\x18\x04 \x01(\x04\"\xae\x01\n\x0cLearnerState\x12)\n\x07shadows\x18\x01 \x03(\x0b\x32\x18.nextbest.v1.ShadowState\x12\x11\n\tlive_spec\x18\x02 \x01(\t\x12\x30\n\rlive_estimate\x18\x03 \x01(\x0b\x32\x19.nextbest.v1.EstimateSums\x12\x16\n\x0elive_start_seq\x18\x04 \x01(\x04\x12\x16\n\x0erefused_models\x18\x05 \x01(\x03\x42\x8d\x01\n\x0eio.nextbest.v1B\x0cRecordsProtoP\x01Z:github.com/nextbest/nextbest/gen/go/nextbest/v1;nextbestv1\xa2\x02\x03NBX\xaa\x02\x0bNextbest.V1\xca\x02\x0bNextbest\\V1\xea\x02\x0cNextbest::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,19 +36,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DECISIONRECORD_CONTEXTENTRY']._loaded_options = None
   _globals['_DECISIONRECORD_CONTEXTENTRY']._serialized_options = b'8\001'
   _globals['_DECISIONRECORD']._serialized_start=68
-  _globals['_DECISIONRECORD']._serialized_end=491
-  _globals['_DECISIONRECORD_CONTEXTENTRY']._serialized_start=422
-  _globals['_DECISIONRECORD_CONTEXTENTRY']._serialized_end=491
-  _globals['_REWARDRECORD']._serialized_start=494
-  _globals['_REWARDRECORD']._serialized_end=707
-  _globals['_REWARDRECORD_KIND']._serialized_start=641
-  _globals['_REWARDRECORD_KIND']._serialized_end=707
-  _globals['_JOINEDEVENT']._serialized_start=710
-  _globals['_JOINEDEVENT']._serialized_end=907
-  _globals['_ESTIMATESUMS']._serialized_start=909
-  _globals['_ESTIMATESUMS']._serialized_end=1033
-  _globals['_SHADOWSTATE']._serialized_start=1035
-  _globals['_SHADOWSTATE']._serialized_end=1141
-  _globals['_LEARNERSTATE']._serialized_start=1144
-  _globals['_LEARNERSTATE']._serialized_end=1318
+  _globals['_DECISIONRECORD']._serialized_end=579
+  _globals['_DECISIONRECORD_CONTEXTENTRY']._serialized_start=510
+  _globals['_DECISIONRECORD_CONTEXTENTRY']._serialized_end=579
+  _globals['_REWARDRECORD']._serialized_start=582
+  _globals['_REWARDRECORD']._serialized_end=795
+  _globals['_REWARDRECORD_KIND']._serialized_start=729
+  _globals['_REWARDRECORD_KIND']._serialized_end=795
+  _globals['_JOINEDEVENT']._serialized_start=798
+  _globals['_JOINEDEVENT']._serialized_end=995
+  _globals['_ESTIMATESUMS']._serialized_start=997
+  _globals['_ESTIMATESUMS']._serialized_end=1121
+  _globals['_SHADOWSTATE']._serialized_start=1123
+  _globals['_SHADOWSTATE']._serialized_end=1229
+  _globals['_LEARNERSTATE']._serialized_start=1232
+  _globals['_LEARNERSTATE']._serialized_end=1406
 # @@protoc_insertion_point(module_scope)

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DecisionRecord(_message.Message):
-    __slots__ = ("loop", "event_id", "context", "actions", "pmf", "chosen_index", "model_version", "policy", "config", "timestamp", "deferred", "excluded_action_ids", "policy_top_index")
+    __slots__ = ("loop", "event_id", "context", "actions", "pmf", "chosen_index", "model_version", "policy", "config", "timestamp", "deferred", "excluded_action_ids", "policy_top_index", "subject_id", "holdout", "suppressed")
     class ContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,9 @@ class DecisionRecord(_message.Message):
     DEFERRED_FIELD_NUMBER: _ClassVar[int]
     EXCLUDED_ACTION_IDS_FIELD_NUMBER: _ClassVar[int]
     POLICY_TOP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSED_FIELD_NUMBER: _ClassVar[int]
     loop: str
     event_id: str
     context: _containers.MessageMap[str, _types_pb2.Features]
@@ -43,7 +46,10 @@ class DecisionRecord(_message.Message):
     deferred: bool
     excluded_action_ids: _containers.RepeatedScalarFieldContainer[str]
     policy_top_index: int
-    def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _types_pb2.Features]] = ..., actions: _Optional[_Iterable[_Union[_types_pb2.Action, _Mapping]]] = ..., pmf: _Optional[_Iterable[float]] = ..., chosen_index: _Optional[int] = ..., model_version: _Optional[str] = ..., policy: _Optional[str] = ..., config: _Optional[_Union[_types_pb2.LoopConfig, _Mapping]] = ..., timestamp: _Optional[float] = ..., deferred: _Optional[bool] = ..., excluded_action_ids: _Optional[_Iterable[str]] = ..., policy_top_index: _Optional[int] = ...) -> None: ...
+    subject_id: str
+    holdout: bool
+    suppressed: _containers.RepeatedCompositeFieldContainer[_types_pb2.SuppressedAction]
+    def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _types_pb2.Features]] = ..., actions: _Optional[_Iterable[_Union[_types_pb2.Action, _Mapping]]] = ..., pmf: _Optional[_Iterable[float]] = ..., chosen_index: _Optional[int] = ..., model_version: _Optional[str] = ..., policy: _Optional[str] = ..., config: _Optional[_Union[_types_pb2.LoopConfig, _Mapping]] = ..., timestamp: _Optional[float] = ..., deferred: _Optional[bool] = ..., excluded_action_ids: _Optional[_Iterable[str]] = ..., policy_top_index: _Optional[int] = ..., subject_id: _Optional[str] = ..., holdout: _Optional[bool] = ..., suppressed: _Optional[_Iterable[_Union[_types_pb2.SuppressedAction, _Mapping]]] = ...) -> None: ...
 
 class RewardRecord(_message.Message):
     __slots__ = ("loop", "event_id", "kind", "value", "reward_id", "timestamp")

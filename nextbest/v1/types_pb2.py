@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17nextbest/v1/types.proto\x12\x0bnextbest.v1\"\xf0\x01\n\x08\x46\x65\x61tures\x12\x33\n\x07numeric\x18\x01 \x03(\x0b\x32\".nextbest.v1.Features.NumericEntry\x12;\n\x0b\x63\x61tegorical\x18\x02 \x03(\x0b\x32&.nextbest.v1.Features.CategoricalEntry\x12\x0e\n\x06tokens\x18\x03 \x03(\t\x1a.\n\x0cNumericEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x32\n\x10\x43\x61tegoricalEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa2\x01\n\x06\x41\x63tion\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x33\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0b\x32!.nextbest.v1.Action.FeaturesEntry\x1a\x46\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.nextbest.v1.Features:\x02\x38\x01\";\n\x11\x41\x63tionProbability\x12\x11\n\taction_id\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\"\xd9\x02\n\nLoopConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\x1b\n\x13reward_wait_seconds\x18\x03 \x01(\x01\x12\x16\n\x0e\x64\x65\x66\x61ult_reward\x18\x04 \x01(\x01\x12:\n\x12reward_aggregation\x18\x05 \x01(\x0e\x32\x1e.nextbest.v1.RewardAggregation\x12\x30\n\rlearning_mode\x18\x06 \x01(\x0e\x32\x19.nextbest.v1.LearningMode\x12 \n\x18publish_interval_seconds\x18\x07 \x01(\x01\x12\x16\n\x0eretention_days\x18\x08 \x01(\x01\x12\x0f\n\x07version\x18\t \x01(\x03\x12\x17\n\x0fshadow_policies\x18\n \x03(\t\x12\x12\n\nreward_min\x18\x0b \x01(\x01\x12\x12\n\nreward_max\x18\x0c \x01(\x01*\xcc\x01\n\x11RewardAggregation\x12\"\n\x1eREWARD_AGGREGATION_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREWARD_AGGREGATION_EARLIEST\x10\x01\x12\x1a\n\x16REWARD_AGGREGATION_SUM\x10\x02\x12\x1e\n\x1aREWARD_AGGREGATION_AVERAGE\x10\x03\x12\x1a\n\x16REWARD_AGGREGATION_MIN\x10\x04\x12\x1a\n\x16REWARD_AGGREGATION_MAX\x10\x05*\x85\x01\n\x0cLearningMode\x12\x1d\n\x19LEARNING_MODE_UNSPECIFIED\x10\x00\x12\x18\n\x14LEARNING_MODE_ONLINE\x10\x01\x12\x1c\n\x18LEARNING_MODE_APPRENTICE\x10\x02\x12\x1e\n\x1aLEARNING_MODE_LOGGING_ONLY\x10\x03\x42\x8b\x01\n\x0eio.nextbest.v1B\nTypesProtoP\x01Z:github.com/nextbest/nextbest/gen/go/nextbest/v1;nextbestv1\xa2\x02\x03NBX\xaa\x02\x0bNextbest.V1\xca\x02\x0bNextbest\\V1\xea\x02\x0cNextbest::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17nextbest/v1/types.proto\x12\x0bnextbest.v1\"\xf0\x01\n\x08\x46\x65\x61tures\x12\x33\n\x07numeric\x18\x01 \x03(\x0b\x32\".nextbest.v1.Features.NumericEntry\x12;\n\x0b\x63\x61tegorical\x18\x02 \x03(\x0b\x32&.nextbest.v1.Features.CategoricalEntry\x12\x0e\n\x06tokens\x18\x03 \x03(\t\x1a.\n\x0cNumericEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x32\n\x10\x43\x61tegoricalEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa2\x01\n\x06\x41\x63tion\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x33\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0b\x32!.nextbest.v1.Action.FeaturesEntry\x1a\x46\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.nextbest.v1.Features:\x02\x38\x01\";\n\x11\x41\x63tionProbability\x12\x11\n\taction_id\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\"3\n\x10SuppressedAction\x12\x11\n\taction_id\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\"\xda\x03\n\nLoopConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\x1b\n\x13reward_wait_seconds\x18\x03 \x01(\x01\x12\x16\n\x0e\x64\x65\x66\x61ult_reward\x18\x04 \x01(\x01\x12:\n\x12reward_aggregation\x18\x05 \x01(\x0e\x32\x1e.nextbest.v1.RewardAggregation\x12\x30\n\rlearning_mode\x18\x06 \x01(\x0e\x32\x19.nextbest.v1.LearningMode\x12 \n\x18publish_interval_seconds\x18\x07 \x01(\x01\x12\x16\n\x0eretention_days\x18\x08 \x01(\x01\x12\x0f\n\x07version\x18\t \x01(\x03\x12\x17\n\x0fshadow_policies\x18\n \x03(\t\x12\x12\n\nreward_min\x18\x0b \x01(\x01\x12\x12\n\nreward_max\x18\x0c \x01(\x01\x12\x18\n\x10holdout_fraction\x18\r \x01(\x01\x12\x16\n\x0eholdout_policy\x18\x0e \x01(\t\x12\x15\n\rholdout_learn\x18\x0f \x01(\x08\x12\x36\n\x10subject_features\x18\x10 \x01(\x0e\x32\x1c.nextbest.v1.SubjectFeatures*\xcc\x01\n\x11RewardAggregation\x12\"\n\x1eREWARD_AGGREGATION_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREWARD_AGGREGATION_EARLIEST\x10\x01\x12\x1a\n\x16REWARD_AGGREGATION_SUM\x10\x02\x12\x1e\n\x1aREWARD_AGGREGATION_AVERAGE\x10\x03\x12\x1a\n\x16REWARD_AGGREGATION_MIN\x10\x04\x12\x1a\n\x16REWARD_AGGREGATION_MAX\x10\x05*\x85\x01\n\x0cLearningMode\x12\x1d\n\x19LEARNING_MODE_UNSPECIFIED\x10\x00\x12\x18\n\x14LEARNING_MODE_ONLINE\x10\x01\x12\x1c\n\x18LEARNING_MODE_APPRENTICE\x10\x02\x12\x1e\n\x1aLEARNING_MODE_LOGGING_ONLY\x10\x03*f\n\x0fSubjectFeatures\x12 \n\x1cSUBJECT_FEATURES_UNSPECIFIED\x10\x00\x12\x17\n\x13SUBJECT_FEATURES_ON\x10\x01\x12\x18\n\x14SUBJECT_FEATURES_OFF\x10\x02\x42\x8b\x01\n\x0eio.nextbest.v1B\nTypesProtoP\x01Z:github.com/nextbest/nextbest/gen/go/nextbest/v1;nextbestv1\xa2\x02\x03NBX\xaa\x02\x0bNextbest.V1\xca\x02\x0bNextbest\\V1\xea\x02\x0cNextbest::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,10 +38,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FEATURES_CATEGORICALENTRY']._serialized_options = b'8\001'
   _globals['_ACTION_FEATURESENTRY']._loaded_options = None
   _globals['_ACTION_FEATURESENTRY']._serialized_options = b'8\001'
-  _globals['_REWARDAGGREGATION']._serialized_start=858
-  _globals['_REWARDAGGREGATION']._serialized_end=1062
-  _globals['_LEARNINGMODE']._serialized_start=1065
-  _globals['_LEARNINGMODE']._serialized_end=1198
+  _globals['_REWARDAGGREGATION']._serialized_start=1040
+  _globals['_REWARDAGGREGATION']._serialized_end=1244
+  _globals['_LEARNINGMODE']._serialized_start=1247
+  _globals['_LEARNINGMODE']._serialized_end=1380
+  _globals['_SUBJECTFEATURES']._serialized_start=1382
+  _globals['_SUBJECTFEATURES']._serialized_end=1484
   _globals['_FEATURES']._serialized_start=41
   _globals['_FEATURES']._serialized_end=281
   _globals['_FEATURES_NUMERICENTRY']._serialized_start=183
@@ -54,6 +56,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACTION_FEATURESENTRY']._serialized_end=446
   _globals['_ACTIONPROBABILITY']._serialized_start=448
   _globals['_ACTIONPROBABILITY']._serialized_end=507
-  _globals['_LOOPCONFIG']._serialized_start=510
-  _globals['_LOOPCONFIG']._serialized_end=855
+  _globals['_SUPPRESSEDACTION']._serialized_start=509
+  _globals['_SUPPRESSEDACTION']._serialized_end=560
+  _globals['_LOOPCONFIG']._serialized_start=563
+  _globals['_LOOPCONFIG']._serialized_end=1037
 # @@protoc_insertion_point(module_scope)

@@ -22,6 +22,12 @@ class LearningMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LEARNING_MODE_ONLINE: _ClassVar[LearningMode]
     LEARNING_MODE_APPRENTICE: _ClassVar[LearningMode]
     LEARNING_MODE_LOGGING_ONLY: _ClassVar[LearningMode]
+
+class SubjectFeatures(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SUBJECT_FEATURES_UNSPECIFIED: _ClassVar[SubjectFeatures]
+    SUBJECT_FEATURES_ON: _ClassVar[SubjectFeatures]
+    SUBJECT_FEATURES_OFF: _ClassVar[SubjectFeatures]
 REWARD_AGGREGATION_UNSPECIFIED: RewardAggregation
 REWARD_AGGREGATION_EARLIEST: RewardAggregation
 REWARD_AGGREGATION_SUM: RewardAggregation
@@ -32,6 +38,9 @@ LEARNING_MODE_UNSPECIFIED: LearningMode
 LEARNING_MODE_ONLINE: LearningMode
 LEARNING_MODE_APPRENTICE: LearningMode
 LEARNING_MODE_LOGGING_ONLY: LearningMode
+SUBJECT_FEATURES_UNSPECIFIED: SubjectFeatures
+SUBJECT_FEATURES_ON: SubjectFeatures
+SUBJECT_FEATURES_OFF: SubjectFeatures
 
 class Features(_message.Message):
     __slots__ = ("numeric", "categorical", "tokens")
@@ -82,8 +91,16 @@ class ActionProbability(_message.Message):
     probability: float
     def __init__(self, action_id: _Optional[str] = ..., probability: _Optional[float] = ...) -> None: ...
 
+class SuppressedAction(_message.Message):
+    __slots__ = ("action_id", "rule")
+    ACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    action_id: str
+    rule: str
+    def __init__(self, action_id: _Optional[str] = ..., rule: _Optional[str] = ...) -> None: ...
+
 class LoopConfig(_message.Message):
-    __slots__ = ("name", "policy", "reward_wait_seconds", "default_reward", "reward_aggregation", "learning_mode", "publish_interval_seconds", "retention_days", "version", "shadow_policies", "reward_min", "reward_max")
+    __slots__ = ("name", "policy", "reward_wait_seconds", "default_reward", "reward_aggregation", "learning_mode", "publish_interval_seconds", "retention_days", "version", "shadow_policies", "reward_min", "reward_max", "holdout_fraction", "holdout_policy", "holdout_learn", "subject_features")
     NAME_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     REWARD_WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +113,10 @@ class LoopConfig(_message.Message):
     SHADOW_POLICIES_FIELD_NUMBER: _ClassVar[int]
     REWARD_MIN_FIELD_NUMBER: _ClassVar[int]
     REWARD_MAX_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_POLICY_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_LEARN_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FEATURES_FIELD_NUMBER: _ClassVar[int]
     name: str
     policy: str
     reward_wait_seconds: float
@@ -108,4 +129,8 @@ class LoopConfig(_message.Message):
     shadow_policies: _containers.RepeatedScalarFieldContainer[str]
     reward_min: float
     reward_max: float
-    def __init__(self, name: _Optional[str] = ..., policy: _Optional[str] = ..., reward_wait_seconds: _Optional[float] = ..., default_reward: _Optional[float] = ..., reward_aggregation: _Optional[_Union[RewardAggregation, str]] = ..., learning_mode: _Optional[_Union[LearningMode, str]] = ..., publish_interval_seconds: _Optional[float] = ..., retention_days: _Optional[float] = ..., version: _Optional[int] = ..., shadow_policies: _Optional[_Iterable[str]] = ..., reward_min: _Optional[float] = ..., reward_max: _Optional[float] = ...) -> None: ...
+    holdout_fraction: float
+    holdout_policy: str
+    holdout_learn: bool
+    subject_features: SubjectFeatures
+    def __init__(self, name: _Optional[str] = ..., policy: _Optional[str] = ..., reward_wait_seconds: _Optional[float] = ..., default_reward: _Optional[float] = ..., reward_aggregation: _Optional[_Union[RewardAggregation, str]] = ..., learning_mode: _Optional[_Union[LearningMode, str]] = ..., publish_interval_seconds: _Optional[float] = ..., retention_days: _Optional[float] = ..., version: _Optional[int] = ..., shadow_policies: _Optional[_Iterable[str]] = ..., reward_min: _Optional[float] = ..., reward_max: _Optional[float] = ..., holdout_fraction: _Optional[float] = ..., holdout_policy: _Optional[str] = ..., holdout_learn: _Optional[bool] = ..., subject_features: _Optional[_Union[SubjectFeatures, str]] = ...) -> None: ...
