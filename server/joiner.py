@@ -29,10 +29,12 @@ is joined), saved with the seq of the last reward folded in, so that a
 restart, which reads the rewards again from the oldest one not yet durable,
 folds none twice. A reward without a decision is held as its seq, time, kind
 and value until its own window has passed; at most `max_unmatched` wait.
-Rewards dropped (late or orphan) after the oldest one held are remembered as
-seq ranges until the saved position passes them; beyond `max_held` ranges the
-folds holding the position back are spilled too, so only unmatched rewards
-(at most `max_unmatched`, none older than the loop's reward wait) hold it.
+Rewards done with after the oldest one held (dropped as late or orphan,
+consumed by a join, or folded into a spilled fold) are remembered as seq
+ranges until the saved position passes them, so that a restart reads none of
+them again; remembered together, the ranges are no more than the rewards
+still held between them: the unmatched ones and the seqs of the folds in
+memory (at most `max_held` of them: the oldest folds beyond are spilled).
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ class JoinerState:
 
     decisions_closed: int = 0  # every decision with seq <= this is joined
     rewards_from: int = 0  # rewards with seq > this may still be needed...
-    rewards_dropped: list[list[int]] = field(default_factory=list)  # ...except these [first, last], dropped
+    # ...except these [first, last] ranges: dropped, or consumed by a join, or folded into a spilled fold
+    rewards_dropped: list[list[int]] = field(default_factory=list)
     rewards_counted: int = 0  # rewards with seq <= this are counted in rewards/activations
     folds_spilled: int = 0  # at least as many folds as are in the store (saved before they are written)
     rewards: int = 0
@@ -137,12 +140,12 @@ class _Fold:
     """A decision's rewards folded in the order they were read: all that joining needs of them, in constant space
     however many arrive."""
 
-    __slots__ = ("first_seq", "last_seq", "stored", "count", "first", "total", "low", "high", "activated", "late")
+    __slots__ = ("seqs", "last_seq", "stored", "count", "first", "total", "low", "high", "activated", "late")
 
     _FORMAT: ClassVar = struct.Struct(">qqddddBq")
 
     def __init__(self) -> None:
-        self.first_seq = 0  # the oldest reward folded in since the last spill: a restart reads again from there
+        self.seqs: list[int] = []  # the rewards folded in since the last spill: a restart reads them again
         self.last_seq = 0  # the newest reward folded in: one read again after a restart is not folded twice
         self.stored = False  # a copy is in the store
         self.count = 0  # rewards inside the window
@@ -317,7 +320,8 @@ class Joiner:
         self._unmatched: OrderedDict[str, list[HeldReward]] = OrderedDict()
         self._unmatched_count = 0
         self._rewards_read = self.state.rewards_from
-        self._dropped = _SeqRanges(self.state.rewards_dropped)
+        self._done = _SeqRanges(self.state.rewards_dropped)
+        self._fold_seqs = 0  # seqs held by the folds in memory
         self._buffered: set[int] = set()  # the seqs of unmatched rewards and the first seq of each fold in memory
         self._buffered_heap: list[int] = []  # the same, lazily cleaned, for the oldest one
         self._last_save = 0.0
@@ -336,8 +340,9 @@ class Joiner:
 
     @property
     def held(self) -> int:
-        """Everything held per event or reward: open decisions, folds, unmatched rewards and ranges of dropped ones."""
-        return len(self._open) + len(self._folds) + self._unmatched_count + len(self._dropped)
+        """Everything held per event or reward: open decisions, folds and the seqs folded into them, unmatched rewards
+        and ranges of the rewards done with."""
+        return len(self._open) + len(self._folds) + self._fold_seqs + self._unmatched_count + len(self._done)
 
     def step(self, reward_wait: float) -> int:
         """Read what is new, close ripe windows (up to a batch), drop expired unmatched rewards; return how many
@@ -352,7 +357,6 @@ class Joiner:
         if closing:  # closed only once appended: when the append fails (a full store), the next step retries
             self._close(closing, now)
         changed |= self._drop_expired(now - reward_wait - GRACE_SECONDS)
-        self._unpin()
         self._dirty |= bool(closing) or changed
         if self._dirty and time.monotonic() - self._last_save >= SAVE_SECONDS:
             self.save()
@@ -379,7 +383,7 @@ class Joiner:
             entry = self._open.popleft()
             del self._windows[entry.event_id]
             if self._folds.pop(entry.event_id, None) is not None:
-                self._buffered.discard(fold.first_seq)
+                self._forget_seqs(fold)
             if fold.stored:
                 self._log.delete_cursor(_fold_cursor(self._loop, entry.event_id))
                 self.state.folds_spilled -= 1
@@ -408,7 +412,7 @@ class Joiner:
         changed = False
         while batch := self._log.read(Stream.REWARDS, self._loop, self._rewards_read, _BATCH):
             for seq, data in batch:
-                if seq in self._dropped:
+                if seq in self._done:
                     continue
                 reward = records_pb2.RewardRecord.FromString(data)
                 self._hold(reward.event_id, HeldReward(seq, reward.timestamp, reward.kind, reward.value))
@@ -422,7 +426,6 @@ class Joiner:
             self._rewards_read = batch[-1][0]
             changed |= self._evict_over_cap()
             self._spill_over_cap()
-            self._unpin()
         self._spill_over_cap()  # decisions read may have taken up waiting rewards
         return changed
 
@@ -460,10 +463,12 @@ class Joiner:
 
     def _take(self, fold: _Fold, window: Window, reward: HeldReward) -> None:
         if reward.seq <= fold.last_seq:  # folded in before a restart, and read again
+            self._done.add(reward.seq)
             return
-        if not fold.first_seq:
-            fold.first_seq = reward.seq
+        if not fold.seqs:
             self._track(reward.seq)
+        fold.seqs.append(reward.seq)
+        self._fold_seqs += 1
         fold.last_seq = reward.seq
         fold.add(window, reward)
 
@@ -475,21 +480,19 @@ class Joiner:
         return _Fold.decode(raw) if raw else None
 
     def _spill_over_cap(self) -> None:
-        """Write the oldest folds beyond `max_held` to the store and forget them."""
-        over = len(self._folds) - self._max_held
-        if over > 0:
-            self._spill([self._folds.popitem(last=False) for _ in range(over)])
-
-    def _unpin(self) -> None:
-        """Spill the folds that hold the saved rewards position back while more than `max_held` ranges of dropped
-        rewards wait behind it (each is held, and saved, until the position passes it)."""
-        if len(self._dropped) <= self._max_held:
-            return
-        oldest_unmatched = min((rewards[0].seq for rewards in self._unmatched.values()), default=math.inf)
-        pinning = [event_id for event_id, fold in self._folds.items() if 0 < fold.first_seq < oldest_unmatched]
-        if pinning:
-            self._spill([(event_id, self._folds.pop(event_id)) for event_id in pinning])
-            self.save()  # forgets the dropped rewards before the new position
+        """Write the oldest folds to the store and forget them while more than `max_held` folds, or seqs folded into
+        them, are in memory."""
+        spilling = []
+        folds, seqs = len(self._folds), self._fold_seqs
+        for event_id, fold in self._folds.items():
+            if folds <= self._max_held and seqs <= self._max_held:
+                break
+            spilling.append((event_id, fold))
+            folds, seqs = folds - 1, seqs - len(fold.seqs)
+        if spilling:
+            for event_id, _ in spilling:
+                del self._folds[event_id]
+            self._spill(spilling)
 
     def _spill(self, spilling: list[tuple[str, _Fold]]) -> None:
         self.state.folds_spilled += sum(not fold.stored for _, fold in spilling)
@@ -497,8 +500,16 @@ class Joiner:
         for event_id, fold in spilling:
             self._log.set_cursor(_fold_cursor(self._loop, event_id), fold.encode())
             fold.stored = True
-            self._buffered.discard(fold.first_seq)
-            fold.first_seq = 0
+            self._forget_seqs(fold)
+
+    def _forget_seqs(self, fold: _Fold) -> None:
+        """The fold's rewards are joined or in the store: done with."""
+        if fold.seqs:
+            self._buffered.discard(fold.seqs[0])
+            for seq in fold.seqs:
+                self._done.add(seq)
+            self._fold_seqs -= len(fold.seqs)
+            fold.seqs = []
 
     def _track(self, seq: int) -> None:
         self._buffered.add(seq)
@@ -561,7 +572,7 @@ class Joiner:
             elif not Window.of(joined.decision).contains(r.timestamp) or r.seq > _seen_through(joined):
                 self.state.late += 1
             # else: consumed by a join before a restart, and read again; counted then
-            self._dropped.add(r.seq)
+            self._done.add(r.seq)
             self._buffered.discard(r.seq)
 
     def save(self) -> None:
@@ -571,8 +582,8 @@ class Joiner:
         while heap and heap[0] not in self._buffered:
             heapq.heappop(heap)
         s.rewards_from = heap[0] - 1 if heap else self._rewards_read
-        self._dropped.forget_through(s.rewards_from)
-        s.rewards_dropped = self._dropped.ranges()
+        self._done.forget_through(s.rewards_from)
+        s.rewards_dropped = self._done.ranges()
         self._log.set_cursor(_cursor(self._loop), json.dumps(asdict(s)).encode())
         self._last_save = time.monotonic()
         self._dirty = False

@@ -33,7 +33,9 @@ def _first_kept(log: EventLog, stream: Stream, loop: str, cutoff: float, bound: 
 
 
 def apply_retention(log: EventLog, loop: str, cutoff: float, bounds: dict[Stream, int]) -> dict[Stream, int]:
-    """Trim each stream of `loop` below `cutoff`, never past its bound (the seq its consumer is done with).
+    """Trim each stream of `loop` below `cutoff`, never past its bound (the seq its consumer is done with), in the
+    order of `bounds`: decisions before their joined events, so that a decision found in the store is never one
+    joined whose joined event is gone (the joiner takes such a decision for one not read yet).
 
     Returns how many entries were deleted per stream.
     """

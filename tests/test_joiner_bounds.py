@@ -243,7 +243,8 @@ def test_the_joiner_holds_a_bounded_state_however_many_decisions_are_open_and_jo
             joined, counters, most, reward_sum = _bounded_run(store, max_held=10, restart_every=restart_every)
             assert store.log.get_cursor(f"{LOOP}/joiner-fold/e0000") is None
             leftover = [i for i in range(250) if store.log.get_cursor(f"{LOOP}/joiner-fold/e{i:04d}") is not None]
-        assert most <= 2 * 10 + 20  # open decisions and folds (10 each), unmatched rewards (20), dropped ranges
+        # open decisions, folds and their seqs (10 each), unmatched rewards (20), ranges between those seqs (31)
+        assert most <= 3 * 10 + 20 + (10 + 20 + 1)
         assert len(expected_joined) == 250 and joined == expected_joined
         assert counters == expected_counters and reward_sum == pytest.approx(expected_sum)
         assert leftover == []  # every spilled fold is deleted once joined
@@ -251,7 +252,8 @@ def test_the_joiner_holds_a_bounded_state_however_many_decisions_are_open_and_jo
 
 def test_dropped_rewards_behind_an_old_fold_are_not_held_for_its_whole_window(store):
     """A fold kept from the start of a long window holds the saved rewards position back; the orphans dropped
-    behind it would each be held (and saved) until the window closed: past `max_held` of them it is spilled."""
+    behind it would each be held (and saved) until the window closed: past `max_held` rewards folded in memory it is
+    spilled, and the rewards it holds are done with."""
     clock = FakeClock()
     decide(store, "old", clock(), wait=3600.0)
     reward(store, "old", clock())
@@ -265,10 +267,45 @@ def test_dropped_rewards_behind_an_old_fold_are_not_held_for_its_whole_window(st
             joiner.step(3600.0)
             most = max(most, joiner.held)
     assert joiner.state.orphans == 195
-    assert most <= 3 * 10 + 5  # open decisions, folds, dropped ranges (10 each), unmatched rewards (5)
+    # open decisions, folds and their seqs (10 each), unmatched rewards (5), ranges between those seqs (16)
+    assert most <= 3 * 10 + 5 + (10 + 5 + 1)
     clock.advance(2 * 3600.0 + 1)
     while joiner.step(3600.0):
         pass
     old = records_pb2.JoinedEvent.FromString(store.log.get(Stream.JOINED, LOOP, "old"))
     assert (old.reward_count, old.reward, joiner.state.joined) == (201, 1.0, 1)
     assert accounted(joiner, store) == joiner.state.rewards == 401
+
+
+def test_rewards_dropped_behind_an_unmatched_one_are_not_held_one_range_each_for_its_window(store):
+    """An unmatched reward holds the saved rewards position back until it is dropped; the rewards dropped after it
+    (here: later rewards of orphans that waited ahead of it, evicted over the cap), separated by rewards that joins
+    consumed, must not each be held (and saved) as a range of their own: consumed and dropped rewards are
+    remembered together, so the ranges are no more than the rewards still held."""
+    clock = FakeClock()
+    joiner = Joiner(store.log, LOOP, clock, max_unmatched=50, max_held=10)
+    reward(store, "ghost", clock())  # its decision never comes
+    clock.advance(5.0)
+    reward(store, "ghost", clock())  # its second reward waits on once the first has expired...
+    for j in range(25):
+        reward(store, f"orphan{j}", clock())  # ...behind these, which came later and wait ahead of it
+    clock.advance(5.1)
+    joiner.step(10.0)
+    most = 0
+    for i in range(25 * 26):
+        decide(store, f"d{i}", clock(), wait=0.05)  # short windows: their rewards are consumed at once
+        reward(store, f"d{i}", clock())
+        reward(store, f"orphan{i // 26}", clock())  # the oldest orphan's rewards, evicted together over the cap
+        clock.advance(0.005)
+        if i % 10 == 9:
+            joiner.step(10.0)
+            most = max(most, len(joiner.state.rewards_dropped), joiner.held)
+    assert joiner.state.rewards_from < 3  # the ghost's second reward still holds the position
+    assert joiner.state.orphans > 500 and joiner.state.joined > 600
+    # open decisions, folds and their seqs (10 each), unmatched rewards (50), ranges between those seqs (61)
+    assert most <= 3 * 10 + 50 + (10 + 50 + 1)
+    clock.advance(2 * 3600.0 + 1)
+    while joiner.step(10.0):
+        pass
+    joiner.save()
+    assert accounted(joiner, store) == joiner.state.rewards == 2 + 25 + 2 * 25 * 26
