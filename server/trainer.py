@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -29,7 +26,7 @@ from nextbest.server.joiner import Joiner, JoinerState
 from nextbest.server.learner import DEFAULT_KEEP_MODELS, Learner, learned_position
 from nextbest.server.retention import apply_retention
 from nextbest.server.stats import loop_stats
-from nextbest.server.store import Store, StoreFullError, StoreUnavailableError, Stream
+from nextbest.server.store import Store, StoreFullError, StoreUnavailableError, Stream, process_holder
 from nextbest.v1 import admin_pb2, records_pb2, types_pb2
 
 log = logging.getLogger("nextbest")
@@ -108,7 +105,7 @@ class Trainer:
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         self._store = store
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.holder = process_holder()
         self._lease_seconds = lease_seconds
         self._renewed_at: dict[str, float] = {}  # when this trainer last took or renewed each lease it holds (clock)
         self._clock = clock

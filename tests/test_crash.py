@@ -45,9 +45,12 @@ def segment(event_id: str) -> str:
 class Server:
     """`nextbest serve` in a subprocess on a free port."""
 
-    def __init__(self, store, log) -> None:
+    def __init__(self, store, log, *flags: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nextbest", "--log-level", "WARNING", "serve", "--store", str(store), "--port", "0"],
+            [
+                *(sys.executable, "-m", "nextbest", "--log-level", "WARNING", "serve"),
+                *("--store", str(store), "--port", "0", *flags),
+            ],
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
@@ -160,3 +163,26 @@ def test_killed_and_stopped_under_load_loses_and_duplicates_nothing_and_learns_a
         f"rewards acknowledged and checked; {len(joined)} joined events; {relearned} relearned after crashes"
     )
     assert relearned > 0
+
+
+def test_after_a_crash_the_restarted_server_joins_at_once_not_after_the_dead_ones_lease(tmp_path):
+    """The trainer lease of a process of this host that is gone is taken over at once: with a 10-minute lease,
+    decisions made after the restart are joined (and learned) within seconds."""
+    import time
+
+    lease = ("--lease-seconds", "600")
+    with (tmp_path / "server.log").open("w") as log:
+        server = Server(tmp_path / "store", log, *lease)
+        with Client(server.address) as client:
+            client.create_loop(LOOP, policy=SPEC, reward_wait_seconds=0.05)
+            client.rank(ACTIONS, {"user": {"segment": "student"}}, loop=LOOP, event_id="before")
+            wait_for(lambda: client.stats(LOOP).joined == 1, timeout=30)
+        server.stop(signal.SIGKILL)
+        server = Server(tmp_path / "store", log, *lease)
+        ready = time.monotonic()
+        with Client(server.address) as client:
+            client.rank(ACTIONS, {"user": {"segment": "parent"}}, loop=LOOP, event_id="after")
+            wait_for(lambda: client.stats(LOOP).joined == 2, timeout=120)  # not the lease's 600 s
+            resumed = time.monotonic() - ready
+        server.stop(signal.SIGTERM)
+    print(f"joining resumed {resumed:.2f} s after the restarted server was ready (lease: 600 s)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -222,6 +223,27 @@ def test_leases(store: Store) -> None:
     assert not leases.acquire("train/l", "me", 60, now + 12.9)  # until the holder's last acquire + its ttl
     assert leases.acquire("train/l", "me", 60, now + 13.1)  # expired: taken over
     assert not leases.acquire("train/l", "you", 60, now + 14)
+
+
+def test_a_lease_held_by_a_process_of_this_host_that_is_gone_is_taken_over_at_once(store: Store) -> None:
+    """After a crash the restarted process need not wait the dead one's lease out; a live holder, one of another
+    host, and a later process given the dead one's pid keep theirs until expiry."""
+    import subprocess
+    import sys
+
+    from nextbest.server.store import process_holder
+
+    code = "from nextbest.server.store import process_holder; print(process_holder())"
+    dead = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    host, pid, start, tail = dead.split(":")
+    live = process_holder()
+    reused = f"{host}:{os.getpid()}:{int(start) + 1}:{tail}"  # this pid, but a process started at another time
+    other_host = f"elsewhere.invalid:{pid}:{start}:{tail}"
+    now = 1000.0
+    for i, (holder, gone) in enumerate([(dead, True), (reused, True), (live, False), (other_host, False)]):
+        name = f"train/{i}"
+        assert store.leases.acquire(name, holder, 60, now)
+        assert store.leases.acquire(name, "successor", 60, now + 1) == gone, holder
 
 
 def test_leases_expire_by_the_callers_clock_not_the_stores(store: Store) -> None:

@@ -16,6 +16,7 @@ from .base import (
     StoreUnavailableError,
     Stream,
     cursor_name,
+    process_holder,
 )
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "cursor_name",
     "is_remote",
     "open_store",
+    "process_holder",
 ]
 
 

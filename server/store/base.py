@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import enum
 import json
+import os
+import socket
 import struct
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -263,11 +266,49 @@ class Lease:
 
 
 def take_lease(current: Lease | None, holder: str, ttl_seconds: float, now: float) -> Lease | None:
-    """The record that gives `holder` the lease for `ttl_seconds` from `now`, or None when another holder has it
-    and it has not expired."""
-    if current is not None and current.holder != holder and current.expires > now:
+    """The record that gives `holder` the lease for `ttl_seconds` from `now`, or None when another holder has it,
+    it has not expired and its holder may still be running."""
+    if current is None or current.holder == holder or current.expires <= now or holder_is_gone(current.holder):
+        return Lease(holder, now + ttl_seconds)
+    return None
+
+
+def process_holder() -> str:
+    """A lease holder name for a holder in this process: `host:pid:start:random`, where `start` tells a process from
+    a later one given the same pid, and the random part holders in one process apart."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}:{uuid.uuid4().hex[:8]}"
+
+
+def holder_is_gone(holder: str) -> bool:
+    """True when `holder` (a `process_holder()` name) is of a process of this host that no longer runs, as after a
+    crash: its lease need not be waited out. Holders of other hosts (and other names) are never judged gone."""
+    parts = holder.split(":")
+    if len(parts) != 4 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    _, pid, start, _ = parts
+    running = _process_start(int(pid))
+    return running is None or (start != "" and running != "" and running != start)
+
+
+def _process_start(pid: int) -> str | None:
+    """When process `pid` started, in clock ticks since boot ('' where /proc cannot tell); None when there is no
+    such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return stat[stat.rindex(b")") + 2 :].split()[19].decode()  # field 22, starttime; the name may hold spaces
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            return None
+    except (OSError, IndexError, ValueError):
+        return ""
+    try:  # no /proc: ask the kernel whether the pid exists
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return None
-    return Lease(holder, now + ttl_seconds)
+    except OSError:
+        pass
+    return ""
 
 
 class Leases(ABC):
