@@ -226,8 +226,9 @@ def test_leases(store: Store) -> None:
 
 
 def test_a_lease_held_by_a_process_of_this_host_that_is_gone_is_taken_over_at_once(store: Store) -> None:
-    """After a crash the restarted process need not wait the dead one's lease out; a live holder, one of another
-    host, and a later process given the dead one's pid keep theirs until expiry."""
+    """After a crash the restarted process need not wait the dead one's lease out; a live holder and one of another
+    process table (machine or container) keep theirs until expiry, and a later process given the dead one's pid is
+    not taken for it."""
     import subprocess
     import sys
 
@@ -235,12 +236,13 @@ def test_a_lease_held_by_a_process_of_this_host_that_is_gone_is_taken_over_at_on
 
     code = "from nextbest.server.store import process_holder; print(process_holder())"
     dead = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    host, pid, start, tail = dead.split(":")
+    host, pid, start, tail, table = dead.split(":")
     live = process_holder()
-    reused = f"{host}:{os.getpid()}:{int(start) + 1}:{tail}"  # this pid, but a process started at another time
-    other_host = f"elsewhere.invalid:{pid}:{start}:{tail}"
+    assert table and live.endswith(":" + table)  # the same process table (Linux)
+    reused = f"{host}:{os.getpid()}:{int(start) + 1}:{tail}:{table}"  # this pid, but a process started at another time
+    elsewhere = f"{host}:{pid}:{start}:{tail}:0123456789abcdef"  # another machine, or another container's pids
     now = 1000.0
-    for i, (holder, gone) in enumerate([(dead, True), (reused, True), (live, False), (other_host, False)]):
+    for i, (holder, gone) in enumerate([(dead, True), (reused, True), (live, False), (elsewhere, False)]):
         name = f"train/{i}"
         assert store.leases.acquire(name, holder, 60, now)
         assert store.leases.acquire(name, "successor", 60, now + 1) == gone, holder

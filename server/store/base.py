@@ -11,6 +11,7 @@ expiry, which model versions a prune deletes, and the names of cursors.
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import os
 import socket
@@ -19,6 +20,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 
@@ -274,41 +276,42 @@ def take_lease(current: Lease | None, holder: str, ttl_seconds: float, now: floa
 
 
 def process_holder() -> str:
-    """A lease holder name for a holder in this process: `host:pid:start:random`, where `start` tells a process from
-    a later one given the same pid, and the random part holders in one process apart."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}:{uuid.uuid4().hex[:8]}"
+    """A lease holder name for a holder in this process, `host:pid:start:random:table`: `table` names the process
+    table the pid is in (this boot of this machine and its pid namespace: a container has its own), `start` when
+    the process started (a later process given the same pid is told apart), and the random part holders in one
+    process apart. `table` is empty where /proc cannot tell (the holder is then never judged gone)."""
+    try:
+        table, start = _process_table(), _process_start(os.getpid())
+    except (OSError, ValueError, IndexError):
+        table, start = "", ""
+    return f"{socket.gethostname()}:{os.getpid()}:{start}:{uuid.uuid4().hex[:8]}:{table}"
 
 
 def holder_is_gone(holder: str) -> bool:
-    """True when `holder` (a `process_holder()` name) is of a process of this host that no longer runs, as after a
-    crash: its lease need not be waited out. Holders of other hosts (and other names) are never judged gone."""
+    """True when `holder` (a `process_holder()` name) is a process of this process table that no longer runs, as
+    after a crash: its lease need not be waited out. Holders elsewhere, and other names, are never judged gone."""
     parts = holder.split(":")
-    if len(parts) != 4 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+    if len(parts) != 5 or not parts[4] or not parts[1].isdigit():
         return False
-    _, pid, start, _ = parts
-    running = _process_start(int(pid))
-    return running is None or (start != "" and running != "" and running != start)
-
-
-def _process_start(pid: int) -> str | None:
-    """When process `pid` started, in clock ticks since boot ('' where /proc cannot tell); None when there is no
-    such process."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        return stat[stat.rindex(b")") + 2 :].split()[19].decode()  # field 22, starttime; the name may hold spaces
-    except FileNotFoundError:
-        if os.path.isdir("/proc/self"):
-            return None
-    except (OSError, IndexError, ValueError):
-        return ""
-    try:  # no /proc: ask the kernel whether the pid exists
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except OSError:
-        pass
-    return ""
+        if parts[4] != _process_table():
+            return False
+        return _process_start(int(parts[1])) != parts[2]
+    except FileNotFoundError:  # no such process
+        return True
+    except (OSError, ValueError, IndexError):  # cannot tell: keep the lease
+        return False
+
+
+def _process_table() -> str:
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    return hashlib.blake2b(f"{boot}/{os.readlink('/proc/self/ns/pid')}".encode(), digest_size=8).hexdigest()
+
+
+def _process_start(pid: int) -> str:
+    """When process `pid` started, in clock ticks since boot (field 22 of /proc/PID/stat; its name may hold spaces)."""
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    return stat[stat.rindex(b")") + 2 :].split()[19].decode()
 
 
 class Leases(ABC):
