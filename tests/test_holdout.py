@@ -1,0 +1,90 @@
+"""Holdouts: a stable share of subjects decided by the holdout policy, flagged, not learned from, and the lift."""
+
+import grpc
+import pytest
+
+from nextbest.client import action
+from nextbest.server.sampling import in_holdout
+from nextbest.server.store import Stream
+from nextbest.v1 import decision_pb2, records_pb2
+
+ACTIONS = [action(f"a{i}", "email", {"offer": {"kind": f"k{i}"}}) for i in range(4)]
+
+
+def rank(client, subject_id, *, loop="h", event_id="", deferred=False):
+    request = decision_pb2.RankRequest(
+        loop=loop, event_id=event_id, actions=ACTIONS, subject_id=subject_id, deferred=deferred
+    )
+    request.context["user"].numeric["visits"] = 3.0
+    return client.decisions.Rank(request, timeout=client.timeout)
+
+
+def logged(server, loop, event_id):
+    return records_pb2.DecisionRecord.FromString(server.store.log.get(Stream.DECISIONS, loop, event_id))
+
+
+def refused(call):
+    with pytest.raises(grpc.RpcError) as err:
+        call()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    return err.value.details()
+
+
+def test_the_holdout_config_defaults_to_random_and_bad_values_are_refused_naming_the_field(served):
+    _, client = served
+    config = client.create_loop("h", holdout_fraction=0.2)
+    assert (config.holdout_fraction, config.holdout_policy, config.holdout_learn) == (0.2, "random", False)
+    assert client.create_loop("none").holdout_policy == "random"
+    for fraction in (-0.1, 0.51, float("nan"), float("inf")):
+        assert refused(lambda f=fraction: client.create_loop("bad", holdout_fraction=f)).startswith(
+            "config.holdout_fraction:"
+        )
+    for spec in ("nope", "random:x", "vw:--cb_explore_adf"):
+        assert refused(lambda s=spec: client.update_loop("h", holdout_policy=s)).startswith("config.holdout_policy:")
+    assert client.update_loop("h", holdout_policy="baseline").holdout_policy == "baseline"
+
+
+def test_a_subject_always_lands_in_the_same_group_and_the_share_is_the_fraction(served):
+    server, client = served
+    client.create_loop("h", holdout_fraction=0.2)
+    first = {f"s{i}": rank(client, f"s{i}").holdout for i in range(2000)}
+    share = sum(first.values()) / len(first)
+    assert abs(share - 0.2) <= 0.02
+    again = {s: rank(client, s).holdout for s in list(first)[:200]}
+    assert again == {s: first[s] for s in again}
+    assert all(first[s] == in_holdout("h", s, 0.2) for s in first)
+    assert not any(rank(client, "").holdout for _ in range(50))  # no subject: never held out
+
+
+def test_a_holdout_decision_is_the_holdout_policys_flagged_and_logged_exactly(served):
+    server, client = served
+    client.create_loop("h", holdout_fraction=0.5, holdout_policy="random")
+    subjects = [f"s{i}" for i in range(40)]
+    held = next(s for s in subjects if in_holdout("h", s, 0.5))
+    treated = next(s for s in subjects if not in_holdout("h", s, 0.5))
+
+    r = rank(client, held, event_id="held")
+    assert r.holdout and r.policy == "random"
+    assert [a.probability for a in r.ranking] == [0.25] * 4
+    record = logged(server, "h", "held")
+    assert record.holdout and record.subject_id == held and record.policy == "random"
+    assert list(record.pmf) == [0.25] * 4
+    assert record.actions[record.chosen_index].id == r.chosen_action_id
+
+    t = rank(client, treated, event_id="treated", deferred=True)  # deferred: the record is built field by field
+    assert not t.holdout and t.policy.startswith("vw:")
+    record = logged(server, "h", "treated")
+    assert not record.holdout and record.subject_id == treated
+
+    client.update_loop("h", holdout_fraction=0.0)  # a retry answers what was logged, whatever the config now
+    retried = rank(client, held, event_id="held")
+    assert retried.holdout and retried.policy == "random" and retried.chosen_action_id == r.chosen_action_id
+
+
+def test_the_holdout_decides_in_every_learning_mode(served):
+    _, client = served
+    client.create_loop("h", holdout_fraction=0.5, holdout_policy="random", learning_mode="LEARNING_MODE_LOGGING_ONLY")
+    held = next(f"s{i}" for i in range(40) if in_holdout("h", f"s{i}", 0.5))
+    treated = next(f"s{i}" for i in range(40) if not in_holdout("h", f"s{i}", 0.5))
+    assert rank(client, held).policy == "random"
+    assert rank(client, treated).policy == "baseline"
