@@ -1,9 +1,15 @@
 """Holdouts: a stable share of subjects decided by the holdout policy, flagged, not learned from, and the lift."""
 
+import io
+import json
+
 import grpc
 import pytest
+import vowpalwabbit
 
 from nextbest.client import action
+from nextbest.policies.ope.dsjson import read
+from nextbest.server.export import export
 from nextbest.server.sampling import in_holdout
 from nextbest.server.store import Stream
 from nextbest.testing import wait_for
@@ -136,3 +142,26 @@ def test_holdout_decisions_are_left_out_of_the_shadow_and_live_estimates(served_
     wait_for(lambda: client.stats("h").learned == 40)
     stats = wait_for(lambda: (s := client.stats("h")).policies and s)
     assert {p.spec: p.events for p in stats.policies} == {stats.policies[0].spec: 25, "baseline": 25}
+
+
+def test_the_export_marks_holdout_decisions_and_vw_and_read_take_it(served_fake_clock, clock, tmp_path):
+    server, client = served_fake_clock
+    client.create_loop("h", holdout_fraction=0.5, reward_wait_seconds=1)
+    held, treated = split("h", 0.5)
+    for s in held[:6] + treated[:6]:
+        rank(client, s, event_id=s)
+    clock.advance(5)
+    wait_for(lambda: client.stats("h").joined == 12)
+    out = io.StringIO()
+    assert export(server.store, "h", out).written == 12
+    lines = out.getvalue().splitlines()
+    marked = {obj["EventId"]: obj.get("_holdout", False) for obj in map(json.loads, lines)}
+    assert marked == {s: s in held for s in held[:6] + treated[:6]}
+    assert all(json.loads(t).get("_skipLearn") for t in lines if json.loads(t)["EventId"] in held)
+    assert [e.event_id for e in read(lines)] == list(marked)
+    data = tmp_path / "export.json"
+    data.write_text(out.getvalue())
+    ws = vowpalwabbit.Workspace(f"--cb_explore_adf --dsjson -d {data} --quiet")
+    ws.run_parser()
+    assert ws.get_weighted_examples() == 6  # the treatment's lines: the holdout's are `_skipLearn`
+    ws.finish()
