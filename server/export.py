@@ -95,10 +95,11 @@ def export(
     written. Besides the fields of `to_dsjson`, each line has Personalizer's outcome list `o`
     (`[{"v": reward, "EventId": id, "ActionTaken": activated}]`), `VWState.m`, the version of the
     model that decided, and `Seq`, the event's position in the loop's joined stream (the learner's
-    `learned_seq` and swap points count in it); a decision of the loop's holdout group has `"_holdout": true`
-    (VW ignores the key; the line's label is the holdout policy's, its probability the one it sampled with). An event VW's JSON cannot hold (logged before Rank
-    refused such names) is skipped, not written in part: `skip(reason)` is told, and the export goes
-    on. Memory stays constant: the stream is read a page at a time.
+    `learned_seq` and swap points count in it). A decision of the loop's holdout group has
+    `"_holdout": true` (VW ignores the key; the label's probability is the one the holdout policy
+    sampled with). An event VW's JSON cannot hold (logged before Rank refused such names) is
+    skipped, not written in part: `skip(reason)` is told, and the export goes on. Memory stays
+    constant: the stream is read a page at a time.
     """
     written = skipped = 0
     for seq, joined in _numbered(store, loop, since, until):

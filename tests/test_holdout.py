@@ -7,12 +7,13 @@ import grpc
 import pytest
 import vowpalwabbit
 
+from nextbest.cli import main
 from nextbest.client import action
 from nextbest.policies.ope.dsjson import read
 from nextbest.server.export import export
 from nextbest.server.sampling import in_holdout
 from nextbest.server.store import Stream
-from nextbest.testing import wait_for
+from nextbest.testing import running_server, wait_for
 from nextbest.v1 import decision_pb2, records_pb2
 
 ACTIONS = [action(f"a{i}", "email", {"offer": {"kind": f"k{i}"}}) for i in range(4)]
@@ -51,6 +52,7 @@ def test_the_holdout_config_defaults_to_random_and_bad_values_are_refused_naming
     assert client.update_loop("h", holdout_policy="baseline").holdout_policy == "baseline"
 
 
+@pytest.mark.slow
 def test_a_subject_always_lands_in_the_same_group_and_the_share_is_the_fraction(served):
     server, client = served
     client.create_loop("h", holdout_fraction=0.2)
@@ -165,3 +167,46 @@ def test_the_export_marks_holdout_decisions_and_vw_and_read_take_it(served_fake_
     ws.run_parser()
     assert ws.get_weighted_examples() == 6  # the treatment's lines: the holdout's are `_skipLearn`
     ws.finish()
+
+
+def counted(lift):
+    return lift.treatment_subjects + lift.holdout_subjects
+
+
+def test_get_stats_reports_the_lift_by_subject_and_keeps_it_across_a_restart(tmp_path, clock, capsys):
+    expected = {False: [0.0, 0, set()], True: [0.0, 0, set()]}  # group -> reward sum, decisions, subjects
+    with running_server(tmp_path / "store", clock=clock) as (server, client):
+        client.create_loop("h", holdout_fraction=0.3, reward_wait_seconds=1, default_reward=0.0)
+        for i in range(100):
+            subject = f"s{i}"
+            for k in range(3):
+                r = rank(client, subject)
+                value = 1.0 if (i + k) % (3 if r.holdout else 2) == 0 else 0.0  # the treatment earns more
+                client.reward(r.event_id, value, loop="h")
+                expected[r.holdout][0] += value
+                expected[r.holdout][1] += 1
+                expected[r.holdout][2].add(subject)
+        rank(client, "")  # without a subject: in no group
+        clock.advance(5)
+        stats = wait_for(
+            lambda: (s := client.stats("h")).lift.treatment_subjects + s.lift.holdout_subjects == 100 and s
+        )
+        assert stats.joined == 301
+        lift = stats.lift
+        assert (lift.treatment_subjects, lift.holdout_subjects) == (len(expected[False][2]), len(expected[True][2]))
+        assert lift.treatment == pytest.approx(expected[False][0] / expected[False][1])
+        assert lift.holdout == pytest.approx(expected[True][0] / expected[True][1])
+        assert lift.difference == pytest.approx(lift.treatment - lift.holdout) and lift.difference > 0.1
+        assert lift.ci_low < lift.difference < lift.ci_high and lift.ci_high - lift.ci_low < 0.5
+        code = main(["--log-level", "WARNING", "stats", "h", "--target", server.address])
+        out = capsys.readouterr().out
+        assert code == 0 and f"lift       {lift.difference:+.4f}" in out and "holdout" in out
+    with running_server(tmp_path / "store", train=False) as (_, client):
+        assert client.stats("h").lift == lift  # saved on stop, read from the store
+
+
+def test_a_loop_without_holdout_decisions_reports_no_lift(served):
+    _, client = served
+    client.create_loop("h")
+    rank(client, "s1")
+    assert not client.stats("h").HasField("lift")
