@@ -43,10 +43,17 @@ def _cursor(loop: str) -> str:
 class LiftState:
     """Per-subject sums by (key, holdout group), the sampling shift, and the joined seq they count through."""
 
-    def __init__(self, seq: int = 0, shift: int = 0, sums: dict[tuple[int, bool], list[float]] | None = None):
+    def __init__(
+        self,
+        seq: int = 0,
+        shift: int = 0,
+        sums: dict[tuple[int, bool], list[float]] | None = None,
+        max_subjects: int = MAX_SUBJECTS,
+    ) -> None:
         self.seq = seq
         self.shift = shift
         self._sums = sums or {}  # (subject key, holdout) -> [reward sum, decisions]
+        self._max = max_subjects
         self._lock = threading.Lock()  # GetStats reads while the trainer adds
 
     def add(self, key: int, holdout: bool, reward: float) -> None:
@@ -57,7 +64,7 @@ class LiftState:
             sums = self._sums.setdefault((key, holdout), [0.0, 0.0])
             sums[0] += reward
             sums[1] += 1
-            while len(self._sums) > MAX_SUBJECTS:
+            while len(self._sums) > self._max:
                 self.shift += 1
                 self._sums = {k: v for k, v in self._sums.items() if not k[0] >> (64 - self.shift)}
 

@@ -6,6 +6,10 @@ import numpy as np
 import pytest
 
 from nextbest.policies.ope.lift import lift
+from nextbest.server.lift import LiftCounter, LiftState
+from nextbest.server.sampling import in_holdout, subject_key
+from nextbest.server.store import Entry, Stream, open_store
+from nextbest.v1 import records_pb2
 
 TRUE_DIFFERENCE = 0.05
 
@@ -60,3 +64,56 @@ def test_one_subject_in_a_group_has_no_interval_and_shapes_must_match():
     assert estimate.difference == 0.25 - 0.75 and all(math.isnan(x) for x in estimate.ci)
     with pytest.raises(ValueError, match="one shape"):
         lift(np.zeros(3), np.ones(2), np.zeros(3, dtype=bool))
+
+
+def test_the_running_state_keeps_a_bounded_hash_sample_of_whole_subjects_and_round_trips():
+    state = LiftState(max_subjects=200)
+    rng = np.random.default_rng(3)
+    truth = {}
+    for i in range(3000):
+        subject = f"s{i}"
+        held = in_holdout("h", subject, 0.3)
+        for _ in range(int(rng.integers(1, 4))):
+            reward = float(rng.random() < (0.2 if held else 0.3))
+            state.add(subject_key("h", subject), held, reward)
+            row = truth.setdefault(subject, [held, 0.0, 0])
+            row[1] += reward
+            row[2] += 1
+    assert len(state.encode()) <= 15 + 21 * 200
+    kept = [s for s in truth if subject_key("h", s) >> (64 - state.shift) == 0]
+    assert 100 <= len(kept) <= 200 and state.shift >= 4
+    rows = np.array([truth[s] for s in kept], dtype=float)  # every decision of each kept subject is counted
+    expected = lift(rows[:, 1], rows[:, 2], rows[:, 0].astype(bool))
+    estimate = state.lift()
+    assert (estimate.treatment, estimate.holdout) == pytest.approx((expected.treatment, expected.holdout))
+    scale = 1 << state.shift
+    assert estimate.holdout_subjects == expected.holdout_subjects * scale
+    assert estimate.treatment_subjects + estimate.holdout_subjects == pytest.approx(3000, rel=0.3)
+    back = LiftState.decode(state.encode())
+    assert (back.shift, back.lift()) == (state.shift, estimate)
+
+
+def joined(i, holdout, reward, subject=None):
+    decision = records_pb2.DecisionRecord(
+        loop="h", event_id=f"e{i}", subject_id=f"s{i % 7}" if subject is None else subject, holdout=holdout
+    )
+    return Entry(f"e{i}", records_pb2.JoinedEvent(decision=decision, reward=reward).SerializeToString())
+
+
+def test_a_restarted_counter_counts_each_joined_event_once(tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    try:
+        events = [joined(i, i % 7 < 3, float(i % 2)) for i in range(40)] + [joined(40, False, 5.0, subject="")]
+        store.log.append(Stream.JOINED, "h", events[:20])
+        first = LiftCounter(store.log, "h")
+        assert first.step() == 20
+        first.save()
+        store.log.append(Stream.JOINED, "h", events[20:])
+        assert first.step() == 21  # counted, not saved: lost in a crash
+        restarted = LiftCounter(store.log, "h")
+        assert restarted.step() == 21
+        assert restarted.state.lift() == first.state.lift()
+        assert (restarted.state.lift().treatment_subjects, restarted.state.lift().holdout_subjects) == (4, 3)
+        assert restarted.state.lift().treatment == pytest.approx(12 / 24)  # the event without a subject is left out
+    finally:
+        store.close()
