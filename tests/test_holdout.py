@@ -9,7 +9,10 @@ import vowpalwabbit
 
 from nextbest.cli import main
 from nextbest.client import action
-from nextbest.policies.ope.dsjson import read
+from nextbest.policies import Example
+from nextbest.policies.ope.dsjson import read, to_dsjson
+from nextbest.policies.ope.logged import LoggedEvent
+from nextbest.policies.ope.report import evaluate
 from nextbest.server.export import export
 from nextbest.server.sampling import in_holdout
 from nextbest.server.store import Stream
@@ -160,7 +163,7 @@ def test_the_export_marks_holdout_decisions_and_vw_and_read_take_it(served_fake_
     marked = {obj["EventId"]: obj.get("_holdout", False) for obj in map(json.loads, lines)}
     assert marked == {s: s in held for s in held[:6] + treated[:6]}
     assert all(json.loads(t).get("_skipLearn") for t in lines if json.loads(t)["EventId"] in held)
-    assert [e.event_id for e in read(lines)] == list(marked)
+    assert {e.event_id: e.holdout for e in read(lines)} == marked
     data = tmp_path / "export.json"
     data.write_text(out.getvalue())
     ws = vowpalwabbit.Workspace(f"--cb_explore_adf --dsjson -d {data} --quiet")
@@ -210,3 +213,15 @@ def test_a_loop_without_holdout_decisions_reports_no_lift(served):
     client.create_loop("h")
     rank(client, "s1")
     assert not client.stats("h").HasField("lift")
+
+
+def test_evaluate_leaves_holdout_events_out_of_the_logged_policys_value():
+    example = Example({}, ACTIONS[:2])
+    events = [LoggedEvent(f"e{i}", example, i % 2, 0.5, float(i < 10), holdout=i >= 10) for i in range(16)]
+    report = evaluate(events, [])
+    assert report.policy("logged").estimates["ips"].value == 1.0  # the 6 holdout events earned 0
+    assert report.policy("random").estimates["ips"].value == pytest.approx(10 / 16)  # every event counts here
+    line = to_dsjson(events[12])
+    assert json.loads(line)["_holdout"] is True and next(read([line])).holdout
+    with pytest.raises(ValueError, match="_holdout must be true or false"):
+        next(read([line.replace('"_holdout":true', '"_holdout":1')]))
