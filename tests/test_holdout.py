@@ -17,17 +17,14 @@ from nextbest.server.export import export
 from nextbest.server.sampling import in_holdout
 from nextbest.server.store import Stream
 from nextbest.testing import running_server, wait_for
-from nextbest.v1 import decision_pb2, records_pb2
+from nextbest.v1 import records_pb2
 
+CONTEXT = {"user": {"visits": 3}}
 ACTIONS = [action(f"a{i}", "email", {"offer": {"kind": f"k{i}"}}) for i in range(4)]
 
 
 def rank(client, subject_id, *, loop="h", event_id="", deferred=False):
-    request = decision_pb2.RankRequest(
-        loop=loop, event_id=event_id, actions=ACTIONS, subject_id=subject_id, deferred=deferred
-    )
-    request.context["user"].numeric["visits"] = 3.0
-    return client.decisions.Rank(request, timeout=client.timeout)
+    return client.rank(ACTIONS, CONTEXT, loop=loop, event_id=event_id, deferred=deferred, subject_id=subject_id)
 
 
 def logged(server, loop, event_id):
@@ -225,3 +222,26 @@ def test_evaluate_leaves_holdout_events_out_of_the_logged_policys_value():
     assert json.loads(line)["_holdout"] is True and next(read([line])).holdout
     with pytest.raises(ValueError, match="_holdout must be true or false"):
         next(read([line.replace('"_holdout":true', '"_holdout":1')]))
+
+
+def cli(capsys, *argv):
+    code = main(["--log-level", "WARNING", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_the_admin_cli_and_loops_as_code_set_and_show_the_holdout(served, capsys, tmp_path):
+    server, client = served
+    t = ("--target", server.address)
+    code, out, err = cli(capsys, "loops", "create", "h", *t, "--holdout-fraction", "0.1", "--holdout-learn", "true")
+    assert code == 0, err
+    assert "holdout_fraction          0.1" in out and "holdout_policy            random" in out
+    code, _, err = cli(capsys, "loops", "update", "h", *t, "--holdout-policy", "vw:--cb_explore_adf")
+    assert code == 1 and "INVALID_ARGUMENT: config.holdout_policy:" in err
+    path = tmp_path / "loops.toml"
+    path.write_text('[loops.h]\nholdout_fraction = 0.25\nholdout_policy = "baseline"\n')
+    code, out, err = cli(capsys, "apply", str(path), *t)
+    assert code == 0, err
+    assert "holdout_fraction 0.1 -> 0.25" in out and "holdout_policy 'random' -> 'baseline'" in out
+    config = client.get_loop("h")
+    assert (config.holdout_fraction, config.holdout_policy, config.holdout_learn) == (0.25, "baseline", True)
