@@ -29,7 +29,9 @@ def _subject_digest(loop: str, subject_id: str) -> bytes:
 
 def in_holdout(loop: str, subject_id: str, fraction: float) -> bool:
     """Whether the subject belongs to the loop's holdout of `fraction` (no subject id: never)."""
-    return bool(subject_id) and int.from_bytes(_subject_digest(loop, subject_id)[:8], "big") / 2.0**64 < fraction
+    if fraction <= 0 or not subject_id:
+        return False
+    return int.from_bytes(_subject_digest(loop, subject_id)[:8], "big") / 2.0**64 < fraction
 
 
 def subject_key(loop: str, subject_id: str) -> int:

@@ -13,6 +13,7 @@ from nextbest.policies import Example
 from nextbest.policies.ope.dsjson import read, to_dsjson
 from nextbest.policies.ope.logged import LoggedEvent
 from nextbest.policies.ope.report import evaluate
+from nextbest.policies.rules import restrict_rules_files
 from nextbest.server.export import export
 from nextbest.server.sampling import in_holdout
 from nextbest.server.store import Stream
@@ -245,3 +246,24 @@ def test_the_admin_cli_and_loops_as_code_set_and_show_the_holdout(served, capsys
     assert "holdout_fraction 0.1 -> 0.25" in out and "holdout_policy 'random' -> 'baseline'" in out
     config = client.get_loop("h")
     assert (config.holdout_fraction, config.holdout_policy, config.holdout_learn) == (0.25, "baseline", True)
+
+
+def test_a_holdout_policy_this_server_cannot_build_refuses_only_the_holdout_subjects(tmp_path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "journey.json").write_text(json.dumps({"rules": [{"then": "a1"}]}))
+    held, treated = split("h", 0.5)
+    restore = restrict_rules_files(rules)
+    try:
+        with running_server(tmp_path / "store", train=False) as (_, client):
+            client.create_loop("h", holdout_fraction=0.5, holdout_policy="rules:journey.json")
+            assert rank(client, held[0]).chosen_action_id == "a1"
+        (rules / "journey.json").unlink()  # a restart without the journey file
+        with running_server(tmp_path / "store", train=False) as (_, client):
+            with pytest.raises(grpc.RpcError) as err:
+                rank(client, held[0])
+            assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert err.value.details().startswith("config.holdout_policy: 'rules:journey.json' cannot be built")
+            assert not rank(client, treated[0]).holdout
+    finally:
+        restore()
