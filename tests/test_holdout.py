@@ -267,3 +267,14 @@ def test_a_holdout_policy_this_server_cannot_build_refuses_only_the_holdout_subj
             assert not rank(client, treated[0]).holdout
     finally:
         restore()
+
+
+def test_holdout_decisions_leave_the_apprentice_match_rate_alone(served_fake_clock, clock):
+    _, client = served_fake_clock
+    client.create_loop("h", holdout_fraction=0.5, reward_wait_seconds=1, learning_mode="LEARNING_MODE_APPRENTICE")
+    held, treated = split("h", 0.5)
+    for s in held[:12] + treated[:4]:
+        rank(client, s)
+    clock.advance(5)
+    stats = wait_for(lambda: (s := client.stats("h")).joined == 16 and s)
+    assert stats.apprentice_match_rate == 1.0  # the untrained policy's top action is the baseline's, 4 times of 4
