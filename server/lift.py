@@ -1,8 +1,9 @@
 """A loop's lift (GetStats): per-subject sums of its joined decisions, kept by the trainer.
 
 The `LiftCounter` reads the loop's joined stream in order, as the learner does, and adds each decision made
-for a subject (a RankRequest with a subject_id) to that subject's reward sum and decision count in its group
-(the record's `holdout` flag). A deferred decision never activated reached nobody and is not counted.
+for a subject (a RankRequest with a subject_id) while the loop had a holdout (the config logged with it: the
+groups are compared over the same time) to that subject's reward sum and decision count in its group (the
+record's `holdout` flag). A deferred decision never activated reached nobody and is not counted.
 `policies.ope.lift` turns the sums into the lift with its subject-clustered interval.
 
 Memory is bounded: at most MAX_SUBJECTS subjects are kept. Beyond that the counter keeps a uniform sample of
@@ -144,7 +145,7 @@ class LiftCounter:
         for seq, data in batch:
             joined = records_pb2.JoinedEvent.FromString(data)
             d = joined.decision
-            if d.subject_id and not (d.deferred and not joined.activated):
+            if d.subject_id and d.config.holdout_fraction > 0 and not (d.deferred and not joined.activated):
                 self.state.add(subject_key(self._loop, d.subject_id), d.holdout, joined.reward)
             self.state.seq = seq
         if self.state.seq != self._saved_seq and time.monotonic() - self._last_save >= SAVE_SECONDS:

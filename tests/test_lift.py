@@ -10,6 +10,7 @@ from nextbest.server.lift import LiftCounter, LiftState
 from nextbest.server.sampling import in_holdout, subject_key
 from nextbest.server.store import Entry, Stream, open_store
 from nextbest.v1 import records_pb2
+from nextbest.v1.types_pb2 import LoopConfig
 
 TRUE_DIFFERENCE = 0.05
 
@@ -93,9 +94,13 @@ def test_the_running_state_keeps_a_bounded_hash_sample_of_whole_subjects_and_rou
     assert (back.shift, back.lift()) == (state.shift, estimate)
 
 
-def joined(i, holdout, reward, subject=None):
+def joined(i, holdout, reward, subject=None, fraction=0.4):
     decision = records_pb2.DecisionRecord(
-        loop="h", event_id=f"e{i}", subject_id=f"s{i % 7}" if subject is None else subject, holdout=holdout
+        loop="h",
+        event_id=f"e{i}",
+        subject_id=f"s{i % 7}" if subject is None else subject,
+        holdout=holdout,
+        config=LoopConfig(holdout_fraction=fraction),
     )
     return Entry(f"e{i}", records_pb2.JoinedEvent(decision=decision, reward=reward).SerializeToString())
 
@@ -103,17 +108,19 @@ def joined(i, holdout, reward, subject=None):
 def test_a_restarted_counter_counts_each_joined_event_once(tmp_path):
     store = open_store(str(tmp_path / "store"))
     try:
-        events = [joined(i, i % 7 < 3, float(i % 2)) for i in range(40)] + [joined(40, False, 5.0, subject="")]
+        events = [joined(i, i % 7 < 3, float(i % 2)) for i in range(40)]
+        events += [joined(40, False, 5.0, subject=""), joined(41, False, 5.0, fraction=0.0)]
         store.log.append(Stream.JOINED, "h", events[:20])
         first = LiftCounter(store.log, "h")
         assert first.step() == 20
         first.save()
         store.log.append(Stream.JOINED, "h", events[20:])
-        assert first.step() == 21  # counted, not saved: lost in a crash
+        assert first.step() == 22  # counted, not saved: lost in a crash
         restarted = LiftCounter(store.log, "h")
-        assert restarted.step() == 21
+        assert restarted.step() == 22
         assert restarted.state.lift() == first.state.lift()
         assert (restarted.state.lift().treatment_subjects, restarted.state.lift().holdout_subjects) == (4, 3)
-        assert restarted.state.lift().treatment == pytest.approx(12 / 24)  # the event without a subject is left out
+        # left out: the decision without a subject, and the one made while the loop had no holdout
+        assert restarted.state.lift().treatment == pytest.approx(12 / 24)
     finally:
         store.close()
