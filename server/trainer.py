@@ -168,7 +168,7 @@ class Trainer:
                     self._retain(name, config, work)  # first: when the store is full, it frees the space
                 done += work.joiner.step(config.reward_wait_seconds)
                 done += work.learner.step(config)
-                done += work.lift.step()
+                work.lift.step()  # a batch a pass: never a backlog that holds the joiner and learner back
                 if self._failing.pop(name, None) is not None:
                     log.info("loop %s: the trainer works again", name)
                 self._refused.pop(name, None)
