@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from nextbest.server.errors import InvalidArgument
 from nextbest.v1 import types_pb2
+
+if TYPE_CHECKING:
+    from nextbest import policies
 
 DEFAULT_LOOP = "default"
 # `-q ::` (every pair of namespaces) lets the best action depend on the context: without interactions a linear
@@ -87,24 +91,26 @@ def _check_range(config: types_pb2.LoopConfig) -> None:
     check_reward(config.default_reward, config, "config.default_reward")
 
 
-def _checked_spec(spec: str, field: str) -> str:
+def _created(spec: str, field: str) -> policies.Policy:
     from nextbest import policies  # not at the top: the CLI imports this module for its defaults
 
     try:
-        policies.create(spec)
+        return policies.create(spec)
     except policies.PolicySpecError as e:
         raise InvalidArgument(f"{field}: {e}") from e
+
+
+def _checked_spec(spec: str, field: str) -> str:
+    _created(spec, field)
     return spec
 
 
 def _checked_holdout(config: types_pb2.LoopConfig) -> None:
     """Default and check the holdout: a fraction in [0, MAX_HOLDOUT_FRACTION] and a policy that does not learn
     (the holdout is a fixed comparison group: nothing learns from it but, with holdout_learn, the live policy)."""
-    from nextbest import policies
-
     _in_range(config, "holdout_fraction", 0.0, MAX_HOLDOUT_FRACTION)
-    spec = _checked_spec(config.holdout_policy.strip() or DEFAULT_HOLDOUT_POLICY, "config.holdout_policy")
-    if policies.create(spec).learns:
+    spec = config.holdout_policy.strip() or DEFAULT_HOLDOUT_POLICY
+    if _created(spec, "config.holdout_policy").learns:
         raise InvalidArgument(
             f"config.holdout_policy: {spec!r} learns; the holdout policy must be one that does not "
             "(random, baseline, fixed:..., rules:...)"
