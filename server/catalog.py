@@ -57,12 +57,14 @@ def _view_of(config: types_pb2.LoopConfig, model: LiveModel, old: LoopView | Non
         return old
     if config.holdout_fraction <= 0:
         return LoopView(config, model)
-    if old is not None and old.holdout is not None and old.holdout.spec == config.holdout_policy:
+    same = old is not None and old.config.holdout_fraction > 0 and old.config.holdout_policy == config.holdout_policy
+    if same and old.holdout is not None:
         return LoopView(config, model, old.holdout)
     try:
         return LoopView(config, model, LiveModel(0, policies.create(config.holdout_policy)))
     except policies.PolicySpecError as e:  # e.g. a rules file this server's --rules-dir lacks: Rank says so
-        log.error("loop %s: cannot build its holdout policy: %s", config.name, e)
+        if not same:  # tried again with each new view, logged once
+            log.error("loop %s: cannot build its holdout policy: %s", config.name, e)
         return LoopView(config, model)
 
 
