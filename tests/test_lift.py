@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from nextbest.policies.ope.lift import lift
-from nextbest.server.lift import LiftCounter, LiftState
+from nextbest.server.lift import MAX_SUBJECTS, LiftCounter, LiftState
 from nextbest.server.sampling import in_holdout, subject_key
-from nextbest.server.store import Entry, Stream, open_store
+from nextbest.server.store import Entry, Stream, cursor_name, open_store
+from nextbest.testing import nats_server_binary, running_nats
 from nextbest.v1 import records_pb2
 from nextbest.v1.types_pb2 import LoopConfig
 
@@ -124,3 +125,18 @@ def test_a_restarted_counter_counts_each_joined_event_once(tmp_path):
         assert restarted.state.lift().treatment == pytest.approx(12 / 24)
     finally:
         store.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(nats_server_binary() is None, reason="no nats-server executable")
+def test_a_full_state_fits_a_nats_cursor(tmp_path):
+    """At MAX_SUBJECTS the saved state stays under NATS's default message size (1 MB)."""
+    state = LiftState(seq=7)
+    for i in range(MAX_SUBJECTS):
+        state.add(subject_key("h", f"s{i}"), i % 5 == 0, float(i % 3))
+    assert state.shift == 0
+    with running_nats(tmp_path / "nats") as url, open_store(url, prefix="lift") as store:
+        store.log.set_cursor(cursor_name("h", "lift"), state.encode())
+        back = LiftState.saved(store.log, "h")
+    assert (back.seq, back.lift()) == (7, state.lift())
+    assert back.lift().treatment_subjects + back.lift().holdout_subjects == MAX_SUBJECTS
