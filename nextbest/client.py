@@ -177,6 +177,7 @@ class Client:
         event_id: str = "",
         excluded: Iterable[str] = (),
         deferred: bool = False,
+        subject_id: str = "",
     ) -> decision_pb2.RankResponse:
         request = decision_pb2.RankRequest(
             loop=loop,
@@ -185,6 +186,7 @@ class Client:
             actions=list(actions),
             excluded_action_ids=list(excluded),
             deferred=deferred,
+            subject_id=subject_id,
         )
         return self.decisions.Rank(request, timeout=self.timeout)
 

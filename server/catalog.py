@@ -47,6 +47,25 @@ class LiveModel:
 class LoopView:
     config: types_pb2.LoopConfig
     model: LiveModel
+    # The policy deciding the holdout group (a family that does not learn: built from the spec, never loaded).
+    holdout: LiveModel | None = None
+
+
+def _view_of(config: types_pb2.LoopConfig, model: LiveModel, old: LoopView | None) -> LoopView:
+    """The view of `config` served by `model`; the old view's holdout policy is kept while its spec is."""
+    if old is not None and old.config is config and old.model is model:
+        return old
+    if config.holdout_fraction <= 0:
+        return LoopView(config, model)
+    same = old is not None and old.config.holdout_fraction > 0 and old.config.holdout_policy == config.holdout_policy
+    if same and old.holdout is not None:
+        return LoopView(config, model, old.holdout)
+    try:
+        return LoopView(config, model, LiveModel(0, policies.create(config.holdout_policy)))
+    except policies.PolicySpecError as e:  # e.g. a rules file this server's --rules-dir lacks: Rank says so
+        if not same:  # tried again with each new view, logged once
+            log.error("loop %s: cannot build its holdout policy: %s", config.name, e)
+        return LoopView(config, model)
 
 
 @dataclass
@@ -150,12 +169,12 @@ class Catalog:
         except Exception as e:
             raise _LoadError(-1) from e
         if old is not None and old.model.version == version and (version or old.model.spec == config.policy):
-            return old if old.config is config else LoopView(config, old.model)
+            return _view_of(config, old.model, old)
         failure = self._failures.get(name)
         if failure is not None and failure.version == version and time.monotonic() < failure.retry_at:
             if old is None:
                 raise _Waiting
-            return old if old.config is config else LoopView(config, old.model)
+            return _view_of(config, old.model, old)
         try:
             view = self._load(name, config, old, version)
         except Exception as e:
@@ -165,15 +184,15 @@ class Catalog:
 
     def _load(self, name: str, config: types_pb2.LoopConfig, old: LoopView | None, version: int) -> LoopView:
         if version == 0:
-            return LoopView(config, LiveModel(0, policies.create(config.policy)))  # untrained model of the spec
+            return _view_of(config, LiveModel(0, policies.create(config.policy)), old)  # untrained model of the spec
         stored = self._store.models.get(name, version)
         if old is not None and stored.spec != config.policy == old.model.spec:
             # a learner that has not yet seen the new policy published the old one: once a loop serves its
             # configured policy it never goes back; the learner publishes the new one on its next pass
-            return LoopView(config, old.model)
+            return _view_of(config, old.model, old)
         model = LiveModel(version, policies.load(stored.spec, stored.data))
         log.info("loop %s: serving model version %d (%s)", name, version, stored.spec, extra={"loop": name})
-        return LoopView(config, model)
+        return _view_of(config, model, old)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="catalog", daemon=True)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from nextbest.server.errors import InvalidArgument
 from nextbest.v1 import types_pb2
+
+if TYPE_CHECKING:
+    from nextbest import policies
 
 DEFAULT_LOOP = "default"
 # `-q ::` (every pair of namespaces) lets the best action depend on the context: without interactions a linear
@@ -20,6 +24,9 @@ MAX_REWARD_WAIT_SECONDS = 30 * 86400.0
 MAX_PUBLISH_INTERVAL_SECONDS = 86400.0
 MAX_RETENTION_DAYS = 36500.0
 MAX_SHADOWS = 8
+DEFAULT_HOLDOUT_POLICY = "random"
+# At most half of a loop's subjects are held out: the holdout is the comparison group, not the treatment.
+MAX_HOLDOUT_FRACTION = 0.5
 DEFAULT_MAP_SIZE = 16 << 30  # the LMDB store's size limit (`--store-max-bytes`)
 # Rewards beyond 32-bit floats turn a VW model's predictions into NaN (every later Rank fails): a loop's rewards
 # lie in [reward_min, reward_max], by default DEFAULT_REWARD_RANGE, never wider than MAX_REWARD_MAGNITUDE.
@@ -84,14 +91,31 @@ def _check_range(config: types_pb2.LoopConfig) -> None:
     check_reward(config.default_reward, config, "config.default_reward")
 
 
-def _checked_spec(spec: str, field: str) -> str:
+def _created(spec: str, field: str) -> policies.Policy:
     from nextbest import policies  # not at the top: the CLI imports this module for its defaults
 
     try:
-        policies.create(spec)
+        return policies.create(spec)
     except policies.PolicySpecError as e:
         raise InvalidArgument(f"{field}: {e}") from e
+
+
+def _checked_spec(spec: str, field: str) -> str:
+    _created(spec, field)
     return spec
+
+
+def _checked_holdout(config: types_pb2.LoopConfig) -> None:
+    """Default and check the holdout: a fraction in [0, MAX_HOLDOUT_FRACTION] and a policy that does not learn
+    (the holdout is a fixed comparison group: nothing learns from it but, with holdout_learn, the live policy)."""
+    _in_range(config, "holdout_fraction", 0.0, MAX_HOLDOUT_FRACTION)
+    spec = config.holdout_policy.strip() or DEFAULT_HOLDOUT_POLICY
+    if _created(spec, "config.holdout_policy").learns:
+        raise InvalidArgument(
+            f"config.holdout_policy: {spec!r} learns; the holdout policy must be one that does not "
+            "(random, baseline, fixed:..., rules:...)"
+        )
+    config.holdout_policy = spec
 
 
 def _in_range(config: types_pb2.LoopConfig, field: str, low: float, high: float) -> None:
@@ -121,6 +145,7 @@ def normalized(config: types_pb2.LoopConfig) -> types_pb2.LoopConfig:
         shadows.append(_checked_spec(spec, f"config.shadow_policies[{i}]"))
     del out.shadow_policies[:]
     out.shadow_policies.extend(shadows)
+    _checked_holdout(out)
     for field, default, high in (
         ("reward_wait_seconds", DEFAULT_REWARD_WAIT_SECONDS, MAX_REWARD_WAIT_SECONDS),
         ("publish_interval_seconds", DEFAULT_PUBLISH_INTERVAL_SECONDS, MAX_PUBLISH_INTERVAL_SECONDS),

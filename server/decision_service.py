@@ -13,10 +13,10 @@ import numpy as np
 
 from nextbest import policies
 from nextbest.server import validation
-from nextbest.server.catalog import Catalog, LoopView
+from nextbest.server.catalog import Catalog, LiveModel, LoopView
 from nextbest.server.config import Limits, Mode, check_reward
-from nextbest.server.errors import InvalidArgument
-from nextbest.server.sampling import sample_index, seeded_uniform
+from nextbest.server.errors import FailedPrecondition, InvalidArgument
+from nextbest.server.sampling import in_holdout, sample_index, seeded_uniform
 from nextbest.server.store import Entry, EventLog, StoreFullError, Stream
 from nextbest.v1 import decision_pb2, decision_pb2_grpc, records_pb2, types_pb2
 
@@ -33,6 +33,7 @@ def _response(
     pmf: Sequence[float],
     chosen_index: int,
     decided_by: tuple[str, str, int],
+    holdout: bool = False,
 ) -> decision_pb2.RankResponse:
     """The RankResponse of a decision; `decided_by` is (model version, policy, learning mode)."""
     model_version, policy, mode = decided_by
@@ -42,6 +43,7 @@ def _response(
         model_version=model_version,
         policy=policy,
         learning_mode=mode,
+        holdout=holdout,
     )
     add = response.ranking.add
     for i in sorted(range(len(pmf)), key=pmf.__getitem__, reverse=True):  # stable: ties keep the actions' order
@@ -52,7 +54,7 @@ def _response(
 def response_of(record: records_pb2.DecisionRecord) -> decision_pb2.RankResponse:
     """The RankResponse for a logged decision (the same on every retry)."""
     decided_by = (record.model_version, record.policy, record.config.learning_mode)
-    return _response(record.event_id, record.actions, list(record.pmf), record.chosen_index, decided_by)
+    return _response(record.event_id, record.actions, list(record.pmf), record.chosen_index, decided_by, record.holdout)
 
 
 def record_data(
@@ -71,6 +73,7 @@ def record_data(
     for name, features in request.context.items():
         record.context[name].CopyFrom(features)
     record.actions.extend(candidates)
+    record.subject_id = request.subject_id
     return record.SerializeToString()
 
 
@@ -88,18 +91,32 @@ def reward_entry(request: decision_pb2.RewardRequest, now: float) -> Entry:
     return Entry(key, record.SerializeToString())
 
 
+def _holdout_model(view: LoopView, loop: str, subject_id: str) -> LiveModel | None:
+    """The loop's holdout policy when the subject is in its holdout group (None: the live policy decides)."""
+    if not in_holdout(loop, subject_id, view.config.holdout_fraction):
+        return None
+    if view.holdout is None:
+        spec = view.config.holdout_policy
+        raise FailedPrecondition(f"config.holdout_policy: {spec!r} cannot be built on this server (see its log)")
+    return view.holdout
+
+
 def _decide(view: LoopView, example: policies.Example, event_id: str) -> tuple[list[float], str, int]:
     """The pmf the decision samples from, the policy that gives it, and (APPRENTICE) the policy's top index."""
     model = view.model
     mode = view.config.learning_mode
+    if mode == Mode.LEARNING_MODE_ONLINE:
+        return _pmf_of(model, example, event_id), model.spec, 0
+    # APPRENTICE and LOGGING_ONLY answer with the baseline: the first candidate
+    top_index = int(np.argmax(_pmf_of(model, example, event_id))) if mode == Mode.LEARNING_MODE_APPRENTICE else 0
+    return [1.0] + [0.0] * (len(example) - 1), BASELINE_POLICY, top_index
+
+
+def _pmf_of(model: LiveModel, example: policies.Example, event_id: str) -> list[float]:
     try:
-        if mode == Mode.LEARNING_MODE_ONLINE:
-            return model.pmf(example, event_id).tolist(), model.spec, 0
-        # APPRENTICE and LOGGING_ONLY answer with the baseline: the first candidate
-        top_index = int(np.argmax(model.pmf(example, event_id))) if mode == Mode.LEARNING_MODE_APPRENTICE else 0
+        return model.pmf(example, event_id).tolist()
     except policies.PolicyInputError as e:
         raise InvalidArgument(f"actions: {e}") from e
-    return [1.0] + [0.0] * (len(example) - 1), BASELINE_POLICY, top_index
 
 
 class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
@@ -136,8 +153,12 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         event_id = request.event_id or uuid.uuid4().hex
         candidates = rank_input.candidates
         example = policies.Example(rank_input.context, candidates)
-        validation.decision_work(example, view.model.policy, view.config, self._limits)
-        pmf, policy, top_index = _decide(view, example, event_id)
+        holdout = _holdout_model(view, loop, request.subject_id)
+        validation.decision_work(example, (holdout or view.model).policy, view.config, self._limits)
+        if holdout is None:
+            pmf, policy, top_index = _decide(view, example, event_id)
+        else:  # every learning mode: the holdout is the comparison group, whatever the treatment does
+            pmf, policy, top_index = _pmf_of(holdout, example, event_id), holdout.spec, 0
         chosen_index = sample_index(pmf, seeded_uniform(loop, event_id))
         record = records_pb2.DecisionRecord(
             loop=loop,
@@ -151,6 +172,7 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
             deferred=request.deferred,
             excluded_action_ids=request.excluded_action_ids,
             policy_top_index=top_index,
+            holdout=holdout is not None,
         )
         decided_by = (record.model_version, policy, view.config.learning_mode)
         try:
@@ -163,10 +185,10 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
             if not self._serve_without_logging:
                 raise
             self._answered_unlogged(loop, e)
-            return _response(event_id, candidates, pmf, chosen_index, decided_by)
+            return _response(event_id, candidates, pmf, chosen_index, decided_by, record.holdout)
         if not appended.created:  # a retry: answer what was logged first, whatever the model now
             return response_of(records_pb2.DecisionRecord.FromString(appended.data))
-        return _response(event_id, candidates, pmf, chosen_index, decided_by)
+        return _response(event_id, candidates, pmf, chosen_index, decided_by, record.holdout)
 
     def _answered_unlogged(self, loop: str, error: StoreFullError) -> None:
         if self._on_unlogged:

@@ -25,7 +25,7 @@ def logged_event(joined: records_pb2.JoinedEvent) -> LoggedEvent:
 
     The features are the featurizer's, the probability and pmf are the logged ones, and
     `skip_learn` is set when the learner does not learn from the event (`learn_event`: a
-    deferred decision never activated, or a LOGGING_ONLY decision).
+    deferred decision never activated, a LOGGING_ONLY decision, a holdout one without holdout_learn).
     """
     d = joined.decision
     return LoggedEvent(
@@ -37,6 +37,7 @@ def logged_event(joined: records_pb2.JoinedEvent) -> LoggedEvent:
         pmf=tuple(d.pmf),
         timestamp=d.timestamp,
         skip_learn=learn_event(joined) is None,
+        holdout=d.holdout,
     )
 
 
@@ -95,9 +96,10 @@ def export(
     written. Besides the fields of `to_dsjson`, each line has Personalizer's outcome list `o`
     (`[{"v": reward, "EventId": id, "ActionTaken": activated}]`), `VWState.m`, the version of the
     model that decided, and `Seq`, the event's position in the loop's joined stream (the learner's
-    `learned_seq` and swap points count in it). An event VW's JSON cannot hold (logged before Rank
-    refused such names) is skipped, not written in part: `skip(reason)` is told, and the export goes
-    on. Memory stays constant: the stream is read a page at a time.
+    `learned_seq` and swap points count in it); a holdout decision has `_holdout` (`to_dsjson`). An
+    event VW's JSON cannot hold (logged before Rank refused such names) is skipped, not written in
+    part: `skip(reason)` is told, and the export goes on. Memory stays constant: the stream is read
+    a page at a time.
     """
     written = skipped = 0
     for seq, joined in _numbered(store, loop, since, until):

@@ -213,8 +213,9 @@ def join(
 
 
 def _apprentice_match(decision: records_pb2.DecisionRecord) -> bool | None:
-    """APPRENTICE: whether the policy's top action was the baseline's (None in other modes)."""
-    if decision.config.learning_mode != Mode.LEARNING_MODE_APPRENTICE:
+    """APPRENTICE: whether the policy's top action was the baseline's (None in other modes, and for the holdout's
+    decisions: neither the policy nor the baseline chose those)."""
+    if decision.config.learning_mode != Mode.LEARNING_MODE_APPRENTICE or decision.holdout:
         return None
     return decision.policy_top_index == decision.chosen_index
 

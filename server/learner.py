@@ -29,11 +29,14 @@ DEFAULT_KEEP_MODELS = 10
 def learn_event(joined: records_pb2.JoinedEvent) -> policies.LearnEvent | None:
     """What a policy learns from a joined event, or None when it must not learn from it.
 
-    LOGGING_ONLY decisions and deferred decisions never activated are not
-    learned from. The probability is the logged one.
+    LOGGING_ONLY decisions, deferred decisions never activated, and holdout
+    decisions (unless the config logged with them says `holdout_learn`) are
+    not learned from. The probability is the logged one.
     """
     d = joined.decision
     if d.config.learning_mode == Mode.LEARNING_MODE_LOGGING_ONLY or (d.deferred and not joined.activated):
+        return None
+    if d.holdout and not d.config.holdout_learn:
         return None
     return policies.LearnEvent(
         example=policies.Example(d.context, d.actions),
@@ -198,7 +201,7 @@ class Learner:
     def _learn(self, joined: records_pb2.JoinedEvent, event: policies.LearnEvent, careful: bool) -> None:
         d = joined.decision
         for spec, shadow in self._shadows.items():
-            self._shadow_learn(spec, shadow, d.event_id, event)
+            self._shadow_learn(spec, shadow, d, event)
         if careful:
             before = self._policy.save()
             self._policy.learn([event])
@@ -213,11 +216,16 @@ class Learner:
                 return
         else:
             self._policy.learn([event])
-        if d.policy == self._policy.spec:
+        if d.policy == self._policy.spec and not d.holdout:
             estimates.add(self._live_sums, 1.0, event.reward)
         self._last_example = event.example
 
-    def _shadow_learn(self, spec: str, shadow: _Shadow, event_id: str, event: policies.LearnEvent) -> None:
+    def _shadow_learn(
+        self, spec: str, shadow: _Shadow, decision: records_pb2.DecisionRecord, event: policies.LearnEvent
+    ) -> None:
+        """Learn the event; estimate on it unless it is a holdout decision (the estimates are of the treatment's
+        traffic, which the holdout's policy would skew)."""
+        event_id = decision.event_id
         try:
             p = shadow.policy.pmf(event.example, event_id)[event.chosen_index]
             shadow.policy.learn([event])
@@ -233,7 +241,8 @@ class Learner:
                     e,
                 )
             return
-        estimates.add(shadow.sums, p / event.probability, event.reward)
+        if not decision.holdout:
+            estimates.add(shadow.sums, p / event.probability, event.reward)
 
     def state(self) -> records_pb2.LearnerState:
         """The live policy's and the shadows' estimates as of now (without model bytes)."""

@@ -7,6 +7,7 @@ import time
 
 from nextbest.server.joiner import JoinerState
 from nextbest.server.learner import learned_position, state_estimates
+from nextbest.server.lift import LiftState
 from nextbest.server.store import Store, Stream
 from nextbest.v1 import admin_pb2, records_pb2
 
@@ -16,8 +17,9 @@ def loop_stats(
     loop: str,
     joiner: JoinerState | None = None,
     learner: records_pb2.LearnerState | None = None,
+    lift: LiftState | None = None,
 ) -> admin_pb2.LoopStats:
-    """Statistics of one loop from what the store holds, or from the live joiner's and learner's state."""
+    """Statistics of one loop from what the store holds, or from the live joiner's, learner's and lift's state."""
     if joiner is None:
         joiner = JoinerState.saved(store.log, loop)
     j = joiner
@@ -32,6 +34,8 @@ def loop_stats(
         if oldest:
             lag_seconds = max(0.0, time.time() - records_pb2.JoinedEvent.FromString(oldest[0][1]).joined_at)
     decisions = store.log.last_seq(Stream.DECISIONS, loop)
+    if lift is None:
+        lift = LiftState.saved(store.log, loop)
     return admin_pb2.LoopStats(
         loop=loop,
         decisions=decisions,
@@ -50,4 +54,5 @@ def loop_stats(
         apprentice_match_rate=j.apprentice_matches / j.apprentice_joined if j.apprentice_joined else 0.0,
         policies=state_estimates(learner),
         refused_models=learner.refused_models,
+        lift=lift.lift(),
     )

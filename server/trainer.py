@@ -24,6 +24,7 @@ from functools import partial
 from nextbest.policies import PolicySpecError
 from nextbest.server.joiner import Joiner, JoinerState
 from nextbest.server.learner import DEFAULT_KEEP_MODELS, Learner, learned_position
+from nextbest.server.lift import LiftCounter
 from nextbest.server.retention import apply_retention
 from nextbest.server.stats import loop_stats
 from nextbest.server.store import Store, StoreFullError, StoreUnavailableError, Stream, process_holder
@@ -48,12 +49,15 @@ class _LoopWork:
     loop: str
     joiner: Joiner
     learner: Learner
+    lift: LiftCounter
     retained_at: float = float("-inf")  # monotonic time of the last retention pass
 
     def checkpoint(self) -> None:
-        """Save the joiner's position and publish the learner's model (the final checkpoint of a stop)."""
+        """Save the joiner's position, publish the learner's model and save the lift (the final checkpoint of a
+        stop)."""
         self.joiner.save()
         self.learner.publish()
+        self.lift.save()
 
 
 def _run_until(steps: list[tuple[str, Callable[[], None]]], deadline: float) -> dict[str, str]:
@@ -122,7 +126,9 @@ class Trainer:
 
     def stats(self, loop: str) -> admin_pb2.LoopStats:
         """The loop's statistics with this trainer's live joiner and learner state."""
-        return loop_stats(self._store, loop, self.joiner_state(loop), self.learner_state(loop))
+        work = self._loops.get(loop)
+        lift = work.lift.state if work else None
+        return loop_stats(self._store, loop, self.joiner_state(loop), self.learner_state(loop), lift)
 
     def learner_state(self, loop: str) -> records_pb2.LearnerState | None:
         """The live learner's estimates of `loop` (None when this trainer has not started it)."""
@@ -153,11 +159,13 @@ class Trainer:
                         name,
                         Joiner(self._store.log, name, self._clock),
                         Learner(self._store, name, config, self._keep_models),
+                        LiftCounter(self._store.log, name),
                     )
                 if config.retention_days > 0 and time.monotonic() - work.retained_at >= self._retention_interval:
                     self._retain(name, config, work)  # first: when the store is full, it frees the space
                 done += work.joiner.step(config.reward_wait_seconds)
                 done += work.learner.step(config)
+                work.lift.step()  # a batch a pass: never a backlog that holds the joiner and learner back
                 if self._failing.pop(name, None) is not None:
                     log.info("loop %s: the trainer works again", name)
                 self._refused.pop(name, None)
@@ -220,10 +228,11 @@ class Trainer:
     def _retain(self, loop: str, config: types_pb2.LoopConfig, work: _LoopWork) -> None:
         work.retained_at = time.monotonic()
         work.joiner.save()  # the bounds below must be durable before anything is deleted
+        work.lift.save()
         bounds = {
             Stream.DECISIONS: work.joiner.state.decisions_closed,
             Stream.REWARDS: work.joiner.state.rewards_from,
-            Stream.JOINED: learned_position(self._store, loop),
+            Stream.JOINED: min(learned_position(self._store, loop), work.lift.saved_seq),
         }
         deleted = apply_retention(self._store.log, loop, self._clock() - config.retention_days * 86400, bounds)
         if any(deleted.values()):

@@ -346,7 +346,7 @@ def _policy_models(client: Any, args: argparse.Namespace) -> int:
 def _add_stats(commands: argparse._SubParsersAction) -> None:
     stats = commands.add_parser(
         "stats",
-        help="a loop's statistics: decisions, rewards, joins, learner lag, policy estimates",
+        help="a loop's statistics: decisions, rewards, joins, learner lag, policy estimates, holdout lift",
         description="Print a running loop's statistics (GetStats).",
     )
     stats.add_argument("loop")
@@ -378,7 +378,19 @@ def stats_lines(stats: Any) -> list[str]:
             for p in stats.policies
         ]
         lines += ["", *table(["ROLE", "VALUE", "95% CI", "EVENTS", "ESS", "SPEC"], estimates)]
+    if stats.HasField("lift"):
+        lines += ["", *lift_lines(stats.lift)]
     return lines
+
+
+def lift_lines(lift: Any) -> list[str]:
+    """Treatment against holdout: average reward per decision of each, and the lift with its interval."""
+    rows = [
+        ["treatment", f"{lift.treatment:.4f}", "", str(lift.treatment_subjects)],
+        ["holdout", f"{lift.holdout:.4f}", "", str(lift.holdout_subjects)],
+        ["lift", f"{lift.difference:+.4f}", f"[{lift.ci_low:+.4f}, {lift.ci_high:+.4f}]", ""],
+    ]
+    return table(["GROUP", "REWARD/DECISION", "95% CI (BY SUBJECT)", "SUBJECTS"], rows)
 
 
 def _stats(client: Any, args: argparse.Namespace) -> int:

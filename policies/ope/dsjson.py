@@ -36,7 +36,8 @@ when `a` names each action once. `pdrop`, the probability that the logger droppe
 folded into the probability: VW weights such an example by 1 / (1 - pdrop), which for importance
 weighting is the same as the probability `_label_probability * (1 - pdrop)`. VW does not learn
 from events with `_skipLearn`, with no `a`, or with `pdrop` 1 (it cannot weight them); those come
-with `skip_learn` set (and with `pdrop` 1, the probability as logged).
+with `skip_learn` set (and with `pdrop` 1, the probability as logged). `_holdout: true` (nextbest's
+export: the loop's holdout policy decided, not the live one; VW ignores the key) sets `holdout`.
 
 `to_dsjson` writes an event as such a line, with the features of `policies.featurize` (sanitized
 names; categorical `name=value` and tokens as the number 1) in the featurizer's order, so that VW
@@ -268,6 +269,9 @@ def _event(line: str) -> LoggedEvent:
     skip = obj.get("_skipLearn", False)
     if not isinstance(skip, bool):
         raise ValueError(f"_skipLearn must be true or false, got {skip!r}")
+    holdout = obj.get("_holdout", False)
+    if not isinstance(holdout, bool):
+        raise ValueError(f"_holdout must be true or false, got {holdout!r}")
     event_id = obj.get("EventId", "")
     if not isinstance(event_id, str):
         raise ValueError(f"EventId must be a string, got {event_id!r}")
@@ -280,6 +284,7 @@ def _event(line: str) -> LoggedEvent:
         pmf=_pmf(obj, len(actions)),
         timestamp=_timestamp(obj),
         skip_learn=skip or not obj.get("a") or pdrop == 1.0,
+        holdout=holdout,
     )
 
 
@@ -335,7 +340,7 @@ def to_dsjson(event: LoggedEvent, extra: Mapping[str, Any] | None = None) -> str
     """`event` as one DSJSON line (no newline), which `read` reads back and `vw --dsjson` learns from.
 
     Writes `_label_cost` (-reward), `_label_probability`, `_label_Action` (1-based), `_labelIndex`,
-    `_skipLearn` (when set), `EventId`, `Timestamp` (ISO 8601 UTC, when known), `a` (the chosen
+    `_skipLearn` and `_holdout` (when set), `EventId`, `Timestamp` (ISO 8601 UTC, when known), `a` (the chosen
     action then the others by decreasing probability, 1-based), `p` (their probabilities, when the
     pmf is known) and `c`: the context's namespaces and `_multi`, one object per action with its
     `_tag` (the id) and its namespaces, including the featurizer's `action` and `channel`.
@@ -354,6 +359,8 @@ def to_dsjson(event: LoggedEvent, extra: Mapping[str, Any] | None = None) -> str
     }
     if event.skip_learn:
         line["_skipLearn"] = True
+    if event.holdout:
+        line["_holdout"] = True
     line["EventId"] = event.event_id
     if event.timestamp:
         t = datetime.fromtimestamp(event.timestamp, UTC).isoformat(timespec="microseconds")

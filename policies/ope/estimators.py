@@ -224,13 +224,19 @@ class RatioSums:
         """Σ t / Σ d; nan when Σ d is not positive."""
         return self.sum_t / self.sum_d if self.sum_d > 0 else math.nan
 
-    def gaussian(self, alpha: float) -> tuple[float, float]:
-        """The (1 − alpha) normal interval with the delta-method standard error (module doc); nan without one."""
+    def standard_error(self) -> float:
+        """The delta-method standard error of the value (module doc); nan with fewer than 2 events or no value."""
         n, value = self.n, self.value()
         if n < 2 or math.isnan(value):
-            return math.nan, math.nan
+            return math.nan
         spread = self.sum_t2 - 2 * value * self.sum_td + value * value * self.sum_d2  # Σ (t − V d)²
-        se = math.sqrt(max(spread, 0.0) * n / (n - 1)) / self.sum_d
+        return math.sqrt(max(spread, 0.0) * n / (n - 1)) / self.sum_d
+
+    def gaussian(self, alpha: float) -> tuple[float, float]:
+        """The (1 − alpha) normal interval with the delta-method standard error; nan without one."""
+        value, se = self.value(), self.standard_error()
+        if math.isnan(se):
+            return math.nan, math.nan
         z = NormalDist().inv_cdf(1 - alpha / 2)
         return value - z * se, value + z * se
 

@@ -26,6 +26,7 @@ class LoggedEvent:
     pmf: tuple[float, ...] | None = None
     timestamp: float = 0.0
     skip_learn: bool = False  # e.g. a deferred decision never activated
+    holdout: bool = False  # decided by the loop's holdout policy, not the live one (DSJSON `_holdout`)
 
     @property
     def action_ids(self) -> list[str]:

@@ -22,6 +22,9 @@ document of `nextbest evaluate --json` and `EvaluateResponse.report_json`::
 
 - `logged` is the policy that chose the logged actions: its value is the
   average logged reward (every estimator reduces to it, all weights being 1).
+  Events of a loop's holdout (`LoggedEvent.holdout`) are left out of it: the
+  live policy did not choose them. Every other row uses every event (each
+  logged probability is the one sampled with, whichever policy sampled).
   `baseline` and `random` are always reported for comparison, then the
   candidates in the order given.
 - `ci` is the interval named by `interval` at level 1 − `alpha`; `ess`,
@@ -301,7 +304,8 @@ def evaluate(
     logged = np.array([e.probability for e in events])
     chosen = np.array([e.chosen_index for e in events])
     estimators = (IPS(), SNIPS(), ClippedIPS(max_weight), DM(), DR())
-    on_policy = BanditFeedback(reward, logged, logged)
+    live = _live_decided(events)
+    on_policy = BanditFeedback(reward[live], logged[live], logged[live])
     average = IPS().estimate(on_policy, interval, alpha, seed=seed)  # also checks interval and alpha, early
     features = hashed_features(events, FEATURE_DIM, jobs, tick)
     reward_hat = cross_fit(features, chosen, reward, folds=min(folds, n), seed=seed)
@@ -326,6 +330,13 @@ def evaluate(
         rows.sort(key=lambda r: _order(r.drop), reverse=True)
         importance_report = ImportanceReport(best, "dr", dr[best], tuple(rows))
     return EvaluationReport(n, interval, alpha, tuple(entries), best, importance_report)
+
+
+def _live_decided(events: Sequence[LoggedEvent]) -> np.ndarray:
+    """Which events the logged row averages: those the live policy decided, without the holdout's (every event
+    when fewer than 2 are left)."""
+    live = np.array([not e.holdout for e in events])
+    return live if live.sum() >= 2 else np.ones(len(events), dtype=bool)
 
 
 def _cell(estimate: EstimateReport) -> str:
