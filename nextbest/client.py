@@ -177,6 +177,7 @@ class Client:
         event_id: str = "",
         excluded: Iterable[str] = (),
         deferred: bool = False,
+        subject_id: str = "",
     ) -> decision_pb2.RankResponse:
         request = decision_pb2.RankRequest(
             loop=loop,
@@ -185,6 +186,7 @@ class Client:
             actions=list(actions),
             excluded_action_ids=list(excluded),
             deferred=deferred,
+            subject_id=subject_id,
         )
         return self.decisions.Rank(request, timeout=self.timeout)
 
@@ -276,6 +278,13 @@ class Client:
         """Off-policy evaluation of candidate specs on the loop's joined events (0: unbounded times)."""
         request = admin_pb2.EvaluateRequest(loop=loop, specs=list(specs), since=since, until=until)
         return self.admin.Evaluate(request, timeout=self.timeout)
+
+    def set_contact_policy(self, spec: str) -> admin_pb2.ContactPolicy:
+        """Replace the store's contact policy (JSON or TOML; empty: no rules)."""
+        return self.admin.SetContactPolicy(admin_pb2.SetContactPolicyRequest(spec=spec), timeout=self.timeout)
+
+    def get_contact_policy(self) -> admin_pb2.ContactPolicy:
+        return self.admin.GetContactPolicy(admin_pb2.GetContactPolicyRequest(), timeout=self.timeout)
 
 
 class ExportedModel(NamedTuple):

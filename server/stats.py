@@ -8,6 +8,7 @@ import time
 from nextbest.server.joiner import JoinerState
 from nextbest.server.learner import learned_position, state_estimates
 from nextbest.server.store import Store, Stream
+from nextbest.server.subjects.outcomes import OutcomesState
 from nextbest.v1 import admin_pb2, records_pb2
 
 
@@ -50,4 +51,5 @@ def loop_stats(
         apprentice_match_rate=j.apprentice_matches / j.apprentice_joined if j.apprentice_joined else 0.0,
         policies=state_estimates(learner),
         refused_models=learner.refused_models,
+        suppressed=OutcomesState.saved(store.log, loop).rule_counts(),
     )

@@ -15,6 +15,7 @@ from .base import (
     StoreFullError,
     StoreUnavailableError,
     Stream,
+    SubjectStore,
     cursor_name,
 )
 
@@ -31,6 +32,7 @@ __all__ = [
     "StoreUnavailableError",
     "StoredModel",
     "Stream",
+    "SubjectStore",
     "cursor_name",
     "is_remote",
     "open_store",

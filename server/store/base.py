@@ -14,7 +14,7 @@ import enum
 import json
 import struct
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -246,6 +246,33 @@ class ConfigStore(ABC):
         """A counter raised by every create, put and delete; cheap enough to poll."""
 
 
+class SubjectStore(ABC):
+    """Per-subject records by subject id (a customer's contact history, across every loop of the store) and the
+    store's one contact policy."""
+
+    @abstractmethod
+    def get(self, subject: str) -> bytes | None:
+        """The subject's record, or None."""
+
+    @abstractmethod
+    def update(self, changes: Mapping[str, Callable[[bytes | None], bytes | None]]) -> None:
+        """Replace each subject's record by `change(current)` (None deletes it), each atomically, all durably when
+        this returns. A change may run more than once (when another writer got there first): it must depend on
+        its argument only."""
+
+    @abstractmethod
+    def sweep(self, change: Callable[[bytes], bytes | None]) -> int:
+        """Apply `change` to every record, as `update` does; return how many records it deleted."""
+
+    @abstractmethod
+    def get_policy(self) -> bytes | None:
+        """The stored contact policy (a serialized ContactPolicy), or None."""
+
+    @abstractmethod
+    def update_policy(self, change: Callable[[bytes | None], bytes]) -> bytes:
+        """Replace the contact policy by `change(current)`, atomically and durably; return what was stored."""
+
+
 @dataclass(frozen=True)
 class Lease:
     """A lease record: who holds it until when, on the clock its acquirers pass (`Leases.acquire`'s `now`)."""
@@ -297,6 +324,7 @@ class Store:
     leases: Leases
     close: Callable[[], None]  # releases the backend's resources
     used_bytes: Callable[[], int]  # space the stored data takes now
+    subjects: SubjectStore
     # how another process opens the same store (`open_store(location, **options)`); set by `open_store`
     location: str = ""
     options: dict[str, Any] = field(default_factory=dict)

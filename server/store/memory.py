@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -23,6 +23,7 @@ from .base import (
     Store,
     StoredModel,
     Stream,
+    SubjectStore,
     cursor_prefix,
     prune_selection,
     take_lease,
@@ -54,12 +55,15 @@ class MemoryBackend:
     configs: dict[str, bytes] = field(default_factory=dict)
     generation: int = 0
     leases: dict[str, Lease] = field(default_factory=dict)
+    subjects: dict[str, bytes] = field(default_factory=dict)
+    contact_policy: bytes | None = None
 
     def used_bytes(self) -> int:
         with self.lock:
             events = sum(len(d) for s in self.streams.values() for _, d in s.entries.values())
             models = sum(len(m.data) + len(m.state) for ms in self.models.values() for m in ms.versions.values())
-            return events + models + sum(map(len, self.configs.values())) + sum(map(len, self.cursors.values()))
+            records = sum(map(len, self.configs.values())) + sum(map(len, self.cursors.values()))
+            return events + models + records + sum(map(len, self.subjects.values()))
 
 
 class _Handle:
@@ -259,6 +263,39 @@ class MemoryLeases(_Part, Leases):
                 del self._b.leases[name]
 
 
+class MemorySubjectStore(_Part, SubjectStore):
+    def get(self, subject: str) -> bytes | None:
+        with self._locked():
+            return self._b.subjects.get(subject)
+
+    def update(self, changes: Mapping[str, Callable[[bytes | None], bytes | None]]) -> None:
+        with self._locked():
+            for subject, change in changes.items():
+                self._put(subject, change(self._b.subjects.get(subject)))
+
+    def _put(self, subject: str, data: bytes | None) -> None:
+        if data is None:
+            self._b.subjects.pop(subject, None)
+        else:
+            self._b.subjects[subject] = bytes(data)
+
+    def sweep(self, change: Callable[[bytes], bytes | None]) -> int:
+        with self._locked():
+            changed = {subject: change(data) for subject, data in self._b.subjects.items()}
+            for subject, data in changed.items():
+                self._put(subject, data)
+            return sum(data is None for data in changed.values())
+
+    def get_policy(self) -> bytes | None:
+        with self._locked():
+            return self._b.contact_policy
+
+    def update_policy(self, change: Callable[[bytes | None], bytes]) -> bytes:
+        with self._locked():
+            self._b.contact_policy = bytes(change(self._b.contact_policy))
+            return self._b.contact_policy
+
+
 def open_memory(backend: MemoryBackend | None = None, *, clock: Callable[[], float] = time.time) -> Store:
     """A store over `backend` (a new, empty one when None, whose models are stamped by `clock`)."""
     b = backend if backend is not None else MemoryBackend(clock=clock)
@@ -274,4 +311,5 @@ def open_memory(backend: MemoryBackend | None = None, *, clock: Callable[[], flo
         leases=MemoryLeases(b, handle),
         close=close,
         used_bytes=b.used_bytes,
+        subjects=MemorySubjectStore(b, handle),
     )
