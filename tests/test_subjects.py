@@ -12,7 +12,7 @@ from test_crash import Server
 from nextbest.client import Client, action
 from nextbest.server.store import Stream, open_store
 from nextbest.server.subjects.history import contacts
-from nextbest.testing import FakeClock, running_server, wait_for
+from nextbest.testing import FakeClock, nats_server_binary, running_nats, running_server, wait_for
 from nextbest.v1 import admin_pb2, records_pb2
 
 DAY = 86400.0
@@ -317,3 +317,26 @@ def test_history_survives_sigkill(tmp_path):
             server.stop(signal.SIGTERM)
     with open_store(str(tmp_path / "store")) as store:
         assert [c.action_id for c in contacts(store.subjects.get("ann"), 0.0)] == ["sms-a"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(nats_server_binary() is None, reason="no nats-server binary")
+def test_replicas_on_nats_share_contacts_policy_and_outcomes(tmp_path):
+    clock = FakeClock()
+    with (
+        running_nats(tmp_path / "nats") as url,
+        running_server(url, clock=clock) as (trained, a),
+        running_server(url, clock=clock, train=False) as (_, b),
+    ):
+        a.update_loop("default", reward_wait_seconds=WAIT)
+        gap = {"name": "gap", "channels": ["sms"], "min_gap_seconds": 3600}
+        fatigue = {"name": "fatigue", "channels": ["email"], "after_ignored": 1, "pause_seconds": 30 * DAY}
+        a.set_contact_policy(policy(gap, fatigue))
+        contact(a, "ann", SMS)
+        wait_for(lambda: suppressed(b, "ann", [SMS, EMAIL]) == {"sms-a": "gap"})  # b reads the policy within 1 s
+        contact(b, "bob", SMS)
+        assert suppressed(a, "bob", [SMS]) == {"sms-a": "gap"}  # at once: the history is read from the leader
+        contact(b, "bob", EMAIL)
+        clock.advance(WAIT + 5)
+        joined(trained, "bob", 2)
+        assert suppressed(b, "bob", [EMAIL, SMS]) == {"email-a": "fatigue", "sms-a": "gap"}
