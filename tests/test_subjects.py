@@ -10,6 +10,7 @@ import pytest
 from test_crash import Server
 
 from nextbest.client import Client, action
+from nextbest.server.auth import ApiKeys
 from nextbest.server.store import Stream, open_store
 from nextbest.server.subjects.history import contacts
 from nextbest.testing import FakeClock, nats_server_binary, running_nats, running_server, wait_for
@@ -340,3 +341,13 @@ def test_replicas_on_nats_share_contacts_policy_and_outcomes(tmp_path):
         clock.advance(WAIT + 5)
         joined(trained, "bob", 2)
         assert suppressed(b, "bob", [EMAIL, SMS]) == {"email-a": "fatigue", "sms-a": "gap"}
+
+
+def test_setting_the_contact_policy_needs_the_admin_scope(tmp_path):
+    keys = ApiKeys.parse(json.dumps({"admin-key-0123456789": ["admin"], "decide-key-0123456789": ["decide"]}), "t")
+    with running_server(tmp_path / "store", api_keys=keys, train=False) as (server, _):
+        with Client(server.address, api_key="decide-key-0123456789") as decide, pytest.raises(grpc.RpcError) as e:
+            decide.set_contact_policy(policy({"name": "gap", "min_gap_seconds": 60}))
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with Client(server.address, api_key="admin-key-0123456789") as admin:
+            assert admin.set_contact_policy(policy({"name": "gap", "min_gap_seconds": 60})).version == 1
