@@ -17,7 +17,7 @@ from nextbest.server.catalog import Catalog, LoopView
 from nextbest.server.config import Limits, Mode, check_reward
 from nextbest.server.errors import InvalidArgument
 from nextbest.server.sampling import sample_index, seeded_uniform
-from nextbest.server.store import Entry, EventLog, StoreFullError, Stream
+from nextbest.server.store import Entry, EventLog, StoreFullError, Stream, SubjectChanges
 from nextbest.server.subjects.keeper import Screened, SubjectKeeper
 from nextbest.v1 import decision_pb2, decision_pb2_grpc, records_pb2, types_pb2
 
@@ -173,9 +173,10 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
             skipped_rules=screened.skipped,
         )
         decided_by = (record.model_version, policy, view.config.learning_mode)
+        contact = self._contact(record, candidates[chosen_index], view.config, now)
         try:
             entry = Entry(event_id, record_data(request, candidates, record, screened.logged_context))
-            appended = self._log.append(Stream.DECISIONS, loop, [entry])[0]
+            appended = self._log.append(Stream.DECISIONS, loop, [entry], contact)[0]
         except StoreFullError as e:
             logged = self._log.get(Stream.DECISIONS, loop, event_id)
             if logged is not None:  # a retry: the logged decision stands
@@ -186,9 +187,9 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
             return _response(event_id, candidates, pmf, chosen_index, decided_by, screened.suppressed)
         if not appended.created:  # a retry: answer what was logged first, whatever the model now
             logged = records_pb2.DecisionRecord.FromString(appended.data)
-            self._contacted(logged, logged.actions[logged.chosen_index], view.config, logged.timestamp)
+            if self._subjects is not None:  # recorded again: kept once (a crash may have come before it was)
+                self._subjects.update(self._contact(logged, logged.actions[logged.chosen_index], view.config, now))
             return response_of(logged)
-        self._contacted(record, candidates[chosen_index], view.config, now)
         return _response(event_id, candidates, pmf, chosen_index, decided_by, screened.suppressed)
 
     def _screen(
@@ -205,12 +206,13 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
             request.subject_id, rank_input.context, request.context, rank_input.candidates, config, now
         )
 
-    def _contacted(
+    def _contact(
         self, record: records_pb2.DecisionRecord, chosen: types_pb2.Action, config: types_pb2.LoopConfig, now: float
-    ) -> None:
-        """Put a logged decision's contact into its subject's history (a retry puts it again: it is kept once)."""
-        if record.subject_id and not record.deferred and self._subjects is not None:
-            self._subjects.contacted(record, chosen, config, now)
+    ) -> SubjectChanges:
+        """The subject history change that records a decision's contact, written with the decision."""
+        if not record.subject_id or record.deferred or self._subjects is None:
+            return {}
+        return self._subjects.contact(record, chosen, config, now)
 
     def _answered_unlogged(self, loop: str, error: StoreFullError) -> None:
         if self._on_unlogged:
@@ -254,7 +256,9 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         data = self._log.get(Stream.DECISIONS, loop, event_id)
         decision = records_pb2.DecisionRecord.FromString(data) if data else None
         if decision is not None and decision.subject_id and decision.deferred and self._subjects is not None:
-            self._subjects.contacted(decision, decision.actions[decision.chosen_index], config, now)
+            self._subjects.update(
+                self._subjects.contact(decision, decision.actions[decision.chosen_index], config, now)
+            )
 
     def RewardStream(
         self, request_iterator: Iterator[decision_pb2.RewardRequest], context: grpc.ServicerContext

@@ -303,3 +303,13 @@ def test_contact_policy_updates(opener: Callable[[], Store]) -> None:
         assert store.subjects.get("ann") == b"h"
         assert store.subjects.sweep(lambda d: d) == 0  # the policy is no subject
         assert store.subjects.get_policy() == b"ab"
+
+
+def test_an_append_changes_subjects_only_when_it_creates_an_entry(store: Store) -> None:
+    def add(tag: bytes) -> Callable[[bytes | None], bytes]:
+        return lambda d: (d or b"") + tag
+
+    assert store.log.append(D, "l", [Entry("a", b"1")], {"ann": add(b"1")})[0].created
+    assert not store.log.append(D, "l", [Entry("a", b"2")], {"ann": add(b"2")})[0].created
+    store.log.append(D, "l", [Entry(None, b"3")], {"ann": add(b"3"), "bob": add(b"3")})
+    assert (store.subjects.get("ann"), store.subjects.get("bob")) == (b"13", b"3")

@@ -15,6 +15,7 @@ from .base import (
     StoreFullError,
     StoreUnavailableError,
     Stream,
+    SubjectChanges,
     SubjectStore,
     cursor_name,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "StoreUnavailableError",
     "StoredModel",
     "Stream",
+    "SubjectChanges",
     "SubjectStore",
     "cursor_name",
     "is_remote",

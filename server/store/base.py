@@ -70,12 +70,22 @@ class Appended:
     data: bytes
 
 
+SubjectChanges = Mapping[str, Callable[[bytes | None], bytes | None]]
+
+
 class EventLog(ABC):
     """Streams of records per (stream, loop), each numbered 1, 2, 3... in append order."""
 
     @abstractmethod
-    def append(self, stream: Stream, loop: str, entries: Sequence[Entry]) -> list[Appended]:
-        """Append entries in order; durable when this returns. Keys are unique per (stream, loop)."""
+    def append(
+        self, stream: Stream, loop: str, entries: Sequence[Entry], subjects: SubjectChanges | None = None
+    ) -> list[Appended]:
+        """Append entries in order; durable when this returns. Keys are unique per (stream, loop).
+
+        `subjects`: subject records to change (as `SubjectStore.update` does) when an entry is created, none when
+        every entry was there already: in the same transaction on LMDB and in memory, right after the entries on
+        NATS (Rank records a contact with its decision this way).
+        """
 
     @abstractmethod
     def get(self, stream: Stream, loop: str, key: str) -> bytes | None:
@@ -255,7 +265,7 @@ class SubjectStore(ABC):
         """The subject's record, or None."""
 
     @abstractmethod
-    def update(self, changes: Mapping[str, Callable[[bytes | None], bytes | None]]) -> None:
+    def update(self, changes: SubjectChanges) -> None:
         """Replace each subject's record by `change(current)` (None deletes it), each atomically, all durably when
         this returns. A change may run more than once (when another writer got there first): it must depend on
         its argument only."""

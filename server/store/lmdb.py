@@ -48,7 +48,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import TypeVar
@@ -70,6 +70,7 @@ from .base import (
     StoredModel,
     StoreFullError,
     Stream,
+    SubjectChanges,
     SubjectStore,
     cursor_prefix,
     decode_model,
@@ -299,7 +300,9 @@ class LmdbEventLog(EventLog):
         self._env = env
         self._db = env.db
 
-    def append(self, stream: Stream, loop: str, entries: Sequence[Entry]) -> list[Appended]:
+    def append(
+        self, stream: Stream, loop: str, entries: Sequence[Entry], subjects: SubjectChanges | None = None
+    ) -> list[Appended]:
         prefix = _prefix(stream, loop)
         if not entries:
             return []
@@ -308,7 +311,19 @@ class LmdbEventLog(EventLog):
         for e in entries:
             key = None if e.key is None else _index_key(prefix, e.key, self._env.max_key_size)
             rows.append((key, _encode_entry(key, e.data, compress), e.data))
-        return self._env.write(lambda txn: self._append(txn, prefix, rows))
+        return self._env.write(lambda txn: self._append_changing(txn, prefix, rows, subjects))
+
+    def _append_changing(
+        self,
+        txn: lmdb.Transaction,
+        prefix: bytes,
+        rows: list[tuple[bytes | None, bytes, bytes]],
+        subjects: SubjectChanges | None,
+    ) -> list[Appended]:
+        appended = self._append(txn, prefix, rows)
+        if subjects and any(a.created for a in appended):
+            _change_subjects(txn, self._db["subjects"], subjects)
+        return appended
 
     def _append(
         self, txn: lmdb.Transaction, prefix: bytes, rows: list[tuple[bytes | None, bytes, bytes]]
@@ -568,6 +583,16 @@ class LmdbLeases(Leases):
         self._env.write(op, grows=False)
 
 
+def _change_subjects(txn: lmdb.Transaction, db: lmdb._Database, changes: SubjectChanges) -> None:
+    for subject, change in changes.items():
+        key = subject.encode()
+        data = change(txn.get(key, db=db))
+        if data is None:
+            txn.delete(key, db=db)
+        else:
+            txn.put(key, data, db=db)
+
+
 class LmdbSubjectStore(SubjectStore):
     """Subject records in their own database, each change read and written in one write transaction."""
 
@@ -580,20 +605,10 @@ class LmdbSubjectStore(SubjectStore):
         with self._env.read() as txn:
             return txn.get(subject.encode(), db=self._db)
 
-    def update(self, changes: Mapping[str, Callable[[bytes | None], bytes | None]]) -> None:
+    def update(self, changes: SubjectChanges) -> None:
         """All the changes in one transaction."""
-        keyed = [(subject.encode(), change) for subject, change in changes.items()]
-
-        def op(txn: lmdb.Transaction) -> None:
-            for key, change in keyed:
-                data = change(txn.get(key, db=self._db))
-                if data is None:
-                    txn.delete(key, db=self._db)
-                else:
-                    txn.put(key, data, db=self._db)
-
-        if keyed:
-            self._env.write(op)
+        if changes:
+            self._env.write(lambda txn: _change_subjects(txn, self._db, changes))
 
     def sweep(self, change: Callable[[bytes], bytes | None]) -> int:
         """Change records in transactions of up to 10,000, resuming after the last key of the previous one."""

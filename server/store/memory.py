@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -23,6 +23,7 @@ from .base import (
     Store,
     StoredModel,
     Stream,
+    SubjectChanges,
     SubjectStore,
     cursor_prefix,
     prune_selection,
@@ -89,7 +90,9 @@ class MemoryEventLog(_Part, EventLog):
     def _stream(self, stream: Stream, loop: str) -> _Stream:
         return self._b.streams.setdefault((stream, loop), _Stream())
 
-    def append(self, stream: Stream, loop: str, entries: Sequence[Entry]) -> list[Appended]:
+    def append(
+        self, stream: Stream, loop: str, entries: Sequence[Entry], subjects: SubjectChanges | None = None
+    ) -> list[Appended]:
         with self._locked():
             s = self._stream(stream, loop)
             out = []
@@ -103,6 +106,8 @@ class MemoryEventLog(_Part, EventLog):
                 if e.key is not None:
                     s.keys[e.key] = s.last
                 out.append(Appended(s.last, True, e.data))
+            if subjects and any(a.created for a in out):
+                _change_subjects(self._b, subjects)
             return out
 
     def get(self, stream: Stream, loop: str, key: str) -> bytes | None:
@@ -263,27 +268,28 @@ class MemoryLeases(_Part, Leases):
                 del self._b.leases[name]
 
 
+def _change_subjects(backend: MemoryBackend, changes: SubjectChanges) -> None:
+    for subject, change in changes.items():
+        data = change(backend.subjects.get(subject))
+        if data is None:
+            backend.subjects.pop(subject, None)
+        else:
+            backend.subjects[subject] = bytes(data)
+
+
 class MemorySubjectStore(_Part, SubjectStore):
     def get(self, subject: str) -> bytes | None:
         with self._locked():
             return self._b.subjects.get(subject)
 
-    def update(self, changes: Mapping[str, Callable[[bytes | None], bytes | None]]) -> None:
+    def update(self, changes: SubjectChanges) -> None:
         with self._locked():
-            for subject, change in changes.items():
-                self._put(subject, change(self._b.subjects.get(subject)))
-
-    def _put(self, subject: str, data: bytes | None) -> None:
-        if data is None:
-            self._b.subjects.pop(subject, None)
-        else:
-            self._b.subjects[subject] = bytes(data)
+            _change_subjects(self._b, changes)
 
     def sweep(self, change: Callable[[bytes], bytes | None]) -> int:
         with self._locked():
             changed = {subject: change(data) for subject, data in self._b.subjects.items()}
-            for subject, data in changed.items():
-                self._put(subject, data)
+            _change_subjects(self._b, {subject: lambda _, data=data: data for subject, data in changed.items()})
             return sum(data is None for data in changed.values())
 
     def get_policy(self) -> bytes | None:

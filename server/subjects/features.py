@@ -5,6 +5,9 @@ offline evaluation see exactly what the model saw.
     context  nb_subject  contacts_7d, days_since_contact (absent before the first contact)
     action   nb_history  channel_days_since=<bucket> (never, 0-1, 1-3, 3-7, 7-30, 30+), channel_contacts_7d and
                          channel_ignored_run on the action's channel; shown_7d and clicked_30d of the action itself
+
+Counts of 0 are left out: a linear model gives a feature of value 0 no weight, and every feature costs the
+model's interactions time.
 """
 
 from __future__ import annotations
@@ -26,28 +29,28 @@ def _bucket(days: float) -> str:
     return "30+"
 
 
+def _counts(**counts: float) -> dict[str, float]:
+    return {name: float(count) for name, count in counts.items() if count}
+
+
 def context_features(summary: Summary) -> Namespace:
-    numeric = {"contacts_7d": float(summary.contacts_7d)}
+    numeric = _counts(contacts_7d=summary.contacts_7d)
     if summary.last > float("-inf"):
         numeric["days_since_contact"] = (summary.now - summary.last) / DAY
     return Namespace(numeric, {}, [])
 
 
 def action_features(summary: Summary, action: types_pb2.Action) -> types_pb2.Features:
-    features = types_pb2.Features()
     own = summary.actions.get(action.id)
-    if own is not None:
-        features.numeric["shown_7d"] = own.shown_7d
-        features.numeric["clicked_30d"] = own.clicked_30d
-    if action.channel:
-        channel = summary.channels.get(action.channel)
-        if channel is None:
-            features.categorical["channel_days_since"] = "never"
-        else:
-            features.categorical["channel_days_since"] = _bucket((summary.now - channel.last) / DAY)
-            features.numeric["channel_contacts_7d"] = channel.contacts_7d
-            features.numeric["channel_ignored_run"] = channel.ignored_run
-    return features
+    numeric = _counts(shown_7d=own.shown_7d, clicked_30d=own.clicked_30d) if own is not None else {}
+    if not action.channel:
+        return types_pb2.Features(numeric=numeric)
+    channel = summary.channels.get(action.channel)
+    if channel is None:
+        return types_pb2.Features(numeric=numeric, categorical={"channel_days_since": "never"})
+    numeric |= _counts(channel_contacts_7d=channel.contacts_7d, channel_ignored_run=channel.ignored_run)
+    bucket = _bucket((summary.now - channel.last) / DAY)
+    return types_pb2.Features(numeric=numeric, categorical={"channel_days_since": bucket})
 
 
 def with_features(summary: Summary, action: types_pb2.Action) -> types_pb2.Action:

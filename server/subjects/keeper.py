@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from nextbest.policies.featurize import Namespace
 from nextbest.server.errors import FailedPrecondition
-from nextbest.server.store import SubjectStore
+from nextbest.server.store import SubjectChanges, SubjectStore
 from nextbest.server.subjects.contact import ContactPolicy, PolicyCache
 from nextbest.server.subjects.features import CONTEXT_NAMESPACE, context_features, with_features
 from nextbest.server.subjects.history import DAY, Summary, contact_of, contacts, with_contact
@@ -68,11 +68,16 @@ class SubjectKeeper:
         featured = [with_features(summary, a) for a in allowed]
         return Screened({**context, CONTEXT_NAMESPACE: own}, featured, logged, suppressed, skipped)
 
-    def contacted(
+    def contact(
         self, decision: records_pb2.DecisionRecord, chosen: types_pb2.Action, config: types_pb2.LoopConfig, now: float
-    ) -> None:
-        """Record the contact a logged decision that chose `chosen` makes `now` (none when the action has no
-        channel)."""
+    ) -> SubjectChanges:
+        """The change that records the contact a decision of a subject that chose `chosen` makes `now` (none when
+        the action has no channel)."""
         contact = contact_of(decision.loop, decision.event_id, chosen, now, expiry(self.policy.current(), config, now))
-        if contact is not None:
-            self._store.update({decision.subject_id: lambda data: with_contact(data, contact, now)})
+        if contact is None:
+            return {}
+        return {decision.subject_id: lambda data: with_contact(data, contact, now)}
+
+    def update(self, changes: SubjectChanges) -> None:
+        """Write changes on their own (a decision's contact is written with the decision)."""
+        self._store.update(changes)

@@ -118,12 +118,13 @@ async def _open_on(
         finally:
             runner.stop()
 
+    subject_store = NatsSubjectStore(conn, subjects)
     return Store(
-        NatsEventLog(conn, publisher, cursors),
+        NatsEventLog(conn, publisher, cursors, subject_store),
         NatsModelStore(conn, objects, live, mirrors[0]),
         NatsConfigStore(conn, loops, mirrors[1]),
         NatsLeases(conn, leases),
         close,
         lambda: conn.call(lambda: used_bytes(conn)),
-        NatsSubjectStore(conn, subjects),
+        subject_store,
     )

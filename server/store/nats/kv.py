@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext, api
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 
-from ..base import ConfigStore, Lease, Leases, SubjectStore, take_lease
+from ..base import ConfigStore, Lease, Leases, SubjectChanges, SubjectStore, take_lease
 from ._conn import (
     EXPECTED_SUBJECT_SEQ,
     READ_BATCH,
@@ -276,10 +276,13 @@ class NatsSubjectStore(SubjectStore):
     def get(self, subject: str) -> bytes | None:
         return self._conn.call(lambda: kv_get(self._kv, kv_key(subject)))
 
-    def update(self, changes: Mapping[str, Callable[[bytes | None], bytes | None]]) -> None:
-        """The changes concurrently, each compare-and-set on its own key."""
+    def update(self, changes: SubjectChanges) -> None:
         if changes:
-            self._conn.call(lambda: asyncio.gather(*(self._change(kv_key(s), c) for s, c in changes.items())))
+            self._conn.call(lambda: self._changing(changes))
+
+    async def _changing(self, changes: SubjectChanges) -> None:
+        """The changes concurrently, each compare-and-set on its own key."""
+        await asyncio.gather(*(self._change(kv_key(s), c) for s, c in changes.items()))
 
     async def _change(self, key: str, change: Callable[[bytes | None], bytes | None]) -> bytes | None:
         while True:
