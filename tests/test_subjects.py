@@ -2,6 +2,7 @@
 kind suppresses exactly when it should, suppressed actions are reported and never ranked, contacts count across
 loops, history survives restarts and SIGKILL, and bad input is refused naming the field."""
 
+import io
 import json
 import signal
 
@@ -11,6 +12,7 @@ from test_crash import Server
 
 from nextbest.client import Client, action
 from nextbest.server.auth import ApiKeys
+from nextbest.server.export import export
 from nextbest.server.store import Stream, open_store
 from nextbest.server.subjects.history import contacts
 from nextbest.testing import FakeClock, nats_server_binary, running_nats, running_server, wait_for
@@ -347,3 +349,17 @@ def test_setting_the_contact_policy_needs_the_admin_scope(tmp_path):
         assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
         with Client(server.address, api_key="admin-key-0123456789") as admin:
             assert admin.set_contact_policy(policy({"name": "gap", "min_gap_seconds": 60})).version == 1
+
+
+def test_the_export_holds_the_history_features_the_model_saw(served, clock):
+    server, client = served
+    contact(client, "ann", SMS, event_id="first")
+    client.rank([SMS, EMAIL], subject_id="ann", event_id="second")
+    clock.advance(WAIT + 5)
+    wait_for(lambda: client.stats().joined >= 2)
+    out = io.StringIO()
+    export(server.store, "default", out)
+    line = json.loads(next(t for t in out.getvalue().splitlines() if '"second"' in t))
+    assert line["c"]["nb_subject"] == {"contacts_7d": 1.0, "days_since_contact": 0.0}
+    sms = next(a for a in line["c"]["_multi"] if a["action"] == {"id=sms-a": 1})
+    assert sms["nb_history"]["shown_7d"] == 1.0
