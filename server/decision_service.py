@@ -188,7 +188,8 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         if not appended.created:  # a retry: answer what was logged first, whatever the model now
             logged = records_pb2.DecisionRecord.FromString(appended.data)
             if self._subjects is not None:  # recorded again: kept once (a crash may have come before it was)
-                self._subjects.update(self._contact(logged, logged.actions[logged.chosen_index], view.config, now))
+                chosen = logged.actions[logged.chosen_index]
+                self._subjects.update(self._contact(logged, chosen, view.config, logged.timestamp))
             return response_of(logged)
         return _response(event_id, candidates, pmf, chosen_index, decided_by, screened.suppressed)
 

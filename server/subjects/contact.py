@@ -30,7 +30,7 @@ from nextbest.policies.featurize import Namespace
 from nextbest.server.config import MAX_REWARD_WAIT_SECONDS
 from nextbest.server.errors import InvalidArgument
 from nextbest.server.store import SubjectStore
-from nextbest.server.subjects.history import MIN_HORIZON_SECONDS, Contact
+from nextbest.server.subjects.history import DAY, MIN_HORIZON_SECONDS, Contact
 from nextbest.v1 import admin_pb2, types_pb2
 
 MAX_RULES = 100
@@ -115,6 +115,14 @@ class ContactPolicy:
     def horizon(self) -> float:
         """How long contacts are kept: the longest rule window, at least MIN_HORIZON_SECONDS."""
         return max([MIN_HORIZON_SECONDS, *(r.window for r in self.rules)])
+
+    def expiry(self, config: types_pb2.LoopConfig, timestamp: float) -> float:
+        """When a contact made at `timestamp` in a loop of `config` leaves the history: after the horizon, or
+        after the loop's retention when shorter."""
+        keep = self.horizon
+        if config.retention_days > 0:
+            keep = min(keep, config.retention_days * DAY)
+        return timestamp + keep
 
     def screen(
         self,

@@ -29,33 +29,38 @@ def _bucket(days: float) -> str:
     return "30+"
 
 
-def _counts(**counts: float) -> dict[str, float]:
-    return {name: float(count) for name, count in counts.items() if count}
-
-
 def context_features(summary: Summary) -> Namespace:
-    numeric = _counts(contacts_7d=summary.contacts_7d)
+    numeric = {"contacts_7d": float(summary.contacts_7d)} if summary.contacts_7d else {}
     if summary.last > float("-inf"):
         numeric["days_since_contact"] = (summary.now - summary.last) / DAY
     return Namespace(numeric, {}, [])
 
 
-def action_features(summary: Summary, action: types_pb2.Action) -> types_pb2.Features:
+def _add_action_features(summary: Summary, action: types_pb2.Action, features: types_pb2.Features) -> None:
+    """Write the history features of `action` into `features` (its `nb_history` namespace)."""
+    numeric = features.numeric
     own = summary.actions.get(action.id)
-    numeric = _counts(shown_7d=own.shown_7d, clicked_30d=own.clicked_30d) if own is not None else {}
+    if own is not None:
+        if own.shown_7d:
+            numeric["shown_7d"] = own.shown_7d
+        if own.clicked_30d:
+            numeric["clicked_30d"] = own.clicked_30d
     if not action.channel:
-        return types_pb2.Features(numeric=numeric)
+        return
     channel = summary.channels.get(action.channel)
     if channel is None:
-        return types_pb2.Features(numeric=numeric, categorical={"channel_days_since": "never"})
-    numeric |= _counts(channel_contacts_7d=channel.contacts_7d, channel_ignored_run=channel.ignored_run)
-    bucket = _bucket((summary.now - channel.last) / DAY)
-    return types_pb2.Features(numeric=numeric, categorical={"channel_days_since": bucket})
+        features.categorical["channel_days_since"] = "never"
+        return
+    features.categorical["channel_days_since"] = _bucket((summary.now - channel.last) / DAY)
+    if channel.contacts_7d:
+        numeric["channel_contacts_7d"] = channel.contacts_7d
+    if channel.ignored_run:
+        numeric["channel_ignored_run"] = channel.ignored_run
 
 
 def with_features(summary: Summary, action: types_pb2.Action) -> types_pb2.Action:
     """A copy of `action` with its history features."""
     out = types_pb2.Action()
     out.CopyFrom(action)
-    out.features[ACTION_NAMESPACE].CopyFrom(action_features(summary, action))
+    _add_action_features(summary, action, out.features[ACTION_NAMESPACE])
     return out

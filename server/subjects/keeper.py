@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from nextbest.policies.featurize import Namespace
 from nextbest.server.errors import FailedPrecondition
 from nextbest.server.store import SubjectChanges, SubjectStore
-from nextbest.server.subjects.contact import ContactPolicy, PolicyCache
+from nextbest.server.subjects.contact import PolicyCache
 from nextbest.server.subjects.features import CONTEXT_NAMESPACE, context_features, with_features
-from nextbest.server.subjects.history import DAY, Summary, contact_of, contacts, with_contact
+from nextbest.server.subjects.history import Summary, contact_of, contacts, with_contact
 from nextbest.v1 import records_pb2, types_pb2
 
 
@@ -26,19 +26,13 @@ class Screened:
     skipped: list[str] = field(default_factory=list)
 
 
-def expiry(policy: ContactPolicy, config: types_pb2.LoopConfig, timestamp: float) -> float:
-    """When a contact made at `timestamp` leaves the history: after the policy's horizon, or the loop's retention
-    when shorter."""
-    keep = policy.horizon
-    if config.retention_days > 0:
-        keep = min(keep, config.retention_days * DAY)
-    return timestamp + keep
-
-
 class SubjectKeeper:
+    """Reads a subject's history to screen its candidates and featurize them; makes the change that records a
+    contact."""
+
     def __init__(self, store: SubjectStore, policy: PolicyCache) -> None:
         self._store = store
-        self.policy = policy
+        self._policy = policy
 
     def screen(
         self,
@@ -52,7 +46,7 @@ class SubjectKeeper:
         """Remove the candidates the contact policy forbids and add the history features (unless the loop turned
         them off); FailedPrecondition naming the rules when no candidate is left."""
         history = contacts(self._store.get(subject), now)
-        allowed, suppressed, skipped = self.policy.current().screen(history, candidates, context, now)
+        allowed, suppressed, skipped = self._policy.current().screen(history, candidates, context, now)
         if not allowed:
             rules = sorted({s.rule for s in suppressed})
             raise FailedPrecondition(
@@ -73,7 +67,7 @@ class SubjectKeeper:
     ) -> SubjectChanges:
         """The change that records the contact a decision of a subject that chose `chosen` makes `now` (none when
         the action has no channel)."""
-        contact = contact_of(decision.loop, decision.event_id, chosen, now, expiry(self.policy.current(), config, now))
+        contact = contact_of(decision.loop, decision.event_id, chosen, now, self._policy.current().expiry(config, now))
         if contact is None:
             return {}
         return {decision.subject_id: lambda data: with_contact(data, contact, now)}

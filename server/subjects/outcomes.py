@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from nextbest.server.store import EventLog, Store, Stream, cursor_name
 from nextbest.server.subjects.contact import PolicyCache
 from nextbest.server.subjects.history import contact_of, with_outcome
-from nextbest.server.subjects.keeper import expiry
 from nextbest.v1 import admin_pb2, records_pb2
 
 _BATCH = 1000
@@ -67,10 +66,11 @@ class SubjectOutcomes:
             self.state.count(d)
             if not d.subject_id or (d.deferred and not joined.activated):
                 continue
-            contact = contact_of(d.loop, d.event_id, d.actions[d.chosen_index], d.timestamp, 0.0)
+            contact = contact_of(
+                d.loop, d.event_id, d.actions[d.chosen_index], d.timestamp, policy.expiry(d.config, d.timestamp)
+            )
             if contact is None:
                 continue
-            contact.expires = expiry(policy, d.config, d.timestamp)
             changes.setdefault(d.subject_id, []).append(
                 lambda current, c=contact, j=joined: with_outcome(current, c, j, now)
             )
