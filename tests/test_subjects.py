@@ -13,7 +13,7 @@ from test_crash import Server
 from nextbest.client import Client, action
 from nextbest.server.auth import ApiKeys
 from nextbest.server.export import export
-from nextbest.server.store import Stream, open_store
+from nextbest.server.store import Entry, Stream, open_store
 from nextbest.server.subjects.history import contacts
 from nextbest.testing import FakeClock, nats_server_binary, running_nats, running_server, wait_for
 from nextbest.v1 import admin_pb2, records_pb2
@@ -363,3 +363,32 @@ def test_the_export_holds_the_history_features_the_model_saw(served, clock):
     assert line["c"]["nb_subject"] == {"contacts_7d": 1.0, "days_since_contact": 0.0}
     sms = next(a for a in line["c"]["_multi"] if a["action"] == {"id=sms-a": 1})
     assert sms["nb_history"]["shown_7d"] == 1.0
+
+
+def test_contacts_expire_after_the_horizon_or_the_loops_retention(tmp_path, clock):
+    with running_server(tmp_path / "store", clock=clock, retention_interval_seconds=0.05) as (server, client):
+        client.create_loop("brief", retention_days=1)
+        client.set_contact_policy(policy({"name": "gap", "min_gap_seconds": 2 * DAY}))
+        contact(client, "ann", SMS)
+        contact(client, "bob", SMS, loop="brief")
+        clock.advance(DAY)
+        assert suppressed(client, "ann", [EMAIL]) == {"email-a": "gap"}
+        assert suppressed(client, "bob", [EMAIL]) == {}  # its loop keeps nothing longer than a day
+        clock.advance(90 * DAY)
+        wait_for(lambda: server.store.subjects.get("ann") is None and server.store.subjects.get("bob") is None)
+
+
+def test_a_contact_missing_from_the_history_is_recorded_when_its_decision_is_joined(served, clock):
+    """As after a crash between logging a decision and recording its contact (possible on NATS)."""
+    server, client = served
+    config = client.get_loop("default")
+    decision = records_pb2.DecisionRecord(
+        loop="default", event_id="lost", actions=[SMS], pmf=[1.0], config=config, timestamp=clock(), subject_id="ann"
+    )
+    server.store.log.append(Stream.DECISIONS, "default", [Entry("lost", decision.SerializeToString())])
+    client.reward("lost", 1.0)
+    clock.advance(WAIT + 5)
+    joined(server, "ann", 1)
+    (recorded,) = contacts(server.store.subjects.get("ann"), clock())
+    assert (recorded.event_id, recorded.action_id, recorded.channel, recorded.clicked) == ("lost", "sms-a", "sms", True)
+    assert recorded.timestamp == decision.timestamp
