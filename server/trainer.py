@@ -169,7 +169,7 @@ class Trainer:
                 if config.retention_days > 0 and time.monotonic() - work.retained_at >= self._retention_interval:
                     self._retain(name, config, work)  # first: when the store is full, it frees the space
                 done += work.joiner.step(config.reward_wait_seconds)
-                done += work.outcomes.step()
+                work.outcomes.step()  # at most a batch a pass, at the joiner's pace
                 done += work.learner.step(config)
                 if self._failing.pop(name, None) is not None:
                     log.info("loop %s: the trainer works again", name)
