@@ -234,15 +234,25 @@ BAD_SPECS = [
     ({"rules": [{"min_gap_seconds": 5}]}, "rules[0].name"),
     ({"rules": [{"name": "a", "channels": "sms", "min_gap_seconds": 5}]}, "rules[0] ('a').channels"),
     ({"rulez": []}, "spec: must be an object"),
+    ({"rules": [{"name": "x" * 257, "min_gap_seconds": 5}]}, "rules[0] ('" + "x" * 257 + "').name: at most 256"),
 ]
 
 
-@pytest.mark.parametrize(("spec", "message"), BAD_SPECS, ids=[m for _, m in BAD_SPECS])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        *((json.dumps(spec), message) for spec, message in BAD_SPECS),
+        ("[" * 100_000, "spec: longer than 65536 characters"),
+        ("[" * 5000 + "]" * 5000, "spec: neither JSON"),
+        ("rules = 1", "spec.rules: must be a list"),
+    ],
+    ids=[m[:40] for _, m in BAD_SPECS] + ["long", "deep", "toml"],
+)
 def test_an_invalid_contact_policy_is_refused_naming_the_rule_and_field(served, spec, message):
     server, client = served
     kept = client.set_contact_policy(policy({"name": "gap", "min_gap_seconds": 60}))
     with pytest.raises(grpc.RpcError) as e:
-        client.set_contact_policy(json.dumps(spec))
+        client.set_contact_policy(spec)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in e.value.details()
     assert client.get_contact_policy() == kept

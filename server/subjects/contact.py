@@ -34,6 +34,8 @@ from nextbest.server.subjects.history import DAY, MIN_HORIZON_SECONDS, Contact
 from nextbest.v1 import admin_pb2, types_pb2
 
 MAX_RULES = 100
+MAX_SPEC_CHARACTERS = 1 << 16
+MAX_NAME_CHARACTERS = 256
 _REFRESH_SECONDS = 1.0  # how soon a process sees a policy another process stored
 _COMMON = {"name", "channels", "actions"}
 _KINDS: dict[str, frozenset[str]] = {
@@ -233,6 +235,8 @@ def _rule(i: int, raw: Any, seen: set[str]) -> Rule:
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidArgument(f"{where}.name: every rule needs a name")
+    if len(name) > MAX_NAME_CHARACTERS or "\x00" in name:
+        raise InvalidArgument(f"{where}.name: at most {MAX_NAME_CHARACTERS} characters, no NUL")
     if name in seen:
         raise InvalidArgument(f"{where}.name: duplicate rule name {name!r}")
     unknown = sorted(set(raw) - _COMMON - _KIND_FIELDS)
@@ -263,12 +267,14 @@ def _replace(rule: Rule, **changes: Any) -> Rule:
 
 
 def _document(spec: str) -> Any:
+    if len(spec) > MAX_SPEC_CHARACTERS:
+        raise InvalidArgument(f"spec: longer than {MAX_SPEC_CHARACTERS} characters")
     try:
         return json.loads(spec)
-    except json.JSONDecodeError as json_error:
+    except (json.JSONDecodeError, RecursionError) as json_error:
         try:
             return tomllib.loads(spec)
-        except tomllib.TOMLDecodeError:
+        except (tomllib.TOMLDecodeError, RecursionError):
             raise InvalidArgument(f"spec: neither JSON ({json_error}) nor TOML") from None
 
 
