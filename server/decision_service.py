@@ -247,19 +247,22 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         )
         entry = Entry(f"a\x00{request.event_id}", record.SerializeToString())
         appended = self._log.append(Stream.REWARDS, loop, [entry])[0]
-        if appended.created and self._subjects is not None:
+        if appended.created:
             self._activated(view.config, loop, request.event_id, record.timestamp)
         return decision_pb2.ActivateResponse(duplicate=not appended.created)
 
     def _activated(self, config: types_pb2.LoopConfig, loop: str, event_id: str, now: float) -> None:
         """An activated decision of a subject is a contact from now on (one logged after its activation is
         recorded when it is joined)."""
+        if self._subjects is None:
+            return
         data = self._log.get(Stream.DECISIONS, loop, event_id)
-        decision = records_pb2.DecisionRecord.FromString(data) if data else None
-        if decision is not None and decision.subject_id and decision.deferred and self._subjects is not None:
-            self._subjects.update(
-                self._subjects.contact(decision, decision.actions[decision.chosen_index], config, now)
-            )
+        if data is None:
+            return
+        decision = records_pb2.DecisionRecord.FromString(data)
+        if decision.subject_id and decision.deferred:
+            chosen = decision.actions[decision.chosen_index]
+            self._subjects.update(self._subjects.contact(decision, chosen, config, now))
 
     def RewardStream(
         self, request_iterator: Iterator[decision_pb2.RewardRequest], context: grpc.ServicerContext
