@@ -11,6 +11,7 @@ import pytest
 from test_crash import Server
 
 from nextbest.client import Client, action
+from nextbest.commands.admin import stats_lines
 from nextbest.server.auth import ApiKeys
 from nextbest.server.export import export
 from nextbest.server.store import Entry, Stream, open_store
@@ -130,6 +131,7 @@ def test_quiet_hours_follow_the_subjects_utc_offset_and_are_skipped_without_it(s
     clock.advance(WAIT + 5)
     stats = wait_for(lambda: (s := client.stats("default")).suppressed and s.suppressed[0].skipped and s)
     assert [(r.rule, r.suppressed, r.skipped) for r in stats.suppressed] == [("night", 3, 1)]
+    assert stats_lines(stats)[-2:] == ["CONTACT RULE  SUPPRESSED  SKIPPED", "night         3           1"]
 
 
 def test_fatigue_pauses_a_channel_after_ignored_contacts(served, clock):

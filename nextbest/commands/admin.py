@@ -380,6 +380,9 @@ def stats_lines(stats: Any) -> list[str]:
             for p in stats.policies
         ]
         lines += ["", *table(["ROLE", "VALUE", "95% CI", "EVENTS", "ESS", "SPEC"], estimates)]
+    if stats.suppressed:
+        rules = [[r.rule, str(r.suppressed), str(r.skipped)] for r in stats.suppressed]
+        lines += ["", *table(["CONTACT RULE", "SUPPRESSED", "SKIPPED"], rules)]
     return lines
 
 
