@@ -279,6 +279,13 @@ class Client:
         request = admin_pb2.EvaluateRequest(loop=loop, specs=list(specs), since=since, until=until)
         return self.admin.Evaluate(request, timeout=self.timeout)
 
+    def set_contact_policy(self, spec: str) -> admin_pb2.ContactPolicy:
+        """Replace the store's contact policy (JSON or TOML; empty: no rules)."""
+        return self.admin.SetContactPolicy(admin_pb2.SetContactPolicyRequest(spec=spec), timeout=self.timeout)
+
+    def get_contact_policy(self) -> admin_pb2.ContactPolicy:
+        return self.admin.GetContactPolicy(admin_pb2.GetContactPolicyRequest(), timeout=self.timeout)
+
 
 class ExportedModel(NamedTuple):
     """A model's bytes with the policy spec that reads them."""

@@ -27,6 +27,7 @@ from nextbest.server.evaluation import EvaluationLimits, evaluate_in_child
 from nextbest.server.restrictions import Restrictions
 from nextbest.server.stats import loop_stats
 from nextbest.server.store import PublishConflictError, Store, StoredModel
+from nextbest.server.subjects.contact import PolicyCache
 from nextbest.server.trainer import Trainer
 from nextbest.v1 import admin_pb2, admin_pb2_grpc, types_pb2
 
@@ -110,8 +111,10 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         trainer: Trainer | None = None,
         evaluation: EvaluationLimits | None = None,
         restrictions: Restrictions | None = None,
+        contact_policy: PolicyCache | None = None,
     ) -> None:
         self._store = store
+        self._contact_policy = contact_policy or PolicyCache(store.subjects)
         self._catalog = catalog
         self._limits = limits
         self._trainer = trainer
@@ -280,6 +283,16 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         finally:
             self._evaluating.release()
         return evaluate_response(report)
+
+    def SetContactPolicy(
+        self, request: admin_pb2.SetContactPolicyRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ContactPolicy:
+        return self._contact_policy.set(request.spec)
+
+    def GetContactPolicy(
+        self, request: admin_pb2.GetContactPolicyRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ContactPolicy:
+        return self._contact_policy.load(self._store.subjects.get_policy())
 
     def _publish(self, config: types_pb2.LoopConfig, spec: str, data: bytes) -> admin_pb2.ModelInfo:
         """Make `spec` the loop's policy and publish `data` as its newest model, carrying the learner's

@@ -28,6 +28,8 @@ from nextbest.server.loopfile import Change
 from nextbest.server.metrics import Metrics
 from nextbest.server.restrictions import Restrictions
 from nextbest.server.store import Store, is_remote
+from nextbest.server.subjects.contact import PolicyCache
+from nextbest.server.subjects.keeper import SubjectKeeper
 from nextbest.server.tls import ServerTls, TlsError
 from nextbest.server.trainer import Trainer
 from nextbest.v1 import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc
@@ -152,7 +154,10 @@ class NextbestServer:
         self.catalog.start()
         if self.trainer:
             self.trainer.start()
-        admin = AdminService(self.store, self.catalog, self.limits, self.trainer, self._evaluation, self._restrictions)
+        contact_policy = PolicyCache(self.store.subjects)
+        admin = AdminService(
+            self.store, self.catalog, self.limits, self.trainer, self._evaluation, self._restrictions, contact_policy
+        )
         interceptors: list[grpc.ServerInterceptor] = [ErrorInterceptor()]
         if self._api_keys is not None:
             interceptors.insert(0, AuthInterceptor(self._api_keys))
@@ -175,6 +180,7 @@ class NextbestServer:
             self._clock,
             serve_without_logging=self._serve_without_logging,
             on_unlogged=self.metrics.rpc.unlogged_decision if self.metrics else None,
+            subjects=SubjectKeeper(self.store.subjects, contact_policy),
         )
         decision_pb2_grpc.add_DecisionServiceServicer_to_server(decisions, server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)

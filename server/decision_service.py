@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import grpc
 import numpy as np
@@ -17,7 +17,8 @@ from nextbest.server.catalog import Catalog, LiveModel, LoopView
 from nextbest.server.config import Limits, Mode, check_reward
 from nextbest.server.errors import FailedPrecondition, InvalidArgument
 from nextbest.server.sampling import in_holdout, sample_index, seeded_uniform
-from nextbest.server.store import Entry, EventLog, StoreFullError, Stream
+from nextbest.server.store import Entry, EventLog, StoreFullError, Stream, SubjectChanges
+from nextbest.server.subjects.keeper import Screened, SubjectKeeper
 from nextbest.v1 import decision_pb2, decision_pb2_grpc, records_pb2, types_pb2
 
 logger = logging.getLogger("nextbest")
@@ -34,6 +35,7 @@ def _response(
     chosen_index: int,
     decided_by: tuple[str, str, int],
     holdout: bool = False,
+    suppressed: Sequence[types_pb2.SuppressedAction] = (),
 ) -> decision_pb2.RankResponse:
     """The RankResponse of a decision; `decided_by` is (model version, policy, learning mode)."""
     model_version, policy, mode = decided_by
@@ -44,6 +46,7 @@ def _response(
         policy=policy,
         learning_mode=mode,
         holdout=holdout,
+        suppressed=suppressed,
     )
     add = response.ranking.add
     for i in sorted(range(len(pmf)), key=pmf.__getitem__, reverse=True):  # stable: ties keep the actions' order
@@ -54,26 +57,41 @@ def _response(
 def response_of(record: records_pb2.DecisionRecord) -> decision_pb2.RankResponse:
     """The RankResponse for a logged decision (the same on every retry)."""
     decided_by = (record.model_version, record.policy, record.config.learning_mode)
-    return _response(record.event_id, record.actions, list(record.pmf), record.chosen_index, decided_by, record.holdout)
+    return _response(
+        record.event_id,
+        record.actions,
+        list(record.pmf),
+        record.chosen_index,
+        decided_by,
+        record.holdout,
+        record.suppressed,
+    )
 
 
 def record_data(
-    request: decision_pb2.RankRequest, candidates: Sequence[types_pb2.Action], record: records_pb2.DecisionRecord
+    request: decision_pb2.RankRequest,
+    candidates: Sequence[types_pb2.Action],
+    record: records_pb2.DecisionRecord,
+    context: Mapping[str, types_pb2.Features] | None = None,
 ) -> bytes:
-    """The serialized DecisionRecord: `record` with the request's context and the candidates.
+    """The serialized DecisionRecord: `record` with the context (the request's unless given) and the candidates.
 
-    Context and actions are fields 3 and 4 of both messages, so when every action is a candidate and the
-    request sets no field that means something else in a record (5 and 6; unknown fields are dropped from
-    the request), the request's own bytes carry them: the record's loop and event id, serialized after
-    them, win. Otherwise they are copied into `record`.
+    Context and actions are fields 3 and 4 of both messages (and the subject id 14), so when the request's
+    context and every action are what is logged and the request sets no field that means something else in a
+    record (5 and 6; unknown fields are dropped from the request), the request's own bytes carry them: the
+    record's loop and event id, serialized after them, win. Otherwise they are copied into `record`.
     """
-    if not request.excluded_action_ids and not request.deferred:
+    if (
+        context is None
+        and not request.excluded_action_ids
+        and not request.deferred
+        and len(candidates) == len(request.actions)
+    ):
         request.DiscardUnknownFields()
         return request.SerializeToString() + record.SerializeToString()
-    for name, features in request.context.items():
+    for name, features in (request.context if context is None else context).items():
         record.context[name].CopyFrom(features)
     record.actions.extend(candidates)
-    record.subject_id = request.subject_id
     return record.SerializeToString()
 
 
@@ -135,8 +153,10 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         *,
         serve_without_logging: bool = False,
         on_unlogged: Callable[[str], None] | None = None,
+        subjects: SubjectKeeper | None = None,
     ) -> None:
         self._log = log
+        self._subjects = subjects
         self._catalog = catalog
         self._limits = limits
         self._clock = clock
@@ -151,8 +171,10 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         loop = validation.loop_name(request.loop)
         view = self._catalog.get(loop)
         event_id = request.event_id or uuid.uuid4().hex
-        candidates = rank_input.candidates
-        example = policies.Example(rank_input.context, candidates)
+        now = self._clock()
+        screened = self._screen(request, rank_input, view.config, now)
+        candidates = screened.candidates
+        example = policies.Example(screened.context, candidates)
         holdout = _holdout_model(view, loop, request.subject_id)
         validation.decision_work(example, (holdout or view.model).policy, view.config, self._limits)
         if holdout is None:
@@ -168,16 +190,20 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
             model_version=str(view.model.version),
             policy=policy,
             config=view.config,
-            timestamp=self._clock(),
+            timestamp=now,
             deferred=request.deferred,
             excluded_action_ids=request.excluded_action_ids,
             policy_top_index=top_index,
             holdout=holdout is not None,
+            subject_id=request.subject_id,
+            suppressed=screened.suppressed,
+            skipped_rules=screened.skipped,
         )
         decided_by = (record.model_version, policy, view.config.learning_mode)
+        contact = self._contact(record, candidates[chosen_index], view.config, now)
         try:
-            entry = Entry(event_id, record_data(request, candidates, record))
-            appended = self._log.append(Stream.DECISIONS, loop, [entry])[0]
+            entry = Entry(event_id, record_data(request, candidates, record, screened.logged_context))
+            appended = self._log.append(Stream.DECISIONS, loop, [entry], contact)[0]
         except StoreFullError as e:
             logged = self._log.get(Stream.DECISIONS, loop, event_id)
             if logged is not None:  # a retry: the logged decision stands
@@ -185,10 +211,36 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
             if not self._serve_without_logging:
                 raise
             self._answered_unlogged(loop, e)
-            return _response(event_id, candidates, pmf, chosen_index, decided_by, record.holdout)
+            return _response(event_id, candidates, pmf, chosen_index, decided_by, record.holdout, screened.suppressed)
         if not appended.created:  # a retry: answer what was logged first, whatever the model now
-            return response_of(records_pb2.DecisionRecord.FromString(appended.data))
-        return _response(event_id, candidates, pmf, chosen_index, decided_by, record.holdout)
+            logged = records_pb2.DecisionRecord.FromString(appended.data)
+            if self._subjects is not None:  # recorded again: kept once (a crash may have come before it was)
+                chosen = logged.actions[logged.chosen_index]
+                self._subjects.update(self._contact(logged, chosen, view.config, logged.timestamp))
+            return response_of(logged)
+        return _response(event_id, candidates, pmf, chosen_index, decided_by, record.holdout, screened.suppressed)
+
+    def _screen(
+        self,
+        request: decision_pb2.RankRequest,
+        rank_input: validation.RankInput,
+        config: types_pb2.LoopConfig,
+        now: float,
+    ) -> Screened:
+        """The decision's input after its subject's contact policy and history features (when it has a subject)."""
+        if not request.subject_id or self._subjects is None:
+            return Screened(rank_input.context, rank_input.candidates)
+        return self._subjects.screen(
+            request.subject_id, rank_input.context, request.context, rank_input.candidates, config, now
+        )
+
+    def _contact(
+        self, record: records_pb2.DecisionRecord, chosen: types_pb2.Action, config: types_pb2.LoopConfig, now: float
+    ) -> SubjectChanges:
+        """The subject history change that records a decision's contact, written with the decision."""
+        if not record.subject_id or record.deferred or self._subjects is None:
+            return {}
+        return self._subjects.contact(record, chosen, config, now)
 
     def _answered_unlogged(self, loop: str, error: StoreFullError) -> None:
         if self._on_unlogged:
@@ -213,7 +265,7 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
     ) -> decision_pb2.ActivateResponse:
         validation.activate_request(request, self._limits)
         loop = validation.loop_name(request.loop)
-        self._catalog.get(loop)
+        view = self._catalog.get(loop)
         record = records_pb2.RewardRecord(
             loop=loop,
             event_id=request.event_id,
@@ -222,7 +274,22 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         )
         entry = Entry(f"a\x00{request.event_id}", record.SerializeToString())
         appended = self._log.append(Stream.REWARDS, loop, [entry])[0]
+        if appended.created:
+            self._activated(view.config, loop, request.event_id, record.timestamp)
         return decision_pb2.ActivateResponse(duplicate=not appended.created)
+
+    def _activated(self, config: types_pb2.LoopConfig, loop: str, event_id: str, now: float) -> None:
+        """An activated decision of a subject is a contact from now on (one logged after its activation is
+        recorded when it is joined)."""
+        if self._subjects is None:
+            return
+        data = self._log.get(Stream.DECISIONS, loop, event_id)
+        if data is None:
+            return
+        decision = records_pb2.DecisionRecord.FromString(data)
+        if decision.subject_id and decision.deferred:
+            chosen = decision.actions[decision.chosen_index]
+            self._subjects.update(self._subjects.contact(decision, chosen, config, now))
 
     def RewardStream(
         self, request_iterator: Iterator[decision_pb2.RewardRequest], context: grpc.ServicerContext

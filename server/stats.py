@@ -9,6 +9,7 @@ from nextbest.server.joiner import JoinerState
 from nextbest.server.learner import learned_position, state_estimates
 from nextbest.server.lift import LiftState
 from nextbest.server.store import Store, Stream
+from nextbest.server.subjects.outcomes import OutcomesState
 from nextbest.v1 import admin_pb2, records_pb2
 
 
@@ -55,4 +56,5 @@ def loop_stats(
         policies=state_estimates(learner),
         refused_models=learner.refused_models,
         lift=lift.lift(),
+        suppressed=OutcomesState.saved(store.log, loop).rule_counts(),
     )

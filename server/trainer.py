@@ -28,6 +28,9 @@ from nextbest.server.lift import LiftCounter
 from nextbest.server.retention import apply_retention
 from nextbest.server.stats import loop_stats
 from nextbest.server.store import Store, StoreFullError, StoreUnavailableError, Stream, process_holder
+from nextbest.server.subjects.contact import PolicyCache
+from nextbest.server.subjects.history import trimmed
+from nextbest.server.subjects.outcomes import SubjectOutcomes
 from nextbest.v1 import admin_pb2, records_pb2, types_pb2
 
 log = logging.getLogger("nextbest")
@@ -50,6 +53,7 @@ class _LoopWork:
     joiner: Joiner
     learner: Learner
     lift: LiftCounter
+    outcomes: SubjectOutcomes
     retained_at: float = float("-inf")  # monotonic time of the last retention pass
 
     def checkpoint(self) -> None:
@@ -123,6 +127,8 @@ class Trainer:
         self._warned_full = float("-inf")
         self._failing: dict[str, _Failing] = {}
         self._refused: dict[str, str] = {}  # loop -> why this trainer refuses its spec, logged once
+        self._contact_policy = PolicyCache(store.subjects)
+        self._swept_at = float("-inf")  # monotonic time of the last sweep of expired contacts
 
     def stats(self, loop: str) -> admin_pb2.LoopStats:
         """The loop's statistics with this trainer's live joiner and learner state."""
@@ -149,6 +155,8 @@ class Trainer:
         for name in set(self._renewed_at) - set(configs):
             self._release(name)
         done = 0
+        if time.monotonic() - self._swept_at >= self._retention_interval:
+            self._sweep()
         for name, config in configs.items():
             try:
                 if not self._holds(name):
@@ -160,10 +168,12 @@ class Trainer:
                         Joiner(self._store.log, name, self._clock),
                         Learner(self._store, name, config, self._keep_models),
                         LiftCounter(self._store.log, name),
+                        SubjectOutcomes(self._store, name, self._contact_policy, self._clock),
                     )
                 if config.retention_days > 0 and time.monotonic() - work.retained_at >= self._retention_interval:
                     self._retain(name, config, work)  # first: when the store is full, it frees the space
                 done += work.joiner.step(config.reward_wait_seconds)
+                work.outcomes.step()  # at most a batch a pass, at the joiner's pace
                 done += work.learner.step(config)
                 work.lift.step()  # a batch a pass: never a backlog that holds the joiner and learner back
                 if self._failing.pop(name, None) is not None:
@@ -225,6 +235,18 @@ class Trainer:
         except Exception:
             log.exception("loop %s: cannot release the trainer lease", loop)
 
+    def _sweep(self) -> None:
+        """Drop expired contacts from every subject history (a subject not contacted again is never rewritten)."""
+        self._swept_at = time.monotonic()
+        now = self._clock()
+        try:
+            deleted = self._store.subjects.sweep(lambda data: trimmed(data, now))
+        except StoreUnavailableError as e:
+            log.warning("subject histories: store unavailable; sweeping again later: %s", e)
+            return
+        if deleted:
+            log.info("subject histories: %d expired", deleted)
+
     def _retain(self, loop: str, config: types_pb2.LoopConfig, work: _LoopWork) -> None:
         work.retained_at = time.monotonic()
         work.joiner.save()  # the bounds below must be durable before anything is deleted
@@ -232,7 +254,7 @@ class Trainer:
         bounds = {
             Stream.DECISIONS: work.joiner.state.decisions_closed,
             Stream.REWARDS: work.joiner.state.rewards_from,
-            Stream.JOINED: min(learned_position(self._store, loop), work.lift.saved_seq),
+            Stream.JOINED: min(learned_position(self._store, loop), work.lift.saved_seq, work.outcomes.state.seq),
         }
         deleted = apply_retention(self._store.log, loop, self._clock() - config.retention_days * 86400, bounds)
         if any(deleted.values()):

@@ -15,10 +15,12 @@ from nextbest.policies.featurize import (
     FeaturesLike,
     Namespace,
     plain,
+    sanitize,
     unwritable,
 )
 from nextbest.server.config import DEFAULT_LOOP, Limits
 from nextbest.server.errors import InvalidArgument, ResourceExhausted
+from nextbest.server.subjects.features import RESERVED as HISTORY_NAMESPACES
 from nextbest.v1 import decision_pb2, types_pb2
 
 _FLOAT32_MAX = 3.4028234663852886e38
@@ -124,6 +126,7 @@ def _action(action: types_pb2.Action, i: int, limits: Limits) -> None:
     _string(action.channel, f"actions[{i}].channel", limits, required=False)
     _features(action.features, f"actions[{i}].features", limits)
     _exportable(action.features, f"actions[{i}].features", RESERVED_NAMESPACES)
+    _unreserved(action.features, f"actions[{i}].features")
     if len(key) <= CACHEABLE_ACTION_BYTES:
         _valid_actions.put(key, limits)
 
@@ -133,7 +136,15 @@ def _context(context: Mapping[str, types_pb2.Features], limits: Limits) -> dict[
     if not _namespaces_ok(namespaces, limits):
         _features(namespaces, "context", limits)  # raises, naming the problem
     _exportable(namespaces, "context")
+    _unreserved(namespaces, "context")
     return namespaces
+
+
+def _unreserved(namespaces: Iterable[str], field: str) -> None:
+    """Refuse the namespace names of the history features Rank adds."""
+    for ns in namespaces:
+        if sanitize(ns) in HISTORY_NAMESPACES:
+            raise InvalidArgument(f"{field}[{ns!r}] (namespace name): reserved for the subject history features")
 
 
 def _exportable(namespaces: Mapping[str, FeaturesLike], field: str, reserved: frozenset[str] = frozenset()) -> None:
@@ -147,6 +158,7 @@ def rank_request(request: decision_pb2.RankRequest, limits: Limits) -> RankInput
     """Validate a RankRequest; return its context and the candidate actions (excluded ones removed), in order."""
     _id(request.loop, "loop", limits, required=False)
     event_id(request.event_id, limits, required=False)
+    _id(request.subject_id, "subject_id", limits, required=False)
     actions = request.actions
     if not actions:
         raise InvalidArgument("actions: at least one action is required")

@@ -296,3 +296,17 @@ def test_serve_applies_a_loops_file_at_start(tmp_path):
     out = subprocess.run([*argv, "--port", "0", "--loops", str(bad)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert "nextbest serve: --loops: config.policy" in out.stderr
+
+
+def test_contact_policy_set_and_get(server, capsys, tmp_path):
+    srv, client = server
+    target = ["--target", srv.address]
+    (tmp_path / "rules.toml").write_text('[[rules]]\nname = "gap"\nmin_gap_seconds = 3600\n')
+    code, out, _ = run(capsys, "contact-policy", "set", str(tmp_path / "rules.toml"), *target)
+    assert code == 0 and out.splitlines() == ["version 1, 1 rules", '{"min_gap_seconds": 3600, "name": "gap"}']
+    code, out, _ = run(capsys, "contact-policy", "get", "--json", *target)
+    assert code == 0 and json.loads(out)["version"] == "1"
+    (tmp_path / "bad.json").write_text('{"rules": [{"name": "gap", "min_gap_seconds": -1}]}')
+    code, _, err = run(capsys, "contact-policy", "set", str(tmp_path / "bad.json"), *target)
+    assert code == 1 and "INVALID_ARGUMENT: rules[0] ('gap').min_gap_seconds" in err
+    assert client.get_contact_policy().version == 1

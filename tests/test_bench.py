@@ -54,6 +54,13 @@ def test_workload_sends_unique_events_and_rewards_a_fraction():
     }
     assert 100 < len(rewards) < 300
     assert all(reward.event_id == event_id and reward.loop == "bench" for event_id, reward in rewards.items())
+    assert not any(r.subject_id for r in ranks)
+
+
+def test_a_workload_with_subjects_cycles_through_their_ids():
+    workload = Workload("bench", reward_fraction=0.5, seed=1, subjects=3)
+    ranks = [decision_pb2.RankRequest.FromString(workload.call(i)[0]) for i in range(6)]
+    assert [r.subject_id for r in ranks] == ["subject-0", "subject-1", "subject-2"] * 2
 
 
 def test_echo_service_answers_with_the_bytes_it_received_and_drains_streams():
@@ -91,7 +98,18 @@ def test_every_plan_field_is_a_flag_with_the_same_default():
 
 def test_short_bench_reports_rank_and_echo(tmp_path):
     report_path, plot_path = tmp_path / "bench.json", tmp_path / "bench.png"
-    flags = ["--duration", "1.5", "--warmup", "0.5", "--concurrency", "2", "--reward-stream", "2000"]
+    flags = [
+        "--duration",
+        "1.5",
+        "--warmup",
+        "0.5",
+        "--concurrency",
+        "2",
+        "--reward-stream",
+        "2000",
+        "--subjects",
+        "50",
+    ]
     outputs = ["--json", str(report_path), "--plot", str(plot_path)]
     out = subprocess.run(
         [sys.executable, "-m", "nextbest", "--log-level", "WARNING", "bench", *flags, *outputs],
@@ -101,7 +119,7 @@ def test_short_bench_reports_rank_and_echo(tmp_path):
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    assert "rank/echo" in out.stdout and "RewardStream" in out.stdout
+    assert "rank/echo" in out.stdout and "RewardStream" in out.stdout and "Rank with subject ids" in out.stdout
     assert "calls" in out.stderr  # the progress lines
     report = json.loads(report_path.read_text())
     sections = {"version", "machine", "plan", "server", "loop", "payload", "runs", "comparisons", "reward_stream"}
@@ -121,4 +139,8 @@ def test_short_bench_reports_rank_and_echo(tmp_path):
     stream = report["reward_stream"]
     assert stream["accepted"] == 2000 and stream["rewards_per_second"] > 0 and stream["echo_per_second"] > 0
     assert report["loop"]["reward_wait_seconds"] == 0.5
+    (subject_run,) = report["subject_runs"]
+    assert subject_run["service"] == "rank+subj" and subject_run["calls"] > 0 and not subject_run["errors"]
+    (subjects,) = report["subjects"]
+    assert subjects["subjects"] == 50 and subjects["cpu_ratio"] > 0
     assert plot_path.read_bytes().startswith(b"\x89PNG")

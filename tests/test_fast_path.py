@@ -53,10 +53,12 @@ def decision(loop: str = "bench", event_id: str = "e-1") -> records_pb2.Decision
     return records_pb2.DecisionRecord(loop=loop, event_id=event_id, pmf=[0.1] * 10, chosen_index=4, model_version="3")
 
 
-def copied(r: decision_pb2.RankRequest, candidates, record: records_pb2.DecisionRecord) -> records_pb2.DecisionRecord:
+def copied(
+    r: decision_pb2.RankRequest, candidates, record: records_pb2.DecisionRecord, context=None
+) -> records_pb2.DecisionRecord:
     out = records_pb2.DecisionRecord()
     out.CopyFrom(record)
-    for name, features in r.context.items():
+    for name, features in (r.context if context is None else context).items():
         out.context[name].CopyFrom(features)
     out.actions.extend(candidates)
     return out
@@ -64,17 +66,45 @@ def copied(r: decision_pb2.RankRequest, candidates, record: records_pb2.Decision
 
 @pytest.mark.parametrize(
     "fields",
-    [{}, {"loop": "", "event_id": ""}, {"deferred": True}, {"excluded_action_ids": ["push-tip", "sms-coupon"]}],
-    ids=["plain", "defaults", "deferred", "excluded"],
+    [
+        {},
+        {"loop": "", "event_id": ""},
+        {"deferred": True},
+        {"excluded_action_ids": ["push-tip", "sms-coupon"]},
+        {"subject_id": "ann"},
+        {"subject_id": "ann", "excluded_action_ids": ["push-tip"]},
+    ],
+    ids=["plain", "defaults", "deferred", "excluded", "subject", "subject-excluded"],
 )
 def test_the_record_is_the_one_built_by_copying(fields):
     r = request(**{"event_id": "client-id", **fields})
     candidates = validation.rank_request(r, Limits()).candidates
     record = decision(loop="default" if fields.get("loop") == "" else "bench")
     record.deferred = r.deferred
+    record.subject_id = r.subject_id
     record.excluded_action_ids.extend(r.excluded_action_ids)
     expected = copied(r, candidates, record)
     assert records_pb2.DecisionRecord.FromString(record_data(r, candidates, record)) == expected
+
+
+def test_a_record_with_history_features_or_suppressed_actions_is_copied():
+    """The features Rank adds and the candidates a contact rule removed are not in the request's bytes."""
+    r = request(event_id="client-id", subject_id="ann")
+    candidates = validation.rank_request(r, Limits()).candidates
+    featured = []
+    for a in candidates[1:]:  # the first one suppressed
+        featured.append(types_pb2.Action())
+        featured[-1].CopyFrom(a)
+        featured[-1].features["nb_history"].numeric["shown_7d"] = 2.0
+    context = {**r.context, "nb_subject": types_pb2.Features(numeric={"contacts_7d": 3.0})}
+    record = decision()
+    record.subject_id = "ann"
+    expected = copied(r, featured, record, context)
+    assert records_pb2.DecisionRecord.FromString(record_data(r, featured, record, context)) == expected
+    record = decision()  # record_data fills the record it is given
+    record.subject_id = "ann"
+    expected = copied(r, candidates[1:], record)
+    assert records_pb2.DecisionRecord.FromString(record_data(r, candidates[1:], record)) == expected
 
 
 def test_the_request_fields_that_reach_the_record_are_the_known_ones():

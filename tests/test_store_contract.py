@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -283,3 +284,56 @@ def test_reopen_after_close_keeps_everything(opener: Callable[[], Store]) -> Non
         assert s.configs.list() == {"l": b"cfg"}
         assert s.configs.generation() == 1
         assert not s.leases.acquire("train/l", "you", 60, time.time())
+
+
+def test_subject_records_update_atomically_and_sweep(store: Store) -> None:
+    subjects = store.subjects
+    assert subjects.get("ann") is None
+    subjects.update({"ann": lambda d: (d or b"") + b"1", "bob": lambda d: (d or b"") + b"x"})
+    subjects.update({"ann": lambda d: (d or b"") + b"2"})
+    assert (subjects.get("ann"), subjects.get("bob")) == (b"12", b"x")
+    subjects.update({"bob": lambda d: None})
+    assert subjects.get("bob") is None
+    subjects.update({})
+    names = [f"s\u00e9{i}" for i in range(8)]  # more than a sweep's chunk on LMDB here
+    subjects.update({name: lambda d, i=i: str(i).encode() for i, name in enumerate(names)})
+    assert subjects.sweep(lambda d: None if int(d) % 2 else d + b"!") == 4
+    assert [subjects.get(name) for name in names] == [f"{i}!".encode() if i % 2 == 0 else None for i in range(8)]
+    assert subjects.get("ann") == b"12!"
+    assert subjects.sweep(lambda d: d) == 0
+
+
+def test_subject_updates_from_threads_are_not_lost(store: Store) -> None:
+    def add() -> None:
+        for _ in range(20):
+            store.subjects.update({"ann": lambda d: str(int(d or b"0") + 1).encode()})
+
+    threads = [threading.Thread(target=add) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.subjects.get("ann") == b"80"
+
+
+def test_contact_policy_updates(opener: Callable[[], Store]) -> None:
+    with opener() as store:
+        assert store.subjects.get_policy() is None
+        assert store.subjects.update_policy(lambda d: (d or b"") + b"a") == b"a"
+        assert store.subjects.update_policy(lambda d: (d or b"") + b"b") == b"ab"
+        store.subjects.update({"ann": lambda d: b"h"})
+    with opener() as store:
+        assert store.subjects.get_policy() == b"ab"
+        assert store.subjects.get("ann") == b"h"
+        assert store.subjects.sweep(lambda d: d) == 0  # the policy is no subject
+        assert store.subjects.get_policy() == b"ab"
+
+
+def test_an_append_changes_subjects_only_when_it_creates_an_entry(store: Store) -> None:
+    def add(tag: bytes) -> Callable[[bytes | None], bytes]:
+        return lambda d: (d or b"") + tag
+
+    assert store.log.append(D, "l", [Entry("a", b"1")], {"ann": add(b"1")})[0].created
+    assert not store.log.append(D, "l", [Entry("a", b"2")], {"ann": add(b"2")})[0].created
+    store.log.append(D, "l", [Entry(None, b"3")], {"ann": add(b"3"), "bob": add(b"3")})
+    assert (store.subjects.get("ann"), store.subjects.get("bob")) == (b"13", b"3")

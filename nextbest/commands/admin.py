@@ -1,4 +1,5 @@
-"""The admin commands: `nextbest loops`, `policy`, `stats` and `model` manage a running server over gRPC.
+"""The admin commands: `nextbest loops`, `policy`, `stats`, `model` and `contact-policy` manage a running server
+over gRPC.
 
 Each prints a human-readable answer, or JSON with `--json` (protobuf's JSON mapping with the proto field names),
 and exits 0; a refused call prints one line `nextbest COMMAND: STATUS: message` on stderr and exits 1 (usage
@@ -191,6 +192,7 @@ def add(commands: argparse._SubParsersAction) -> None:
     _add_policy(commands)
     _add_stats(commands)
     _add_model(commands)
+    _add_contact_policy(commands)
 
 
 def _sub(group: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
@@ -380,6 +382,9 @@ def stats_lines(stats: Any) -> list[str]:
         lines += ["", *table(["ROLE", "VALUE", "95% CI", "EVENTS", "ESS", "SPEC"], estimates)]
     if stats.HasField("lift"):
         lines += ["", *lift_lines(stats.lift)]
+    if stats.suppressed:
+        rules = [[r.rule, str(r.suppressed), str(r.skipped)] for r in stats.suppressed]
+        lines += ["", *table(["CONTACT RULE", "SUPPRESSED", "SKIPPED"], rules)]
     return lines
 
 
@@ -436,3 +441,39 @@ def _model_import(client: Any, args: argparse.Namespace) -> int:
     with open(args.file, "rb") as f:
         data = f.read()
     return show(args, client.import_model(args.loop, args.spec, data), lambda m: model_lines([m]))
+
+
+# contact policy
+
+
+def _add_contact_policy(commands: argparse._SubParsersAction) -> None:
+    contact = commands.add_parser(
+        "contact-policy",
+        help="show or replace the store's contact policy (the rules that limit contacting each subject)",
+        description="Show or replace the contact policy of a running server's store over gRPC.",
+    )
+    sub = contact.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _sub(sub, "get", "show the contact policy and its version").set_defaults(
+        run=calling("contact-policy get", _contact_get)
+    )
+    set_ = _sub(sub, "set", "replace the contact policy by the rules of a JSON or TOML file (empty: no rules)")
+    set_.add_argument("file", help="the policy file ('-': standard input)")
+    set_.set_defaults(run=calling("contact-policy set", _contact_set))
+
+
+def _contact_lines(policy: Any) -> list[str]:
+    rules = json.loads(policy.spec)["rules"] if policy.spec else []
+    return [f"version {policy.version}, {len(rules)} rules", *(json.dumps(rule) for rule in rules)]
+
+
+def _contact_get(client: Any, args: argparse.Namespace) -> int:
+    return show(args, client.get_contact_policy(), _contact_lines)
+
+
+def _contact_set(client: Any, args: argparse.Namespace) -> int:
+    if args.file == "-":
+        spec = sys.stdin.read()
+    else:
+        with open(args.file, encoding="utf-8") as f:
+            spec = f.read()
+    return show(args, client.set_contact_policy(spec), _contact_lines)

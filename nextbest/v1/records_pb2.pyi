@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DecisionRecord(_message.Message):
-    __slots__ = ("loop", "event_id", "context", "actions", "pmf", "chosen_index", "model_version", "policy", "config", "timestamp", "deferred", "excluded_action_ids", "policy_top_index", "subject_id", "holdout", "suppressed")
+    __slots__ = ("loop", "event_id", "context", "actions", "pmf", "chosen_index", "model_version", "policy", "config", "timestamp", "deferred", "excluded_action_ids", "policy_top_index", "subject_id", "holdout", "suppressed", "skipped_rules")
     class ContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,7 @@ class DecisionRecord(_message.Message):
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     HOLDOUT_FIELD_NUMBER: _ClassVar[int]
     SUPPRESSED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_RULES_FIELD_NUMBER: _ClassVar[int]
     loop: str
     event_id: str
     context: _containers.MessageMap[str, _types_pb2.Features]
@@ -49,7 +50,8 @@ class DecisionRecord(_message.Message):
     subject_id: str
     holdout: bool
     suppressed: _containers.RepeatedCompositeFieldContainer[_types_pb2.SuppressedAction]
-    def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _types_pb2.Features]] = ..., actions: _Optional[_Iterable[_Union[_types_pb2.Action, _Mapping]]] = ..., pmf: _Optional[_Iterable[float]] = ..., chosen_index: _Optional[int] = ..., model_version: _Optional[str] = ..., policy: _Optional[str] = ..., config: _Optional[_Union[_types_pb2.LoopConfig, _Mapping]] = ..., timestamp: _Optional[float] = ..., deferred: _Optional[bool] = ..., excluded_action_ids: _Optional[_Iterable[str]] = ..., policy_top_index: _Optional[int] = ..., subject_id: _Optional[str] = ..., holdout: _Optional[bool] = ..., suppressed: _Optional[_Iterable[_Union[_types_pb2.SuppressedAction, _Mapping]]] = ...) -> None: ...
+    skipped_rules: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _types_pb2.Features]] = ..., actions: _Optional[_Iterable[_Union[_types_pb2.Action, _Mapping]]] = ..., pmf: _Optional[_Iterable[float]] = ..., chosen_index: _Optional[int] = ..., model_version: _Optional[str] = ..., policy: _Optional[str] = ..., config: _Optional[_Union[_types_pb2.LoopConfig, _Mapping]] = ..., timestamp: _Optional[float] = ..., deferred: _Optional[bool] = ..., excluded_action_ids: _Optional[_Iterable[str]] = ..., policy_top_index: _Optional[int] = ..., subject_id: _Optional[str] = ..., holdout: _Optional[bool] = ..., suppressed: _Optional[_Iterable[_Union[_types_pb2.SuppressedAction, _Mapping]]] = ..., skipped_rules: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RewardRecord(_message.Message):
     __slots__ = ("loop", "event_id", "kind", "value", "reward_id", "timestamp")
@@ -136,3 +138,33 @@ class LearnerState(_message.Message):
     live_start_seq: int
     refused_models: int
     def __init__(self, shadows: _Optional[_Iterable[_Union[ShadowState, _Mapping]]] = ..., live_spec: _Optional[str] = ..., live_estimate: _Optional[_Union[EstimateSums, _Mapping]] = ..., live_start_seq: _Optional[int] = ..., refused_models: _Optional[int] = ...) -> None: ...
+
+class Contact(_message.Message):
+    __slots__ = ("loop", "event_id", "action_id", "channel", "timestamp", "expires", "joined", "reward", "clicked", "joined_at")
+    LOOP_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    JOINED_FIELD_NUMBER: _ClassVar[int]
+    REWARD_FIELD_NUMBER: _ClassVar[int]
+    CLICKED_FIELD_NUMBER: _ClassVar[int]
+    JOINED_AT_FIELD_NUMBER: _ClassVar[int]
+    loop: str
+    event_id: str
+    action_id: str
+    channel: str
+    timestamp: float
+    expires: float
+    joined: bool
+    reward: float
+    clicked: bool
+    joined_at: float
+    def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ..., action_id: _Optional[str] = ..., channel: _Optional[str] = ..., timestamp: _Optional[float] = ..., expires: _Optional[float] = ..., joined: _Optional[bool] = ..., reward: _Optional[float] = ..., clicked: _Optional[bool] = ..., joined_at: _Optional[float] = ...) -> None: ...
+
+class SubjectHistory(_message.Message):
+    __slots__ = ("contacts",)
+    CONTACTS_FIELD_NUMBER: _ClassVar[int]
+    contacts: _containers.RepeatedCompositeFieldContainer[Contact]
+    def __init__(self, contacts: _Optional[_Iterable[_Union[Contact, _Mapping]]] = ...) -> None: ...

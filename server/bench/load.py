@@ -49,7 +49,13 @@ CPU in cores (client: this process; server: the loaded service's process tree; o
      "sweep": {"max_throughput", "max_at_concurrency", "throughput_ratio_at_max", "half_max_rate",
                "open_loop_p99_ms", "targets", "met"} (sweep),
      "reward_stream": {"rewards", "seconds", "rewards_per_second", "accepted", "duplicates",
-                       "echo_per_second", "ratio", "target", "met"} (reward_stream)}
+                       "echo_per_second", "ratio", "target", "met"} (reward_stream),
+     "subject_runs": [<run of "rank+subj">] and "subjects": [{"label", "subjects", "cpu_ms_per_rank",
+                 "cpu_ms_per_rank_with_subject", "cpu_ratio", "target", "met"}] (subjects)}
+
+With `subjects`, each Rank run is followed (once the learner caught up) by the same load with subject ids
+from a pool of `subjects` under `BENCH_CONTACT_POLICY`; their server CPU per Rank (the Rewards after it and
+its learning included) is compared.
 """
 
 from __future__ import annotations
@@ -93,6 +99,20 @@ VARIANTS = 64
 TARGETS = {"p99_ms_at_half_max": 10.0, "throughput_ratio": 0.7, "reward_stream_per_second": 10_000.0}
 
 clock = time.perf_counter
+
+# The contact policy of the runs with subject ids: rules of every kind, none on every channel (the bench's actions
+# all have one, so a rule on all of them would leave some decisions no candidate). `user.utc_offset` is not in the
+# payload: the quiet hours are skipped, as for callers that do not send it.
+BENCH_CONTACT_POLICY = {
+    "rules": [
+        {"name": "one-sms", "channels": ["sms"], "max": 1, "per_seconds": 604800},
+        {"name": "call-gap", "channels": ["call"], "min_gap_seconds": 86400},
+        {"name": "night", "channels": ["push", "sms"], "quiet_hours": [21, 8], "utc_offset_feature": "user.utc_offset"},
+        {"name": "fatigue", "channels": ["email"], "after_ignored": 3, "pause_seconds": 2592000},
+        {"name": "bought", "actions": ["inapp-upsell"], "after_reward_at_least": 1.0, "pause_seconds": 7776000},
+    ]
+}
+SUBJECT_CPU_TARGET = 1.2  # server CPU per Rank with a subject id over without, at most
 
 # The payload: context namespaces as (numeric features, categorical features with their values, token
 # vocabulary); 8 numeric + 6 categorical + 6 tokens = 20 features each.
@@ -183,12 +203,14 @@ def payload_shape(request: decision_pb2.RankRequest) -> dict[str, int]:
 
 
 class Workload:
-    """What the callers send: call i is Rank(variant i mod 64, event id `<tag>-i`) as bytes, then for a
-    seeded `reward_fraction` of the calls a Reward of 1.0 for that event. Every run gets a fresh tag."""
+    """What the callers send: call i is Rank(variant i mod 64, event id `<tag>-i`, with `subjects` the subject id
+    `subject-<i mod subjects>`) as bytes, then for a seeded `reward_fraction` of the calls a Reward of 1.0 for
+    that event. Every run gets a fresh tag."""
 
-    def __init__(self, loop: str, reward_fraction: float, seed: int) -> None:
+    def __init__(self, loop: str, reward_fraction: float, seed: int, subjects: int = 0) -> None:
         rng = random.Random(seed)
         self.loop = loop
+        self.subjects = subjects
         self.reward_fraction = reward_fraction
         self.seed = seed
         self._variants = [rank_request(rng, loop).SerializeToString() for _ in range(VARIANTS)]
@@ -211,7 +233,10 @@ class Workload:
         """The serialized RankRequest of call i and its RewardRequest (None when not rewarded)."""
         event_id = self._event_id(i)
         # Serialized messages concatenate as a merge: the variant's bytes plus the event id field.
-        rank = self._variants[i % VARIANTS] + decision_pb2.RankRequest(event_id=event_id).SerializeToString()
+        tail = decision_pb2.RankRequest(
+            event_id=event_id, subject_id=f"subject-{i % self.subjects}" if self.subjects else ""
+        )
+        rank = self._variants[i % VARIANTS] + tail.SerializeToString()
         rewarded = self._rewarded.random() < self.reward_fraction
         return rank, self._reward(event_id) if rewarded else None
 
@@ -622,6 +647,26 @@ def _compare(echo_run: dict[str, Any], rank_run: dict[str, Any]) -> dict[str, An
     }
 
 
+def _cpu_ms_per_call(run: dict[str, Any]) -> float | None:
+    """Server CPU per Rank (with the Rewards that followed it, and the learning of it), in ms."""
+    server = run["cpu"]["server"]
+    return server * run["duration"] / run["calls"] * 1000 if server is not None and run["calls"] else None
+
+
+def _subject_compare(without: dict[str, Any], with_subjects: dict[str, Any], subjects: int) -> dict[str, Any]:
+    plain, subject = _cpu_ms_per_call(without), _cpu_ms_per_call(with_subjects)
+    ratio = _ratio(subject, plain) if plain is not None and subject is not None else None
+    return {
+        "label": without["label"],
+        "subjects": subjects,
+        "cpu_ms_per_rank": plain,
+        "cpu_ms_per_rank_with_subject": subject,
+        "cpu_ratio": ratio,
+        "target": SUBJECT_CPU_TARGET,
+        "met": ratio is not None and ratio <= SUBJECT_CPU_TARGET,
+    }
+
+
 def _sweep_summary(
     best: dict[str, Any], comparisons: list[dict[str, Any]], opened: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -654,27 +699,41 @@ async def _session(
     nextbest = Service("rank", address, RANK_METHOD, REWARD_METHOD, nextbest_child and nextbest_child.proc.pid)
     bare = Service("echo", echo_child.address, echo.METHOD, echo.METHOD, echo_child.proc.pid)
     workload = Workload(plan.loop, plan.reward_fraction, plan.seed)
+    subject_workload = Workload(plan.loop, plan.reward_fraction, plan.seed, plan.subjects)
     report: dict[str, Any] = {"runs": [], "comparisons": []}
+    if plan.subjects:
+        report |= {"subject_runs": [], "subjects": []}
     async with grpc.aio.insecure_channel(address) as channel:
         config = await _prepare_loop(channel, plan)
         admin = admin_pb2_grpc.AdminServiceStub(channel)
+        if plan.subjects:
+            spec = json.dumps(BENCH_CONTACT_POLICY)
+            await admin.SetContactPolicy(admin_pb2.SetContactPolicyRequest(spec=spec), timeout=30)
         await _settle(admin, plan.loop)
 
+        async def run(service: Service, load: Load, work: Workload) -> dict[str, Any]:
+            return await measure(
+                service,
+                work,
+                load,
+                warmup=plan.warmup,
+                duration=plan.duration,
+                timeout=plan.timeout,
+                max_inflight=plan.max_inflight,
+                connections=plan.client_connections(),
+                progress=progress,
+            )
+
+        async def with_subjects(load: Load, without: dict[str, Any]) -> None:
+            """Rank again with subject ids, once the learner caught up with the run without."""
+            service = dataclasses.replace(nextbest, name="rank+subj")
+            subject_run = await run(service, load, subject_workload)
+            await _settle(admin, plan.loop)
+            report["subject_runs"].append(subject_run)
+            report["subjects"].append(_subject_compare(without, subject_run, plan.subjects))
+
         async def pair(load: Load) -> dict[str, Any]:
-            runs = []
-            for service in (bare, nextbest):
-                run = await measure(
-                    service,
-                    workload,
-                    load,
-                    warmup=plan.warmup,
-                    duration=plan.duration,
-                    timeout=plan.timeout,
-                    max_inflight=plan.max_inflight,
-                    connections=plan.client_connections(),
-                    progress=progress,
-                )
-                runs.append(run)
+            runs = [await run(service, load, workload) for service in (bare, nextbest)]
             stats_at_end = await admin.GetStats(admin_pb2.GetStatsRequest(loop=plan.loop), timeout=30)
             stats, seconds, settled = await _settle(admin, plan.loop)
             runs[1]["learner"] = {
@@ -687,6 +746,8 @@ async def _session(
             }
             report["runs"] += runs
             report["comparisons"].append(_compare(*runs))
+            if plan.subjects:
+                await with_subjects(load, runs[1])
             return runs[1]
 
         ranked = [await pair(Load(concurrency=c)) for c in plan.closed_loop_levels()]
@@ -841,6 +902,13 @@ def summary(report: dict[str, Any]) -> str:
             f"{_num(p99)} ms "
             f"(target <= {sweep['targets']['p99_ms_at_half_max']:g} ms: "
             f"{'met' if met['p99_ms_at_half_max'] else 'NOT met'})"
+        )
+    for c in report.get("subjects", []):
+        lines.append(
+            f"Rank with subject ids ({c['subjects']:,} subjects, {len(BENCH_CONTACT_POLICY['rules'])} contact rules), "
+            f"{c['label']}: server CPU {_num(c['cpu_ms_per_rank_with_subject'])} ms per Rank vs "
+            f"{_num(c['cpu_ms_per_rank'])} ms without, ratio {_num(c['cpu_ratio'])} "
+            f"(target <= {c['target']:g}: {'met' if c['met'] else 'NOT met'})"
         )
     if stream := report.get("reward_stream"):
         lines.append(

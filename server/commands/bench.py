@@ -27,6 +27,7 @@ class Plan:
     sweep: bool = False
     sweep_concurrency: tuple[int, ...] = (1, 4, 16, 64)
     reward_stream: int = 0
+    subjects: int = 0
     policy: str = "vw:--cb_explore_adf --epsilon 0.05 -q ::"
     loop: str = "bench"
     timeout: float = 5.0
@@ -127,6 +128,14 @@ def add(commands: argparse._SubParsersAction) -> None:
         default=d.reward_stream,
         metavar="N",
         help="at the end, send N rewards through one RewardStream and report rewards/s",
+    )
+    load.add_argument(
+        "--subjects",
+        type=_bounded(int, 0),
+        default=d.subjects,
+        metavar="N",
+        help="after each Rank run, run Rank again with subject ids from a pool of N under a contact policy of 5 "
+        "rules, and report its server CPU per Rank against the run without (default: no such run)",
     )
     load.add_argument(
         "--connections",

@@ -15,6 +15,8 @@ from .base import (
     StoreFullError,
     StoreUnavailableError,
     Stream,
+    SubjectChanges,
+    SubjectStore,
     cursor_name,
     process_holder,
 )
@@ -32,6 +34,8 @@ __all__ = [
     "StoreUnavailableError",
     "StoredModel",
     "Stream",
+    "SubjectChanges",
+    "SubjectStore",
     "cursor_name",
     "is_remote",
     "open_store",

@@ -18,7 +18,7 @@ import socket
 import struct
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -75,12 +75,22 @@ class Appended:
     data: bytes
 
 
+SubjectChanges = Mapping[str, Callable[[bytes | None], bytes | None]]
+
+
 class EventLog(ABC):
     """Streams of records per (stream, loop), each numbered 1, 2, 3... in append order."""
 
     @abstractmethod
-    def append(self, stream: Stream, loop: str, entries: Sequence[Entry]) -> list[Appended]:
-        """Append entries in order; durable when this returns. Keys are unique per (stream, loop)."""
+    def append(
+        self, stream: Stream, loop: str, entries: Sequence[Entry], subjects: SubjectChanges | None = None
+    ) -> list[Appended]:
+        """Append entries in order; durable when this returns. Keys are unique per (stream, loop).
+
+        `subjects`: subject records to change (as `SubjectStore.update` does) when an entry is created, none when
+        every entry was there already: in the same transaction on LMDB and in memory, right after the entries on
+        NATS (Rank records a contact with its decision this way).
+        """
 
     @abstractmethod
     def get(self, stream: Stream, loop: str, key: str) -> bytes | None:
@@ -251,6 +261,33 @@ class ConfigStore(ABC):
         """A counter raised by every create, put and delete; cheap enough to poll."""
 
 
+class SubjectStore(ABC):
+    """Per-subject records by subject id (a customer's contact history, across every loop of the store) and the
+    store's one contact policy."""
+
+    @abstractmethod
+    def get(self, subject: str) -> bytes | None:
+        """The subject's record, or None."""
+
+    @abstractmethod
+    def update(self, changes: SubjectChanges) -> None:
+        """Replace each subject's record by `change(current)` (None deletes it), each atomically, all durably when
+        this returns. A change may run more than once (when another writer got there first): it must depend on
+        its argument only."""
+
+    @abstractmethod
+    def sweep(self, change: Callable[[bytes], bytes | None]) -> int:
+        """Apply `change` to every record, as `update` does; return how many records it deleted."""
+
+    @abstractmethod
+    def get_policy(self) -> bytes | None:
+        """The stored contact policy (a serialized ContactPolicy), or None."""
+
+    @abstractmethod
+    def update_policy(self, change: Callable[[bytes | None], bytes]) -> bytes:
+        """Replace the contact policy by `change(current)`, atomically and durably; return what was stored."""
+
+
 @dataclass(frozen=True)
 class Lease:
     """A lease record: who holds it until when, on the clock its acquirers pass (`Leases.acquire`'s `now`)."""
@@ -341,6 +378,7 @@ class Store:
     leases: Leases
     close: Callable[[], None]  # releases the backend's resources
     used_bytes: Callable[[], int]  # space the stored data takes now
+    subjects: SubjectStore
     # how another process opens the same store (`open_store(location, **options)`); set by `open_store`
     location: str = ""
     options: dict[str, Any] = field(default_factory=dict)

@@ -13,6 +13,8 @@ Named databases (`P` is `loop \\0 stream \\0`; seqs and versions are 8-byte big-
     configs  name              -> data
     meta     config_generation -> counter
     meta     lease \\0 name     -> {"holder", "expires"} (JSON; expiry on the clock the acquirers pass)
+    meta     contact_policy    -> ContactPolicy
+    subjects subject id        -> SubjectHistory
 
 Group commit: all writes of a Store run on its one writer thread. Callers queue an operation (a
 function of a write transaction) and block until the transaction holding it has committed with
@@ -68,6 +70,8 @@ from .base import (
     StoredModel,
     StoreFullError,
     Stream,
+    SubjectChanges,
+    SubjectStore,
     cursor_prefix,
     decode_model,
     encode_model,
@@ -75,9 +79,10 @@ from .base import (
     take_lease,
 )
 
-_DBS = ("events", "keys", "seqs", "cursors", "models", "live", "configs", "meta")
+_DBS = ("events", "keys", "seqs", "cursors", "models", "live", "configs", "meta", "subjects")
 _CHUNK = 10_000  # entries deleted per write operation by trim and drop_loop
 _GENERATION = b"config_generation"
+_CONTACT_POLICY = b"contact_policy"
 _U64 = struct.Struct(">Q")
 _KEYLEN = struct.Struct(">h")
 _COMPRESSED = 0x4000  # in an entry's header: its data is zlib-compressed (LMDB keys are far shorter)
@@ -295,7 +300,9 @@ class LmdbEventLog(EventLog):
         self._env = env
         self._db = env.db
 
-    def append(self, stream: Stream, loop: str, entries: Sequence[Entry]) -> list[Appended]:
+    def append(
+        self, stream: Stream, loop: str, entries: Sequence[Entry], subjects: SubjectChanges | None = None
+    ) -> list[Appended]:
         prefix = _prefix(stream, loop)
         if not entries:
             return []
@@ -304,7 +311,19 @@ class LmdbEventLog(EventLog):
         for e in entries:
             key = None if e.key is None else _index_key(prefix, e.key, self._env.max_key_size)
             rows.append((key, _encode_entry(key, e.data, compress), e.data))
-        return self._env.write(lambda txn: self._append(txn, prefix, rows))
+        return self._env.write(lambda txn: self._append_changing(txn, prefix, rows, subjects))
+
+    def _append_changing(
+        self,
+        txn: lmdb.Transaction,
+        prefix: bytes,
+        rows: list[tuple[bytes | None, bytes, bytes]],
+        subjects: SubjectChanges | None,
+    ) -> list[Appended]:
+        appended = self._append(txn, prefix, rows)
+        if subjects and any(a.created for a in appended):
+            _change_subjects(txn, self._db["subjects"], subjects)
+        return appended
 
     def _append(
         self, txn: lmdb.Transaction, prefix: bytes, rows: list[tuple[bytes | None, bytes, bytes]]
@@ -564,6 +583,77 @@ class LmdbLeases(Leases):
         self._env.write(op, grows=False)
 
 
+def _change_subjects(txn: lmdb.Transaction, db: lmdb._Database, changes: SubjectChanges) -> None:
+    for subject, change in changes.items():
+        key = subject.encode()
+        data = change(txn.get(key, db=db))
+        if data is None:
+            txn.delete(key, db=db)
+        else:
+            txn.put(key, data, db=db)
+
+
+class LmdbSubjectStore(SubjectStore):
+    """Subject records in their own database, each change read and written in one write transaction."""
+
+    def __init__(self, env: _Env) -> None:
+        self._env = env
+        self._db = env.db["subjects"]
+        self._meta = env.db["meta"]
+
+    def get(self, subject: str) -> bytes | None:
+        with self._env.read() as txn:
+            return txn.get(subject.encode(), db=self._db)
+
+    def update(self, changes: SubjectChanges) -> None:
+        """All the changes in one transaction."""
+        if changes:
+            self._env.write(lambda txn: _change_subjects(txn, self._db, changes))
+
+    def sweep(self, change: Callable[[bytes], bytes | None]) -> int:
+        """Change records in transactions of up to 10,000, resuming after the last key of the previous one."""
+        after, deleted = b"", 0
+        while True:
+            done, more, after = self._env.write(lambda txn, start=after: self._sweep(txn, start, change), grows=False)
+            deleted += done
+            if not more:
+                return deleted
+
+    def _sweep(
+        self, txn: lmdb.Transaction, start: bytes, change: Callable[[bytes], bytes | None]
+    ) -> tuple[int, bool, bytes]:
+        cur = txn.cursor(self._db)
+        deleted, seen = 0, 0
+        found = cur.set_range(start + b"\0") if start else cur.first()
+        while found:
+            if seen == _CHUNK:
+                return deleted, True, start
+            start, value = cur.key(), cur.value()
+            data = change(value)
+            seen += 1
+            if data is None:
+                deleted += 1
+                cur.delete()  # moves to the next record, if any
+                found = bool(cur.key())
+                continue
+            if data != value:
+                cur.put(start, data)
+            found = cur.next()
+        return deleted, False, start
+
+    def get_policy(self) -> bytes | None:
+        with self._env.read() as txn:
+            return txn.get(_CONTACT_POLICY, db=self._meta)
+
+    def update_policy(self, change: Callable[[bytes | None], bytes]) -> bytes:
+        def op(txn: lmdb.Transaction) -> bytes:
+            data = change(txn.get(_CONTACT_POLICY, db=self._meta))
+            txn.put(_CONTACT_POLICY, data, db=self._meta)
+            return data
+
+        return self._env.write(op)
+
+
 def _lease_key(name: str) -> bytes:
     return b"lease\0" + name.encode()
 
@@ -584,5 +674,11 @@ def open_lmdb(
     """
     env = _Env(os.fspath(path), map_size, max_readers, max_batch)
     return Store(
-        LmdbEventLog(env), LmdbModelStore(env), LmdbConfigStore(env), LmdbLeases(env), env.close, env.used_bytes
+        LmdbEventLog(env),
+        LmdbModelStore(env),
+        LmdbConfigStore(env),
+        LmdbLeases(env),
+        env.close,
+        env.used_bytes,
+        LmdbSubjectStore(env),
     )

@@ -23,6 +23,8 @@ from .base import (
     Store,
     StoredModel,
     Stream,
+    SubjectChanges,
+    SubjectStore,
     cursor_prefix,
     prune_selection,
     take_lease,
@@ -54,12 +56,15 @@ class MemoryBackend:
     configs: dict[str, bytes] = field(default_factory=dict)
     generation: int = 0
     leases: dict[str, Lease] = field(default_factory=dict)
+    subjects: dict[str, bytes] = field(default_factory=dict)
+    contact_policy: bytes | None = None
 
     def used_bytes(self) -> int:
         with self.lock:
             events = sum(len(d) for s in self.streams.values() for _, d in s.entries.values())
             models = sum(len(m.data) + len(m.state) for ms in self.models.values() for m in ms.versions.values())
-            return events + models + sum(map(len, self.configs.values())) + sum(map(len, self.cursors.values()))
+            records = sum(map(len, self.configs.values())) + sum(map(len, self.cursors.values()))
+            return events + models + records + sum(map(len, self.subjects.values()))
 
 
 class _Handle:
@@ -85,7 +90,9 @@ class MemoryEventLog(_Part, EventLog):
     def _stream(self, stream: Stream, loop: str) -> _Stream:
         return self._b.streams.setdefault((stream, loop), _Stream())
 
-    def append(self, stream: Stream, loop: str, entries: Sequence[Entry]) -> list[Appended]:
+    def append(
+        self, stream: Stream, loop: str, entries: Sequence[Entry], subjects: SubjectChanges | None = None
+    ) -> list[Appended]:
         with self._locked():
             s = self._stream(stream, loop)
             out = []
@@ -99,6 +106,8 @@ class MemoryEventLog(_Part, EventLog):
                 if e.key is not None:
                     s.keys[e.key] = s.last
                 out.append(Appended(s.last, True, e.data))
+            if subjects and any(a.created for a in out):
+                _change_subjects(self._b, subjects)
             return out
 
     def get(self, stream: Stream, loop: str, key: str) -> bytes | None:
@@ -259,6 +268,40 @@ class MemoryLeases(_Part, Leases):
                 del self._b.leases[name]
 
 
+def _change_subjects(backend: MemoryBackend, changes: SubjectChanges) -> None:
+    for subject, change in changes.items():
+        data = change(backend.subjects.get(subject))
+        if data is None:
+            backend.subjects.pop(subject, None)
+        else:
+            backend.subjects[subject] = bytes(data)
+
+
+class MemorySubjectStore(_Part, SubjectStore):
+    def get(self, subject: str) -> bytes | None:
+        with self._locked():
+            return self._b.subjects.get(subject)
+
+    def update(self, changes: SubjectChanges) -> None:
+        with self._locked():
+            _change_subjects(self._b, changes)
+
+    def sweep(self, change: Callable[[bytes], bytes | None]) -> int:
+        with self._locked():
+            changed = {subject: change(data) for subject, data in self._b.subjects.items()}
+            _change_subjects(self._b, {subject: lambda _, data=data: data for subject, data in changed.items()})
+            return sum(data is None for data in changed.values())
+
+    def get_policy(self) -> bytes | None:
+        with self._locked():
+            return self._b.contact_policy
+
+    def update_policy(self, change: Callable[[bytes | None], bytes]) -> bytes:
+        with self._locked():
+            self._b.contact_policy = bytes(change(self._b.contact_policy))
+            return self._b.contact_policy
+
+
 def open_memory(backend: MemoryBackend | None = None, *, clock: Callable[[], float] = time.time) -> Store:
     """A store over `backend` (a new, empty one when None, whose models are stamped by `clock`)."""
     b = backend if backend is not None else MemoryBackend(clock=clock)
@@ -274,4 +317,5 @@ def open_memory(backend: MemoryBackend | None = None, *, clock: Callable[[], flo
         leases=MemoryLeases(b, handle),
         close=close,
         used_bytes=b.used_bytes,
+        subjects=MemorySubjectStore(b, handle),
     )

@@ -7,6 +7,7 @@ Names (`<p>` is the `prefix` option; `<l>` the loop name's UTF-8 bytes in hex; `
     KV     <p>_live         <l> -> live version, highest version ever published (>QQ)
     KV     <p>_loops        "c" + hex(loop name) -> LoopConfig bytes
     KV     <p>_leases       "c" + hex(lease name) -> {"holder", "expires"} (JSON)
+    KV     <p>_subjects     "c" + hex(subject id) -> SubjectHistory; "policy" -> ContactPolicy
     object <p>_models       <l>/<version> -> model header + spec + state + model bytes
 
 One module a layer: `_conn` the connection, its retries and errors; `events` the event log; `kv` the KV
@@ -27,7 +28,7 @@ from nats.js import api
 from ..base import Store
 from ._conn import CLOSE_SECONDS, REQUEST_TIMEOUT, Conn, Runner, connect, log, server_urls, used_bytes
 from .events import NatsEventLog, Publisher, stream_name
-from .kv import Mirror, NatsConfigStore, NatsLeases, open_bucket
+from .kv import Mirror, NatsConfigStore, NatsLeases, NatsSubjectStore, open_bucket
 from .models import NatsModelStore, open_object_store
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "NatsEventLog",
     "NatsLeases",
     "NatsModelStore",
+    "NatsSubjectStore",
     "open_nats",
     "stream_name",
 ]
@@ -89,8 +91,9 @@ async def _open_on(
 ) -> Store:
     js = nc.jetstream(timeout=REQUEST_TIMEOUT)
     conn = Conn(runner, nc, js, prefix, replicas, timeout, stream_max_bytes)
-    cursors, live, loops, leases = [
-        await conn.retrying(lambda n=n: open_bucket(conn, n)) for n in ("cursors", "live", "loops", "leases")
+    cursors, live, loops, leases, subjects = [
+        await conn.retrying(lambda n=n: open_bucket(conn, n))
+        for n in ("cursors", "live", "loops", "leases", "subjects")
     ]
     config = api.ObjectStoreConfig(bucket=f"{prefix}_models", storage=api.StorageType.FILE, replicas=replicas)
     objects = await conn.retrying(lambda: open_object_store(js, config))
@@ -115,11 +118,13 @@ async def _open_on(
         finally:
             runner.stop()
 
+    subject_store = NatsSubjectStore(conn, subjects)
     return Store(
-        NatsEventLog(conn, publisher, cursors),
+        NatsEventLog(conn, publisher, cursors, subject_store),
         NatsModelStore(conn, objects, live, mirrors[0]),
         NatsConfigStore(conn, loops, mirrors[1]),
         NatsLeases(conn, leases),
         close,
         lambda: conn.call(lambda: used_bytes(conn)),
+        subject_store,
     )

@@ -33,7 +33,7 @@ from nats.js import api
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 from nats.js.kv import KeyValue
 
-from ..base import Appended, Entry, EventLog, Stream, cursor_prefix
+from ..base import Appended, Entry, EventLog, Stream, SubjectChanges, cursor_prefix
 from ._conn import (
     EXPECTED_SUBJECT_SEQ,
     REQUEST_TIMEOUT,
@@ -45,7 +45,7 @@ from ._conn import (
     transient,
     unavailable,
 )
-from .kv import kv_erase, kv_get, kv_key, kv_keys
+from .kv import NatsSubjectStore, kv_erase, kv_get, kv_key, kv_keys
 
 _DUPLICATE_WINDOW = 120.0
 _NO_MESSAGE = 10037
@@ -107,8 +107,9 @@ class Publisher:
 class NatsEventLog(EventLog):
     """EventLog on JetStream: one stream per (stream, loop) whose sequence numbers are the entries' seqs."""
 
-    def __init__(self, conn: Conn, publisher: Publisher, cursors: KeyValue) -> None:
+    def __init__(self, conn: Conn, publisher: Publisher, cursors: KeyValue, subjects: NatsSubjectStore) -> None:
         self._conn = conn
+        self._subjects = subjects
         self._publisher = publisher
         self._cursors = cursors
         self._known: set[str] = set()  # streams this process has created or seen
@@ -136,12 +137,19 @@ class NatsEventLog(EventLog):
         )
         self._known.add(name)
 
-    def append(self, stream: Stream, loop: str, entries: Sequence[Entry]) -> list[Appended]:
-        """Append entries in order (pipelined); StoreFullError when JetStream refuses them for lack of space."""
+    def append(
+        self, stream: Stream, loop: str, entries: Sequence[Entry], subjects: SubjectChanges | None = None
+    ) -> list[Appended]:
+        """Append entries in order (pipelined); StoreFullError when JetStream refuses them for lack of space.
+        The subject changes follow the entries (a crash between them loses them: the joined event records a
+        contact again)."""
         if not entries:
             return []
         c = self._conn
-        return c.runner.run(self._append(stream, loop, entries), c.timeout * 2 + REQUEST_TIMEOUT * 2)
+        appended = c.runner.run(self._append(stream, loop, entries), c.timeout * 2 + REQUEST_TIMEOUT * 2)
+        if subjects and any(a.created for a in appended):
+            self._subjects.update(subjects)
+        return appended
 
     async def _append(self, stream: Stream, loop: str, entries: Sequence[Entry]) -> list[Appended]:
         name = self._name(stream, loop)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Callable
 
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext, api
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 
-from ..base import ConfigStore, Lease, Leases, take_lease
+from ..base import ConfigStore, Lease, Leases, SubjectChanges, SubjectStore, take_lease
 from ._conn import (
     EXPECTED_SUBJECT_SEQ,
     READ_BATCH,
@@ -32,6 +33,7 @@ from ._conn import (
 )
 
 _POLL_SECONDS = 0.05  # how often the local copies of the live and loops buckets catch up
+_POLICY_KEY = "policy"  # in the subjects bucket: subject keys start with "c"
 
 
 def kv_key(name: str) -> str:
@@ -260,3 +262,60 @@ class NatsLeases(Leases):
         if Lease.decode(entry.value).holder == holder:
             with contextlib.suppress(KeyWrongLastSequenceError):  # taken over meanwhile
                 await kv_delete(self._kv, self._conn.js, kv_key(name), entry.revision)
+
+
+class NatsSubjectStore(SubjectStore):
+    """Subject records and the contact policy in a KV bucket, read from its leader (so every replica sees every
+    write at once); changes are compare-and-set on the key's revision, retried when another writer got there
+    first."""
+
+    def __init__(self, conn: Conn, kv: KeyValue) -> None:
+        self._conn = conn
+        self._kv = kv
+
+    def get(self, subject: str) -> bytes | None:
+        return self._conn.call(lambda: kv_get(self._kv, kv_key(subject)))
+
+    def update(self, changes: SubjectChanges) -> None:
+        if changes:
+            self._conn.call(lambda: self._changing(changes))
+
+    async def _changing(self, changes: SubjectChanges) -> None:
+        """The changes concurrently, each compare-and-set on its own key."""
+        await asyncio.gather(*(self._change(kv_key(s), c) for s, c in changes.items()))
+
+    async def _change(self, key: str, change: Callable[[bytes | None], bytes | None]) -> bytes | None:
+        while True:
+            try:
+                entry = await self._kv.get(key)
+            except KeyNotFoundError:
+                entry = None
+            current = None if entry is None else entry.value or b""
+            data = change(current)
+            try:
+                if data is None:
+                    if entry is not None:
+                        await kv_delete(self._kv, self._conn.js, key, entry.revision)
+                elif entry is None:
+                    await self._kv.create(key, data)
+                elif data != current:
+                    await self._kv.update(key, data, last=entry.revision)
+            except KeyWrongLastSequenceError:
+                continue
+            except APIError as e:
+                raise refusal("a subject record", e) from e
+            return data
+
+    def sweep(self, change: Callable[[bytes], bytes | None]) -> int:
+        keys = [k for k in self._conn.call(lambda: kv_keys(self._kv)) if k != _POLICY_KEY]
+        deleted = 0
+        for key in keys:
+            data = self._conn.call(lambda key=key: self._change(key, lambda d: None if d is None else change(d)))
+            deleted += data is None
+        return deleted
+
+    def get_policy(self) -> bytes | None:
+        return self._conn.call(lambda: kv_get(self._kv, _POLICY_KEY))
+
+    def update_policy(self, change: Callable[[bytes | None], bytes]) -> bytes:
+        return self._conn.call(lambda: self._change(_POLICY_KEY, change))

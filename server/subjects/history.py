@@ -1,0 +1,131 @@
+"""A subject's contact history: the contacts the store keeps of one customer across every loop, and what rules and
+features ask of them.
+
+A contact is a logged decision, not deferred (or activated), whose chosen action has a channel. Rank records it
+as soon as the decision is logged; the joined event brings its outcome (a reward above 0 is a click, a contact
+joined without one was ignored). Each contact carries its expiry; every write drops the expired ones and keeps
+the newest MAX_CONTACTS, so a record stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from nextbest.v1 import records_pb2, types_pb2
+
+DAY = 86400.0
+MIN_HORIZON_SECONDS = 90 * DAY  # the least time a contact is kept (features look back 30 days)
+MAX_CONTACTS = 1000  # per subject, the newest kept
+
+Contact = records_pb2.Contact
+
+
+def contact_of(loop: str, event_id: str, chosen: types_pb2.Action, timestamp: float, expires: float) -> Contact | None:
+    """The contact a decision that chose `chosen` makes at `timestamp` (its own time, or its activation's), or None
+    when the action has no channel."""
+    if not chosen.channel:
+        return None
+    return Contact(
+        loop=loop,
+        event_id=event_id,
+        action_id=chosen.id,
+        channel=chosen.channel,
+        timestamp=timestamp,
+        expires=expires,
+    )
+
+
+def contacts(data: bytes | None, now: float) -> list[Contact]:
+    """The unexpired contacts of a stored history, oldest first."""
+    if not data:
+        return []
+    return [c for c in records_pb2.SubjectHistory.FromString(data).contacts if c.expires > now]
+
+
+def _encoded(kept: Iterable[Contact]) -> bytes | None:
+    record = records_pb2.SubjectHistory(contacts=sorted(kept, key=lambda c: c.timestamp)[-MAX_CONTACTS:])
+    return record.SerializeToString() if record.contacts else None
+
+
+def _find(kept: list[Contact], loop: str, event_id: str) -> Contact | None:
+    for c in reversed(kept):  # the newest first: an update is most often about a recent contact
+        if c.event_id == event_id and c.loop == loop:
+            return c
+    return None
+
+
+def with_contact(data: bytes | None, contact: Contact, now: float) -> bytes | None:
+    """The history with `contact` in it (once: a contact is keyed by loop and event id), the expired ones out."""
+    kept = contacts(data, now)
+    if _find(kept, contact.loop, contact.event_id) is None:
+        kept.append(contact)
+    return _encoded(kept)
+
+
+def with_outcome(data: bytes | None, contact: Contact, joined: records_pb2.JoinedEvent, now: float) -> bytes | None:
+    """The history with the joined event's outcome on its contact (added when Rank had not recorded it)."""
+    kept = contacts(data, now)
+    found = _find(kept, contact.loop, contact.event_id)
+    if found is None:
+        if contact.expires <= now:
+            return _encoded(kept)
+        found = contact
+        kept.append(found)
+    found.joined = True
+    found.reward = joined.reward
+    found.clicked = not joined.defaulted and joined.reward > 0
+    found.joined_at = joined.joined_at
+    return _encoded(kept)
+
+
+def trimmed(data: bytes, now: float) -> bytes | None:
+    """The history without its expired contacts (None when none is left)."""
+    return _encoded(contacts(data, now))
+
+
+@dataclass
+class _Channel:
+    last: float = float("-inf")
+    contacts_7d: int = 0
+    ignored_run: int = 0
+    run_done: bool = False
+
+
+@dataclass
+class _Action:
+    shown_7d: int = 0
+    clicked_30d: int = 0
+
+
+@dataclass
+class Summary:
+    """What the history features say of a subject at `now`: per channel and per action."""
+
+    now: float
+    contacts_7d: int = 0
+    last: float = float("-inf")
+    channels: dict[str, _Channel] = field(default_factory=dict)
+    actions: dict[str, _Action] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, kept: list[Contact], now: float) -> Summary:
+        summary = cls(now)
+        for c in reversed(kept):  # newest first: the ignored run counts back from the newest joined contact
+            recent = now - c.timestamp < 7 * DAY
+            channel = summary.channels.setdefault(c.channel, _Channel())
+            channel.last = max(channel.last, c.timestamp)
+            action = summary.actions.setdefault(c.action_id, _Action())
+            summary.last = max(summary.last, c.timestamp)
+            if recent:
+                summary.contacts_7d += 1
+                channel.contacts_7d += 1
+                action.shown_7d += 1
+            if c.clicked and now - c.timestamp < 30 * DAY:
+                action.clicked_30d += 1
+            if c.joined and not channel.run_done:
+                if c.clicked:
+                    channel.run_done = True
+                else:
+                    channel.ignored_run += 1
+        return summary

@@ -1,0 +1,77 @@
+"""The serving path's side of subject histories: one read per Rank (rules and features), one write per contact."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from nextbest.policies.featurize import Namespace
+from nextbest.server.errors import FailedPrecondition
+from nextbest.server.store import SubjectChanges, SubjectStore
+from nextbest.server.subjects.contact import PolicyCache
+from nextbest.server.subjects.features import CONTEXT_NAMESPACE, context_features, with_features
+from nextbest.server.subjects.history import Summary, contact_of, contacts, with_contact
+from nextbest.v1 import records_pb2, types_pb2
+
+
+@dataclass
+class Screened:
+    """A decision's input once its subject's history has been applied."""
+
+    context: dict[str, Namespace]  # what the policy sees
+    candidates: list[types_pb2.Action]
+    # the context to log when it is not the request's own (history features added)
+    logged_context: dict[str, types_pb2.Features] | None = None
+    suppressed: list[types_pb2.SuppressedAction] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+class SubjectKeeper:
+    """Reads a subject's history to screen its candidates and featurize them; makes the change that records a
+    contact."""
+
+    def __init__(self, store: SubjectStore, policy: PolicyCache) -> None:
+        self._store = store
+        self._policy = policy
+
+    def screen(
+        self,
+        subject: str,
+        context: dict[str, Namespace],
+        request_context: Mapping[str, types_pb2.Features],
+        candidates: list[types_pb2.Action],
+        config: types_pb2.LoopConfig,
+        now: float,
+    ) -> Screened:
+        """Remove the candidates the contact policy forbids and add the history features (unless the loop turned
+        them off); FailedPrecondition naming the rules when no candidate is left."""
+        history = contacts(self._store.get(subject), now)
+        allowed, suppressed, skipped = self._policy.current().screen(history, candidates, context, now)
+        if not allowed:
+            rules = sorted({s.rule for s in suppressed})
+            raise FailedPrecondition(
+                f"actions: the contact policy forbids every candidate (rules {', '.join(rules)}); "
+                "add a candidate without a channel (no contact) to be answered with it"
+            )
+        if config.subject_features == types_pb2.SUBJECT_FEATURES_OFF:
+            return Screened(context, allowed, None, suppressed, skipped)
+        summary = Summary.of(history, now)
+        own = context_features(summary)
+        logged = dict(request_context)
+        logged[CONTEXT_NAMESPACE] = types_pb2.Features(numeric=own.numeric)
+        featured = [with_features(summary, a) for a in allowed]
+        return Screened({**context, CONTEXT_NAMESPACE: own}, featured, logged, suppressed, skipped)
+
+    def contact(
+        self, decision: records_pb2.DecisionRecord, chosen: types_pb2.Action, config: types_pb2.LoopConfig, now: float
+    ) -> SubjectChanges:
+        """The change that records the contact a decision of a subject that chose `chosen` makes `now` (none when
+        the action has no channel)."""
+        contact = contact_of(decision.loop, decision.event_id, chosen, now, self._policy.current().expiry(config, now))
+        if contact is None:
+            return {}
+        return {decision.subject_id: lambda data: with_contact(data, contact, now)}
+
+    def update(self, changes: SubjectChanges) -> None:
+        """Write changes on their own (a decision's contact is written with the decision)."""
+        self._store.update(changes)
