@@ -103,7 +103,7 @@ def _container(image: str, *args: str, volume: str | None = None, keys: bool = T
     try:
         yield container
     finally:
-        _run("docker", "rm", "-f", container, check=False)
+        _run("docker", "rm", "-f", "-v", container, check=False)  # -v: its anonymous volume, if any
 
 
 @pytest.fixture
