@@ -38,10 +38,10 @@ make_debootstrap_base() {
     command -v debootstrap > /dev/null || die "--debootstrap-base needs debootstrap (apt-get install debootstrap)"
     local root
     root=$(mktemp -d)
-    trap 'rm -rf "$root"' RETURN
+    trap 'rm -rf "$root"' EXIT
     echo "build_image.sh: making $DEBOOTSTRAP_BASE with debootstrap from $MIRROR" >&2
     debootstrap --variant=minbase bookworm "$root" "$MIRROR" > "$root.log" 2>&1 \
-        || { tail -20 "$root.log" >&2; die "debootstrap failed (log: $root.log)"; }
+        || die "debootstrap failed: $(tail -1 "$root.log") (log: $root.log)"
     rm -f "$root.log"
     cat > "$root/etc/apt/sources.list" << EOF
 deb $MIRROR bookworm main
@@ -59,6 +59,8 @@ EOF
     rm -rf "$root"/usr/share/{man,info,locale}/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
         "$root"/var/lib/apt/lists/*
     tar -C "$root" -c . | docker import - "$DEBOOTSTRAP_BASE" > /dev/null
+    rm -rf "$root"
+    trap - EXIT
 }
 
 if [ "$base" = "$DEBOOTSTRAP_BASE" ] && ! docker image inspect "$DEBOOTSTRAP_BASE" > /dev/null 2>&1; then
