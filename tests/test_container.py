@@ -12,9 +12,10 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import grpc
 import numpy as np
@@ -35,7 +36,7 @@ KEYS = json.dumps({KEY: ["decide", "admin"]})
 MAX_IMAGE_BYTES = 400_000_000
 
 
-def _run(*args: str, check: bool = True, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+def _run(*args: str, check: bool = True, timeout: float = 600, env: dict | None = None) -> CompletedProcess:
     result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
@@ -129,7 +130,8 @@ def test_the_image_serves_stops_gracefully_and_keeps_its_decisions_in_the_volume
         wait_for(lambda: _inspect(first, "{{.State.Health.Status}}") == "healthy", timeout=60, interval=1)
 
         _run("docker", "stop", "-t", "30", first, timeout=60)
-        logs = _run("docker", "logs", first).stdout + _run("docker", "logs", first).stderr
+        output = _run("docker", "logs", first)
+        logs = output.stdout + output.stderr
         assert _inspect(first, "{{.State.ExitCode}}") == "0", logs
         assert "received SIGTERM; shutting down" in logs and "nextbest stopped" in logs, logs
 
@@ -163,14 +165,14 @@ def test_the_image_runs_as_a_user_and_is_under_400_mb(image: str) -> None:
 
 
 @contextmanager
-def _compose_up(compose: str, image: str, file: str, **ports: int) -> Iterator[list[str]]:
-    """`docker-compose up -d` of deploy/`file` as a project of its own; yields the command prefix for more;
-    `down -v` (containers, network, volumes) on exit."""
+def _compose_up(compose: str, image: str, file: str, **ports: int) -> Iterator[Callable[..., CompletedProcess]]:
+    """`docker-compose up -d` of deploy/`file` as a project of its own; yields a function running more
+    docker-compose commands on it; `down -v` (containers, network, volumes) on exit."""
     project = f"nbtest{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "NEXTBEST_IMAGE": image, "NEXTBEST_API_KEYS": KEYS, **{k: str(v) for k, v in ports.items()}}
     command = [compose, "-p", project, "-f", str(ROOT / "deploy" / file)]
 
-    def run(*args: str) -> subprocess.CompletedProcess:
+    def run(*args: str) -> CompletedProcess:
         return _run(*command, *args, env=env, timeout=300)
 
     try:
