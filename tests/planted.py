@@ -31,3 +31,12 @@ def run(client, loop, rounds, seed, prefix=""):
         rewards.append(reward)
         client.reward(r.event_id, reward, loop=loop)
     return np.array(hits), np.array(rewards)
+
+
+def planted_round(client, loop, event_id, rng):
+    """One round through `client`: a random customer, Rank, then a Bernoulli reward; whether it chose the best."""
+    segment = SEGMENTS[rng.integers(len(SEGMENTS))]
+    r = client.rank(ACTIONS, {"user": {"segment": segment}}, loop=loop, event_id=event_id)
+    best = r.chosen_action_id == BEST[segment]
+    client.reward(r.event_id, float(rng.random() < (0.8 if best else 0.1)), loop=loop, reward_id="r")
+    return best

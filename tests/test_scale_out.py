@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from planted import ACTIONS, BEST, PERSONALIZING, SEGMENTS
+from planted import ACTIONS, PERSONALIZING, planted_round
 
 from nextbest.client import Client
 from nextbest.server.store import Stream, open_store
@@ -87,14 +87,6 @@ def trainer(url: str, lease_seconds: float = 10.0) -> Nextbest:
     proc = Nextbest("train", "--store", url, "--lease-seconds", str(lease_seconds))
     assert "nextbest training" in proc.line, proc.line
     return proc
-
-
-def planted_round(client: Client, loop: str, event_id: str, rng: np.random.Generator) -> bool:
-    segment = SEGMENTS[rng.integers(len(SEGMENTS))]
-    r = client.rank(ACTIONS, {"user": {"segment": segment}}, loop=loop, event_id=event_id)
-    best = r.chosen_action_id == BEST[segment]
-    client.reward(r.event_id, float(rng.random() < (0.8 if best else 0.1)), loop=loop, reward_id="r")
-    return best
 
 
 def test_two_replicas_and_one_trainer_learn_and_serve_every_model(tmp_path: Path) -> None:
