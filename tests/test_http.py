@@ -11,14 +11,17 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import pytest
+from google.protobuf import json_format
 
 from nextbest.client import action
 from nextbest.server.auth import ApiKeys
+from nextbest.server.config import Limits
 from nextbest.server.store import Stream
 from nextbest.server.tls import ServerTls
-from nextbest.testing import child_pids, http_call, make_certificates, running_server
+from nextbest.testing import child_pids, http_call, make_certificates, running_server, wait_for
 from nextbest.v1 import records_pb2
 
 ACTIONS = [
@@ -176,3 +179,151 @@ def test_http_serves_the_same_tls_as_grpc_and_mutual_tls_refuses_clients_without
             http_call(pair[0].http_port, "GET", "/v1/loops", tls=trusting, host="localhost")
         trusting.load_cert_chain(certificates.client_cert, certificates.client_key)
         assert http_call(pair[0].http_port, "GET", "/v1/loops", tls=trusting, host="localhost").status == 200
+
+
+def call_ok(port, method, path, body=None, **options):
+    answer = http_call(port, method, path, body, **options)
+    assert answer.status == 200, (method, path, answer.status, answer.body)
+    return answer
+
+
+SPEC = "vw:--cb_explore_adf --epsilon 0.2 -q ::"
+
+
+@pytest.mark.slow
+def test_every_admin_rpc_over_http_matches_grpc(http_served, tmp_path):
+    server, client = http_served
+    port = server.http_port
+    config = {"name": "source", "policy": SPEC, "rewardWaitSeconds": 0.05, "publishIntervalSeconds": 0.05}
+    created = call_ok(port, "POST", "/v1/loops", config).json()
+    assert created["name"] == "source" and created["version"] == "1"  # int64: a string in the JSON mapping
+    assert created == json_format.MessageToDict(client.get_loop("source"), always_print_fields_with_no_presence=True)
+    assert call_ok(port, "GET", "/v1/loops/source").json() == created
+    assert [c["name"] for c in call_ok(port, "GET", "/v1/loops").json()["loops"]] == ["default", "source"]
+
+    for i in range(20):
+        ranked = call_ok(port, "POST", "/v1/loops/source:rank", {"eventId": f"s{i}", "actions": ACTIONS}).json()
+        reward = {"value": 1.0 if ranked["chosenActionId"] == "app-tip" else 0.0, "rewardId": "r"}
+        assert call_ok(port, "POST", f"/v1/loops/source/events/s{i}:reward", reward).json() == {"duplicate": False}
+    assert call_ok(port, "POST", "/v1/loops/source/events/s0:reward", {"value": 1, "rewardId": "r"}).json() == {
+        "duplicate": True
+    }
+    assert call_ok(port, "POST", "/v1/loops/source/events/s0:activate").json() == {"duplicate": False}
+    models = wait_for(
+        lambda: [m for m in call_ok(port, "GET", "/v1/loops/source/models").json()["models"] if int(m["learnedSeq"])]
+    )
+    stats = call_ok(port, "GET", "/v1/loops/source/stats").json()
+    assert stats["decisions"] == "20" and stats["loop"] == "source"
+
+    exported = call_ok(port, "GET", "/v1/loops/source/model:export")
+    assert exported.headers["content-type"] == "application/octet-stream"
+    grpc_export = client.export_model("source", version=int(exported.headers["nextbest-model-version"]))
+    assert exported.body == grpc_export.data and unquote(exported.headers["nextbest-model-spec"]) == SPEC
+    version = models[0]["version"]
+    assert call_ok(port, "GET", f"/v1/loops/source/model:export?version={version}").body == (
+        client.export_model("source", version=int(version)).data
+    )
+
+    call_ok(port, "POST", "/v1/loops", {"name": "target"})
+    imported = call_ok(port, "POST", f"/v1/loops/target/model:import?spec={quote(SPEC)}", exported.body).json()
+    assert imported["live"] is True and imported["spec"] == SPEC and imported["loop"] == "target"
+    assert client.export_model("target").data == exported.body
+    rolled = call_ok(port, "POST", f"/v1/loops/target/models/{imported['version']}:rollback").json()
+    assert int(rolled["version"]) > int(imported["version"])
+
+    shadow = "vw:--cb_explore_adf --squarecb -q ::"
+    changed = call_ok(port, "POST", "/v1/loops/source:setPolicy", {"spec": shadow, "mode": "POLICY_MODE_SHADOW"})
+    assert changed.json()["shadowPolicies"] == [shadow]
+    promoted = call_ok(port, "POST", "/v1/loops/source:promotePolicy", {"shadow": shadow}).json()
+    assert promoted["policy"] == shadow and promoted["shadowPolicies"] == []
+
+    updated = dict(created, policy="random", rewardWaitSeconds=1, version=promoted["version"])
+    assert call_ok(port, "PUT", "/v1/loops/source", updated).json()["policy"] == "random"
+    assert call_ok(port, "DELETE", "/v1/loops/target").json() == {}
+    assert http_call(port, "GET", "/v1/loops/target").status == 404
+
+
+@pytest.mark.slow
+def test_evaluate_and_reward_stream_over_http(http_served):
+    server, client = http_served
+    port = server.http_port
+    call_ok(port, "POST", "/v1/loops", {"name": "ev", "rewardWaitSeconds": 0.05, "publishIntervalSeconds": 0.05})
+    for i in range(30):
+        call_ok(port, "POST", "/v1/loops/ev:rank", {"eventId": f"e{i}", "actions": ACTIONS})
+    rewards = [{"eventId": f"e{i}", "value": 1.0, "rewardId": "x"} for i in range(20)]
+    summary = call_ok(port, "POST", "/v1/loops/ev/rewards:stream", rewards).json()
+    assert summary == {"accepted": "20", "duplicates": "0"}
+    ndjson = "\n".join(json.dumps(r) for r in [*rewards[:5], {"eventId": "e25", "value": 0.5}]).encode()
+    assert call_ok(port, "POST", "/v1/loops/ev/rewards:stream", ndjson).json() == {"accepted": "1", "duplicates": "5"}
+    wait_for(lambda: client.stats("ev").rewards == 21)  # counted as the joiner reads them
+
+    wait_for(lambda: client.stats("ev").joined == 30)
+    report = call_ok(port, "POST", "/v1/loops/ev:evaluate", {"specs": [SPEC]}).json()
+    assert report["events"] == "30" and {p["spec"] for p in report["policies"]} >= {"logged", SPEC}
+
+
+BAD_INPUTS = [
+    # (method, path, body, status, code, words the message has)
+    ("POST", "/v1/loops/default:rank", b"{not json", 400, "INVALID_ARGUMENT", ["not valid JSON", "line 1, column 2"]),
+    ("POST", "/v1/loops/default:rank", b"\xff\xfe", 400, "INVALID_ARGUMENT", ["not UTF-8"]),
+    ("POST", "/v1/loops/default:rank", [1, 2], 400, "INVALID_ARGUMENT", ["request body", "JSON object"]),
+    ("POST", "/v1/loops/default:rank", {"actions": "a"}, 400, "INVALID_ARGUMENT", ["actions"]),
+    ("POST", "/v1/loops/default:rank", {"actions": ACTIONS, "bogus": 1}, 400, "INVALID_ARGUMENT", ["bogus"]),
+    ("POST", "/v1/loops/default:rank", {"actions": [{"id": 5}]}, 400, "INVALID_ARGUMENT", ["id"]),
+    ("POST", "/v1/loops/default:rank", {"actions": []}, 400, "INVALID_ARGUMENT", ["actions"]),
+    ("POST", "/v1/loops/default:rank", {}, 400, "INVALID_ARGUMENT", ["actions"]),
+    ("POST", "/v1/loops/default:rank", {"deferred": "yes"}, 400, "INVALID_ARGUMENT", ["deferred"]),
+    ("POST", "/v1/loops/default:rank", b"[" * 100_000, 400, "INVALID_ARGUMENT", ["request body"]),
+    ("POST", "/v1/loops/nope:rank", {"actions": ACTIONS}, 404, "NOT_FOUND", ["nope"]),
+    ("POST", "/v1/loops/bad%20name:rank", {"actions": ACTIONS}, 404, "NOT_FOUND", ["loop", "bad name"]),
+    ("POST", "/v1/loops/other:rank", {"loop": "default", "actions": ACTIONS}, 400, "INVALID_ARGUMENT", ["loop"]),
+    ("POST", "/v1/loops/default:rank?x=1", {"actions": ACTIONS}, 400, "INVALID_ARGUMENT", ["query parameter 'x'"]),
+    ("POST", "/v1/loops/default/events/e1:reward", {"value": "high"}, 400, "INVALID_ARGUMENT", ["value"]),
+    ("POST", "/v1/loops/default/events/e1:reward", {"value": 1e300}, 400, "INVALID_ARGUMENT", ["value"]),
+    ("POST", "/v1/loops/default/rewards:stream", [{"eventId": "e"}, 3], 400, "INVALID_ARGUMENT", ["rewards[1]"]),
+    ("POST", "/v1/loops/default/rewards:stream", b'{"eventId": "e"}\n{', 400, "INVALID_ARGUMENT", ["body line 2"]),
+    ("POST", "/v1/loops/default/rewards:stream", [{"loop": "x", "eventId": "e"}], 400, "INVALID_ARGUMENT", ["loop"]),
+    ("GET", "/v1/loops/default/model:export?version=abc", None, 400, "INVALID_ARGUMENT", ["version", "integer"]),
+    ("GET", "/v1/loops/default/model:export?versions=1", None, 400, "INVALID_ARGUMENT", ["versions"]),
+    ("GET", "/v1/loops/default/model:export?version=7", None, 404, "NOT_FOUND", ["version"]),
+    ("POST", "/v1/loops/default/models/x:rollback", None, 400, "INVALID_ARGUMENT", ["version", "integer"]),
+    ("POST", "/v1/loops/default/model:import", b"junk", 400, "INVALID_ARGUMENT", ["spec"]),
+    ("POST", "/v1/loops/default/model:import?spec=random&data=x", b"", 400, "INVALID_ARGUMENT", ["data"]),
+    ("POST", "/v1/loops", {"config": {"name": "x"}}, 400, "INVALID_ARGUMENT", ["config"]),
+    ("POST", "/v1/loops", {"name": "default"}, 409, "ALREADY_EXISTS", ["default"]),
+    ("PUT", "/v1/loops/default", {"name": "other"}, 400, "INVALID_ARGUMENT", ["config.name"]),
+    ("PUT", "/v1/loops/default", {"learningMode": "SOMETIMES"}, 400, "INVALID_ARGUMENT", ["learningMode"]),
+    ("POST", "/v1/loops/default:setPolicy", {"spec": "vw:--nonsense-flag"}, 400, "INVALID_ARGUMENT", ["policy"]),
+    ("GET", "/v1/contactPolicy", None, 501, "UNIMPLEMENTED", []),
+    ("GET", "/nope", None, 404, "NOT_FOUND", ["no such path", "/nope"]),
+    ("GET", "/v1/loops/default:rank", None, 405, "UNIMPLEMENTED", ["allowed: POST"]),
+    ("PATCH", "/v1/loops", None, 405, "UNIMPLEMENTED", ["GET", "POST"]),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "code", "words"), BAD_INPUTS)
+def test_bad_input_over_http_is_a_4xx_naming_the_field_never_a_500(
+    http_served, method, path, body, status, code, words
+):
+    server, _ = http_served
+    answer = http_call(server.http_port, method, path, body)
+    assert answer.status == status, answer.body
+    assert answer.headers["content-type"] == "application/json"
+    error = answer.json()
+    assert error["code"] == code and all(word in error["message"] for word in words), error
+    assert http_call(server.http_port, "GET", "/v1/loops/default").status == 200  # still serving
+
+
+def test_a_body_over_the_limit_is_413_before_it_is_read_and_whatever_its_framing(tmp_path):
+    with running_server(tmp_path / "store", http_port=0, limits=Limits(max_message_bytes=1000)) as (server, _):
+        big = {"actions": [{"id": f"a{i}"} for i in range(200)]}
+        answer = http_call(server.http_port, "POST", "/v1/loops/default:rank", big)
+        assert answer.status == 413 and answer.json() == {
+            "code": "RESOURCE_EXHAUSTED",
+            "message": "request body: larger than the limit of 1000 bytes",
+        }
+        connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)  # chunked: no length
+        connection.request("POST", "/v1/loops/default:rank", body=iter([b"x" * 600, b"x" * 600]))
+        assert connection.getresponse().status == 413
+        connection.close()
+        assert http_call(server.http_port, "POST", "/v1/loops/default:rank", {"actions": ACTIONS}).status == 200

@@ -77,18 +77,31 @@ class HttpCall:
     async def json(self, empty: Any = None) -> Any:
         """The body parsed as JSON (`empty` when there is no body and it is not None); HttpError INVALID_ARGUMENT
         saying where it is malformed."""
-        body = await self.body()
-        if not body.strip() and empty is not None:
+        text = await self.text()
+        if not text.strip() and empty is not None:
             return empty
+        return parse_json(text, "request body")
+
+    async def text(self) -> str:
+        """The body as UTF-8 text (JSON's encoding); HttpError INVALID_ARGUMENT when it is not."""
         try:
-            return json.loads(body)
-        except UnicodeDecodeError:
-            raise HttpError(grpc.StatusCode.INVALID_ARGUMENT, "request body: not UTF-8 text") from None
-        except json.JSONDecodeError as e:
+            return (await self.body()).decode("utf-8")
+        except UnicodeDecodeError as e:
             raise HttpError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"request body: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})",
+                grpc.StatusCode.INVALID_ARGUMENT, f"request body: not UTF-8 text (byte {e.start})"
             ) from None
+
+
+def parse_json(text: str, where: str) -> Any:
+    """`text` parsed as JSON; HttpError INVALID_ARGUMENT saying where it is malformed (or too deeply nested)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise HttpError(
+            grpc.StatusCode.INVALID_ARGUMENT, f"{where}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"
+        ) from None
+    except RecursionError:
+        raise HttpError(grpc.StatusCode.INVALID_ARGUMENT, f"{where}: JSON nested too deeply") from None
 
 
 def _too_large(limit: int) -> HttpError:
@@ -194,13 +207,20 @@ class Api:
         max_body: int | None = None,
     ) -> Route:
         """A Starlette route of `handler` behind the interceptors; `max_body` defaults to max_message_bytes."""
+        return Route(path, self.endpoint(handler, name=name, scope=scope, max_body=max_body), methods=list(methods))
+
+    def endpoint(
+        self, handler: Handler, *, name: str, scope: str | None, max_body: int | None = None
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """`handler` behind the interceptors, as a Starlette endpoint (for a route whose methods have handlers of
+        their own, see jsonapi)."""
         info = RouteInfo(name, scope, self.limits.max_message_bytes if max_body is None else max_body)
         chained = _chain(self.interceptors, handler)
 
         async def endpoint(request: Request) -> Response:
             return await chained(HttpCall(request, info))
 
-        return Route(path, endpoint, methods=list(methods), name=name)
+        return endpoint
 
 
 @dataclass(frozen=True)

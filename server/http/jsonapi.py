@@ -14,8 +14,7 @@ Nextbest-Model-Version); ImportModel takes them as the body, with the spec in th
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -24,11 +23,13 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
+from starlette.convertors import StringConvertor, register_url_convertor
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
 
 from nextbest.server.auth import ADMIN, DECIDE
-from nextbest.server.http.api import Api, HttpCall, Services
+from nextbest.server.http.api import HttpCall, Services, parse_json
 from nextbest.server.http.calls import HttpError, invoke
 from nextbest.v1 import admin_pb2, decision_pb2
 
@@ -212,29 +213,20 @@ def _unary(rpc: Rpc, services: Services) -> Callable:
     return handle
 
 
-def _reward_items(body: bytes) -> list[Any]:
+def _reward_items(text: str) -> list[Any]:
     """A JSON array of rewards, or NDJSON (one reward object a line)."""
-    text = body.decode("utf-8", "strict") if body else ""
-    stripped = text.lstrip()
-    try:
-        if stripped.startswith("["):
-            items = json.loads(text)
-            if isinstance(items, list):
-                return items
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    except (json.JSONDecodeError, RecursionError) as e:
-        where = f" at line {e.lineno}, column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
-        raise HttpError(_INVALID, f"request body: not a JSON array or NDJSON of rewards{where}") from None
+    if text.lstrip().startswith("["):
+        items = parse_json(text, "request body")
+        if isinstance(items, list):
+            return items
+    return [parse_json(line, f"request body line {n}") for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 
 def _rewards(rpc: Rpc, services: Services) -> Callable:
     method = _servicer(rpc, services)
 
     async def handle(call: HttpCall) -> Response:
-        try:
-            items = _reward_items(await call.body())
-        except UnicodeDecodeError:
-            raise HttpError(_INVALID, "request body: not UTF-8 text") from None
+        items = _reward_items(await call.text())
         requests = []
         for i, item in enumerate(items):
             request = decision_pb2.RewardRequest()
@@ -281,16 +273,34 @@ _HANDLERS = {"unary": _unary, "rewards": _rewards, "export": _export, "import": 
 
 
 def routes(services: Services) -> list[BaseRoute]:
-    """The routes of every RPC of RPCS."""
-    api: Api = services.api(error_response)
-    return [
-        api.route(
-            rpc.path,
+    """The routes of RPCS: one per path, its methods dispatched to their RPCs (so that a wrong method answers 405
+    with every allowed one)."""
+    api = services.api(error_response)
+    by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+    for rpc in RPCS:
+        by_path.setdefault(rpc.path, {})[rpc.verb] = api.endpoint(
             _HANDLERS[rpc.kind](rpc, services),
-            methods=[rpc.verb],
             name=rpc.name,
             scope=DECIDE if rpc.service == _D else ADMIN,
             max_body=services.limits.max_model_bytes if rpc.kind == "import" else None,
         )
-        for rpc in RPCS
+    return [
+        Route(path.replace("{loop}", "{loop:name}"), _dispatch(endpoints), methods=list(endpoints))
+        for path, endpoints in by_path.items()
     ]
+
+
+class _NameConvertor(StringConvertor):
+    """A loop name: no ':', so that `/v1/loops/{loop}` does not match `/v1/loops/default:rank` (a custom method)."""
+
+    regex = "[^/:]+"
+
+
+register_url_convertor("name", _NameConvertor())
+
+
+def _dispatch(endpoints: dict[str, Callable[[Request], Awaitable[Response]]]) -> Callable:
+    async def endpoint(request: Request) -> Response:
+        return await endpoints["GET" if request.method == "HEAD" else request.method](request)
+
+    return endpoint
