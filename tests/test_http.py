@@ -15,10 +15,16 @@ from urllib.parse import quote, unquote
 
 import pytest
 from google.protobuf import json_format
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.routing import Route
 
 from nextbest.client import action
 from nextbest.server.auth import ApiKeys
 from nextbest.server.config import Limits
+from nextbest.server.http.api import Services
+from nextbest.server.http.app import build_app
+from nextbest.server.http.jsonapi import ADMIN_SERVICE, DECISION_SERVICE, RPCS
 from nextbest.server.store import Stream
 from nextbest.server.tls import ServerTls
 from nextbest.testing import child_pids, http_call, make_certificates, running_server, wait_for
@@ -327,3 +333,63 @@ def test_a_body_over_the_limit_is_413_before_it_is_read_and_whatever_its_framing
         assert connection.getresponse().status == 413
         connection.close()
         assert http_call(server.http_port, "POST", "/v1/loops/default:rank", {"actions": ACTIONS}).status == 200
+
+
+class Servicer:
+    """Methods of any name: enough to build the routes and list them."""
+
+    def __getattr__(self, name):
+        return lambda request, context: None
+
+
+def test_openapi_describes_every_route_and_every_rpc_has_one(http_served):
+    server, _ = http_served
+    document = call_ok(server.http_port, "GET", "/openapi.json").json()
+    assert document["openapi"] == "3.1.0"
+    described = {(path, verb.upper()) for path, operations in document["paths"].items() for verb in operations}
+    served = {
+        (route.path.replace("{loop:name}", "{loop}"), method)
+        for route in build_app(Services(Servicer(), Servicer(), Limits())).routes
+        if isinstance(route, Route) and route.path != "/openapi.json"
+        for method in route.methods - {"HEAD"}
+    }
+    assert served == described
+    rpcs = {f"{s.name}/{m.name}" for s in (DECISION_SERVICE, ADMIN_SERVICE) for m in s.methods}
+    assert {rpc.name for rpc in RPCS} == rpcs and len(RPCS) == len(rpcs)
+    assert {op["operationId"] for ops in document["paths"].values() for op in ops.values()} == {
+        name.split("/")[1] for name in rpcs
+    }
+    refs = re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(document))
+    assert refs and set(refs) <= set(document["components"]["schemas"])
+    rank = document["paths"]["/v1/loops/{loop}:rank"]["post"]
+    assert rank["parameters"] == [{"name": "loop", "in": "path", "required": True, "schema": {"type": "string"}}]
+    request = document["components"]["schemas"]["nextbest.v1.RankRequest"]["properties"]
+    assert request["eventId"] == {"type": "string"} and request["excludedActionIds"]["type"] == "array"
+    assert request["context"]["additionalProperties"] == {"$ref": "#/components/schemas/nextbest.v1.Features"}
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=12,
+)
+FIELD_NAMES = st.sampled_from(["eventId", "event_id", "actions", "context", "value", "loop", "config", "spec", "mode"])
+BODIES = JSON | st.dictionaries(FIELD_NAMES, JSON, max_size=4) | st.binary(max_size=64)
+WRITES = [(rpc.verb, rpc.path) for rpc in RPCS if rpc.verb in ("POST", "PUT") and rpc.kind != "import"]
+
+
+@pytest.fixture(scope="module")
+def fuzzed(tmp_path_factory):
+    with running_server(tmp_path_factory.mktemp("fuzz"), http_port=0, train=False) as (server, _):
+        yield server
+
+
+@pytest.mark.slow
+@settings(derandomize=True, database=None, max_examples=300, deadline=None)
+@given(route=st.sampled_from(WRITES), body=BODIES, loop=st.sampled_from(["default", "nope", "x" * 70]))
+def test_generated_json_bodies_never_get_a_5xx(fuzzed, route, body, loop):
+    verb, path = route
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    answer = http_call(fuzzed.http_port, verb, path.format(loop=loop, event_id="e1", version=1), raw)
+    assert answer.status < 500 or answer.status == 501, answer.body  # 501: contact policy, on another branch
+    assert set(answer.json()) == {"code", "message"} if answer.status >= 400 else answer.status == 200

@@ -12,16 +12,17 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Mount
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
 
-from nextbest.server.http import jsonapi, personalizer
+from nextbest.server.http import jsonapi, openapi, personalizer
 from nextbest.server.http.api import Services
 from nextbest.server.http.calls import HttpError
 from nextbest.server.tls import ServerTls
 
 log = logging.getLogger("nextbest")
 
+OPENAPI_PATH = "/openapi.json"
 PERSONALIZER_MOUNTS = ("/personalizer", "/loops/{loop}/personalizer")  # the first serves the loop `default`
 _START_TIMEOUT = 30.0
 
@@ -51,8 +52,14 @@ async def _unrouted(request: Request, exc: Exception) -> Response:
 
 
 def build_app(services: Services) -> Starlette:
-    """nextbest's JSON API under /v1 and the Personalizer API at its mount points."""
-    routes = [*jsonapi.routes(services)]
+    """nextbest's JSON API under /v1 (described at /openapi.json, open to all like gRPC reflection) and the
+    Personalizer API at its mount points."""
+    described = JSONResponse(openapi.document())
+
+    async def describe(request: Request) -> Response:
+        return described
+
+    routes: list[BaseRoute] = [*jsonapi.routes(services), Route(OPENAPI_PATH, describe)]
     routes += [Mount(path, routes=personalizer.routes(services)) for path in PERSONALIZER_MOUNTS]
     return Starlette(routes=routes, exception_handlers={HTTPException: _unrouted})
 
