@@ -5,6 +5,7 @@ import http.client
 import json
 import math
 import os
+import random
 import re
 import signal
 import socket
@@ -23,14 +24,16 @@ from starlette.routing import Route
 
 from nextbest.client import action
 from nextbest.server.auth import ApiKeys
+from nextbest.server.bench.load import rank_request
 from nextbest.server.config import Limits
+from nextbest.server.http import fastjson
 from nextbest.server.http.api import Services
 from nextbest.server.http.app import build_app, listening_socket
 from nextbest.server.http.jsonapi import ADMIN_SERVICE, DECISION_SERVICE, RPCS
 from nextbest.server.store import Stream
 from nextbest.server.tls import ServerTls
 from nextbest.testing import child_pids, http_call, make_certificates, running_server, wait_for
-from nextbest.v1 import records_pb2
+from nextbest.v1 import decision_pb2, records_pb2
 
 ACTIONS = [
     {"id": "welcome-email", "channel": "email", "features": {"offer": {"categorical": {"kind": "welcome"}}}},
@@ -420,3 +423,80 @@ def test_connections_accepted_on_the_http_socket_send_without_delay():
             server.close()
 
     assert asyncio.run(accepted_nodelay()) == 1
+
+
+ODD = (
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5) | st.lists(st.integers(), max_size=2)
+)
+NAMES = st.text(max_size=6)
+NUMBERS = st.integers(-1000, 1000) | st.floats() | st.integers(-(2**60), 2**60)
+
+
+def rank_json(odd):
+    """Rank requests as JSON; each value, at every level, is sometimes drawn from `odd` instead."""
+
+    def sometimes(strategy):
+        return st.one_of(*[strategy] * 9, odd)
+
+    features = sometimes(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "numeric": sometimes(st.dictionaries(NAMES, NUMBERS, max_size=3)),
+                "categorical": sometimes(st.dictionaries(NAMES, st.text(max_size=5), max_size=3)),
+                "tokens": sometimes(st.lists(st.text(max_size=5), max_size=3)),
+            },
+        )
+    )
+    namespaces = sometimes(st.dictionaries(NAMES, features, max_size=3))
+    action = sometimes(
+        st.fixed_dictionaries(
+            {}, optional={"id": sometimes(st.text(max_size=5)), "channel": sometimes(NAMES), "features": namespaces}
+        )
+    )
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "loop": sometimes(NAMES),
+            "eventId": sometimes(NAMES),
+            "context": namespaces,
+            "actions": sometimes(st.lists(action, max_size=3)),
+            "excludedActionIds": sometimes(st.lists(NAMES, max_size=2)),
+            "deferred": sometimes(st.booleans()),
+            "subjectId": sometimes(NAMES),
+        },
+    )
+
+
+def big_integers(data):
+    """Whether `data` holds an integer beyond the doubles' exact range (json_format's rounding decides those)."""
+    if isinstance(data, dict):
+        return any(big_integers(value) for value in data.values())
+    if isinstance(data, list):
+        return any(big_integers(value) for value in data)
+    return type(data) is int and abs(data) > 2**53
+
+
+@settings(derandomize=True, database=None, max_examples=300, deadline=None)
+@given(rank_json(odd=st.nothing()))
+def test_the_fast_path_of_rank_json_gives_what_json_format_gives(data):
+    fast = fastjson.rank_request(data)
+    assert fast is not None or big_integers(data)
+    if fast is not None:
+        assert fast == json_format.ParseDict(data, decision_pb2.RankRequest())
+
+
+@settings(derandomize=True, database=None, max_examples=300, deadline=None)
+@given(rank_json(odd=ODD | st.just({"unknown": 1})), st.sampled_from(["", "event_id", "bogus"]))
+def test_the_fast_path_leaves_every_other_shape_to_json_format(data, extra):
+    if extra:
+        data = {**data, extra: "e"}  # an unknown field, or eventId's proto name again
+    fast = fastjson.rank_request(data)
+    if fast is not None:
+        assert fast == json_format.ParseDict(data, decision_pb2.RankRequest())
+
+
+def test_the_fast_path_takes_plain_rank_requests():
+    request = rank_request(random.Random(1), "bench")
+    assert fastjson.rank_request(json_format.MessageToDict(request)) == request
+    assert fastjson.rank_request({"actions": ACTIONS, "context": CONTEXT, "deferred": True}) is not None
