@@ -256,7 +256,7 @@ class ServerSettings:
     restrictions: Restrictions = field(default_factory=Restrictions)
     evaluation: EvaluationLimits | None = None
     rpc_metrics: bool = False
-    http_port: int | None = None  # every worker serves HTTP on it too (SO_REUSEPORT), a concrete port
+    http_port: int | None = None  # every worker serves HTTP on it too (SO_REUSEPORT); run_node resolves 0 first
 
     def worker_server(self, store: Store, host: str, port: int) -> NextbestServer:
         """A serving process's server: shares the port with the others and trains nothing (the parent does)."""

@@ -1,6 +1,7 @@
 """API keys with scopes, checked on every call by a server interceptor.
 
-Callers send `authorization: Bearer <key>` metadata. The scope `decide` allows
+Callers send `authorization: Bearer <key>` metadata (over HTTP, server/http: the header `Authorization: Bearer
+<key>` or `Ocp-Apim-Subscription-Key: <key>`, checked with `refusal` as here). The scope `decide` allows
 DecisionService (Rank, Reward, Activate, RewardStream); `admin` allows
 AdminService (and any other service but these). Health checking and
 reflection stay open. A missing or unknown key answers UNAUTHENTICATED; a

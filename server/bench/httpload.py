@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import grpc
 from google.protobuf import json_format
@@ -32,19 +33,31 @@ def _code_of(status: int, body: bytes) -> grpc.StatusCode:
 
 class Connections:
     """Keep-alive connections to `host:port`, one per call in flight (HTTP/1.1 does not multiplex): a call takes
-    an idle one or opens one, and gives it back when the answer has been read."""
+    the idle one used last or opens one, and gives it back when the answer has been read. A connection idle for
+    `IDLE_SECONDS` is closed rather than reused: the server may be closing it (uvicorn: after 5 s)."""
+
+    IDLE_SECONDS = 4.0
 
     def __init__(self, host: str, port: int) -> None:
         self._host, self._port = host, port
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
+
+    async def _take(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        now = time.monotonic()
+        while self._idle:
+            reader, writer, since = self._idle.pop()
+            if now - since < self.IDLE_SECONDS:
+                return reader, writer
+            writer.close()
+        return await asyncio.open_connection(self._host, self._port)
 
     async def post(self, path: str, body: bytes, timeout: float) -> None:
         """POST `body` (JSON) to `path`; HttpCallError unless the answer is 200."""
-        connection = self._idle.pop() if self._idle else await asyncio.open_connection(self._host, self._port)
-        reader, writer = connection
         head = f"POST {path} HTTP/1.1\r\nHost: {self._host}\r\nContent-Type: application/json\r\n"
+        writer = None
         try:
             async with asyncio.timeout(timeout):
+                reader, writer = await self._take()
                 writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
                 status = int((await reader.readline()).split()[1])
                 length = 0
@@ -53,18 +66,19 @@ class Connections:
                     if name.strip().lower() == b"content-length":
                         length = int(value)
                 answer = await reader.readexactly(length)
-        except TimeoutError:
-            writer.close()
-            raise HttpCallError(grpc.StatusCode.DEADLINE_EXCEEDED) from None
-        except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
-            writer.close()
-            raise HttpCallError(grpc.StatusCode.UNAVAILABLE) from None
-        self._idle.append(connection)
+        except (TimeoutError, OSError, ValueError, IndexError, asyncio.IncompleteReadError) as e:
+            if writer is not None:
+                writer.close()
+            timed_out = isinstance(e, TimeoutError)
+            raise HttpCallError(
+                grpc.StatusCode.DEADLINE_EXCEEDED if timed_out else grpc.StatusCode.UNAVAILABLE
+            ) from None
+        self._idle.append((reader, writer, time.monotonic()))
         if status != 200:
             raise HttpCallError(_code_of(status, answer))
 
     def close(self) -> None:
-        for _, writer in self._idle:
+        for _, writer, _ in self._idle:
             writer.close()
         self._idle.clear()
 

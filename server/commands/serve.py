@@ -29,9 +29,10 @@ if TYPE_CHECKING:
 def add(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser(
         "serve",
-        help="run the decision service (gRPC) with its joiner and learner",
+        help="run the decision service (gRPC, and HTTP/JSON with --http-port) with its joiner and learner",
         description="Run the decision service: DecisionService and AdminService on gRPC, with health "
-        "checking and reflection, and, on an LMDB store, the reward joiner and the learner. On a NATS store "
+        "checking and reflection (and over HTTP/JSON with --http-port), and, on an LMDB store, the reward joiner "
+        "and the learner. On a NATS store "
         "(--store nats://...) it is a stateless replica: run as many as needed behind a load balancer, and "
         "`nextbest train` for the joining and learning. Creates the loop 'default' on a new store. SIGTERM or "
         "SIGINT shuts down gracefully.",

@@ -56,7 +56,7 @@ class _Aborted(Exception):
 
 class CallContext(grpc.ServicerContext):
     """The ServicerContext of a servicer method called in process: records the status the method sets or aborts
-    with; `cancel()` (the HTTP client went away) makes `is_active()` false, which long calls (Evaluate) watch."""
+    with. There is no client stream to lose: it stays active unless cancelled."""
 
     def __init__(self) -> None:
         self._code: grpc.StatusCode | None = None
