@@ -193,6 +193,8 @@ class NextbestServer:
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server, _public_descriptors()
         )
+        if self._http_port is not None:  # bound now: a port in use fails the start before gRPC serves
+            self._http = self._http_server(decisions, admin)
         address = f"{self._host}:{self._requested_port}"
         if self._tls:
             try:
@@ -205,15 +207,15 @@ class NextbestServer:
             raise OSError(f"cannot bind {self._host}:{self._requested_port}")
         server.start()
         self._grpc = server
-        if self._http_port is not None:
-            self._serve_http(decisions, admin)
+        if self._http is not None:
+            self.http_port = self._http.start().port
         return self
 
-    def _serve_http(self, decisions: DecisionService, admin: AdminService) -> None:
+    def _http_server(self, decisions: DecisionService, admin: AdminService) -> HttpServer:
+        assert self._http_port is not None
         metrics = self.metrics.rpc if self.metrics else None
         app = build_app(Services(decisions, admin, self.limits, self._api_keys, metrics))
-        self._http = HttpServer(app, self._host, self._http_port, tls=self._tls, reuse_port=self._reuse_port)
-        self.http_port = self._http.start().port
+        return HttpServer(app, self._host, self._http_port, tls=self._tls, reuse_port=self._reuse_port)
 
     def wait(self) -> None:
         assert self._grpc is not None

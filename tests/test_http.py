@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from starlette.routing import Route
 
 from nextbest.client import action
+from nextbest.server.app import NextbestServer
 from nextbest.server.auth import ApiKeys
 from nextbest.server.bench.load import rank_request
 from nextbest.server.config import Limits
@@ -30,7 +31,7 @@ from nextbest.server.http import fastjson
 from nextbest.server.http.api import Services
 from nextbest.server.http.app import build_app, listening_socket
 from nextbest.server.http.jsonapi import ADMIN_SERVICE, DECISION_SERVICE, RPCS
-from nextbest.server.store import Stream
+from nextbest.server.store import Stream, open_store
 from nextbest.server.tls import ServerTls
 from nextbest.testing import child_pids, http_call, make_certificates, running_server, wait_for
 from nextbest.v1 import decision_pb2, records_pb2
@@ -500,3 +501,15 @@ def test_the_fast_path_takes_plain_rank_requests():
     request = rank_request(random.Random(1), "bench")
     assert fastjson.rank_request(json_format.MessageToDict(request)) == request
     assert fastjson.rank_request({"actions": ACTIONS, "context": CONTEXT, "deferred": True}) is not None
+
+
+def test_an_http_port_in_use_fails_the_start_before_grpc_serves(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = NextbestServer(open_store(str(tmp_path / "store")), "127.0.0.1", 0, http_port=port, train=False)
+        with pytest.raises(OSError):
+            server.start()
+        assert server.port == 0  # gRPC never bound
+        server.stop()

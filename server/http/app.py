@@ -93,7 +93,8 @@ class HttpServer:
         context = tls.ssl_context() if tls else None  # TlsError now rather than in the server's thread
         config = uvicorn.Config(
             app,
-            log_config=None,
+            log_config=None,  # nextbest's logging; uvicorn's start and stop lines are not worth INFO
+            log_level=logging.WARNING,
             access_log=False,
             lifespan="off",
             ws="none",
@@ -113,8 +114,10 @@ class HttpServer:
         return self
 
     def stop(self, grace: float) -> None:
-        """Stop accepting connections, let in-flight calls finish within `grace` seconds, then cancel them."""
+        """Stop accepting connections, let in-flight calls finish within `grace` seconds, then cancel them (and
+        close the socket of a server never started)."""
         self._server.config.timeout_graceful_shutdown = grace
         self._server.should_exit = True
-        self._thread.join(grace + 5)
+        if self._thread.is_alive():
+            self._thread.join(grace + 5)
         self._socket.close()
