@@ -274,6 +274,7 @@ def test_evaluate_and_reward_stream_over_http(http_served):
     assert report["events"] == "30" and {p["spec"] for p in report["policies"]} >= {"logged", SPEC}
 
 
+NUMERIC = b'{"actions": [{"id": "a"}], "context": {"u": {"numeric": {"x": %s}}}}'
 BAD_INPUTS = [
     # (method, path, body, status, code, words the message has)
     ("POST", "/v1/loops/default:rank", b"{not json", 400, "INVALID_ARGUMENT", ["not valid JSON", "line 1, column 2"]),
@@ -307,6 +308,11 @@ BAD_INPUTS = [
     ("PUT", "/v1/loops/default", {"learningMode": "SOMETIMES"}, 400, "INVALID_ARGUMENT", ["learningMode"]),
     ("POST", "/v1/loops/default:setPolicy", {"spec": "vw:--nonsense-flag"}, 400, "INVALID_ARGUMENT", ["policy"]),
     ("GET", "/v1/contactPolicy", None, 501, "UNIMPLEMENTED", []),
+    ("POST", "/v1/loops/default:rank", NUMERIC % (b"1" + b"0" * 400), 400, "INVALID_ARGUMENT", ["context.u.numeric.x"]),
+    ("POST", "/v1/loops/default:rank", NUMERIC % b"1e400", 400, "INVALID_ARGUMENT", ["numeric['x']", "finite"]),
+    ("PUT", "/v1/loops/default", b'{"version": 1%s}' % (b"0" * 5000), 400, "INVALID_ARGUMENT", ["request body"]),
+    ("GET", "/v1/loops/default/model:export?version=1" + "0" * 30, None, 400, "INVALID_ARGUMENT", ["version"]),
+    ("POST", "/v1/loops/default/models/99999999999999999999999:rollback", None, 400, "INVALID_ARGUMENT", ["version"]),
     ("GET", "/nope", None, 404, "NOT_FOUND", ["no such path", "/nope"]),
     ("GET", "/v1/loops/default:rank", None, 405, "UNIMPLEMENTED", ["allowed: POST"]),
     ("PATCH", "/v1/loops", None, 405, "UNIMPLEMENTED", ["GET", "POST"]),

@@ -102,6 +102,8 @@ def parse_json(text: str, where: str) -> Any:
         ) from None
     except RecursionError:
         raise HttpError(grpc.StatusCode.INVALID_ARGUMENT, f"{where}: JSON nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        raise HttpError(grpc.StatusCode.INVALID_ARGUMENT, f"{where}: not usable JSON ({e})") from None
 
 
 def _too_large(limit: int) -> HttpError:

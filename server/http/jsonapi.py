@@ -14,6 +14,7 @@ Nextbest-Model-Version); ImportModel takes them as the body, with the spec in th
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,8 +115,22 @@ def _parse(data: Any, message: Message, where: str) -> None:
         raise HttpError(_INVALID, f"{where}: expected a JSON object, got {type(data).__name__}")
     try:
         json_format.ParseDict(data, message, ignore_unknown_fields=False)
+    except OverflowError:
+        raise HttpError(_INVALID, f"{where}: {_huge_number(data)}: a number beyond a double's range") from None
     except (json_format.ParseError, ValueError, TypeError, AttributeError, RecursionError) as e:
         raise HttpError(_INVALID, f"{where}: {str(e)[:500]}") from None
+
+
+def _huge_number(data: Any) -> str:
+    """The path of the first integer of `data` that no double holds (json_format's OverflowError names none)."""
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        if type(value) is int and abs(value) > sys.float_info.max:
+            return str(key)
+        inner = _huge_number(value)
+        if inner:
+            return f"{key}.{inner}"
+    return ""
 
 
 def _field(descriptor: Descriptor, name: str) -> FieldDescriptor | None:
@@ -173,7 +188,10 @@ def _set(message: Message, path: str, text: str, where: str) -> None:
     current = getattr(message, descriptor.name)
     if current != descriptor.default_value and current != value:
         raise HttpError(_INVALID, f"{path}: the body says {current!r}, the {where} {value!r}")
-    setattr(message, descriptor.name, value)
+    try:
+        setattr(message, descriptor.name, value)
+    except ValueError:
+        raise HttpError(_INVALID, f"{where}: {value} is out of the range of a {descriptor.name}") from None
 
 
 def _bind_path(rpc: Rpc, call: HttpCall, request: Message) -> None:
