@@ -14,7 +14,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlencode
 
 import pytest
 from google.protobuf import json_format
@@ -381,13 +381,20 @@ def test_openapi_describes_every_route_and_every_rpc_has_one(http_served):
 
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.sampled_from([2**64, -(10**400)])
+    | st.floats()
+    | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=12,
 )
 FIELD_NAMES = st.sampled_from(["eventId", "event_id", "actions", "context", "value", "loop", "config", "spec", "mode"])
 BODIES = JSON | st.dictionaries(FIELD_NAMES, JSON, max_size=4) | st.binary(max_size=64)
 WRITES = [(rpc.verb, rpc.path) for rpc in RPCS if rpc.verb in ("POST", "PUT") and rpc.kind != "import"]
+READS = [(rpc.verb, rpc.path) for rpc in RPCS if rpc.verb in ("GET", "DELETE")]
+SEGMENTS = st.text(max_size=30) | st.sampled_from(["default", "1", "-1", "99999999999999999999999", "1e3"])
 
 
 @pytest.fixture(scope="module")
@@ -404,6 +411,22 @@ def test_generated_json_bodies_never_get_a_5xx(fuzzed, route, body, loop):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     answer = http_call(fuzzed.http_port, verb, path.format(loop=loop, event_id="e1", version=1), raw)
     assert answer.status < 500 or answer.status == 501, answer.body  # 501: contact policy, on another branch
+    assert set(answer.json()) == {"code", "message"} if answer.status >= 400 else answer.status == 200
+
+
+@pytest.mark.slow
+@settings(derandomize=True, database=None, max_examples=200, deadline=None)
+@given(
+    route=st.sampled_from(READS + WRITES),
+    segments=st.lists(SEGMENTS, min_size=3, max_size=3),
+    query=st.dictionaries(st.sampled_from(["version", "loop", "spec", "x", ""]), SEGMENTS, max_size=2),
+)
+def test_generated_paths_and_query_strings_never_get_a_5xx(fuzzed, route, segments, query):
+    verb, path = route
+    loop, event_id, version = (quote(segment, safe="") for segment in segments)
+    target = path.format(loop=loop, event_id=event_id, version=version) + "?" + urlencode(query)
+    answer = http_call(fuzzed.http_port, verb, target, b"{}" if verb in ("POST", "PUT") else None)
+    assert answer.status < 500 or answer.status == 501, answer.body
     assert set(answer.json()) == {"code", "message"} if answer.status >= 400 else answer.status == 200
 
 

@@ -61,7 +61,9 @@ def build_app(services: Services) -> Starlette:
 
     routes: list[BaseRoute] = [*jsonapi.routes(services), Route(OPENAPI_PATH, describe)]
     routes += [Mount(path, routes=personalizer.routes(services)) for path in PERSONALIZER_MOUNTS]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _unrouted})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _unrouted})
+    app.router.redirect_slashes = False  # `/v1/loops/` is no path of the API: 404, not a redirect
+    return app
 
 
 def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
