@@ -27,13 +27,15 @@ from nextbest.server.app import NextbestServer
 from nextbest.server.auth import ApiKeys
 from nextbest.server.bench.load import rank_request
 from nextbest.server.config import Limits
+from nextbest.server.evaluation import EvaluationLimits
 from nextbest.server.http import fastjson
 from nextbest.server.http.api import Services
 from nextbest.server.http.app import build_app, listening_socket
 from nextbest.server.http.jsonapi import ADMIN_SERVICE, DECISION_SERVICE, RPCS
+from nextbest.server.restrictions import Restrictions
 from nextbest.server.store import Stream, open_store
 from nextbest.server.tls import ServerTls
-from nextbest.testing import child_pids, http_call, make_certificates, running_server, wait_for
+from nextbest.testing import FakeClock, child_pids, http_call, make_certificates, running_server, wait_for
 from nextbest.v1 import decision_pb2, records_pb2
 
 ACTIONS = [
@@ -542,3 +544,56 @@ def test_an_http_port_in_use_fails_the_start_before_grpc_serves(tmp_path):
             server.start()
         assert server.port == 0  # gRPC never bound
         server.stop()
+
+
+HOSTILE = Restrictions(policy_modules=("hostile_policies",))  # tests/hostile_policies.py: Sleeper
+LONG = EvaluationLimits(timeout_seconds=600.0)
+
+
+def joined_events(store):
+    """A store whose loop `t` has 10 joined events."""
+    clock = FakeClock()
+    with running_server(store, clock=clock) as (_, client):
+        client.create_loop("t", policy="random", reward_wait_seconds=1.0, publish_interval_seconds=0.05)
+        for i in range(10):
+            client.reward(client.rank([action("a"), action("b")], loop="t", event_id=f"e{i}").event_id, 1.0, loop="t")
+        clock.advance(10.0)
+        wait_for(lambda: client.stats("t").joined == 10)
+
+
+def evaluations_running():
+    return [p for p in child_pids(os.getpid()) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+
+
+@pytest.mark.slow
+def test_an_evaluation_whose_http_client_went_away_is_stopped(tmp_path):
+    joined_events(tmp_path / "store")
+    with running_server(tmp_path / "store", train=False, http_port=0, restrictions=HOSTILE, evaluation=LONG) as (
+        server,
+        client,
+    ):
+        connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
+        connection.request(
+            "POST", "/v1/loops/t:evaluate", body=json.dumps({"specs": ["python:hostile_policies:Sleeper"]})
+        )
+        wait_for(evaluations_running)  # it sleeps an hour a decision
+        connection.close()
+        wait_for(lambda: not evaluations_running(), timeout=30)  # stopped, long before its 600 s
+        assert (
+            call_ok(server.http_port, "POST", "/v1/loops/t:evaluate", {"specs": ["baseline"]}).json()["events"] == "10"
+        )
+
+
+@pytest.mark.slow
+def test_stopping_the_server_stops_an_http_evaluation_in_flight(tmp_path):
+    joined_events(tmp_path / "store")
+    server = NextbestServer(
+        open_store(str(tmp_path / "store")), "127.0.0.1", 0, train=False, http_port=0, restrictions=HOSTILE,
+        evaluation=LONG,
+    ).start()  # fmt: skip
+    connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=60)
+    connection.request("POST", "/v1/loops/t:evaluate", body=json.dumps({"specs": ["python:hostile_policies:Sleeper"]}))
+    wait_for(evaluations_running)  # it sleeps an hour a decision
+    server.stop(grace=1.0)
+    wait_for(lambda: not evaluations_running(), timeout=30)  # stopped, long before its 600 s
+    connection.close()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
+import anyio
 import grpc
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -28,12 +29,13 @@ from nextbest.server.auth import ApiKeys, bearer_key, refusal
 from nextbest.server.config import Limits
 from nextbest.server.decision_service import DecisionService
 from nextbest.server.errors import status_of
-from nextbest.server.http.calls import HttpError
+from nextbest.server.http.calls import CallContext, HttpError, invoke
 from nextbest.server.metrics import RpcMetrics
 
 log = logging.getLogger("nextbest")
 
-SUBSCRIPTION_KEY_HEADER = "ocp-apim-subscription-key"  # Azure's API key header, sent by the Personalizer SDKs
+SUBSCRIPTION_KEY_HEADER = "ocp-apim-subscription-key"
+_DISCONNECT_POLL_SECONDS = 0.5  # Azure's API key header, sent by the Personalizer SDKs
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,25 @@ class HttpCall:
                 chunks.append(chunk)
             self._body = b"".join(chunks)
         return self._body
+
+    async def invoke_until_gone(self, method: Callable[[Any, grpc.ServicerContext], Any], request: Any) -> Any:
+        """`calls.invoke`, cancelling the servicer's context when the client goes away or the server stops it
+        (for long calls that watch it: Evaluate stops its process, as under gRPC)."""
+        context = CallContext()
+
+        async def watch() -> None:
+            try:
+                while not await self.request.is_disconnected():
+                    await anyio.sleep(_DISCONNECT_POLL_SECONDS)
+            finally:  # also when cancelled: by the end of the call, or by the server's shutdown
+                context.cancel()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch)
+            try:
+                return await invoke(method, request, context)
+            finally:
+                group.cancel_scope.cancel()
 
     async def json(self, empty: Any = None) -> Any:
         """The body parsed as JSON (`empty` when there is no body and it is not None); HttpError INVALID_ARGUMENT

@@ -55,6 +55,7 @@ class Rpc:
     bind: dict[str, str] = field(default_factory=dict)
     kind: str = "unary"
     fast_parse: Callable[[Any], Message | None] | None = None  # the request from the body's JSON, None: ParseDict
+    until_gone: bool = False  # cancel the call when the client goes away (HttpCall.invoke_until_gone)
 
     @property
     def name(self) -> str:
@@ -88,7 +89,7 @@ RPCS: tuple[Rpc, ...] = (
     Rpc("POST", "/v1/loops/{loop}/models/{version}:rollback", _A, "Rollback"),
     Rpc("GET", "/v1/loops/{loop}/model:export", _A, "ExportModel", None, kind="export"),
     Rpc("POST", "/v1/loops/{loop}/model:import", _A, "ImportModel", None, kind="import"),
-    Rpc("POST", "/v1/loops/{loop}:evaluate", _A, "Evaluate"),
+    Rpc("POST", "/v1/loops/{loop}:evaluate", _A, "Evaluate", until_gone=True),
     Rpc("PUT", "/v1/contactPolicy", _A, "SetContactPolicy"),
     Rpc("GET", "/v1/contactPolicy", _A, "GetContactPolicy", None),
 )
@@ -232,7 +233,8 @@ def _unary(rpc: Rpc, services: Services) -> Callable:
     method = _servicer(rpc, services)
 
     async def handle(call: HttpCall) -> Response:
-        return message_response(await invoke(method, await _request(rpc, call)))
+        request = await _request(rpc, call)
+        return message_response(await (call.invoke_until_gone if rpc.until_gone else invoke)(method, request))
 
     return handle
 
