@@ -597,3 +597,12 @@ def test_stopping_the_server_stops_an_http_evaluation_in_flight(tmp_path):
     server.stop(grace=1.0)
     wait_for(lambda: not evaluations_running(), timeout=30)  # stopped, long before its 600 s
     connection.close()
+
+
+@pytest.mark.parametrize("path", ["/personalizer/v1.0/nope", "/loops/other/personalizer/v1.0/nope"])
+def test_unknown_paths_under_the_personalizer_mounts_answer_with_personalizers_error_body(http_served, path):
+    server, _ = http_served
+    answer = http_call(server.http_port, "GET", path)
+    assert answer.status == 404
+    error = answer.json()["error"]
+    assert path in error["message"] and error["code"]
