@@ -310,6 +310,7 @@ BAD_INPUTS = [
     ("PUT", "/v1/loops/default", {"learningMode": "SOMETIMES"}, 400, "INVALID_ARGUMENT", ["learningMode"]),
     ("POST", "/v1/loops/default:setPolicy", {"spec": "vw:--nonsense-flag"}, 400, "INVALID_ARGUMENT", ["policy"]),
     ("GET", "/v1/contactPolicy", None, 501, "UNIMPLEMENTED", []),
+    ("POST", "/v1/loops/default:evaluate", {}, 400, "FAILED_PRECONDITION", ["at least 2 events"]),
     ("POST", "/v1/loops/default:rank", NUMERIC % (b"1" + b"0" * 400), 400, "INVALID_ARGUMENT", ["context.u.numeric.x"]),
     ("POST", "/v1/loops/default:rank", NUMERIC % b"1e400", 400, "INVALID_ARGUMENT", ["numeric['x']", "finite"]),
     ("PUT", "/v1/loops/default", b'{"version": 1%s}' % (b"0" * 5000), 400, "INVALID_ARGUMENT", ["request body"]),

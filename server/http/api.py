@@ -10,6 +10,7 @@ within the route's limit (by default the server's max_message_bytes; over it: 41
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
-import anyio
 import grpc
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -84,16 +84,15 @@ class HttpCall:
         async def watch() -> None:
             try:
                 while not await self.request.is_disconnected():
-                    await anyio.sleep(_DISCONNECT_POLL_SECONDS)
+                    await asyncio.sleep(_DISCONNECT_POLL_SECONDS)
             finally:  # also when cancelled: by the end of the call, or by the server's shutdown
                 context.cancel()
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(watch)
-            try:
-                return await invoke(method, request, context)
-            finally:
-                group.cancel_scope.cancel()
+        watcher = asyncio.ensure_future(watch())  # not a task group: it would wrap the call's HttpError in a group
+        try:
+            return await invoke(method, request, context)
+        finally:
+            watcher.cancel()
 
     async def json(self, empty: Any = None) -> Any:
         """The body parsed as JSON (`empty` when there is no body and it is not None); HttpError INVALID_ARGUMENT
