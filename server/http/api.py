@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -32,10 +31,8 @@ from nextbest.server.errors import status_of
 from nextbest.server.http.calls import CallContext, HttpError, invoke
 from nextbest.server.metrics import RpcMetrics
 
-log = logging.getLogger("nextbest")
-
-SUBSCRIPTION_KEY_HEADER = "ocp-apim-subscription-key"
-_DISCONNECT_POLL_SECONDS = 0.5  # Azure's API key header, sent by the Personalizer SDKs
+SUBSCRIPTION_KEY_HEADER = "ocp-apim-subscription-key"  # Azure's API key header, sent by the Personalizer SDKs
+_DISCONNECT_POLL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,6 @@ from nextbest.server.http.api import Services
 from nextbest.server.http.calls import HttpError
 from nextbest.server.tls import ServerTls
 
-log = logging.getLogger("nextbest")
-
 OPENAPI_PATH = "/openapi.json"
 PERSONALIZER_MOUNTS = ("/personalizer", "/loops/{loop}/personalizer")  # the first serves the loop `default`
 _START_TIMEOUT = 30.0
