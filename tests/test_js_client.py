@@ -45,3 +45,23 @@ def test_the_javascript_client_ranks_and_rewards_over_http(tmp_path):
             "code": "NOT_FOUND",
             "message": "NOT_FOUND: loop: no loop named 'no-such-loop'",
         }
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(NODE is None, reason="no `node` on PATH: the JavaScript client needs Node 18+ (global fetch)")
+def test_the_javascript_client_reports_an_answer_that_is_not_nextbests_json(tmp_path):
+    if node_major() < 18:
+        pytest.skip("the JavaScript client needs Node 18+ (global fetch)")
+    script = tmp_path / "other.mjs"
+    script.write_text(
+        f"import {{ NextbestClient, NextbestError }} from {json.dumps(str(EXAMPLE.parent / 'nextbest.mjs'))};\n"
+        "try { await new NextbestClient(process.argv[2]).stats('default'); } catch (error) {\n"
+        "  console.log(JSON.stringify({ nextbest: error instanceof NextbestError, status: error.status, "
+        "code: error.code }));\n}\n"
+    )
+    with running_server(tmp_path / "store", metrics_port=0) as (server, _):  # an HTTP server that is not nextbest's
+        run = subprocess.run(
+            [NODE, str(script), f"http://127.0.0.1:{server.metrics_port}"], capture_output=True, text=True, timeout=60
+        )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == {"nextbest": True, "status": 404, "code": "UNKNOWN"}

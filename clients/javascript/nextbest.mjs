@@ -35,7 +35,14 @@ export class NextbestClient {
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(this.timeoutMs),
     });
-    const answer = await response.json();
+    const text = await response.text();
+    let answer;
+    try {
+      answer = JSON.parse(text);
+    } catch {
+      // not nextbest's JSON: e.g. a proxy's error page
+      throw new NextbestError(response.status, "UNKNOWN", text.slice(0, 200));
+    }
     if (!response.ok) throw new NextbestError(response.status, answer.code, answer.message);
     return answer;
   }
