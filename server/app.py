@@ -214,7 +214,7 @@ class NextbestServer:
     def _http_server(self, decisions: DecisionService, admin: AdminService) -> HttpServer:
         assert self._http_port is not None
         metrics = self.metrics.rpc if self.metrics else None
-        app = build_app(Services(decisions, admin, self.limits, self._api_keys, metrics))
+        app = build_app(Services(decisions, admin, self.limits, self._api_keys, metrics, self.store, self._clock))
         return HttpServer(app, self._host, self._http_port, tls=self._tls, reuse_port=self._reuse_port)
 
     def wait(self) -> None:

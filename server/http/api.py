@@ -30,6 +30,7 @@ from nextbest.server.decision_service import DecisionService
 from nextbest.server.errors import status_of
 from nextbest.server.http.calls import CallContext, HttpError, invoke
 from nextbest.server.metrics import RpcMetrics
+from nextbest.server.store import Store
 
 SUBSCRIPTION_KEY_HEADER = "ocp-apim-subscription-key"  # Azure's API key header, sent by the Personalizer SDKs
 _DISCONNECT_POLL_SECONDS = 0.5
@@ -244,14 +245,16 @@ class Api:
 
 @dataclass(frozen=True)
 class Services:
-    """What HTTP routes are built from: the server's servicers (called through calls.invoke), its limits, and the
-    interceptors of its calls (API keys, metrics)."""
+    """What HTTP routes are built from: the server's servicers (called through calls.invoke), its limits, the
+    interceptors of its calls (API keys, metrics), and for what no RPC offers, its store and clock."""
 
     decisions: DecisionService
     admin: AdminService
     limits: Limits
     api_keys: ApiKeys | None = None
     metrics: RpcMetrics | None = None
+    store: Store | None = None
+    clock: Callable[[], float] = time.time
 
     def api(self, error_body: ErrorBody) -> Api:
         """An API whose errors answer with `error_body`: each call counted, then its errors rendered, then its
