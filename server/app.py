@@ -88,6 +88,7 @@ class NextbestServer:
     `server.restrictions`); `evaluation` bounds those calls (see `server.evaluation`).
     `http_port` also serves the HTTP/JSON APIs on `host` (0 picks a free port; see
     `server.http`), with the same keys, TLS, limits and metrics; `http_port` is then the port.
+    `http_allow_origins` lets browsers' pages from those origins call it (CORS).
     """
 
     def __init__(
@@ -113,6 +114,7 @@ class NextbestServer:
         restrictions: Restrictions | None = None,
         evaluation: EvaluationLimits | None = None,
         http_port: int | None = None,
+        http_allow_origins: tuple[str, ...] = (),
     ) -> None:
         problem = exposure_problem(host, api_keys, insecure)
         if problem:
@@ -140,6 +142,7 @@ class NextbestServer:
         self._restrictions = restrictions
         self._evaluation = evaluation
         self._http_port = http_port
+        self._http_allow_origins = http_allow_origins
         self.http_port = 0
         self.metrics: Metrics | None = None
         self._grpc: grpc.Server | None = None
@@ -214,7 +217,8 @@ class NextbestServer:
     def _http_server(self, decisions: DecisionService, admin: AdminService) -> HttpServer:
         assert self._http_port is not None
         metrics = self.metrics.rpc if self.metrics else None
-        app = build_app(Services(decisions, admin, self.limits, self._api_keys, metrics, self.store, self._clock))
+        services = Services(decisions, admin, self.limits, self._api_keys, metrics, self.store, self._clock)
+        app = build_app(services, self._http_allow_origins)
         return HttpServer(app, self._host, self._http_port, tls=self._tls, reuse_port=self._reuse_port)
 
     def wait(self) -> None:
@@ -259,6 +263,7 @@ class ServerSettings:
     evaluation: EvaluationLimits | None = None
     rpc_metrics: bool = False
     http_port: int | None = None  # every worker serves HTTP on it too (SO_REUSEPORT); run_node resolves 0 first
+    http_allow_origins: tuple[str, ...] = ()
 
     def worker_server(self, store: Store, host: str, port: int) -> NextbestServer:
         """A serving process's server: shares the port with the others and trains nothing (the parent does)."""

@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.routing import Route
 
+from nextbest.cli import main
 from nextbest.client import action
 from nextbest.server.app import NextbestServer
 from nextbest.server.auth import ApiKeys
@@ -607,3 +608,38 @@ def test_unknown_paths_under_the_personalizer_mounts_answer_with_personalizers_e
     assert answer.status == 404
     error = answer.json()["error"]
     assert path in error["message"] and error["code"]
+
+
+ORIGIN = "https://shop.example.com"
+
+
+def test_browsers_pages_from_allowed_origins_may_call_the_api_and_others_may_not(tmp_path):
+    keys = ApiKeys.parse(json.dumps(KEYS), "test keys")
+    with running_server(tmp_path / "a", http_port=0, http_allow_origins=(ORIGIN,), api_keys=keys) as (server, _):
+        preflight = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST"}
+        preflight["Access-Control-Request-Headers"] = "authorization, content-type"
+        answer = http_call(server.http_port, "OPTIONS", "/v1/loops/default:rank", headers=preflight)
+        assert answer.status == 200 and answer.headers["access-control-allow-origin"] == ORIGIN
+        assert "POST" in answer.headers["access-control-allow-methods"]
+        headers = {"Origin": ORIGIN, "Authorization": "Bearer decide-key-0123456789"}
+        ranked = http_call(server.http_port, "POST", "/v1/loops/default:rank", {"actions": ACTIONS}, headers=headers)
+        assert ranked.status == 200 and ranked.headers["access-control-allow-origin"] == ORIGIN
+        other = {**preflight, "Origin": "https://elsewhere.example.com"}
+        refused = http_call(server.http_port, "OPTIONS", "/v1/loops/default:rank", headers=other)
+        assert refused.status == 400 and "access-control-allow-origin" not in refused.headers
+    with running_server(tmp_path / "b", http_port=0) as (server, _):  # no origin allowed: no CORS at all
+        answer = http_call(server.http_port, "OPTIONS", "/v1/loops/default:rank", headers=preflight)
+        assert answer.status == 405 and "access-control-allow-origin" not in answer.headers
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--http-allow-origin", ORIGIN], "--http-allow-origin needs --http-port"),
+        (["--http-port", "70000"], "--http-port must be between 0 and 65535"),
+    ],
+)
+def test_serve_refuses_http_flags_that_cannot_work(tmp_path, flags, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--store", str(tmp_path / "store"), *flags])
+    assert str(exit_.value) == f"nextbest serve: {message}"

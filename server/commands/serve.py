@@ -47,6 +47,14 @@ def add(commands: argparse._SubParsersAction) -> None:
         help="also serve the HTTP/JSON APIs (nextbest's own under /v1, Personalizer's under /personalizer) on this "
         "port of --host, with the same API keys, TLS and limits; 0 picks a free one (default: no HTTP)",
     )
+    serve.add_argument(
+        "--http-allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let web pages from ORIGIN (e.g. https://shop.example.com; * for any) call the HTTP API from a browser "
+        "(CORS); repeatable",
+    )
     serve.add_argument("--threads", type=int, default=16, help="gRPC worker threads (default: 16)")
     serve.add_argument("--grace", type=float, default=10.0, help="seconds to finish in-flight calls on shutdown")
     d = Limits()
@@ -173,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("nextbest serve: --workers must be at least 1")
     if args.http_port is not None and not 0 <= args.http_port <= 65535:
         raise SystemExit("nextbest serve: --http-port must be between 0 and 65535")
+    if args.http_allow_origin and args.http_port is None:
+        raise SystemExit("nextbest serve: --http-allow-origin needs --http-port")
     settings = ServerSettings(
         limits=Limits(
             max_actions=args.max_actions,
@@ -190,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
         evaluation=_evaluation(args),
         rpc_metrics=args.metrics_port is not None,
         http_port=args.http_port,
+        http_allow_origins=tuple(args.http_allow_origin),
         **_access(args),
     )
     node = Node(

@@ -6,17 +6,20 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Sequence
 
 import grpc
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from nextbest.server.http import jsonapi, openapi, personalizer
-from nextbest.server.http.api import Services
+from nextbest.server.http.api import SUBSCRIPTION_KEY_HEADER, Services
 from nextbest.server.http.calls import HttpError
 from nextbest.server.tls import ServerTls
 
@@ -49,9 +52,9 @@ async def _unrouted(request: Request, exc: Exception) -> Response:
     return response
 
 
-def build_app(services: Services) -> Starlette:
+def build_app(services: Services, allow_origins: Sequence[str] = ()) -> Starlette:
     """nextbest's JSON API under /v1 (described at /openapi.json, open to all like gRPC reflection) and the
-    Personalizer API at its mount points."""
+    Personalizer API at its mount points; browsers' pages from `allow_origins` (CORS; "*": any) may call them."""
     described = JSONResponse(openapi.document())
 
     async def describe(request: Request) -> Response:
@@ -59,7 +62,16 @@ def build_app(services: Services) -> Starlette:
 
     routes: list[BaseRoute] = [*jsonapi.routes(services), Route(OPENAPI_PATH, describe)]
     routes += [Mount(path, routes=personalizer.routes(services)) for path in PERSONALIZER_MOUNTS]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _unrouted})
+    cors = Middleware(
+        CORSMiddleware,
+        allow_origins=allow_origins,
+        allow_methods=["GET", "POST", "PUT", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", SUBSCRIPTION_KEY_HEADER],
+        expose_headers=[jsonapi.MODEL_SPEC_HEADER, jsonapi.MODEL_VERSION_HEADER],
+    )
+    app = Starlette(
+        routes=routes, exception_handlers={HTTPException: _unrouted}, middleware=[cors] if allow_origins else []
+    )
     app.router.redirect_slashes = False  # `/v1/loops/` is no path of the API: 404, not a redirect
     return app
 
