@@ -229,10 +229,11 @@ class NextbestServer:
         """Graceful stop: refuse new calls, finish in-flight ones, checkpoint, close the store."""
         if self._health is not None:
             self._health.enter_graceful_shutdown()
+        grpc_stopped = self._grpc.stop(grace) if self._grpc is not None else None  # both finish in-flight calls
         if self._http is not None:
             self._http.stop(grace)
-        if self._grpc is not None:
-            self._grpc.stop(grace).wait()
+        if grpc_stopped is not None:
+            grpc_stopped.wait()
         if self.trainer:
             self.trainer.stop()
         if self.metrics:
