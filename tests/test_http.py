@@ -20,7 +20,9 @@ import pytest
 from google.protobuf import json_format
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from starlette.routing import Route
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
 
 from nextbest.cli import main
 from nextbest.client import action
@@ -29,9 +31,9 @@ from nextbest.server.auth import ApiKeys
 from nextbest.server.bench.load import rank_request
 from nextbest.server.config import Limits
 from nextbest.server.evaluation import EvaluationLimits
-from nextbest.server.http import fastjson
+from nextbest.server.http import fastjson, personalizer
 from nextbest.server.http.api import Services
-from nextbest.server.http.app import build_app, listening_socket
+from nextbest.server.http.app import PERSONALIZER_MOUNTS, HttpServer, build_app, listening_socket
 from nextbest.server.http.jsonapi import ADMIN_SERVICE, DECISION_SERVICE, RPCS
 from nextbest.server.restrictions import Restrictions
 from nextbest.server.store import Stream, open_store
@@ -643,3 +645,28 @@ def test_serve_refuses_http_flags_that_cannot_work(tmp_path, flags, message):
     with pytest.raises(SystemExit) as exit_:
         main(["serve", "--store", str(tmp_path / "store"), *flags])
     assert str(exit_.value) == f"nextbest serve: {message}"
+
+
+def test_a_route_made_with_the_api_sees_its_mounts_path_parameters_and_its_scope_is_enforced(tmp_path):
+    """The contract of `personalizer.routes(services)`: routes made with `services.api(...)` mounted at
+    /loops/{loop}/personalizer see `loop`, their errors use the API's body, their scope is checked."""
+
+    async def echo(call):
+        return JSONResponse({"loop": call.path_params.get("loop", "default"), "body": await call.json(empty={})})
+
+    keys = ApiKeys.parse(json.dumps(KEYS), "test keys")
+    api = Services(Servicer(), Servicer(), Limits(), api_keys=keys).api(personalizer.error_response)
+    route = api.route("/echo", echo, methods=["POST"], name="personalizer/Echo", scope="decide")
+    app = Starlette(routes=[Mount(mount, routes=[route]) for mount in PERSONALIZER_MOUNTS])
+    server = HttpServer(app, "127.0.0.1", 0).start()
+    try:
+        key = {"Ocp-Apim-Subscription-Key": "decide-key-0123456789"}
+        answer = http_call(server.port, "POST", "/loops/shop/personalizer/echo", {"a": 1}, headers=key)
+        assert answer.status == 200 and answer.json() == {"loop": "shop", "body": {"a": 1}}
+        assert http_call(server.port, "POST", "/personalizer/echo", headers=key).json()["loop"] == "default"
+        refused = http_call(server.port, "POST", "/personalizer/echo", b"{")
+        assert refused.status == 401 and refused.json()["error"]["code"] == "UNAUTHENTICATED"
+        malformed = http_call(server.port, "POST", "/personalizer/echo", b"{", headers=key)
+        assert malformed.status == 400 and "not valid JSON" in malformed.json()["error"]["message"]
+    finally:
+        server.stop(grace=1.0)
