@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import grpc
@@ -23,6 +23,8 @@ from nextbest.server.config import Limits, default_loop_config
 from nextbest.server.decision_service import DecisionService
 from nextbest.server.errors import ErrorInterceptor
 from nextbest.server.evaluation import EvaluationLimits
+from nextbest.server.http.api import Services
+from nextbest.server.http.app import HttpServer, build_app
 from nextbest.server.learner import DEFAULT_KEEP_MODELS
 from nextbest.server.loopfile import Change
 from nextbest.server.metrics import Metrics
@@ -86,6 +88,9 @@ class NextbestServer:
     are what the processes of Evaluate calls let policy specs reach (default: no `python:`
     modules, no `rules:` files; this process's own are set by whoever runs it, see
     `server.restrictions`); `evaluation` bounds those calls (see `server.evaluation`).
+    `http_port` also serves the HTTP/JSON APIs on `host` (0 picks a free port; see
+    `server.http`), with the same keys, TLS, limits and metrics; `http_port` is then the port.
+    `http_allow_origins` lets browsers' pages from those origins call it (CORS).
     """
 
     def __init__(
@@ -110,6 +115,8 @@ class NextbestServer:
         serve_without_logging: bool = False,
         restrictions: Restrictions | None = None,
         evaluation: EvaluationLimits | None = None,
+        http_port: int | None = None,
+        http_allow_origins: tuple[str, ...] = (),
     ) -> None:
         problem = exposure_problem(host, api_keys, insecure)
         if problem:
@@ -136,8 +143,12 @@ class NextbestServer:
         self._serve_without_logging = serve_without_logging
         self._restrictions = restrictions
         self._evaluation = evaluation
+        self._http_port = http_port
+        self._http_allow_origins = http_allow_origins
+        self.http_port = 0
         self.metrics: Metrics | None = None
         self._grpc: grpc.Server | None = None
+        self._http: HttpServer | None = None
         self._health: health.HealthServicer | None = None
         self.catalog: Catalog | None = None
 
@@ -191,6 +202,8 @@ class NextbestServer:
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server, _public_descriptors()
         )
+        if self._http_port is not None:  # bound now: a port in use fails the start before gRPC serves
+            self._http = self._http_server(decisions, admin)
         address = f"{self._host}:{self._requested_port}"
         if self._tls:
             try:
@@ -203,7 +216,16 @@ class NextbestServer:
             raise OSError(f"cannot bind {self._host}:{self._requested_port}")
         server.start()
         self._grpc = server
+        if self._http is not None:
+            self.http_port = self._http.start().port
         return self
+
+    def _http_server(self, decisions: DecisionService, admin: AdminService) -> HttpServer:
+        assert self._http_port is not None
+        metrics = self.metrics.rpc if self.metrics else None
+        services = Services(decisions, admin, self.limits, self._api_keys, metrics, self.store, self._clock)
+        app = build_app(services, self._http_allow_origins)
+        return HttpServer(app, self._host, self._http_port, tls=self._tls, reuse_port=self._reuse_port)
 
     def wait(self) -> None:
         assert self._grpc is not None
@@ -213,8 +235,11 @@ class NextbestServer:
         """Graceful stop: refuse new calls, finish in-flight ones, checkpoint, close the store."""
         if self._health is not None:
             self._health.enter_graceful_shutdown()
-        if self._grpc is not None:
-            self._grpc.stop(grace).wait()
+        grpc_stopped = self._grpc.stop(grace) if self._grpc is not None else None  # both finish in-flight calls
+        if self._http is not None:
+            self._http.stop(grace)
+        if grpc_stopped is not None:
+            grpc_stopped.wait()
         if self.trainer:
             self.trainer.stop()
         if self.metrics:
@@ -244,6 +269,8 @@ class ServerSettings:
     restrictions: Restrictions = field(default_factory=Restrictions)
     evaluation: EvaluationLimits | None = None
     rpc_metrics: bool = False
+    http_port: int | None = None  # every worker serves HTTP on it too (SO_REUSEPORT); run_node resolves 0 first
+    http_allow_origins: tuple[str, ...] = ()
 
     def worker_server(self, store: Store, host: str, port: int) -> NextbestServer:
         """A serving process's server: shares the port with the others and trains nothing (the parent does)."""
@@ -277,6 +304,7 @@ class Started:
     address: str
     loops: list[str]
     metrics_port: int
+    http_port: int | None = None
 
 
 def run_node(
@@ -295,7 +323,10 @@ def run_node(
         apply_declared_loops(store, node.loops, node.server.limits, applied)
     ensure_default_loop(store)
     port = node.port or free_port(node.host)
-    pool = WorkerPool(node.workers, node.store, node.store_options, node.host, port, node.server, node.grace)
+    settings = node.server
+    if settings.http_port == 0:  # every worker must bind the same port: pick it here
+        settings = replace(settings, http_port=free_port(node.host))
+    pool = WorkerPool(node.workers, node.store, node.store_options, node.host, port, settings, node.grace)
     trainer = None
     if not is_remote(node.store):  # a replica of a shared store leaves training to `nextbest train`
         trainer = Trainer(store, keep_models=node.keep_models, lease_seconds=node.lease_seconds)
@@ -305,7 +336,7 @@ def run_node(
     if node.metrics_port is not None:
         metrics = Metrics(store, trainer.stats if trainer else None)
         metrics_port = metrics.serve(node.metrics_host, node.metrics_port)
-    started(Started(f"{node.host}:{port}", sorted(store.configs.list()), metrics_port))
+    started(Started(f"{node.host}:{port}", sorted(store.configs.list()), metrics_port, settings.http_port))
     stopping.wait()
     pool.stop(node.grace)
     if trainer:

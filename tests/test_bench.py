@@ -13,6 +13,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import json_format
 
 from nextbest.cli import build_parser
 from nextbest.server import validation
@@ -144,3 +145,38 @@ def test_short_bench_reports_rank_and_echo(tmp_path):
     (subjects,) = report["subjects"]
     assert subjects["subjects"] == 50 and subjects["cpu_ratio"] > 0
     assert plot_path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_bench_http_measures_http_rank_and_grpc_rank_with_and_without_http(tmp_path):
+    report_path = tmp_path / "bench.json"
+    flags = ["--duration", "1", "--warmup", "0.5", "--concurrency", "2", "--http", "--json", str(report_path)]
+    out = subprocess.run(
+        [sys.executable, "-m", "nextbest", "--log-level", "WARNING", "bench", *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "http/grpc" in out.stdout and "+http/rank" in out.stdout
+    report = json.loads(report_path.read_text())
+    grpc_run, http_run = report["http_runs"]
+    assert (grpc_run["service"], http_run["service"]) == ("rank+http", "http")
+    for run in (grpc_run, http_run):
+        assert run["calls"] > 0 and not run["errors"] and run["reward"]["calls"] > 0 and not run["reward"]["errors"]
+    (comparison,) = report["http_comparisons"]
+    assert comparison["http_over_grpc"]["throughput_ratio"] > 0
+    assert comparison["grpc_with_http_over_without"]["throughput_ratio"] > 0
+    assert report["server"]["http_address"].startswith("127.0.0.1:")
+
+
+def test_bench_http_payloads_are_the_grpc_payloads_in_json():
+    workload = Workload("bench", 1.0, seed=3)
+    for i in range(3):
+        (rank, reward), ((rank_path, rank_body), (reward_path, reward_body)) = workload.call(i), workload.http_call(i)
+        expected = decision_pb2.RankRequest.FromString(rank)
+        assert rank_path == "/v1/loops/bench:rank"
+        parsed = json_format.Parse(rank_body, decision_pb2.RankRequest(loop="bench"))
+        assert parsed == expected
+        event_id = decision_pb2.RewardRequest.FromString(reward).event_id
+        assert reward_path == f"/v1/loops/bench/events/{event_id}:reward" and json.loads(reward_body) == {"value": 1.0}

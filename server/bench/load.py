@@ -74,7 +74,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,7 +82,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from nextbest.server.bench import echo
+from nextbest.server.bench import echo, httpload
 from nextbest.server.commands.bench import Plan
 from nextbest.v1 import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc, types_pb2
 
@@ -214,6 +214,7 @@ class Workload:
         self.reward_fraction = reward_fraction
         self.seed = seed
         self._variants = [rank_request(rng, loop).SerializeToString() for _ in range(VARIANTS)]
+        self._json_variants = [httpload.rank_json(variant) for variant in self._variants]
         self.tag = ""
         self.new_run()
         self.rank_bytes = len(self.call(0)[0])
@@ -240,16 +241,25 @@ class Workload:
         rewarded = self._rewarded.random() < self.reward_fraction
         return rank, self._reward(event_id) if rewarded else None
 
+    def http_call(self, i: int) -> tuple[tuple[str, bytes], tuple[str, bytes] | None]:
+        """Call i over the JSON API: the (path, JSON body) of its Rank and of its Reward (None: not rewarded)."""
+        event_id = self._event_id(i)
+        rank = (f"/v1/loops/{self.loop}:rank", httpload.with_event_id(self._json_variants[i % VARIANTS], event_id))
+        rewarded = self._rewarded.random() < self.reward_fraction
+        return rank, (f"/v1/loops/{self.loop}/events/{event_id}:reward", b'{"value":1.0}') if rewarded else None
+
 
 @dataclass(frozen=True)
 class Service:
-    """A service under load: where it listens, the methods that take Rank's and Reward's bytes, its pid."""
+    """A service under load: where it listens, the methods that take Rank's and Reward's bytes, its pid, and
+    whether it is called over gRPC or HTTP (the JSON API: the methods are then unused)."""
 
     name: str
     address: str
     rank_method: str
     reward_method: str
     pid: int | None = None
+    transport: str = "grpc"
 
 
 @dataclass(frozen=True)
@@ -370,14 +380,12 @@ async def _sleep_until(t: float) -> None:
     await asyncio.sleep(max(0.0, t - clock()))
 
 
-async def _timed(
-    call: grpc.aio.UnaryUnaryMultiCallable, payload: bytes, start: float, sink: _Sink, timeout: float
-) -> float:
+async def _timed(call: Callable, payload: Any, start: float, sink: _Sink, timeout: float) -> float:
     """Send one call; record it in `sink` with its latency from `start`; return when it ended."""
     code = grpc.StatusCode.OK
     try:
         await call(payload, timeout=timeout)
-    except grpc.aio.AioRpcError as e:
+    except (grpc.aio.AioRpcError, httpload.HttpCallError) as e:
         code = e.code()
     end = clock()
     sink.add(start, end, code)
@@ -401,17 +409,26 @@ async def measure(
     Returns the run's entry of the JSON report (see the module doc). `progress` gets a line a second.
     """
     workload.new_run()
-    options = [("grpc.use_local_subchannel_pool", 1)]  # one TCP connection per channel
-    channels = [grpc.aio.insecure_channel(service.address, options=options) for _ in range(connections)]
-    rank_calls = [ch.unary_unary(service.rank_method) for ch in channels]
-    reward_calls = [ch.unary_unary(service.reward_method) for ch in channels]
+    if service.transport == "http":
+        host, port = service.address.rsplit(":", 1)
+        pool = httpload.Connections(host, int(port))
+        channels: list[grpc.aio.Channel] = []
+        rank_calls = reward_calls = [httpload.Call(pool)] * connections
+        payloads: Callable[[int], tuple[Any, Any]] = workload.http_call
+    else:
+        pool = None
+        options = [("grpc.use_local_subchannel_pool", 1)]  # one TCP connection per channel
+        channels = [grpc.aio.insecure_channel(service.address, options=options) for _ in range(connections)]
+        rank_calls = [ch.unary_unary(service.rank_method) for ch in channels]
+        reward_calls = [ch.unary_unary(service.reward_method) for ch in channels]
+        payloads = workload.call
     begin = clock() + 0.05
     t0 = begin + warmup
     t1 = t0 + duration
     ranks, rewards = _Sink(t0, t1), _Sink(t0, t1)
 
     async def one(i: int, scheduled: float) -> None:
-        rank, reward = workload.call(i)
+        rank, reward = payloads(i)
         end = await _timed(rank_calls[i % connections], rank, scheduled, ranks, timeout)
         if reward is not None:
             await _timed(reward_calls[i % connections], reward, end, rewards, timeout)
@@ -479,6 +496,8 @@ async def measure(
         cpu.cancel()
         for channel in channels:
             await channel.close()
+        if pool:
+            pool.close()
     run: dict[str, Any] = {
         "service": service.name,
         "label": load.label,
@@ -541,6 +560,7 @@ class _Child:
     address: str
     proc: subprocess.Popen
     log: Path
+    http_address: str | None = None
 
     async def ready(self) -> None:
         """Wait until it accepts connections; RuntimeError with its log when it exits or times out."""
@@ -561,15 +581,18 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _spawned(name: str, module: str, args: list[str], directory: Path) -> Iterator[_Child]:
-    """Run `python -m module args --port P` on a free loopback port; SIGTERM (kill after 30 s) on exit."""
+def _spawned(name: str, module: str, args: list[str], directory: Path, http: bool = False) -> Iterator[_Child]:
+    """Run `python -m module args --port P` on a free loopback port (and `--http-port H` with `http`); SIGTERM
+    (kill after 30 s) on exit."""
     port = _free_port()
+    http_port = _free_port() if http else None
     log = directory / f"{name}.log"
     with open(log, "wb") as out:
         argv = [sys.executable, "-m", module, *args, "--port", str(port)]
+        argv += ["--http-port", str(http_port)] if http_port else []
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     try:
-        yield _Child(f"127.0.0.1:{port}", proc, log)
+        yield _Child(f"127.0.0.1:{port}", proc, log, f"127.0.0.1:{http_port}" if http_port else None)
     finally:
         proc.terminate()
         try:
@@ -631,6 +654,44 @@ async def _settle(admin: admin_pb2_grpc.AdminServiceStub, loop: str) -> tuple[ad
         await asyncio.sleep(0.2)
 
 
+@dataclass
+class _HttpSide:
+    """`--http`: a second nextbest, serving HTTP too. For each load, gRPC Rank on it (against the first, which
+    serves no HTTP: does serving HTTP slow gRPC down?) then HTTP Rank on it (against its gRPC Rank)."""
+
+    grpc: Service
+    http: Service
+    admin: admin_pb2_grpc.AdminServiceStub
+    loop: str
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def of(cls, child: _Child, plan: Plan) -> AsyncIterator[_HttpSide]:
+        assert child.http_address is not None
+        pid = child.proc.pid
+        async with grpc.aio.insecure_channel(child.address) as channel:
+            await _prepare_loop(channel, plan)
+            admin = admin_pb2_grpc.AdminServiceStub(channel)
+            await _settle(admin, plan.loop)
+            yield cls(
+                Service("rank+http", child.address, RANK_METHOD, REWARD_METHOD, pid),
+                Service("http", child.http_address, "", "", pid, transport="http"),
+                admin,
+                plan.loop,
+            )
+
+    async def measure(
+        self, run: Callable[[Service, Load], Awaitable[dict[str, Any]]], load: Load, alone: dict, report: dict
+    ) -> None:
+        """Run gRPC then HTTP Rank at `load`; `alone` is the run of gRPC Rank on the server without HTTP."""
+        runs = [await run(self.grpc, load), await run(self.http, load)]
+        await _settle(self.admin, self.loop)
+        report.setdefault("http_runs", []).extend(runs)
+        report.setdefault("http_comparisons", []).append(
+            {"grpc_with_http_over_without": _compare(alone, runs[0]), "http_over_grpc": _compare(*runs)}
+        )
+
+
 def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
@@ -689,10 +750,15 @@ def _sweep_summary(
 
 
 async def _session(
-    plan: Plan, echo_child: _Child, nextbest_child: _Child | None, progress: Callable[[str], None]
+    plan: Plan,
+    echo_child: _Child,
+    nextbest_child: _Child | None,
+    progress: Callable[[str], None],
+    http_child: _Child | None = None,
 ) -> dict[str, Any]:
-    """Every run of the plan, in order: for each load echo then Rank; the sweep's open loop; RewardStream."""
-    for child in (echo_child, nextbest_child):
+    """Every run of the plan, in order: for each load echo then Rank (then, with `http_child`, gRPC and HTTP Rank
+    on it); the sweep's open loop; RewardStream."""
+    for child in (echo_child, nextbest_child, http_child):
         if child:
             await child.ready()
     address = nextbest_child.address if nextbest_child else plan.target
@@ -703,15 +769,16 @@ async def _session(
     report: dict[str, Any] = {"runs": [], "comparisons": []}
     if plan.subjects:
         report |= {"subject_runs": [], "subjects": []}
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with grpc.aio.insecure_channel(address) as channel, contextlib.AsyncExitStack() as stack:
         config = await _prepare_loop(channel, plan)
         admin = admin_pb2_grpc.AdminServiceStub(channel)
         if plan.subjects:
             spec = json.dumps(BENCH_CONTACT_POLICY)
             await admin.SetContactPolicy(admin_pb2.SetContactPolicyRequest(spec=spec), timeout=30)
         await _settle(admin, plan.loop)
+        http_side = await stack.enter_async_context(_HttpSide.of(http_child, plan)) if http_child else None
 
-        async def run(service: Service, load: Load, work: Workload) -> dict[str, Any]:
+        async def run(service: Service, load: Load, work: Workload = workload) -> dict[str, Any]:
             return await measure(
                 service,
                 work,
@@ -748,6 +815,8 @@ async def _session(
             report["comparisons"].append(_compare(*runs))
             if plan.subjects:
                 await with_subjects(load, runs[1])
+            if http_side:
+                await http_side.measure(run, load, runs[1], report)
             return runs[1]
 
         ranked = [await pair(Load(concurrency=c)) for c in plan.closed_loop_levels()]
@@ -791,20 +860,24 @@ def bench(plan: Plan, progress: Callable[[str], None] | None = None) -> dict[str
     }
     with tempfile.TemporaryDirectory(prefix="nextbest-bench-") as tmp, contextlib.ExitStack() as stack:
         directory = Path(tmp)
-        nextbest_child = None
+        nextbest_child = http_child = None
         if not plan.target:
-            store = str(directory / "store")
-            args = ["--log-level", "WARNING", "serve", "--store", store, "--threads", str(plan.threads)]
+            args = ["--log-level", "WARNING", "serve", "--threads", str(plan.threads)]
             if plan.workers and _serve_accepts("--workers"):
                 args += ["--workers", str(plan.workers)]
                 server["workers"] = plan.workers
             elif plan.workers:
                 progress("note: `nextbest serve` has no --workers yet; the server runs in one process")
-            nextbest_child = stack.enter_context(_spawned("nextbest", "nextbest", args, directory))
+            store = ["--store", str(directory / "store")]
+            nextbest_child = stack.enter_context(_spawned("nextbest", "nextbest", [*args, *store], directory))
             server["address"] = nextbest_child.address
+        if plan.http:  # the same server on a store of its own, serving HTTP too
+            store = ["--store", str(directory / "http-store")]
+            http_child = stack.enter_context(_spawned("nextbest-http", "nextbest", [*args, *store], directory, True))
+            server["http_address"] = http_child.http_address
         echo_args = ["--threads", str(plan.threads)]
         echo_child = stack.enter_context(_spawned("echo", "nextbest.server.bench.echo", echo_args, directory))
-        report = asyncio.run(_session(plan, echo_child, nextbest_child, progress))
+        report = asyncio.run(_session(plan, echo_child, nextbest_child, progress, http_child))
     report = {
         "version": 1,
         "machine": {
@@ -836,6 +909,15 @@ CPU_COLUMNS = (("client", 11), ("server", 8), ("other", 8))
 RATIO_COLUMNS = (("throughput_ratio", ""), ("p50_ratio", "x"), ("p99_ratio", "x"))
 
 
+def _http_rows(runs: list[dict[str, Any]], comparisons: dict[str, Any], row: Callable[..., str]) -> list[str]:
+    """The rows of `--http` at one load: gRPC Rank on the server serving HTTP, HTTP Rank, and their ratios."""
+    lines = [row("", "rank+http", runs[0]), row("", "http", runs[1])]
+    for label, key in (("+http/rank", "grpc_with_http_over_without"), ("http/grpc", "http_over_grpc")):
+        t, p50, p99 = (_num(comparisons[key][k], x) for k, x in RATIO_COLUMNS)
+        lines.append(f"{'':<16}{label:<11}{t:>9}{p50:>9}{p99:>9}")
+    return lines
+
+
 def summary(report: dict[str, Any]) -> str:
     """The report as a text table: a row per service and run, a ratio row per pair, then the targets."""
     s, p, loop, payload = report["server"], report["plan"], report["loop"], report["payload"]
@@ -865,11 +947,21 @@ def summary(report: dict[str, Any]) -> str:
         )
 
     runs = report["runs"]
-    for echo_run, rank_run, comparison in zip(runs[::2], runs[1::2], report["comparisons"], strict=True):
+    if "http_runs" in report:
+        lines.insert(
+            4,
+            "rank+http: gRPC Rank on a second nextbest serving HTTP too (+http/rank: against the first, without "
+            "HTTP); http: Rank over that server's JSON API (http/grpc: against its gRPC Rank)",
+        )
+    for i, (echo_run, rank_run, comparison) in enumerate(
+        zip(runs[::2], runs[1::2], report["comparisons"], strict=True)
+    ):
         lines.append(row(rank_run["label"], "echo", echo_run))
         lines.append(row("", "rank", rank_run))
         if rank_run["reward"]["calls"] or rank_run["reward"]["errors"]:
             lines.append(row("", "reward", rank_run["reward"]))
+        if "http_runs" in report:
+            lines += _http_rows(report["http_runs"][2 * i : 2 * i + 2], report["http_comparisons"][i], row)
         t, p50, p99 = (_num(comparison[k], x) for k, x in RATIO_COLUMNS)
         lag = rank_run["learner"]
         lines.append(

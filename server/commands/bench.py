@@ -33,6 +33,7 @@ class Plan:
     timeout: float = 5.0
     max_inflight: int = 1000
     seed: int = 1
+    http: bool = False
     json: str | None = None
     plot: str | None = None
 
@@ -172,6 +173,12 @@ def add(commands: argparse._SubParsersAction) -> None:
         default=d.workers,
         help="server processes, passed to serve (when it has --workers)",
     )
+    server.add_argument(
+        "--http",
+        action="store_true",
+        help="also start a nextbest serving HTTP (--http-port) and, at each load, measure gRPC Rank on it (against "
+        "the one without HTTP) and Rank over the JSON API (against its gRPC Rank)",
+    )
     server.add_argument("--loop", default=d.loop, help="the loop loaded, created if missing (default: %(default)s)")
     server.add_argument("--policy", default=d.policy, help="policy of the created loop (default: %(default)s)")
     output = bench.add_argument_group("output")
@@ -184,5 +191,7 @@ def run(args: argparse.Namespace) -> int:
     from nextbest.server.bench.load import bench, summary
 
     plan = Plan(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Plan)})
+    if plan.http and plan.target:
+        raise SystemExit("nextbest bench: --http starts its own servers; it does not go with --target")
     print(summary(bench(plan)), end="")
     return 0
