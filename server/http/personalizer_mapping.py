@@ -1,6 +1,6 @@
 """Azure Personalizer's REST API in nextbest's terms: its JSON bodies to and from nextbest's messages.
 
-Pure functions, no HTTP (`server/http/personalizer.py` routes requests through them to the services). Field names,
+Functions of JSON and messages (`server/http/personalizer.py` routes requests through them to the services). Field names,
 values and error codes are those of Microsoft's OpenAPI description (azure-rest-api-specs,
 `specification/cognitiveservices/data-plane/Personalizer/`, stable v1.0 and 2022-09-01-preview).
 
@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
 import isodate
 
 from nextbest.policies.ope import dsjson
-from nextbest.v1 import decision_pb2, types_pb2
+from nextbest.policies.ope.dsjson import utc_seconds
+from nextbest.server.http.calls import HttpError
+from nextbest.v1 import admin_pb2, decision_pb2, types_pb2
 
 DEFAULT_NAMESPACE = "default"
 # VW's exploration when a `--cb_explore_adf` spec names none
@@ -49,22 +52,6 @@ _MODES = {
     types_pb2.LEARNING_MODE_LOGGING_ONLY: "LoggingOnly",
 }
 
-# The HTTP status of each gRPC status (as google.api's HTTP mapping has it).
-HTTP_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.FAILED_PRECONDITION: 400,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.CANCELLED: 499,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-}
 # nextbest's field names in service messages, as Personalizer names them, by operation.
 RANK_FIELDS = (("context", "contextFeatures"), ("excluded_action_ids", "excludedActions"), ("event_id", "eventId"))
 CONFIG_FIELDS = (
@@ -76,24 +63,21 @@ CONFIG_FIELDS = (
     ("config.learning_mode", "learningMode"),
     ("config.policy", "explorationPercentage"),
 )
+EVENT_FIELDS = (("event_id", "eventId"),)
 POLICY_FIELDS = (("config.policy", "arguments"), ("spec", "arguments"))
 
 
-class PersonalizerError(Exception):
-    """An error answered as Personalizer does: an HTTP status and `{"error": {"code", "message"}}`."""
+class PersonalizerError(HttpError):
+    """A failure answered as Personalizer does: the HTTP status of `code` (or `status`) and the body
+    `{"error": {"code": personalizer_code, "message": message}}`."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message}}
+    def __init__(self, code: grpc.StatusCode, message: str, personalizer_code: str, status: int | None = None) -> None:
+        super().__init__(code, message, status)
+        self.personalizer_code = personalizer_code
 
 
-def bad_request(message: str, code: str = "BadRequest") -> PersonalizerError:
-    return PersonalizerError(400, code, message)
+def bad_request(message: str, personalizer_code: str = "BadRequest") -> PersonalizerError:
+    return PersonalizerError(grpc.StatusCode.INVALID_ARGUMENT, message, personalizer_code)
 
 
 def renamed(message: str, fields: tuple[tuple[str, str], ...]) -> str:
@@ -104,6 +88,23 @@ def renamed(message: str, fields: tuple[tuple[str, str], ...]) -> str:
     return message
 
 
+def personalizer_code(status: int, invalid: str = "BadRequest", not_found: str = "ResourceNotFound") -> str:
+    """Personalizer's error code for an HTTP status; `invalid` and `not_found` are the operation's own."""
+    if status == 400:
+        return invalid
+    if status == 404:
+        return not_found
+    if status == 413:
+        return "PayloadSizeExceeded"
+    if status in (401, 403):
+        return str(status)  # as Azure's API gateway answers a missing or wrong key
+    if status in (409, 429):
+        return "OperationNotAllowed"
+    if status == 504:
+        return "RequestTimeout"
+    return "BadRequest" if status < 500 else "InternalServerError"
+
+
 def error_of(
     code: grpc.StatusCode,
     message: str,
@@ -112,21 +113,10 @@ def error_of(
     not_found: str = "ResourceNotFound",
     fields: tuple[tuple[str, str], ...] = (),
 ) -> PersonalizerError:
-    """The Personalizer error for a service's status: `invalid` and `not_found` are the operation's codes."""
-    status = HTTP_STATUS.get(code, 500)
-    if status == 400:
-        personalizer_code = invalid
-    elif status == 404:
-        personalizer_code = not_found
-    elif status in (409, 429):
-        personalizer_code = "OperationNotAllowed"
-    elif status == 504:
-        personalizer_code = "RequestTimeout"
-    elif status < 500:
-        personalizer_code = "BadRequest"
-    else:
-        personalizer_code = "InternalServerError"
-    return PersonalizerError(status, personalizer_code, renamed(message, fields))
+    """The Personalizer error of a service's status, its field named as Personalizer names it."""
+    error = PersonalizerError(code, renamed(message, fields), "")
+    error.personalizer_code = personalizer_code(error.status, invalid, not_found)
+    return error
 
 
 def _object(value: Any, field: str) -> Mapping[str, Any]:
@@ -380,8 +370,7 @@ def _configured(config: types_pb2.LoopConfig, obj: Mapping[str, Any]) -> types_p
 
 def policy_contract(config: types_pb2.LoopConfig) -> dict[str, str]:
     """Personalizer's PolicyContract of a loop: the VW arguments of a `vw:` policy, else the whole spec."""
-    arguments = _vw_arguments(config.policy)
-    return {"name": config.name, "arguments": config.policy if arguments is None else " ".join(arguments)}
+    return {"name": config.name, "arguments": arguments_of(config.policy)}
 
 
 def policy_spec(body: Any, field: str = "") -> str:
@@ -395,3 +384,155 @@ def policy_spec(body: Any, field: str = "") -> str:
     if arguments and not arguments.startswith("-"):
         return arguments
     return _VW + " ".join(t for t in arguments.split() if t not in _INPUT_FORMAT_OPTIONS)
+
+
+def arguments_of(spec: str) -> str:
+    """What a PolicyContract's `arguments` say for a spec: the VW arguments of a `vw:` spec, else the spec."""
+    arguments = _vw_arguments(spec)
+    return spec if arguments is None else " ".join(arguments)
+
+
+@dataclass(frozen=True)
+class EvaluationContract:
+    """An evaluation to run: its name, the decision times [start, end) and the learning settings' specs by name."""
+
+    name: str
+    start: float
+    end: float
+    specs: dict[str, str]  # spec -> the name its learning settings were given (the first, when given twice)
+
+
+def _date_time(value: Any, field: str) -> float:
+    try:
+        return utc_seconds(_string(value, field))
+    except ValueError:
+        raise bad_request(f"{field}: {value!r} is not an ISO 8601 date and time") from None
+
+
+def evaluation_contract(body: Any) -> EvaluationContract:
+    """Personalizer's EvaluationContract (InvalidEvaluationContract naming the field). Policy optimization
+    (`enablePolicyOptimization`, v1.0's `enableOfflineExperimentation`) is not run: `nextbest evaluate --search`
+    searches offline."""
+    try:
+        obj = _object(body, "request body")
+        name = _string(obj.get("name"), "name")
+        start, end = _date_time(obj.get("startTime"), "startTime"), _date_time(obj.get("endTime"), "endTime")
+        if not start < end:
+            raise bad_request("endTime: must be after startTime")
+        contracts = obj.get("policies") or []
+        if not isinstance(contracts, list):
+            raise bad_request(f"policies: must be an array of learning settings, got {_kind(contracts)}")
+        specs: dict[str, str] = {}
+        for i, contract in enumerate(contracts):
+            spec = policy_spec(contract, f"policies[{i}].")
+            specs.setdefault(spec, _string(_object(contract, f"policies[{i}]").get("name"), f"policies[{i}].name"))
+    except PersonalizerError as e:
+        raise bad_request(e.message, "InvalidEvaluationContract") from None
+    return EvaluationContract(name, start, end, specs)
+
+
+def _time(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None  # JSON has no NaN: an estimate that does not exist is null
+
+
+_SOURCES = {"logged": "Online", "baseline": "Baseline", "random": "Random"}
+_V1_STATUS = {"Running": "pending", "Succeeded": "completed", "Failed": "failed"}
+
+
+def _policy_name(spec: str, contract: EvaluationContract, online: str) -> tuple[str, str, str]:
+    """(name, arguments, policySource) of a policy of an evaluation report."""
+    source = _SOURCES.get(spec, "Custom")
+    if source == "Custom":
+        return contract.specs.get(spec, spec), arguments_of(spec), source
+    return source, arguments_of(online) if source == "Online" else spec, source
+
+
+def evaluation(
+    evaluation_id: str,
+    contract: EvaluationContract,
+    created: float,
+    status: str,
+    online: str,
+    report: admin_pb2.EvaluateResponse | None = None,
+    error: str = "",
+) -> dict[str, Any]:
+    """Personalizer's Evaluation (2022-09-01-preview): each policy's SNIPS estimate of the average reward with its
+    95% interval as `summary`; `status` is Running, Succeeded or Failed (with the reason in `description`);
+    `online` is the loop's policy spec when the evaluation was submitted."""
+    out: dict[str, Any] = {
+        "id": evaluation_id,
+        "name": contract.name,
+        "startTime": _time(contract.start),
+        "endTime": _time(contract.end),
+        "creationTime": _time(created),
+        "status": status,
+        "evaluationType": "Manual",
+    }
+    if error:
+        out["description"] = error
+    if report is not None:
+        values = []
+        for policy in report.policies:
+            name, arguments, source = _policy_name(policy.spec, contract, online)
+            snips = policy.estimates["snips"]
+            values.append(
+                {
+                    "name": name,
+                    "arguments": arguments,
+                    "policySource": source,
+                    "summary": {
+                        "expectedReward": _finite(snips.value),
+                        "confidenceInterval": [_finite(snips.ci_low), _finite(snips.ci_high)],
+                    },
+                    "timeseries": {"data": []},
+                }
+            )
+        out["content"] = {"startTime": out["startTime"], "endTime": out["endTime"], "value": values}
+    return out
+
+
+def evaluation_v1(
+    evaluation_id: str,
+    contract: EvaluationContract,
+    status: str,
+    online: str,
+    report: admin_pb2.EvaluateResponse | None = None,
+) -> dict[str, Any]:
+    """Personalizer's v1.0 Evaluation: per policy the IPS numerator and denominator (the sum of importance-weighted
+    rewards and the number of events), the SNIPS denominator (the sum of the weights) and the half-width of the
+    IPS interval, over the whole range (`totalSummary`)."""
+    results = []
+    for policy in report.policies if report is not None else ():
+        name, arguments, _ = _policy_name(policy.spec, contract, online)
+        ips, snips = policy.estimates["ips"], policy.estimates["snips"]
+        total = {
+            "timeStamp": _time(contract.end),
+            "ipsEstimatorNumerator": _finite(ips.value * report.events),
+            "ipsEstimatorDenominator": report.events,
+            "confidenceInterval": _finite((ips.ci_high - ips.ci_low) / 2),
+        }
+        if math.isfinite(snips.value) and snips.value:
+            total["snipsEstimatorDenominator"] = ips.value * report.events / snips.value
+        results.append({"name": name, "arguments": arguments, "summary": [], "totalSummary": total})
+    return {
+        "id": evaluation_id,
+        "name": contract.name,
+        "startTime": _time(contract.start),
+        "endTime": _time(contract.end),
+        "status": _V1_STATUS[status],
+        "policyResults": results,
+        "featureImportance": [],
+    }
+
+
+def model_properties(models: Sequence[admin_pb2.ModelInfo]) -> dict[str, str]:
+    """Personalizer's ModelProperties: when the oldest kept model and the live one were published (nothing before
+    the first)."""
+    if not models:
+        return {}
+    live = next((m for m in models if m.live), max(models, key=lambda m: m.version))
+    return {"creationTime": _time(min(m.created_at for m in models)), "lastModifiedTime": _time(live.created_at)}

@@ -1,0 +1,334 @@
+"""The Personalizer-compatible API, mounted under /personalizer (loop `default`) and /loops/{loop}/personalizer.
+
+Azure Personalizer's paths (`/personalizer/v1.0/...`, and `/personalizer/...?api-version=2022-09-01-preview` as
+`azure-ai-personalizer` calls them), JSON fields, statuses and error body (`{"error": {"code", "message"}}`). Each
+route is an adapter over the gRPC servicers (`personalizer_mapping` translates):
+
+- rank, reward, activate: DecisionService; multi-slot: 501 (nextbest has no multi-slot decisions yet);
+- configurations/service: GetLoop then UpdateLoop; configurations/policy: SetPolicy (DELETE: the default policy);
+- model: ExportModel / ImportModel (with the loop's spec); DELETE (reset): ImportModel of a fresh, untrained
+  model of the loop's spec, which keeps the log and the learner's position; model/properties: ListModels;
+- evaluations: AdminService.Evaluate in the background, one at a time per serving process, polled as Personalizer's
+  are; this process keeps the newest MAX_EVALUATIONS in memory.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
+
+from nextbest import policies
+from nextbest.server.auth import ADMIN, DECIDE
+from nextbest.server.config import DEFAULT_LOOP, DEFAULT_POLICY
+from nextbest.server.http import personalizer_mapping as pm
+from nextbest.server.http.api import Api, HttpCall, Services
+from nextbest.server.http.calls import HttpError, call, invoke
+from nextbest.v1 import admin_pb2, decision_pb2, types_pb2
+
+PREVIEW_API_VERSION = "2022-09-01-preview"
+V1 = "/v1.0"
+MAX_EVALUATIONS = 100
+_OCTET_STREAM = "application/octet-stream"
+
+Handler = Callable[[HttpCall], Awaitable[Response]]
+
+
+def error_response(error: HttpError) -> Response:
+    """Personalizer's error body: the operation's code when the route gave one, else the HTTP status's."""
+    if isinstance(error, pm.PersonalizerError):
+        code = error.personalizer_code
+    else:
+        code = pm.personalizer_code(error.status)
+    return JSONResponse({"error": {"code": code, "message": error.message}}, status_code=error.status)
+
+
+def _loop(call: HttpCall) -> str:
+    return call.path_params.get("loop", DEFAULT_LOOP)
+
+
+async def _invoke(method: Callable[[Any, grpc.ServicerContext], Any], request: Any, **errors: Any) -> Any:
+    """`invoke`, a failure answered as a Personalizer error (`errors`: see personalizer_mapping.error_of)."""
+    try:
+        return await invoke(method, request)
+    except HttpError as e:
+        raise pm.error_of(e.code, e.message, **errors) from None
+
+
+@dataclass
+class _Evaluation:
+    """One evaluation of a loop: its contract, the loop's policy when submitted and, once run, the outcome."""
+
+    id: str
+    contract: pm.EvaluationContract
+    online: str
+    created: float = field(default_factory=time.time)
+    status: str = "Running"
+    report: admin_pb2.EvaluateResponse | None = None
+    error: str = ""
+
+    def preview(self) -> dict[str, Any]:
+        return pm.evaluation(
+            self.id, self.contract, self.created, self.status, self.online, self.report, self.error
+        )
+
+    def v1(self) -> dict[str, Any]:
+        return pm.evaluation_v1(self.id, self.contract, self.status, self.online, self.report)
+
+
+class _Evaluations:
+    """This process's evaluations, run one after the other on a thread of their own (Evaluate runs one at a time
+    per process)."""
+
+    def __init__(self, evaluate: Callable[[Any, grpc.ServicerContext], Any]) -> None:
+        self._evaluate = evaluate
+        self._jobs: collections.OrderedDict[tuple[str, str], _Evaluation] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[tuple[str, _Evaluation]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, loop: str, job: _Evaluation) -> None:
+        with self._lock:
+            if (loop, job.id) in self._jobs:
+                raise pm.PersonalizerError(
+                    grpc.StatusCode.ALREADY_EXISTS, f"evaluationId: {job.id!r} exists", "EvaluationAlreadyExists"
+                )
+            self._jobs[(loop, job.id)] = job
+            while len(self._jobs) > MAX_EVALUATIONS:
+                self._jobs.popitem(last=False)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="nextbest-evaluations", daemon=True)
+                self._thread.start()
+        self._queue.put((loop, job))
+
+    def get(self, loop: str, evaluation_id: str) -> _Evaluation:
+        with self._lock:
+            job = self._jobs.get((loop, evaluation_id))
+        if job is None:
+            raise pm.PersonalizerError(
+                grpc.StatusCode.NOT_FOUND, f"evaluationId: no evaluation {evaluation_id!r}", "EvaluationNotFound"
+            )
+        return job
+
+    def list(self, loop: str) -> list[_Evaluation]:
+        with self._lock:
+            return [job for (owner, _), job in self._jobs.items() if owner == loop]
+
+    def delete(self, loop: str, evaluation_id: str) -> None:
+        with self._lock:
+            if self._jobs.pop((loop, evaluation_id), None) is None:
+                raise pm.PersonalizerError(
+                    grpc.StatusCode.NOT_FOUND, f"evaluationId: no evaluation {evaluation_id!r}", "EvaluationNotFound"
+                )
+
+    def _run(self) -> None:
+        while True:
+            loop, job = self._queue.get()
+            contract = job.contract
+            request = admin_pb2.EvaluateRequest(
+                loop=loop, specs=list(contract.specs), since=contract.start, until=contract.end
+            )
+            try:
+                job.report = call(self._evaluate, request)
+                job.status = "Succeeded"
+            except HttpError as e:
+                job.error, job.status = f"{e.code.name}: {e.message}", "Failed"
+
+
+class _Handlers:
+    """The route handlers, over the server's servicers."""
+
+    def __init__(self, services: Services) -> None:
+        self._decisions = services.decisions
+        self._admin = services.admin
+        self._evaluations = _Evaluations(services.admin.Evaluate)
+
+    async def rank(self, call: HttpCall) -> Response:
+        request = pm.rank_request(await call.json(), _loop(call))
+        response = await _invoke(self._decisions.Rank, request, invalid="InvalidRankRequest", fields=pm.RANK_FIELDS)
+        return JSONResponse(pm.rank_response(response, request), status_code=201)
+
+    async def reward(self, call: HttpCall) -> Response:
+        request = pm.reward_request(call.path_params["eventId"], await call.json(), _loop(call))
+        await _invoke(self._decisions.Reward, request, invalid="InvalidRewardRequest", fields=pm.EVENT_FIELDS)
+        return Response(status_code=204)
+
+    async def activate(self, call: HttpCall) -> Response:
+        request = decision_pb2.ActivateRequest(loop=_loop(call), event_id=call.path_params["eventId"])
+        await _invoke(self._decisions.Activate, request, invalid="InvalidEventIdToActivate", fields=pm.EVENT_FIELDS)
+        return Response(status_code=204)
+
+    async def multislot(self, call: HttpCall) -> Response:
+        raise pm.PersonalizerError(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "multi-slot decisions are not available in nextbest yet; decide each slot in a loop of its own "
+            "(/loops/<slot>/personalizer/...)",
+            "InvalidMultiSlotApiAccess",
+        )
+
+    async def _config(self, loop: str) -> types_pb2.LoopConfig:
+        return await _invoke(self._admin.GetLoop, admin_pb2.GetLoopRequest(loop=loop))
+
+    async def get_service(self, call: HttpCall) -> Response:
+        return JSONResponse(pm.service_configuration(await self._config(_loop(call))))
+
+    async def put_service(self, call: HttpCall) -> Response:
+        body = await call.json()
+        config = pm.configured(await self._config(_loop(call)), body)  # its version: a concurrent change is refused
+        request = admin_pb2.UpdateLoopRequest(config=config)
+        updated = await _invoke(
+            self._admin.UpdateLoop, request, invalid="InvalidServiceConfiguration", fields=pm.CONFIG_FIELDS
+        )
+        return JSONResponse(pm.service_configuration(updated))
+
+    async def get_policy(self, call: HttpCall) -> Response:
+        return JSONResponse(pm.policy_contract(await self._config(_loop(call))))
+
+    async def _set_policy(self, loop: str, spec: str) -> Response:
+        request = admin_pb2.SetPolicyRequest(loop=loop, spec=spec, mode=admin_pb2.POLICY_MODE_REPLACE)
+        config = await _invoke(
+            self._admin.SetPolicy, request, invalid="InvalidPolicyConfiguration", fields=pm.POLICY_FIELDS
+        )
+        return JSONResponse(pm.policy_contract(config))
+
+    async def put_policy(self, call: HttpCall) -> Response:
+        return await self._set_policy(_loop(call), pm.policy_spec(await call.json()))
+
+    async def reset_policy(self, call: HttpCall) -> Response:
+        return await self._set_policy(_loop(call), DEFAULT_POLICY)
+
+    async def get_model(self, call: HttpCall) -> Response:
+        chunks = await _invoke(self._admin.ExportModel, admin_pb2.ExportModelRequest(loop=_loop(call)))
+        return Response(b"".join(c.data for c in chunks), media_type=_OCTET_STREAM)
+
+    async def _import(self, loop: str, spec: str, data: bytes) -> Response:
+        request = admin_pb2.ImportModelRequest(loop=loop, spec=spec, data=data)
+        await _invoke(self._admin.ImportModel, iter([request]), invalid="InvalidModelImportFormat")
+        return Response(status_code=204)
+
+    async def put_model(self, call: HttpCall) -> Response:
+        data = await call.body()
+        return await self._import(_loop(call), (await self._config(_loop(call))).policy, data)
+
+    async def reset_model(self, call: HttpCall) -> Response:
+        spec = (await self._config(_loop(call))).policy
+        fresh = await run_in_threadpool(lambda: policies.create(spec).save())
+        return await self._import(_loop(call), spec, fresh)
+
+    async def model_properties(self, call: HttpCall) -> Response:
+        request = admin_pb2.ListModelsRequest(loop=_loop(call))
+        return JSONResponse(pm.model_properties((await _invoke(self._admin.ListModels, request)).models))
+
+    async def _submit(self, call: HttpCall, evaluation_id: str) -> _Evaluation:
+        loop = _loop(call)
+        contract = pm.evaluation_contract(await call.json())
+        job = _Evaluation(evaluation_id, contract, (await self._config(loop)).policy)
+        self._evaluations.submit(loop, job)
+        return job
+
+    async def create_evaluation(self, call: HttpCall) -> Response:
+        await self._submit(call, call.path_params["evaluationId"])
+        return Response(status_code=200)
+
+    async def create_evaluation_v1(self, call: HttpCall) -> Response:
+        job = await self._submit(call, uuid.uuid4().hex)
+        location = f"{call.request.url.path.rstrip('/')}/{job.id}"
+        return JSONResponse(job.v1(), status_code=201, headers={"Location": location})
+
+    async def get_evaluation(self, call: HttpCall) -> Response:
+        return JSONResponse(self._evaluations.get(_loop(call), call.path_params["evaluationId"]).preview())
+
+    async def get_evaluation_v1(self, call: HttpCall) -> Response:
+        return JSONResponse(self._evaluations.get(_loop(call), call.path_params["evaluationId"]).v1())
+
+    async def list_evaluations(self, call: HttpCall) -> Response:
+        details = []
+        for job in self._evaluations.list(_loop(call)):
+            preview = job.preview()
+            preview.pop("content", None)
+            details.append(preview)
+        return JSONResponse({"value": details, "nextLink": None})
+
+    async def list_evaluations_v1(self, call: HttpCall) -> Response:
+        return JSONResponse([job.v1() for job in self._evaluations.list(_loop(call))])
+
+    async def delete_evaluation(self, call: HttpCall) -> Response:
+        self._evaluations.delete(_loop(call), call.path_params["evaluationId"])
+        return Response(status_code=204)
+
+
+def _preview(handler: Handler) -> Handler:
+    """`handler` behind Personalizer's check of the api-version query parameter its preview paths require."""
+
+    async def checked(call: HttpCall) -> Response:
+        version = call.request.query_params.get("api-version")
+        if version != PREVIEW_API_VERSION:
+            raise pm.PersonalizerError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"api-version: {version!r} is not supported; use api-version={PREVIEW_API_VERSION} "
+                f"(or the paths under /personalizer{V1})",
+                "InvalidRequest",
+            )
+        return await handler(call)
+
+    return checked
+
+
+def routes(services: Services) -> list[BaseRoute]:
+    """The routes of the Personalizer API, relative to its mount point: under /v1.0 and (with api-version) not."""
+    api: Api = services.api(error_response)
+    h = _Handlers(services)
+    common: list[tuple[str, str, Handler, str, str]] = [  # path, method, handler, operation, scope
+        ("/rank", "POST", h.rank, "Rank", DECIDE),
+        ("/events/{eventId}/reward", "POST", h.reward, "Events_Reward", DECIDE),
+        ("/events/{eventId}/activate", "POST", h.activate, "Events_Activate", DECIDE),
+        ("/multislot/rank", "POST", h.multislot, "MultiSlot_Rank", DECIDE),
+        ("/multislot/events/{eventId}/reward", "POST", h.multislot, "MultiSlotEvents_Reward", DECIDE),
+        ("/multislot/events/{eventId}/activate", "POST", h.multislot, "MultiSlotEvents_Activate", DECIDE),
+        ("/configurations/service", "GET", h.get_service, "ServiceConfiguration_Get", ADMIN),
+        ("/configurations/service", "PUT", h.put_service, "ServiceConfiguration_Update", ADMIN),
+        ("/configurations/policy", "GET", h.get_policy, "Policy_Get", ADMIN),
+        ("/configurations/policy", "PUT", h.put_policy, "Policy_Update", ADMIN),
+        ("/configurations/policy", "DELETE", h.reset_policy, "Policy_Reset", ADMIN),
+        ("/model", "GET", h.get_model, "Model_Get", ADMIN),
+        ("/model", "PUT", h.put_model, "Model_Import", ADMIN),
+        ("/model", "DELETE", h.reset_model, "Model_Reset", ADMIN),
+        ("/model/properties", "GET", h.model_properties, "Model_GetProperties", ADMIN),
+    ]
+    v1 = [
+        ("/evaluations", "POST", h.create_evaluation_v1, "Evaluations_Create", ADMIN),
+        ("/evaluations", "GET", h.list_evaluations_v1, "Evaluations_List", ADMIN),
+        ("/evaluations/{evaluationId}", "GET", h.get_evaluation_v1, "Evaluations_Get", ADMIN),
+        ("/evaluations/{evaluationId}", "DELETE", h.delete_evaluation, "Evaluations_Delete", ADMIN),
+    ]
+    preview = [
+        ("/evaluations/{evaluationId}", "PUT", h.create_evaluation, "Evaluations_Create", ADMIN),
+        ("/evaluations", "GET", h.list_evaluations, "Evaluations_List", ADMIN),
+        ("/evaluations/{evaluationId}", "GET", h.get_evaluation, "Evaluations_Get", ADMIN),
+        ("/evaluations/{evaluationId}", "DELETE", h.delete_evaluation, "Evaluations_Delete", ADMIN),
+    ]
+    model_bytes = services.limits.max_model_bytes
+    routes: list[BaseRoute] = []
+    for prefix, table in ((V1, common + v1), ("", common + preview)):
+        for path, method, handler, operation, scope in table:
+            routes.append(
+                api.route(
+                    prefix + path,
+                    handler if prefix else _preview(handler),
+                    methods=[method],
+                    name=f"Personalizer/{operation}",
+                    scope=scope,
+                    max_body=services.limits.max_model_bytes if operation == "Model_Import" else None,
+                )
+            )
+    return routes
