@@ -6,6 +6,8 @@ def test_my_integration(tmp_path):
     with running_server(tmp_path / "store") as (server, client):
         response = client.rank([action("a"), action("b")])
 
+`running_server(..., http_port=0)` serves HTTP too; `http_call(server.http_port, "GET", "/v1/loops")` calls it.
+
 `make_certificates` writes a throwaway CA and certificates for TLS tests; `running_nats` and
 `nats_cluster` run local nats-server processes for the NATS JetStream store.
 """
@@ -13,9 +15,12 @@ def test_my_integration(tmp_path):
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -66,14 +71,17 @@ def running_server(
     *,
     store_options: Mapping[str, Any] | None = None,
     client_options: Mapping[str, Any] | None = None,
+    http_port: int | None = None,
     **options: Any,
 ) -> Iterator[tuple[NextbestServer, Client]]:
     """A started NextbestServer on 127.0.0.1 (free port) over an LMDB store, and a client to it.
 
     `options` go to NextbestServer (limits=, clock=, train=, api_keys=, tls=, ...), `store_options` to
-    `open_store` (map_size=), `client_options` to Client (api_key=, ca_cert=, ...). Stops gracefully on exit.
+    `open_store` (map_size=), `client_options` to Client (api_key=, ca_cert=, ...). `http_port=0` serves HTTP too,
+    on a free port (`server.http_port`; see `http_call`). Stops gracefully on exit.
     """
-    server = NextbestServer(open_store(str(store_dir), **(store_options or {})), "127.0.0.1", 0, **options).start()
+    store = open_store(str(store_dir), **(store_options or {}))
+    server = NextbestServer(store, "127.0.0.1", 0, http_port=http_port, **options).start()
     client = Client(server.address, **(client_options or {}))
     try:
         client.wait_ready()
@@ -81,6 +89,46 @@ def running_server(
     finally:
         client.close()
         server.stop(grace=2.0)
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    """An HTTP response: its status, headers (lower-case names) and body."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http_call(
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    host: str = "127.0.0.1",
+    timeout: float = 30.0,
+    tls: ssl.SSLContext | None = None,
+) -> HttpAnswer:
+    """One HTTP/1.1 request to `host:port` (a NextbestServer's `http_port`), over TLS with `tls`; `body` is sent as
+    is when it is bytes, as JSON otherwise (None: no body). Whatever the status, the answer is returned."""
+    if tls is None:
+        connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    else:
+        connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=tls)
+    try:
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        sent = {"Content-Type": "application/json"} if data is not None and not isinstance(body, bytes) else {}
+        connection.request(method, path, body=data, headers={**sent, **(headers or {})})
+        response = connection.getresponse()
+        answer = {name.lower(): value for name, value in response.getheaders()}
+        return HttpAnswer(response.status, answer, response.read())
+    finally:
+        connection.close()
 
 
 @dataclass(frozen=True)

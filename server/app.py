@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import grpc
@@ -23,6 +23,8 @@ from nextbest.server.config import Limits, default_loop_config
 from nextbest.server.decision_service import DecisionService
 from nextbest.server.errors import ErrorInterceptor
 from nextbest.server.evaluation import EvaluationLimits
+from nextbest.server.http.api import Services
+from nextbest.server.http.app import HttpServer, build_app
 from nextbest.server.learner import DEFAULT_KEEP_MODELS
 from nextbest.server.loopfile import Change
 from nextbest.server.metrics import Metrics
@@ -84,6 +86,8 @@ class NextbestServer:
     are what the processes of Evaluate calls let policy specs reach (default: no `python:`
     modules, no `rules:` files; this process's own are set by whoever runs it, see
     `server.restrictions`); `evaluation` bounds those calls (see `server.evaluation`).
+    `http_port` also serves the HTTP/JSON APIs on `host` (0 picks a free port; see
+    `server.http`), with the same keys, TLS, limits and metrics; `http_port` is then the port.
     """
 
     def __init__(
@@ -108,6 +112,7 @@ class NextbestServer:
         serve_without_logging: bool = False,
         restrictions: Restrictions | None = None,
         evaluation: EvaluationLimits | None = None,
+        http_port: int | None = None,
     ) -> None:
         problem = exposure_problem(host, api_keys, insecure)
         if problem:
@@ -134,8 +139,11 @@ class NextbestServer:
         self._serve_without_logging = serve_without_logging
         self._restrictions = restrictions
         self._evaluation = evaluation
+        self._http_port = http_port
+        self.http_port = 0
         self.metrics: Metrics | None = None
         self._grpc: grpc.Server | None = None
+        self._http: HttpServer | None = None
         self._health: health.HealthServicer | None = None
         self.catalog: Catalog | None = None
 
@@ -197,7 +205,15 @@ class NextbestServer:
             raise OSError(f"cannot bind {self._host}:{self._requested_port}")
         server.start()
         self._grpc = server
+        if self._http_port is not None:
+            self._serve_http(decisions, admin)
         return self
+
+    def _serve_http(self, decisions: DecisionService, admin: AdminService) -> None:
+        metrics = self.metrics.rpc if self.metrics else None
+        app = build_app(Services(decisions, admin, self.limits, self._api_keys, metrics))
+        self._http = HttpServer(app, self._host, self._http_port, tls=self._tls, reuse_port=self._reuse_port)
+        self.http_port = self._http.start().port
 
     def wait(self) -> None:
         assert self._grpc is not None
@@ -207,6 +223,8 @@ class NextbestServer:
         """Graceful stop: refuse new calls, finish in-flight ones, checkpoint, close the store."""
         if self._health is not None:
             self._health.enter_graceful_shutdown()
+        if self._http is not None:
+            self._http.stop(grace)
         if self._grpc is not None:
             self._grpc.stop(grace).wait()
         if self.trainer:
@@ -238,6 +256,7 @@ class ServerSettings:
     restrictions: Restrictions = field(default_factory=Restrictions)
     evaluation: EvaluationLimits | None = None
     rpc_metrics: bool = False
+    http_port: int | None = None  # every worker serves HTTP on it too (SO_REUSEPORT), a concrete port
 
     def worker_server(self, store: Store, host: str, port: int) -> NextbestServer:
         """A serving process's server: shares the port with the others and trains nothing (the parent does)."""
@@ -271,6 +290,7 @@ class Started:
     address: str
     loops: list[str]
     metrics_port: int
+    http_port: int | None = None
 
 
 def run_node(
@@ -289,7 +309,10 @@ def run_node(
         apply_declared_loops(store, node.loops, node.server.limits, applied)
     ensure_default_loop(store)
     port = node.port or free_port(node.host)
-    pool = WorkerPool(node.workers, node.store, node.store_options, node.host, port, node.server, node.grace)
+    settings = node.server
+    if settings.http_port == 0:  # every worker must bind the same port: pick it here
+        settings = replace(settings, http_port=free_port(node.host))
+    pool = WorkerPool(node.workers, node.store, node.store_options, node.host, port, settings, node.grace)
     trainer = None
     if not is_remote(node.store):  # a replica of a shared store leaves training to `nextbest train`
         trainer = Trainer(store, keep_models=node.keep_models, lease_seconds=node.lease_seconds)
@@ -299,7 +322,7 @@ def run_node(
     if node.metrics_port is not None:
         metrics = Metrics(store, trainer.stats if trainer else None)
         metrics_port = metrics.serve(node.metrics_host, node.metrics_port)
-    started(Started(f"{node.host}:{port}", sorted(store.configs.list()), metrics_port))
+    started(Started(f"{node.host}:{port}", sorted(store.configs.list()), metrics_port, settings.http_port))
     stopping.wait()
     pool.stop(node.grace)
     if trainer:

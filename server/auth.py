@@ -157,12 +157,30 @@ def exposure_problem(host: str, keys: ApiKeys | None, insecure: bool) -> str | N
     return None
 
 
-def _bearer_key(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
+def bearer_key(authorization: str) -> str | None:
+    """The key of an `authorization` value `Bearer KEY`, None for any other."""
+    scheme, _, key = authorization.partition(" ")
+    return key.strip() if scheme.lower() == "bearer" else None
+
+
+def _metadata_key(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
     values = [value for key, value in metadata or () if key == "authorization"]
     if len(values) != 1 or not isinstance(values[0], str):
         return None
-    scheme, _, key = values[0].partition(" ")
-    return key.strip() if scheme.lower() == "bearer" else None
+    return bearer_key(values[0])
+
+
+def refusal(keys: ApiKeys, key: str | None, scope: str, method: str, how: str) -> tuple[grpc.StatusCode, str] | None:
+    """Why a call of `method` (its name) that needs `scope` is refused with `key` (None: the caller sent none, and
+    `how` says how to send one), or None when it may go on."""
+    if key is None:
+        return grpc.StatusCode.UNAUTHENTICATED, f"missing API key: send {how}"
+    scopes = keys.scopes(key)
+    if scopes is None:
+        return grpc.StatusCode.UNAUTHENTICATED, "unknown API key"
+    if scope not in scopes:
+        return grpc.StatusCode.PERMISSION_DENIED, f"{method}: the API key lacks the scope {scope!r}"
+    return None
 
 
 def _refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, details: str) -> grpc.RpcMethodHandler:
@@ -191,17 +209,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
         scope = required_scope(handler_call_details.method)
         if handler is None or scope is None:
             return handler
-        key = _bearer_key(handler_call_details.invocation_metadata)
-        if key is None:
-            return _refusal(
-                handler, grpc.StatusCode.UNAUTHENTICATED, "missing API key: send metadata 'authorization: Bearer KEY'"
-            )
-        scopes = self._keys.scopes(key)
-        if scopes is None:
-            return _refusal(handler, grpc.StatusCode.UNAUTHENTICATED, "unknown API key")
-        if scope not in scopes:
-            method = handler_call_details.method.rsplit(".", 1)[-1]
-            return _refusal(
-                handler, grpc.StatusCode.PERMISSION_DENIED, f"{method}: the API key lacks the scope {scope!r}"
-            )
-        return handler
+        key = _metadata_key(handler_call_details.invocation_metadata)
+        method = handler_call_details.method.rsplit(".", 1)[-1]
+        refused = refusal(self._keys, key, scope, method, "metadata 'authorization: Bearer KEY'")
+        return handler if refused is None else _refusal(handler, *refused)

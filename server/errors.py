@@ -49,7 +49,8 @@ class DeadlineExceeded(ServiceError):
 _STATUS_ERRORS = (ServiceError, StoreFullError, StoreUnavailableError)  # errors that carry their own status
 
 
-def _status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
+def status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    """The status a call that raised `exc` answers with (INTERNAL, logged, for an unexpected exception)."""
     if isinstance(exc, ServiceError):
         return exc.code, str(exc)
     if isinstance(exc, StoreFullError):
@@ -103,7 +104,7 @@ def _guard(fn: Callable, streaming: bool = False) -> Callable:
                 exc, ServiceError | StoreFullError | StoreUnavailableError
             ):
                 raise  # context.abort() already set the status
-            context.abort(*_status_of(exc))
+            context.abort(*status_of(exc))
 
     return call
 
@@ -117,7 +118,7 @@ def _guard_stream(fn: Callable) -> Callable:
                 exc, ServiceError | StoreFullError | StoreUnavailableError
             ):
                 raise
-            context.abort(*_status_of(exc))
+            context.abort(*status_of(exc))
 
     return call
 

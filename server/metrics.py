@@ -1,4 +1,5 @@
-"""Prometheus metrics: per-RPC counts and latencies (an interceptor) and per-loop gauges (a collector).
+"""Prometheus metrics: per-RPC and per-HTTP-route counts and latencies (interceptors) and per-loop gauges (a
+collector).
 
 Exposed over HTTP by `nextbest serve --metrics-port P` at `/metrics` only (any
 other path: 404), on 127.0.0.1 unless `--metrics-host` says otherwise: the
@@ -32,8 +33,8 @@ _BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0
 
 
 class RpcMetrics:
-    """Request counters and latency histograms by method and status code, decisions answered unlogged, and live
-    models a serving process could not load."""
+    """Request counters and latency histograms by method and status code (and of HTTP calls, by route and HTTP
+    status), decisions answered unlogged, and live models a serving process could not load."""
 
     def __init__(self, registry: CollectorRegistry | None) -> None:
         self.requests = Counter(
@@ -60,9 +61,27 @@ class RpcMetrics:
             registry=registry,
         )
 
+        self.http_requests = Counter(
+            "nextbest_http_requests",
+            "HTTP calls handled, by route and HTTP status",
+            ["route", "status"],
+            registry=registry,
+        )
+        self.http_latency = Histogram(
+            "nextbest_http_latency_seconds",
+            "HTTP call handling time, by route",
+            ["route"],
+            buckets=_BUCKETS,
+            registry=registry,
+        )
+
     def observe(self, method: str, code: grpc.StatusCode | None, seconds: float) -> None:
         self.requests.labels(method, (code or grpc.StatusCode.OK).name).inc()
         self.latency.labels(method).observe(seconds)
+
+    def observe_http(self, route: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(route, str(status)).inc()
+        self.http_latency.labels(route).observe(seconds)
 
     def unlogged_decision(self, loop: str) -> None:
         self.unlogged.labels(loop).inc()

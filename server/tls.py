@@ -1,7 +1,11 @@
-"""TLS and mutual TLS for the gRPC server, from PEM files (`nextbest serve --tls-cert --tls-key [--tls-client-ca]`)."""
+"""TLS and mutual TLS for the gRPC and HTTP servers, from PEM files (`nextbest serve --tls-cert --tls-key
+[--tls-client-ca]`)."""
 
 from __future__ import annotations
 
+import os
+import ssl
+import tempfile
 from dataclasses import dataclass
 
 import grpc
@@ -47,6 +51,26 @@ class ServerTls:
             root_certificates=self.client_ca,
             require_client_auth=self.client_ca is not None,
         )
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The same for HTTP: a server context; with a client CA, client certificates are required and verified.
+        TlsError when the key does not match the certificate."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        with tempfile.TemporaryDirectory(prefix="nextbest-tls-") as directory:  # load_cert_chain reads files only
+            paths = []
+            for name, data in (("chain.pem", self.certificate_chain), ("key.pem", self.private_key)):
+                path = os.path.join(directory, name)
+                with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+                    f.write(data)
+                paths.append(path)
+            try:
+                context.load_cert_chain(*paths)
+            except ssl.SSLError as e:
+                raise TlsError(f"cannot serve TLS: {e.reason or e} (does the key match the certificate?)") from None
+        if self.client_ca is not None:
+            context.load_verify_locations(cadata=self.client_ca.decode("ascii", "replace"))
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
 
     def __repr__(self) -> str:
         return f"<ServerTls: mutual={self.client_ca is not None}>"

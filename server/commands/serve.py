@@ -39,6 +39,13 @@ def add(commands: argparse._SubParsersAction) -> None:
     add_store_arguments(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=50051, help="port to bind; 0 picks a free one (default: 50051)")
+    serve.add_argument(
+        "--http-port",
+        type=int,
+        metavar="PORT",
+        help="also serve the HTTP/JSON APIs (nextbest's own under /v1, Personalizer's under /personalizer) on this "
+        "port of --host, with the same API keys, TLS and limits; 0 picks a free one (default: no HTTP)",
+    )
     serve.add_argument("--threads", type=int, default=16, help="gRPC worker threads (default: 16)")
     serve.add_argument("--grace", type=float, default=10.0, help="seconds to finish in-flight calls on shutdown")
     d = Limits()
@@ -163,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise SystemExit("nextbest serve: --workers must be at least 1")
+    if args.http_port is not None and not 0 <= args.http_port <= 65535:
+        raise SystemExit("nextbest serve: --http-port must be between 0 and 65535")
     settings = ServerSettings(
         limits=Limits(
             max_actions=args.max_actions,
@@ -179,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
         restrictions=restrictions("serve", args),
         evaluation=_evaluation(args),
         rpc_metrics=args.metrics_port is not None,
+        http_port=args.http_port,
         **_access(args),
     )
     node = Node(
@@ -212,6 +222,7 @@ def _announce(started: Started, node: Node) -> None:
     keys, tls = node.server.api_keys, node.server.tls
     extra = f"; metrics on port {started.metrics_port} ({node.metrics_host})" if node.metrics_port is not None else ""
     workers = f"; {node.workers} workers" if node.workers > 1 else ""
+    workers += f"; HTTP on port {started.http_port}" if started.http_port is not None else ""
     security = f"; {len(keys)} API keys" if keys else ""
     security += ("; mutual TLS" if tls.client_ca else "; TLS") if tls else ""
     print(
