@@ -46,10 +46,8 @@ Handler = Callable[[HttpCall], Awaitable[Response]]
 
 def error_response(error: HttpError) -> Response:
     """Personalizer's error body: the operation's code when the route gave one, else the HTTP status's."""
-    if isinstance(error, pm.PersonalizerError):
-        code = error.personalizer_code
-    else:
-        code = pm.personalizer_code(error.status)
+    personalizer = isinstance(error, pm.PersonalizerError)
+    code = error.personalizer_code if personalizer else pm.personalizer_code(error.status)
     return JSONResponse({"error": {"code": code, "message": error.message}}, status_code=error.status)
 
 
@@ -78,9 +76,7 @@ class _Evaluation:
     error: str = ""
 
     def preview(self) -> dict[str, Any]:
-        return pm.evaluation(
-            self.id, self.contract, self.created, self.status, self.online, self.report, self.error
-        )
+        return pm.evaluation(self.id, self.contract, self.created, self.status, self.online, self.report, self.error)
 
     def v1(self) -> dict[str, Any]:
         return pm.evaluation_v1(self.id, self.contract, self.status, self.online, self.report)
@@ -317,7 +313,6 @@ def routes(services: Services) -> list[BaseRoute]:
         ("/evaluations/{evaluationId}", "GET", h.get_evaluation, "Evaluations_Get", ADMIN),
         ("/evaluations/{evaluationId}", "DELETE", h.delete_evaluation, "Evaluations_Delete", ADMIN),
     ]
-    model_bytes = services.limits.max_model_bytes
     routes: list[BaseRoute] = []
     for prefix, table in ((V1, common + v1), ("", common + preview)):
         for path, method, handler, operation, scope in table:

@@ -1,6 +1,6 @@
 """Azure Personalizer's REST API in nextbest's terms: its JSON bodies to and from nextbest's messages.
 
-Functions of JSON and messages (`server/http/personalizer.py` routes requests through them to the services). Field names,
+Functions of JSON and messages (`server/http/personalizer.py` routes requests through them). Field names,
 values and error codes are those of Microsoft's OpenAPI description (azure-rest-api-specs,
 `specification/cognitiveservices/data-plane/Personalizer/`, stable v1.0 and 2022-09-01-preview).
 
@@ -174,13 +174,13 @@ def features(value: Any, field: str) -> dict[str, types_pb2.Features]:
 def rank_request(body: Any, loop: str) -> decision_pb2.RankRequest:
     """A Personalizer RankRequest as nextbest's: the actions in their order, so the first non-excluded one is the
     baseline; an absent `eventId` lets the service generate one."""
-    obj = _object(body, "request body")
-    actions = obj.get("actions")
-    if actions is None:
-        raise bad_request("actions: at least one action is required", "InvalidRankRequest")
-    if not isinstance(actions, list):
-        raise bad_request(f"actions: must be an array, got {_kind(actions)}", "InvalidRankRequest")
     try:
+        obj = _object(body, "request body")
+        actions = obj.get("actions")
+        if actions is None:
+            raise bad_request("actions: at least one action is required")
+        if not isinstance(actions, list):
+            raise bad_request(f"actions: must be an array, got {_kind(actions)}")
         request = decision_pb2.RankRequest(loop=loop)
         for ns, namespace in features(obj.get("contextFeatures"), "contextFeatures").items():
             request.context[ns].CopyFrom(namespace)
@@ -218,10 +218,10 @@ def rank_response(response: decision_pb2.RankResponse, request: decision_pb2.Ran
 
 
 def reward_request(event_id: str, body: Any, loop: str) -> decision_pb2.RewardRequest:
-    obj = _object(body, "request body")
-    if "value" not in obj:
-        raise bad_request("value: is required", "InvalidRewardRequest")
     try:
+        obj = _object(body, "request body")
+        if "value" not in obj:
+            raise bad_request("value: is required")
         value = _number(obj["value"], "value")
     except PersonalizerError as e:
         raise bad_request(e.message, "InvalidRewardRequest") from None
