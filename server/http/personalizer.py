@@ -269,10 +269,10 @@ def _preview(handler: Handler) -> Handler:
     async def checked(call: HttpCall) -> Response:
         version = call.request.query_params.get("api-version")
         if version != PREVIEW_API_VERSION:
+            given = "is required" if version is None else f"{version!r} is not supported"
             raise pm.PersonalizerError(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"api-version: {version!r} is not supported; use api-version={PREVIEW_API_VERSION} "
-                f"(or the paths under /personalizer{V1})",
+                f"api-version: {given}; use api-version={PREVIEW_API_VERSION} (or the paths under /personalizer{V1})",
                 "InvalidRequest",
             )
         return await handler(call)
