@@ -26,9 +26,9 @@ from nextbest.server.errors import (
 from nextbest.server.evaluation import EvaluationLimits, evaluate_in_child
 from nextbest.server.restrictions import Restrictions
 from nextbest.server.stats import loop_stats
-from nextbest.server.store import PublishConflictError, Store, StoredModel
+from nextbest.server.store import PublishConflictError, Store, StoredModel, Stream
 from nextbest.server.trainer import Trainer
-from nextbest.v1 import admin_pb2, admin_pb2_grpc, types_pb2
+from nextbest.v1 import admin_pb2, admin_pb2_grpc, records_pb2, types_pb2
 
 _CHUNK = 1 << 20
 _PUBLISH_ATTEMPTS = 20
@@ -175,6 +175,17 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     def stats(self, loop: str) -> admin_pb2.LoopStats:
         """The loop's statistics, from this process's trainer when it runs one, else from the store."""
         return self._trainer.stats(loop) if self._trainer else loop_stats(self._store, loop)
+
+    def decision_times(self, loop: str) -> tuple[float, float] | None:
+        """When the loop's oldest and newest decisions still in the log were made (None before the first)."""
+        _loop_config(self._store, loop)
+        log = self._store.log
+        oldest = log.read(Stream.DECISIONS, loop, 0, 1)
+        newest = log.read(Stream.DECISIONS, loop, log.last_seq(Stream.DECISIONS, loop) - 1, 1)
+        if not oldest or not newest:
+            return None
+        times = [records_pb2.DecisionRecord.FromString(entries[0][1]).timestamp for entries in (oldest, newest)]
+        return times[0], times[1]
 
     def _change(self, name: str, change: Callable[[types_pb2.LoopConfig], None]) -> types_pb2.LoopConfig:
         """Apply `change` to the loop's config, validate it and store it as the next version."""

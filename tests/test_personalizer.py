@@ -162,6 +162,21 @@ def test_model_export_import_and_reset(served):
     assert e.value.error.message.startswith("data: cannot load the model as 'vw:")
 
 
+def test_log_properties_span_the_logged_decisions(served):
+    server, client, endpoint = served
+    admin = PersonalizerAdministrationClient(endpoint, KEY)
+    assert admin.get_log_properties() == {}
+    sdk = PersonalizerClient(endpoint, KEY)
+    first, last = (sdk.rank({"actions": ACTIONS})["eventId"] for _ in range(2))
+    times = [datetime.fromtimestamp(_record(server, e).timestamp, UTC) for e in (first, last)]
+    span = admin.get_log_properties()["dateRange"]
+    assert [datetime.fromisoformat(span["from"]), datetime.fromisoformat(span["to"])] == times
+    with pytest.raises(HttpResponseError) as e:
+        admin.delete_logs()  # the log is what nextbest learns and evaluates from: refused, saying what to do
+    assert e.value.status_code == 501 and e.value.error.code == "OperationNotAllowed"
+    assert "logRetentionDays" in e.value.error.message and client.stats("default").decisions == 2
+
+
 def _bad(answer, status, code, message):
     assert answer.status == status, answer.body
     error = answer.json()["error"]

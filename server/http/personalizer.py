@@ -225,6 +225,19 @@ class _Handlers:
         request = admin_pb2.ListModelsRequest(loop=_loop(call))
         return JSONResponse(pm.model_properties((await _invoke(self._admin.ListModels, request)).models))
 
+    async def log_properties(self, call: HttpCall) -> Response:
+        await self._config(_loop(call))  # an unknown loop: 404
+        times = await run_in_threadpool(self._admin.decision_times, _loop(call))
+        return JSONResponse(pm.log_properties(times))
+
+    async def delete_logs(self, call: HttpCall) -> Response:
+        raise pm.PersonalizerError(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "nextbest keeps a loop's log to learn and evaluate from it: expire it with logRetentionDays "
+            "(configurations/service), or delete the loop with its log and models (AdminService.DeleteLoop)",
+            "OperationNotAllowed",
+        )
+
     async def _submit(self, call: HttpCall, evaluation_id: str) -> _Evaluation:
         loop = _loop(call)
         contract = pm.evaluation_contract(await call.json())
@@ -300,6 +313,8 @@ def routes(services: Services) -> list[BaseRoute]:
         ("/model", "PUT", h.put_model, "Model_Import", ADMIN),
         ("/model", "DELETE", h.reset_model, "Model_Reset", ADMIN),
         ("/model/properties", "GET", h.model_properties, "Model_GetProperties", ADMIN),
+        ("/logs", "DELETE", h.delete_logs, "Log_Delete", ADMIN),
+        ("/logs/properties", "GET", h.log_properties, "Log_GetProperties", ADMIN),
     ]
     v1 = [
         ("/evaluations", "POST", h.create_evaluation_v1, "Evaluations_Create", ADMIN),

@@ -536,3 +536,8 @@ def model_properties(models: Sequence[admin_pb2.ModelInfo]) -> dict[str, str]:
         return {}
     live = next((m for m in models if m.live), max(models, key=lambda m: m.version))
     return {"creationTime": _time(min(m.created_at for m in models)), "lastModifiedTime": _time(live.created_at)}
+
+
+def log_properties(times: tuple[float, float] | None) -> dict[str, Any]:
+    """Personalizer's LogsProperties: the decision times the log spans (nothing before the first decision)."""
+    return {} if times is None else {"dateRange": {"from": _time(times[0]), "to": _time(times[1])}}
