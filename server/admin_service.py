@@ -6,7 +6,7 @@ import itertools
 import math
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO
 
 import grpc
@@ -278,19 +278,32 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         return self._publish(config, spec, data)
 
     def Evaluate(self, request: admin_pb2.EvaluateRequest, context: grpc.ServicerContext) -> admin_pb2.EvaluateResponse:
+        report = self.evaluate(request.loop, request.specs, request.since, request.until, context.is_active)
+        return evaluate_response(report)
 
-        _loop_config(self._store, request.loop)
+    def evaluate(
+        self,
+        loop: str,
+        specs: Sequence[str],
+        since: float = 0.0,
+        until: float = 0.0,
+        active: Callable[[], bool] = lambda: True,
+        *,
+        importance: bool = False,
+    ) -> EvaluationReport:
+        """The evaluation report of `specs` on the loop's joined events with decision times in [since, until) (0:
+        unbounded), computed in a process of its own, one at a time in this process; `importance` adds the namespace
+        importance of the best spec."""
+        _loop_config(self._store, loop)
         if not self._evaluating.acquire(blocking=False):
             raise ResourceExhausted("Evaluate: another evaluation is running in this server process; retry after it")
         try:
-            since, until = request.since or None, request.until or None
-            report = evaluate_in_child(
-                self._store, request.loop, request.specs, since, until, self._evaluation, self._restrictions,
-                context.is_active,
+            return evaluate_in_child(
+                self._store, loop, specs, since or None, until or None, self._evaluation, self._restrictions, active,
+                importance=importance,
             )  # fmt: skip
         finally:
             self._evaluating.release()
-        return evaluate_response(report)
 
     def _publish(self, config: types_pb2.LoopConfig, spec: str, data: bytes) -> admin_pb2.ModelInfo:
         """Make `spec` the loop's policy and publish `data` as its newest model, carrying the learner's

@@ -33,6 +33,7 @@ ACTIONS = [
 ]
 BEST = {"student": "push-tip", "parent": "email-offer", "retiree": "call-back"}
 PREVIEW = "?api-version=2022-09-01-preview"
+ROUNDS = 1200
 
 
 @pytest.fixture
@@ -293,13 +294,15 @@ def test_generated_rank_requests_never_fail_the_server(tmp_path):
 def test_a_planted_preference_is_learned_through_the_sdk_then_evaluated(served):
     server, client, endpoint = served
     admin = PersonalizerAdministrationClient(endpoint, KEY)
-    admin.update_service_configuration({"rewardWaitTime": "PT0.05S", "modelExportFrequency": "PT0.05S"})
+    # a window of seconds: HTTP calls through the SDK's pipeline on a loaded machine may take longer than 0.05 s, and a
+    # reward stamped after its window would be late (the decision joined with the default reward)
+    admin.update_service_configuration({"rewardWaitTime": "PT2S", "modelExportFrequency": "PT0.05S"})
     admin.update_policy({"name": "planted", "arguments": "--cb_explore_adf --epsilon 0.1 -q ::"})
     sdk = PersonalizerClient(endpoint, KEY)
     rng = np.random.default_rng(7)
     start = datetime.now(UTC) - timedelta(minutes=1)
     hits = []
-    for _ in range(1500):
+    for _ in range(ROUNDS):
         segment = SEGMENTS[rng.integers(len(SEGMENTS))]
         response = sdk.rank({"contextFeatures": [{"user": {"segment": segment}}], "actions": ACTIONS})
         best = response["rewardActionId"] == BEST[segment]
@@ -309,7 +312,8 @@ def test_a_planted_preference_is_learned_through_the_sdk_then_evaluated(served):
     print(f"best-action rate through the SDK: first 300 {first:.3f}, last 300 {last:.3f} (chance 0.25)")
     assert last >= 0.75, (first, last)
 
-    wait_for(lambda: client.stats("default").joined == 1500)
+    stats = wait_for(lambda: (s := client.stats("default")).joined == ROUNDS and s)
+    assert stats.late_rewards == 0 and stats.rewards == ROUNDS
     end = datetime.now(UTC) + timedelta(minutes=1)
     contract = {
         "name": "greedier",
@@ -341,4 +345,12 @@ def test_a_planted_preference_is_learned_through_the_sdk_then_evaluated(served):
     )
     assert done["status"] == "completed" and {r["name"] for r in done["policyResults"]} >= {"greedier", "Online"}
     admin.delete_evaluation("eval-1")
-    assert [e["id"] for e in admin.list_evaluations()] == []
+    assert [e["id"] for e in admin.list_evaluations()] == [done["id"]]  # one loop's evaluations, whatever the path
+
+    admin.create_feature_importance("fi-1", {"name": "fi", "startTime": start.isoformat(), "endTime": end.isoformat()})
+    importance = wait_for(lambda: (f := admin.get_feature_importance("fi-1"))["status"] != "Running" and f, timeout=180)
+    assert importance["status"] == "Succeeded", importance
+    scores = importance["featureScores"]
+    print("feature scores:", scores)
+    assert (scores[0]["namespace"], scores[0]["side"], scores[0]["score"]) == ("user", "context", 1.0)  # personalizes
+    assert [f["id"] for f in admin.list_feature_importances()] == ["fi-1"]

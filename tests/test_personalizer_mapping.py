@@ -6,6 +6,7 @@ import grpc
 import pytest
 
 from nextbest import policies
+from nextbest.policies.ope import report
 from nextbest.server.config import DEFAULT_POLICY, default_loop_config, normalized
 from nextbest.server.http import personalizer_mapping as pm
 from nextbest.v1 import decision_pb2, types_pb2
@@ -263,3 +264,60 @@ def test_service_errors_become_personalizer_errors():
     assert (not_found.status, not_found.personalizer_code) == (404, "ResourceNotFound")
     assert pm.error_of(grpc.StatusCode.RESOURCE_EXHAUSTED, "m").status == 429
     assert pm.error_of(grpc.StatusCode.INTERNAL, "m").personalizer_code == "InternalServerError"
+
+
+def test_evaluation_contracts():
+    contract = pm.evaluation_contract(
+        {
+            "name": "e",
+            "startTime": "2018-12-19T00:00:00Z",
+            "endTime": "2019-01-19T00:00:00+01:00",
+            "enablePolicyOptimization": True,
+            "policies": [
+                {"name": "one", "arguments": "--cb_explore_adf --epsilon 0.2 --dsjson"},
+                {"name": "again", "arguments": "--cb_explore_adf --epsilon 0.2"},
+            ],
+        }
+    )
+    assert contract == pm.EvaluationContract(
+        "e", 1545177600.0, 1547852400.0, {"vw:--cb_explore_adf --epsilon 0.2": "one"}
+    )
+    for body, message in (
+        ({"startTime": "2019-01-01T00:00:00Z", "endTime": "2019-01-02T00:00:00Z"}, "name: must be a string"),
+        ({"name": "e", "startTime": "yesterday", "endTime": "2019-01-02T00:00:00Z"}, "startTime: 'yesterday' is not"),
+        ({"name": "e", "startTime": "2019-01-02T00:00:00Z", "endTime": "2019-01-01"}, "endTime: must be after"),
+        (
+            {"name": "e", "startTime": "2019-01-01", "endTime": "2019-01-02", "policies": [{"name": "p"}]},
+            "policies[0].arguments: must be a string",
+        ),
+    ):
+        with pytest.raises(pm.PersonalizerError) as e:
+            pm.evaluation_contract(body, "InvalidContract")
+        assert e.value.personalizer_code == "InvalidContract" and e.value.message.startswith(message), e.value.message
+
+
+def test_feature_scores_are_drops_relative_to_the_largest():
+    estimate = report.EstimateReport(0.5, (0.4, 0.6))
+    importance = report.ImportanceReport(
+        "vw:x",
+        "dr",
+        0.7,
+        (
+            report.NamespaceImportance("context", "user", estimate, 0.4),
+            report.NamespaceImportance("action", "default", estimate, 0.1),
+            report.NamespaceImportance("action", "offer", estimate, -0.1),
+            report.NamespaceImportance("context", "empty", estimate, None),
+        ),
+    )
+    evaluated = report.EvaluationReport(10, "gaussian", 0.05, (), None, importance)
+    contract = pm.EvaluationContract("fi", 0.0, 60.0, {})
+    shown = pm.feature_importance("fi-1", contract, 30.0, "Succeeded", evaluated)
+    assert shown["startTime"] == "1970-01-01T00:00:00Z" and shown["endTime"] == "1970-01-01T00:01:00Z"
+    assert [(f["namespace"], f["side"], f["score"]) for f in shown["featureScores"]] == [
+        ("user", "context", 1.0),
+        ("default", "action", 0.25),
+        ("offer", "action", -0.25),
+        ("empty", "context", None),
+    ]
+    failed = pm.feature_importance("fi-2", contract, 30.0, "Failed", error="RESOURCE_EXHAUSTED: too many events")
+    assert failed["description"] == "RESOURCE_EXHAUSTED: too many events" and "featureScores" not in failed

@@ -8,8 +8,9 @@ route is an adapter over the gRPC servicers (`personalizer_mapping` translates):
 - configurations/service: GetLoop then UpdateLoop; configurations/policy: SetPolicy (DELETE: the default policy);
 - model: ExportModel / ImportModel (with the loop's spec); DELETE (reset): ImportModel of a fresh, untrained
   model of the loop's spec, which keeps the log and the learner's position; model/properties: ListModels;
-- evaluations: AdminService.Evaluate in the background, one at a time per serving process, polled as Personalizer's
-  are; this process keeps the newest MAX_EVALUATIONS in memory.
+- evaluations, featureImportances: AdminService.evaluate in the background (a feature importance: the namespace
+  importance of the loop's policy), one at a time per serving process, polled as Personalizer's are; this process
+  keeps the newest MAX_EVALUATIONS of them in memory.
 """
 
 from __future__ import annotations
@@ -29,11 +30,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from nextbest import policies
+from nextbest.policies.ope.report import EvaluationReport
+from nextbest.server.admin_service import AdminService
 from nextbest.server.auth import ADMIN, DECIDE
 from nextbest.server.config import DEFAULT_LOOP, DEFAULT_POLICY
+from nextbest.server.errors import status_of
 from nextbest.server.http import personalizer_mapping as pm
 from nextbest.server.http.api import Api, HttpCall, Services
-from nextbest.server.http.calls import HttpError, call, invoke
+from nextbest.server.http.calls import HttpError, invoke
 from nextbest.v1 import admin_pb2, decision_pb2, types_pb2
 
 PREVIEW_API_VERSION = "2022-09-01-preview"
@@ -63,43 +67,52 @@ async def _invoke(method: Callable[[Any, grpc.ServicerContext], Any], request: A
         raise pm.error_of(e.code, e.message, **errors) from None
 
 
-@dataclass
-class _Evaluation:
-    """One evaluation of a loop: its contract, the loop's policy when submitted and, once run, the outcome."""
+EVALUATION, FEATURE_IMPORTANCE = "evaluation", "featureImportance"
+_NOT_FOUND = {EVALUATION: "EvaluationNotFound", FEATURE_IMPORTANCE: "FeatureImportanceNotFound"}
+_EXISTS = {EVALUATION: "EvaluationAlreadyExists", FEATURE_IMPORTANCE: "FeatureImportanceAlreadyExists"}
 
+
+@dataclass
+class _Job:
+    """An evaluation or a feature importance of a loop: its contract, the loop's policy when submitted and, once
+    run, the report (or why it failed)."""
+
+    kind: str
     id: str
     contract: pm.EvaluationContract
     online: str
     created: float = field(default_factory=time.time)
     status: str = "Running"
-    report: admin_pb2.EvaluateResponse | None = None
+    report: EvaluationReport | None = None
     error: str = ""
 
     def preview(self) -> dict[str, Any]:
+        if self.kind == FEATURE_IMPORTANCE:
+            return pm.feature_importance(self.id, self.contract, self.created, self.status, self.report, self.error)
         return pm.evaluation(self.id, self.contract, self.created, self.status, self.online, self.report, self.error)
 
     def v1(self) -> dict[str, Any]:
         return pm.evaluation_v1(self.id, self.contract, self.status, self.online, self.report)
 
 
-class _Evaluations:
-    """This process's evaluations, run one after the other on a thread of their own (Evaluate runs one at a time
-    per process)."""
+class _Jobs:
+    """This process's evaluations and feature importances, run one after the other on a thread of their own
+    (AdminService evaluates one at a time per process)."""
 
-    def __init__(self, evaluate: Callable[[Any, grpc.ServicerContext], Any]) -> None:
-        self._evaluate = evaluate
-        self._jobs: collections.OrderedDict[tuple[str, str], _Evaluation] = collections.OrderedDict()
+    def __init__(self, admin: AdminService) -> None:
+        self._admin = admin
+        self._jobs: collections.OrderedDict[tuple[str, str, str], _Job] = collections.OrderedDict()
         self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue[tuple[str, _Evaluation]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str, _Job]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
-    def submit(self, loop: str, job: _Evaluation) -> None:
+    def submit(self, loop: str, job: _Job) -> None:
         with self._lock:
-            if (loop, job.id) in self._jobs:
+            if (loop, job.kind, job.id) in self._jobs:
                 raise pm.PersonalizerError(
-                    grpc.StatusCode.ALREADY_EXISTS, f"evaluationId: {job.id!r} exists", "EvaluationAlreadyExists"
+                    grpc.StatusCode.ALREADY_EXISTS, f"{job.kind}Id: {job.id!r} exists", _EXISTS[job.kind]
                 )
-            self._jobs[(loop, job.id)] = job
+            self._jobs[(loop, job.kind, job.id)] = job
             while len(self._jobs) > MAX_EVALUATIONS:
                 self._jobs.popitem(last=False)
             if self._thread is None:
@@ -107,38 +120,38 @@ class _Evaluations:
                 self._thread.start()
         self._queue.put((loop, job))
 
-    def get(self, loop: str, evaluation_id: str) -> _Evaluation:
+    def get(self, loop: str, kind: str, job_id: str) -> _Job:
         with self._lock:
-            job = self._jobs.get((loop, evaluation_id))
+            job = self._jobs.get((loop, kind, job_id))
         if job is None:
-            raise pm.PersonalizerError(
-                grpc.StatusCode.NOT_FOUND, f"evaluationId: no evaluation {evaluation_id!r}", "EvaluationNotFound"
-            )
+            raise pm.PersonalizerError(grpc.StatusCode.NOT_FOUND, f"{kind}Id: no {kind} {job_id!r}", _NOT_FOUND[kind])
         return job
 
-    def list(self, loop: str) -> list[_Evaluation]:
+    def list(self, loop: str, kind: str) -> list[_Job]:
         with self._lock:
-            return [job for (owner, _), job in self._jobs.items() if owner == loop]
+            return [job for (owner, of, _), job in self._jobs.items() if (owner, of) == (loop, kind)]
 
-    def delete(self, loop: str, evaluation_id: str) -> None:
+    def delete(self, loop: str, kind: str, job_id: str) -> None:
         with self._lock:
-            if self._jobs.pop((loop, evaluation_id), None) is None:
+            if self._jobs.pop((loop, kind, job_id), None) is None:
                 raise pm.PersonalizerError(
-                    grpc.StatusCode.NOT_FOUND, f"evaluationId: no evaluation {evaluation_id!r}", "EvaluationNotFound"
+                    grpc.StatusCode.NOT_FOUND, f"{kind}Id: no {kind} {job_id!r}", _NOT_FOUND[kind]
                 )
 
     def _run(self) -> None:
         while True:
             loop, job = self._queue.get()
             contract = job.contract
-            request = admin_pb2.EvaluateRequest(
-                loop=loop, specs=list(contract.specs), since=contract.start, until=contract.end
-            )
+            # a feature importance replays the loop's policy with each namespace left out
+            specs = [job.online] if job.kind == FEATURE_IMPORTANCE else list(contract.specs)
             try:
-                job.report = call(self._evaluate, request)
+                job.report = self._admin.evaluate(
+                    loop, specs, contract.start, contract.end, importance=job.kind == FEATURE_IMPORTANCE
+                )
                 job.status = "Succeeded"
-            except HttpError as e:
-                job.error, job.status = f"{e.code.name}: {e.message}", "Failed"
+            except Exception as e:  # a ServiceError names its limit or field; anything else is logged
+                code, message = status_of(e)
+                job.error, job.status = f"{code.name}: {message}", "Failed"
 
 
 class _Handlers:
@@ -147,7 +160,7 @@ class _Handlers:
     def __init__(self, services: Services) -> None:
         self._decisions = services.decisions
         self._admin = services.admin
-        self._evaluations = _Evaluations(services.admin.Evaluate)
+        self._jobs = _Jobs(services.admin)
 
     async def rank(self, call: HttpCall) -> Response:
         request = pm.rank_request(await call.json(), _loop(call))
@@ -238,41 +251,57 @@ class _Handlers:
             "OperationNotAllowed",
         )
 
-    async def _submit(self, call: HttpCall, evaluation_id: str) -> _Evaluation:
+    async def _submit(self, call: HttpCall, kind: str, job_id: str) -> _Job:
         loop = _loop(call)
-        contract = pm.evaluation_contract(await call.json())
-        job = _Evaluation(evaluation_id, contract, (await self._config(loop)).policy)
-        self._evaluations.submit(loop, job)
+        code = "InvalidEvaluationContract" if kind == EVALUATION else "InvalidContract"
+        contract = pm.evaluation_contract(await call.json(), code)
+        job = _Job(kind, job_id, contract, (await self._config(loop)).policy)
+        self._jobs.submit(loop, job)
         return job
 
     async def create_evaluation(self, call: HttpCall) -> Response:
-        await self._submit(call, call.path_params["evaluationId"])
+        await self._submit(call, EVALUATION, call.path_params["evaluationId"])
         return Response(status_code=200)
 
     async def create_evaluation_v1(self, call: HttpCall) -> Response:
-        job = await self._submit(call, uuid.uuid4().hex)
+        job = await self._submit(call, EVALUATION, uuid.uuid4().hex)
         location = f"{call.request.url.path.rstrip('/')}/{job.id}"
         return JSONResponse(job.v1(), status_code=201, headers={"Location": location})
 
     async def get_evaluation(self, call: HttpCall) -> Response:
-        return JSONResponse(self._evaluations.get(_loop(call), call.path_params["evaluationId"]).preview())
+        return JSONResponse(self._jobs.get(_loop(call), EVALUATION, call.path_params["evaluationId"]).preview())
 
     async def get_evaluation_v1(self, call: HttpCall) -> Response:
-        return JSONResponse(self._evaluations.get(_loop(call), call.path_params["evaluationId"]).v1())
+        return JSONResponse(self._jobs.get(_loop(call), EVALUATION, call.path_params["evaluationId"]).v1())
+
+    def _listed(self, call: HttpCall, kind: str, detail: str) -> Response:
+        """Personalizer's list: each job without its result (`detail`), in one page."""
+        jobs = [job.preview() for job in self._jobs.list(_loop(call), kind)]
+        return JSONResponse({"value": [{k: v for k, v in j.items() if k != detail} for j in jobs], "nextLink": None})
 
     async def list_evaluations(self, call: HttpCall) -> Response:
-        details = []
-        for job in self._evaluations.list(_loop(call)):
-            preview = job.preview()
-            preview.pop("content", None)
-            details.append(preview)
-        return JSONResponse({"value": details, "nextLink": None})
+        return self._listed(call, EVALUATION, "content")
 
     async def list_evaluations_v1(self, call: HttpCall) -> Response:
-        return JSONResponse([job.v1() for job in self._evaluations.list(_loop(call))])
+        return JSONResponse([job.v1() for job in self._jobs.list(_loop(call), EVALUATION)])
 
     async def delete_evaluation(self, call: HttpCall) -> Response:
-        self._evaluations.delete(_loop(call), call.path_params["evaluationId"])
+        self._jobs.delete(_loop(call), EVALUATION, call.path_params["evaluationId"])
+        return Response(status_code=204)
+
+    async def create_feature_importance(self, call: HttpCall) -> Response:
+        await self._submit(call, FEATURE_IMPORTANCE, call.path_params["featureImportanceId"])
+        return Response(status_code=200)
+
+    async def get_feature_importance(self, call: HttpCall) -> Response:
+        job_id = call.path_params["featureImportanceId"]
+        return JSONResponse(self._jobs.get(_loop(call), FEATURE_IMPORTANCE, job_id).preview())
+
+    async def list_feature_importances(self, call: HttpCall) -> Response:
+        return self._listed(call, FEATURE_IMPORTANCE, "featureScores")
+
+    async def delete_feature_importance(self, call: HttpCall) -> Response:
+        self._jobs.delete(_loop(call), FEATURE_IMPORTANCE, call.path_params["featureImportanceId"])
         return Response(status_code=204)
 
 
@@ -327,6 +356,22 @@ def routes(services: Services) -> list[BaseRoute]:
         ("/evaluations", "GET", h.list_evaluations, "Evaluations_List", ADMIN),
         ("/evaluations/{evaluationId}", "GET", h.get_evaluation, "Evaluations_Get", ADMIN),
         ("/evaluations/{evaluationId}", "DELETE", h.delete_evaluation, "Evaluations_Delete", ADMIN),
+        (
+            "/featureImportances/{featureImportanceId}",
+            "PUT",
+            h.create_feature_importance,
+            "FeatureImportances_Create",
+            ADMIN,
+        ),
+        ("/featureImportances", "GET", h.list_feature_importances, "FeatureImportances_List", ADMIN),
+        ("/featureImportances/{featureImportanceId}", "GET", h.get_feature_importance, "FeatureImportances_Get", ADMIN),
+        (
+            "/featureImportances/{featureImportanceId}",
+            "DELETE",
+            h.delete_feature_importance,
+            "FeatureImportances_Delete",
+            ADMIN,
+        ),
     ]
     routes: list[BaseRoute] = []
     for prefix, table in ((V1, common + v1), ("", common + preview)):

@@ -24,6 +24,7 @@ import isodate
 
 from nextbest.policies.ope import dsjson
 from nextbest.policies.ope.dsjson import utc_seconds
+from nextbest.policies.ope.report import LOGGED, EvaluationReport
 from nextbest.server.http.calls import HttpError
 from nextbest.v1 import admin_pb2, decision_pb2, types_pb2
 
@@ -409,10 +410,10 @@ def _date_time(value: Any, field: str) -> float:
         raise bad_request(f"{field}: {value!r} is not an ISO 8601 date and time") from None
 
 
-def evaluation_contract(body: Any) -> EvaluationContract:
-    """Personalizer's EvaluationContract (InvalidEvaluationContract naming the field). Policy optimization
-    (`enablePolicyOptimization`, v1.0's `enableOfflineExperimentation`) is not run: `nextbest evaluate --search`
-    searches offline."""
+def evaluation_contract(body: Any, code: str = "InvalidEvaluationContract") -> EvaluationContract:
+    """Personalizer's EvaluationContract, or a FeatureImportanceContract (no policies); `code` names the field
+    otherwise. Policy optimization (`enablePolicyOptimization`, v1.0's `enableOfflineExperimentation`) is not run:
+    `nextbest evaluate --search` searches offline."""
     try:
         obj = _object(body, "request body")
         name = _string(obj.get("name"), "name")
@@ -427,7 +428,7 @@ def evaluation_contract(body: Any) -> EvaluationContract:
             spec = policy_spec(contract, f"policies[{i}].")
             specs.setdefault(spec, _string(_object(contract, f"policies[{i}]").get("name"), f"policies[{i}].name"))
     except PersonalizerError as e:
-        raise bad_request(e.message, "InvalidEvaluationContract") from None
+        raise bad_request(e.message, code) from None
     return EvaluationContract(name, start, end, specs)
 
 
@@ -435,11 +436,7 @@ def _time(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None  # JSON has no NaN: an estimate that does not exist is null
-
-
-_SOURCES = {"logged": "Online", "baseline": "Baseline", "random": "Random"}
+_SOURCES = {LOGGED: "Online", "baseline": "Baseline", "random": "Random"}
 _V1_STATUS = {"Running": "pending", "Succeeded": "completed", "Failed": "failed"}
 
 
@@ -451,29 +448,33 @@ def _policy_name(spec: str, contract: EvaluationContract, online: str) -> tuple[
     return source, arguments_of(online) if source == "Online" else spec, source
 
 
+def _job(job_id: str, contract: EvaluationContract, created: float, status: str, error: str) -> dict[str, Any]:
+    out = {
+        "id": job_id,
+        "name": contract.name,
+        "startTime": _time(contract.start),
+        "endTime": _time(contract.end),
+        "creationTime": _time(created),
+        "status": status,
+    }
+    if error:
+        out["description"] = error
+    return out
+
+
 def evaluation(
     evaluation_id: str,
     contract: EvaluationContract,
     created: float,
     status: str,
     online: str,
-    report: admin_pb2.EvaluateResponse | None = None,
+    report: EvaluationReport | None = None,
     error: str = "",
 ) -> dict[str, Any]:
     """Personalizer's Evaluation (2022-09-01-preview): each policy's SNIPS estimate of the average reward with its
-    95% interval as `summary`; `status` is Running, Succeeded or Failed (with the reason in `description`);
-    `online` is the loop's policy spec when the evaluation was submitted."""
-    out: dict[str, Any] = {
-        "id": evaluation_id,
-        "name": contract.name,
-        "startTime": _time(contract.start),
-        "endTime": _time(contract.end),
-        "creationTime": _time(created),
-        "status": status,
-        "evaluationType": "Manual",
-    }
-    if error:
-        out["description"] = error
+    95% interval as `summary` (null where it does not exist); `status` is Running, Succeeded or Failed (the reason in
+    `description`); `online` is the loop's policy spec when the evaluation was submitted."""
+    out = {**_job(evaluation_id, contract, created, status, error), "evaluationType": "Manual"}
     if report is not None:
         values = []
         for policy in report.policies:
@@ -484,10 +485,7 @@ def evaluation(
                     "name": name,
                     "arguments": arguments,
                     "policySource": source,
-                    "summary": {
-                        "expectedReward": _finite(snips.value),
-                        "confidenceInterval": [_finite(snips.ci_low), _finite(snips.ci_high)],
-                    },
+                    "summary": {"expectedReward": snips.value, "confidenceInterval": list(snips.ci)},
                     "timeseries": {"data": []},
                 }
             )
@@ -500,23 +498,24 @@ def evaluation_v1(
     contract: EvaluationContract,
     status: str,
     online: str,
-    report: admin_pb2.EvaluateResponse | None = None,
+    report: EvaluationReport | None = None,
 ) -> dict[str, Any]:
-    """Personalizer's v1.0 Evaluation: per policy the IPS numerator and denominator (the sum of importance-weighted
-    rewards and the number of events), the SNIPS denominator (the sum of the weights) and the half-width of the
-    IPS interval, over the whole range (`totalSummary`)."""
+    """Personalizer's v1.0 Evaluation: per policy, over the whole range (`totalSummary`), the IPS numerator and
+    denominator (the sum of importance-weighted rewards, the number of events), the SNIPS denominator (the sum of the
+    weights) and the half-width of the IPS interval."""
     results = []
     for policy in report.policies if report is not None else ():
         name, arguments, _ = _policy_name(policy.spec, contract, online)
-        ips, snips = policy.estimates["ips"], policy.estimates["snips"]
+        ips, snips = policy.estimates["ips"].value, policy.estimates["snips"].value
+        low, high = policy.estimates["ips"].ci
         total = {
             "timeStamp": _time(contract.end),
-            "ipsEstimatorNumerator": _finite(ips.value * report.events),
+            "ipsEstimatorNumerator": None if ips is None else ips * report.events,
             "ipsEstimatorDenominator": report.events,
-            "confidenceInterval": _finite((ips.ci_high - ips.ci_low) / 2),
+            "confidenceInterval": None if low is None or high is None else (high - low) / 2,
         }
-        if math.isfinite(snips.value) and snips.value:
-            total["snipsEstimatorDenominator"] = ips.value * report.events / snips.value
+        if ips is not None and snips:
+            total["snipsEstimatorDenominator"] = ips * report.events / snips
         results.append({"name": name, "arguments": arguments, "summary": [], "totalSummary": total})
     return {
         "id": evaluation_id,
@@ -527,6 +526,35 @@ def evaluation_v1(
         "policyResults": results,
         "featureImportance": [],
     }
+
+
+def feature_importance(
+    importance_id: str,
+    contract: EvaluationContract,
+    created: float,
+    status: str,
+    report: EvaluationReport | None = None,
+    error: str = "",
+) -> dict[str, Any]:
+    """Personalizer's FeatureImportance: nextbest's namespace importance (the live policy replayed with each
+    namespace left out, see `nextbest evaluate --importance`). Each score is the namespace's drop in the DR estimate,
+    divided by the largest drop (so the most important scores 1; about 0: unused), largest first; `featureName` is
+    null, the importance being of whole namespaces, and `side` says whether the namespace is the context's or the
+    actions'."""
+    out = _job(importance_id, contract, created, status, error)
+    if report is not None and report.importance is not None:
+        namespaces = report.importance.namespaces
+        largest = max((abs(n.drop) for n in namespaces if n.drop is not None), default=0.0)
+        out["featureScores"] = [
+            {
+                "namespace": n.namespace,
+                "featureName": None,
+                "side": n.side,
+                "score": None if n.drop is None else (n.drop / largest if largest else 0.0),
+            }
+            for n in namespaces
+        ]
+    return out
 
 
 def model_properties(models: Sequence[admin_pb2.ModelInfo]) -> dict[str, str]:
