@@ -193,6 +193,7 @@ RANKABLE = [{"id": "a", "features": [{"x": 1}]}, {"id": "b", "features": []}]
     [
         ("/rank", b"{not json", 400, "BadRequest", "request body: not valid JSON"),
         ("/rank", [1], 400, "InvalidRankRequest", "request body: must be a JSON object"),
+        ("/rank", b"[" * 200_000, 400, "BadRequest", "request body: JSON nested too deeply"),
         ("/rank", {"contextFeatures": []}, 400, "InvalidRankRequest", "actions: at least one action is required"),
         ("/rank", {"actions": []}, 400, "InvalidRankRequest", "actions: at least one action is required"),
         ("/rank", {"actions": [{"id": 1, "features": []}]}, 400, "InvalidRankRequest", "actions[0].id: must be a"),

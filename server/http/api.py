@@ -89,6 +89,8 @@ class HttpCall:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"request body: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})",
             ) from None
+        except RecursionError:  # json.loads of a few hundred thousand '['
+            raise HttpError(grpc.StatusCode.INVALID_ARGUMENT, "request body: JSON nested too deeply") from None
 
 
 def _too_large(limit: int) -> HttpError:

@@ -9,8 +9,8 @@ route is an adapter over the gRPC servicers (`personalizer_mapping` translates):
 - model: ExportModel / ImportModel (with the loop's spec); DELETE (reset): ImportModel of a fresh, untrained
   model of the loop's spec, which keeps the log and the learner's position; model/properties: ListModels;
 - evaluations, featureImportances: AdminService.evaluate in the background (a feature importance: the namespace
-  importance of the loop's policy), one at a time per serving process, polled as Personalizer's are; this process
-  keeps the newest MAX_EVALUATIONS of them in memory.
+  importance of the loop's policy), one at a time per serving process (at most MAX_WAITING waiting), polled as
+  Personalizer's are; this process keeps the newest MAX_EVALUATIONS of them in memory.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from nextbest.v1 import admin_pb2, decision_pb2, types_pb2
 PREVIEW_API_VERSION = "2022-09-01-preview"
 V1 = "/v1.0"
 MAX_EVALUATIONS = 100
+MAX_WAITING = 8  # evaluations queued or running in a process: each may take minutes of a core
 _OCTET_STREAM = "application/octet-stream"
 
 Handler = Callable[[HttpCall], Awaitable[Response]]
@@ -111,6 +112,14 @@ class _Jobs:
             if (loop, job.kind, job.id) in self._jobs:
                 raise pm.PersonalizerError(
                     grpc.StatusCode.ALREADY_EXISTS, f"{job.kind}Id: {job.id!r} exists", _EXISTS[job.kind]
+                )
+            waiting = sum(1 for j in self._jobs.values() if j.status == "Running")
+            if waiting >= MAX_WAITING:
+                raise pm.PersonalizerError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"{job.kind}: {waiting} evaluations wait or run in this server process (at most {MAX_WAITING}); "
+                    "retry once one has finished",
+                    "OperationNotAllowed",
                 )
             self._jobs[(loop, job.kind, job.id)] = job
             while len(self._jobs) > MAX_EVALUATIONS:
