@@ -5,6 +5,7 @@ unchanged, against a real server (`azure-cognitiveservices-personalizer`: /perso
 from __future__ import annotations
 
 import io
+import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from msrest.authentication import CognitiveServicesCredentials
 
 from nextbest import policies
+from nextbest.server.auth import ApiKeys
 from nextbest.server.store import Stream
 from nextbest.testing import http_call, running_server, wait_for
 from nextbest.v1 import records_pb2
@@ -101,6 +103,28 @@ def test_preview_sdk_ranks_rewards_and_activates_on_any_loop(served):
         PersonalizerClient(f"{endpoint}/loops/nope", KEY).rank({"actions": ACTIONS})
     assert e.value.status_code == 404 and e.value.error.code == "ResourceNotFound"
     assert e.value.error.message == "loop: no loop named 'nope'"
+
+
+def test_the_sdks_key_is_a_nextbest_api_key_with_its_scopes(tmp_path):
+    keys = ApiKeys.parse(json.dumps({"decide-key-0123456789": ["decide"], "admin-key-0123456789": ["admin"]}), "k")
+    with running_server(tmp_path / "store", api_keys=keys, http_port=0, train=False) as (server, _):
+        endpoint = f"http://127.0.0.1:{server.http_port}"
+        decide, admin = AzureKeyCredential("decide-key-0123456789"), AzureKeyCredential("admin-key-0123456789")
+        event_id = PersonalizerClient(endpoint, decide).rank({"actions": ACTIONS})[
+            "eventId"
+        ]  # Ocp-Apim-Subscription-Key
+        PersonalizerClientV1(endpoint, CognitiveServicesCredentials("decide-key-0123456789")).events.activate(event_id)
+        assert PersonalizerAdministrationClient(endpoint, admin).get_policy()["name"] == "default"
+        for client, call in (
+            (
+                PersonalizerClient(endpoint, AzureKeyCredential("wrong-key-0123456789")),
+                lambda c: c.rank({"actions": []}),
+            ),
+            (PersonalizerAdministrationClient(endpoint, decide), lambda c: c.get_policy()),
+        ):
+            with pytest.raises(HttpResponseError) as e:
+                call(client)
+            assert e.value.status_code in (401, 403) and e.value.error.code == str(e.value.status_code)
 
 
 def test_service_configuration_and_policy_map_onto_the_loop(served):
@@ -345,6 +369,11 @@ def test_a_planted_preference_is_learned_through_the_sdk_then_evaluated(served):
         timeout=120,
     )
     assert done["status"] == "completed" and {r["name"] for r in done["policyResults"]} >= {"greedier", "Online"}
+    admin.apply_from_evaluation({"evaluationId": "eval-1", "policyName": "greedier"})  # its learning settings
+    assert client.get_loop("default").policy == "vw:--cb_explore_adf --epsilon 0.01 -q ::"
+    with pytest.raises(HttpResponseError) as e:
+        admin.apply_from_evaluation({"evaluationId": "eval-1", "policyName": "nope"})
+    assert e.value.status_code == 404 and e.value.error.code == "LearningSettingsNotFound"
     admin.delete_evaluation("eval-1")
     assert [e["id"] for e in admin.list_evaluations()] == [done["id"]]  # one loop's evaluations, whatever the path
 

@@ -6,6 +6,8 @@ route is an adapter over the gRPC servicers (`personalizer_mapping` translates):
 
 - rank, reward, activate: DecisionService; multi-slot: 501 (nextbest has no multi-slot decisions yet);
 - configurations/service: GetLoop then UpdateLoop; configurations/policy: SetPolicy (DELETE: the default policy);
+  configurations/applyFromEvaluation: SetPolicy of an evaluation's learning settings (a new model, not the
+  evaluation's: nextbest's evaluations keep no models);
 - model: ExportModel / ImportModel (with the loop's spec); DELETE (reset): ImportModel of a fresh, untrained
   model of the loop's spec, which keeps the log and the learner's position; model/properties: ListModels;
 - evaluations, featureImportances: AdminService.evaluate in the background (a feature importance: the namespace
@@ -225,6 +227,20 @@ class _Handlers:
     async def reset_policy(self, call: HttpCall) -> Response:
         return await self._set_policy(_loop(call), DEFAULT_POLICY)
 
+    async def apply_from_evaluation(self, call: HttpCall) -> Response:
+        loop = _loop(call)
+        evaluation_id, name = pm.policy_reference(await call.json())
+        job = self._jobs.get(loop, EVALUATION, evaluation_id)
+        spec = next((spec for spec, given in job.contract.specs.items() if given == name), None)
+        if spec is None:
+            raise pm.PersonalizerError(
+                grpc.StatusCode.NOT_FOUND,
+                f"policyName: evaluation {evaluation_id!r} has no learning settings named {name!r}",
+                "LearningSettingsNotFound",
+            )
+        await self._set_policy(loop, spec)
+        return Response(status_code=204)
+
     async def get_model(self, call: HttpCall) -> Response:
         chunks = await _invoke(self._admin.ExportModel, admin_pb2.ExportModelRequest(loop=_loop(call)))
         return Response(b"".join(c.data for c in chunks), media_type=_OCTET_STREAM)
@@ -362,6 +378,7 @@ def routes(services: Services) -> list[BaseRoute]:
     ]
     preview = [
         ("/evaluations/{evaluationId}", "PUT", h.create_evaluation, "Evaluations_Create", ADMIN),
+        ("/configurations/applyFromEvaluation", "POST", h.apply_from_evaluation, "ApplyFromEvaluation", ADMIN),
         ("/evaluations", "GET", h.list_evaluations, "Evaluations_List", ADMIN),
         ("/evaluations/{evaluationId}", "GET", h.get_evaluation, "Evaluations_Get", ADMIN),
         ("/evaluations/{evaluationId}", "DELETE", h.delete_evaluation, "Evaluations_Delete", ADMIN),

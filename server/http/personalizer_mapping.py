@@ -403,6 +403,12 @@ class EvaluationContract:
     specs: dict[str, str]  # spec -> the name its learning settings were given (the first, when given twice)
 
 
+def policy_reference(body: Any) -> tuple[str, str]:
+    """The (evaluationId, policyName) of Personalizer's PolicyReferenceContract."""
+    obj = _object(body, "request body")
+    return _string(obj.get("evaluationId"), "evaluationId"), _string(obj.get("policyName"), "policyName")
+
+
 def _date_time(value: Any, field: str) -> float:
     try:
         return utc_seconds(_string(value, field))
