@@ -45,6 +45,11 @@ def served(tmp_path):
         yield server, client, f"http://127.0.0.1:{server.http_port}"
 
 
+def _finished(fetch, pending="Running"):
+    """A job's answer once its status is no longer `pending` (evaluations run in a process of their own)."""
+    return wait_for(lambda: (answer := fetch())["status"] != pending and answer, timeout=180)
+
+
 def _record(server, event_id, loop="default"):
     return records_pb2.DecisionRecord.FromString(server.store.log.get(Stream.DECISIONS, loop, event_id))
 
@@ -125,6 +130,20 @@ def test_the_sdks_key_is_a_nextbest_api_key_with_its_scopes(tmp_path):
             with pytest.raises(HttpResponseError) as e:
                 call(client)
             assert e.value.status_code in (401, 403) and e.value.error.code == str(e.value.status_code)
+
+
+def test_an_evaluation_is_one_whichever_path_names_the_loop_and_reports_its_failure(served):
+    server, client, endpoint = served
+    contract = {"name": "e", "startTime": "2020-01-01T00:00:00Z", "endTime": "2030-01-01T00:00:00Z"}
+    assert PersonalizerAdministrationClient(endpoint, KEY).create_evaluation("e1", contract) is None
+    same = PersonalizerAdministrationClient(f"{endpoint}/loops/default", KEY)
+    now = datetime.now(UTC)
+    failed = _finished(lambda: same.get_evaluation("e1", start_time=now, end_time=now))
+    assert failed["status"] == "Failed" and "content" not in failed
+    assert failed["description"] == "FAILED_PRECONDITION: loop 'default': evaluation needs at least 2 events, got 0"
+    with pytest.raises(HttpResponseError) as e:
+        same.create_evaluation("e1", contract)
+    assert e.value.status_code == 409 and e.value.error.code == "EvaluationAlreadyExists"
 
 
 def test_service_configuration_and_policy_map_onto_the_loop(served):
@@ -347,10 +366,7 @@ def test_a_planted_preference_is_learned_through_the_sdk_then_evaluated(served):
         "policies": [{"name": "greedier", "arguments": "--cb_explore_adf --epsilon 0.01 -q ::"}],
     }
     admin.create_evaluation("eval-1", contract)
-    evaluation = wait_for(
-        lambda: (e := admin.get_evaluation("eval-1", start_time=start, end_time=end))["status"] != "Running" and e,
-        timeout=120,
-    )
+    evaluation = _finished(lambda: admin.get_evaluation("eval-1", start_time=start, end_time=end))
     assert evaluation["status"] == "Succeeded", evaluation
     results = {r["policySource"]: r for r in evaluation["content"]["value"]}
     assert set(results) == {"Online", "Baseline", "Random", "Custom"} and results["Custom"]["name"] == "greedier"
@@ -362,12 +378,7 @@ def test_a_planted_preference_is_learned_through_the_sdk_then_evaluated(served):
 
     created = http_call(server.http_port, "POST", "/personalizer/v1.0/evaluations", contract)  # v1.0: POST, 201
     assert created.status == 201 and created.headers["location"].endswith(created.json()["id"])
-    done = wait_for(
-        lambda: (
-            (a := http_call(server.http_port, "GET", created.headers["location"]).json())["status"] != "pending" and a
-        ),
-        timeout=120,
-    )
+    done = _finished(lambda: http_call(server.http_port, "GET", created.headers["location"]).json(), "pending")
     assert done["status"] == "completed" and {r["name"] for r in done["policyResults"]} >= {"greedier", "Online"}
     admin.apply_from_evaluation({"evaluationId": "eval-1", "policyName": "greedier"})  # its learning settings
     assert client.get_loop("default").policy == "vw:--cb_explore_adf --epsilon 0.01 -q ::"
@@ -378,7 +389,7 @@ def test_a_planted_preference_is_learned_through_the_sdk_then_evaluated(served):
     assert [e["id"] for e in admin.list_evaluations()] == [done["id"]]  # one loop's evaluations, whatever the path
 
     admin.create_feature_importance("fi-1", {"name": "fi", "startTime": start.isoformat(), "endTime": end.isoformat()})
-    importance = wait_for(lambda: (f := admin.get_feature_importance("fi-1"))["status"] != "Running" and f, timeout=180)
+    importance = _finished(lambda: admin.get_feature_importance("fi-1"))
     assert importance["status"] == "Succeeded", importance
     scores = importance["featureScores"]
     print("feature scores:", scores)

@@ -22,6 +22,7 @@ import queue
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,13 +166,26 @@ class _Jobs:
                 job.error, job.status = f"{code.name}: {message}", "Failed"
 
 
+_JOBS: weakref.WeakKeyDictionary[AdminService, _Jobs] = weakref.WeakKeyDictionary()
+_JOBS_LOCK = threading.Lock()
+
+
+def _jobs_of(admin: AdminService) -> _Jobs:
+    """The jobs of a server, one registry whichever mount (`/personalizer`, `/loops/default/personalizer`) is used."""
+    with _JOBS_LOCK:
+        jobs = _JOBS.get(admin)
+        if jobs is None:
+            jobs = _JOBS[admin] = _Jobs(admin)
+        return jobs
+
+
 class _Handlers:
     """The route handlers, over the server's servicers."""
 
     def __init__(self, services: Services) -> None:
         self._decisions = services.decisions
         self._admin = services.admin
-        self._jobs = _Jobs(services.admin)
+        self._jobs = _jobs_of(services.admin)
 
     async def rank(self, call: HttpCall) -> Response:
         request = pm.rank_request(await call.json(), _loop(call))
