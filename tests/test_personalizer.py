@@ -334,6 +334,54 @@ def test_generated_rank_requests_never_fail_the_server(tmp_path):
         rank()
 
 
+def _mostly(valid: list, field: str) -> st.SearchStrategy:
+    return st.fixed_dictionaries({}, optional={field: st.sampled_from(valid) | JSON_VALUES})
+
+
+CONFIG_VALUES = {
+    "rewardWaitTime": ["PT5M", "00:10:00", "P1M", "PT0S", "P99999D"],
+    "defaultReward": [0, -0.5, 1e300],
+    "rewardAggregation": ["earliest", "Average", "median"],
+    "explorationPercentage": [0.2, 1.5, -1],
+    "modelExportFrequency": ["PT1M", "P2D"],
+    "logRetentionDays": [-1, 0, 7, 2.5, 10**12],
+    "learningMode": ["Online", "LoggingOnly", "offline"],
+    "modelRetrainDays": [0, 3],
+}
+OTHER_CALLS = st.one_of(
+    st.tuples(
+        st.just("PUT /configurations/service"),
+        st.fixed_dictionaries({}, optional={k: st.sampled_from(v) | JSON_VALUES for k, v in CONFIG_VALUES.items()}),
+    ),
+    st.tuples(
+        st.just("PUT /configurations/policy"),
+        _mostly(["--cb_explore_adf --dsjson", "--cb_explore_adf --epsilon 2", "random", "", "--sendto x"], "arguments"),
+    ),
+    st.tuples(st.just("POST /events/e/reward"), _mostly([0.5, 1e300, 10**400], "value")),
+    st.tuples(st.just("POST /configurations/applyFromEvaluation"), _mostly(["e"], "evaluationId")),
+    st.tuples(st.sampled_from(["POST /rank", "POST /events/e/reward", "PUT /configurations/service"]), st.binary()),
+)
+
+
+def test_generated_configuration_reward_and_policy_bodies_never_fail_the_server(tmp_path):
+    with running_server(tmp_path / "store", http_port=0, train=False) as (server, client):
+
+        @settings(
+            derandomize=True, database=None, deadline=None, max_examples=200, suppress_health_check=list(HealthCheck)
+        )
+        @given(OTHER_CALLS)
+        def send(request):
+            route, body = request
+            method, path = route.split()
+            answer = http_call(server.http_port, method, f"/personalizer{path}{PREVIEW}", body)
+            assert answer.status in (200, 204, 400, 404), (route, body, answer.status, answer.body)
+            if answer.status >= 400:
+                assert set(answer.json()["error"]) == {"code", "message"}
+
+        send()
+        client.get_loop("default")  # the loop is still there, in a valid state
+
+
 @pytest.mark.slow
 def test_a_planted_preference_is_learned_through_the_sdk_then_evaluated(served):
     server, client, endpoint = served
