@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from azure.ai.personalizer import PersonalizerAdministrationClient, PersonalizerClient
 from azure.cognitiveservices.personalizer import PersonalizerClient as PersonalizerClientV1
-from azure.cognitiveservices.personalizer.models import RankableAction, RankRequest
+from azure.cognitiveservices.personalizer.models import ErrorResponseException, RankableAction, RankRequest
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import HttpResponseError
 from hypothesis import HealthCheck, given, settings
@@ -79,6 +79,11 @@ def test_v1_sdk_ranks_rewards_and_activates(served):
     assert dict(record.context["user"].numeric) == {"visits": 3.0}
     assert list(record.context["device"].tokens) == ["mobile"]
     assert list(record.actions[0].features["default"].tokens) == ["channelpush"]  # top-level keys: `default`
+
+    with pytest.raises(ErrorResponseException) as e:
+        sdk.rank(RankRequest(actions=[RankableAction(id="a", features=[])], excluded_actions=["a"]))
+    assert e.value.response.status_code == 400 and e.value.error.error.code == "InvalidRankRequest"
+    assert e.value.error.error.message == "excludedActions: every action is excluded"
 
     sdk.events.reward("v1-event", 0.5)
     sdk.events.reward("v1-event", 0.25)  # Personalizer aggregates several rewards of an event
