@@ -6,7 +6,7 @@ import itertools
 import math
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO
 
 import grpc
@@ -26,10 +26,10 @@ from nextbest.server.errors import (
 from nextbest.server.evaluation import EvaluationLimits, evaluate_in_child
 from nextbest.server.restrictions import Restrictions
 from nextbest.server.stats import loop_stats
-from nextbest.server.store import PublishConflictError, Store, StoredModel
+from nextbest.server.store import PublishConflictError, Store, StoredModel, Stream
 from nextbest.server.subjects.contact import PolicyCache
 from nextbest.server.trainer import Trainer
-from nextbest.v1 import admin_pb2, admin_pb2_grpc, types_pb2
+from nextbest.v1 import admin_pb2, admin_pb2_grpc, records_pb2, types_pb2
 
 _CHUNK = 1 << 20
 _PUBLISH_ATTEMPTS = 20
@@ -179,6 +179,17 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         """The loop's statistics, from this process's trainer when it runs one, else from the store."""
         return self._trainer.stats(loop) if self._trainer else loop_stats(self._store, loop)
 
+    def decision_times(self, loop: str) -> tuple[float, float] | None:
+        """When the loop's oldest and newest decisions still in the log were made (None before the first)."""
+        _loop_config(self._store, loop)
+        log = self._store.log
+        oldest = log.read(Stream.DECISIONS, loop, 0, 1)
+        newest = log.read(Stream.DECISIONS, loop, log.last_seq(Stream.DECISIONS, loop) - 1, 1)
+        if not oldest or not newest:
+            return None
+        times = [records_pb2.DecisionRecord.FromString(entries[0][1]).timestamp for entries in (oldest, newest)]
+        return times[0], times[1]
+
     def _change(self, name: str, change: Callable[[types_pb2.LoopConfig], None]) -> types_pb2.LoopConfig:
         """Apply `change` to the loop's config, validate it and store it as the next version."""
         config = _loop_config(self._store, name)
@@ -270,19 +281,32 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         return self._publish(config, spec, data)
 
     def Evaluate(self, request: admin_pb2.EvaluateRequest, context: grpc.ServicerContext) -> admin_pb2.EvaluateResponse:
+        report = self.evaluate(request.loop, request.specs, request.since, request.until, context.is_active)
+        return evaluate_response(report)
 
-        _loop_config(self._store, request.loop)
+    def evaluate(
+        self,
+        loop: str,
+        specs: Sequence[str],
+        since: float = 0.0,
+        until: float = 0.0,
+        active: Callable[[], bool] = lambda: True,
+        *,
+        importance: bool = False,
+    ) -> EvaluationReport:
+        """The evaluation report of `specs` on the loop's joined events with decision times in [since, until) (0:
+        unbounded), computed in a process of its own, one at a time in this process; `importance` adds the namespace
+        importance of the best spec."""
+        _loop_config(self._store, loop)
         if not self._evaluating.acquire(blocking=False):
             raise ResourceExhausted("Evaluate: another evaluation is running in this server process; retry after it")
         try:
-            since, until = request.since or None, request.until or None
-            report = evaluate_in_child(
-                self._store, request.loop, request.specs, since, until, self._evaluation, self._restrictions,
-                context.is_active,
+            return evaluate_in_child(
+                self._store, loop, specs, since or None, until or None, self._evaluation, self._restrictions, active,
+                importance=importance,
             )  # fmt: skip
         finally:
             self._evaluating.release()
-        return evaluate_response(report)
 
     def SetContactPolicy(
         self, request: admin_pb2.SetContactPolicyRequest, context: grpc.ServicerContext

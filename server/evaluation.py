@@ -58,17 +58,19 @@ def evaluate_in_child(
     limits: EvaluationLimits,
     restrictions: Restrictions,
     active: Callable[[], bool] = lambda: True,
+    *,
+    importance: bool = False,
 ) -> EvaluationReport:
     """The report of `policies.ope.report.evaluate` on the loop's joined events in [since, until), computed in a
     child process within `limits`; a ServiceError naming the field or the limit otherwise. `active() == False`
-    (the caller went away) ends the child early."""
+    (the caller went away) ends the child early. `importance` adds the namespace importance of the best spec."""
     if not store.location:
         raise FailedPrecondition("Evaluate: this server's store cannot be opened by another process")
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no copy of the server's threads or locks
     answers, answer = context.Pipe(duplex=False)
     child = context.Process(
         target=_child,
-        args=(answer, store.location, store.options, restrictions, limits, loop, list(specs), since, until),
+        args=(answer, store.location, store.options, restrictions, limits, loop, list(specs), since, until, importance),
         name=f"nextbest-evaluate {loop}",
         daemon=True,
     )
@@ -139,6 +141,7 @@ def _child(
     specs: list[str],
     since: float | None,
     until: float | None,
+    importance: bool,
 ) -> None:
     from nextbest.server.workers import die_with_parent
 
@@ -149,7 +152,9 @@ def _child(
 
     resource.setrlimit(resource.RLIMIT_DATA, (limits.max_memory_bytes, limits.max_memory_bytes))
     try:
-        answer.send(_evaluate(location, options, restrictions, limits.max_events, loop, specs, since, until))
+        answer.send(
+            _evaluate(location, options, restrictions, limits.max_events, loop, specs, since, until, importance)
+        )
     except MemoryError:
         answer.send(("memory", None))
     except Exception as e:  # e.g. the store became unavailable; the server logs it
@@ -165,6 +170,7 @@ def _evaluate(
     specs: list[str],
     since: float | None,
     until: float | None,
+    importance: bool,
 ) -> tuple[str, Any]:
     from nextbest import policies
     from nextbest.policies.ope.report import evaluate
@@ -178,7 +184,7 @@ def _evaluate(
     if len(events) > max_events:
         return "events", None
     try:
-        return "ok", evaluate(events, specs)
+        return "ok", evaluate(events, specs, importance=importance)
     except policies.PolicySpecError as e:
         return "specs", str(e)
     except ValueError as e:  # e.g. too few events

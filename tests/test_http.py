@@ -671,7 +671,7 @@ def test_a_route_made_with_the_api_sees_its_mounts_path_parameters_and_its_scope
         assert answer.status == 200 and answer.json() == {"loop": "shop", "body": {"a": 1}}
         assert http_call(server.port, "POST", "/personalizer/echo", headers=key).json()["loop"] == "default"
         refused = http_call(server.port, "POST", "/personalizer/echo", b"{")
-        assert refused.status == 401 and refused.json()["error"]["code"] == "UNAUTHENTICATED"
+        assert refused.status == 401 and refused.json()["error"]["code"] == "401"  # as Azure's gateway answered
         malformed = http_call(server.port, "POST", "/personalizer/echo", b"{", headers=key)
         assert malformed.status == 400 and "not valid JSON" in malformed.json()["error"]["message"]
     finally:

@@ -148,6 +148,18 @@ class _Namespaces:
         }
 
 
+def namespaces(objects: Iterable[Mapping[str, Any]], default: str = DEFAULT_NAMESPACE) -> dict[str, Features]:
+    """The features of JSON objects read together as one VW JSON example, keys at their top level in `default`.
+
+    Azure Personalizer's features are such a list of objects (its `contextFeatures`, an action's `features`).
+    Raises ValueError for what VW's JSON cannot read (an array of strings, `_slots`, a non-string `_text`).
+    """
+    gathered = _Namespaces()
+    for obj in objects:
+        gathered.walk(obj, default)
+    return gathered.features()
+
+
 def _with_categoricals(numeric: dict[str, float], tokens: tuple[str, ...]) -> Features:
     """Features where each `name=value` feature of value 1 is the categorical name → value again.
 

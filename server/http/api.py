@@ -108,6 +108,8 @@ class HttpCall:
             raise HttpError(
                 grpc.StatusCode.INVALID_ARGUMENT, f"request body: not UTF-8 text (byte {e.start})"
             ) from None
+        except RecursionError:  # json.loads of a few hundred thousand '['
+            raise HttpError(grpc.StatusCode.INVALID_ARGUMENT, "request body: JSON nested too deeply") from None
 
 
 def parse_json(text: str, where: str) -> Any:
