@@ -2,6 +2,8 @@
 
     python -m benchmarks.learning                 # both parts, about 5 minutes on 2 cores
     python -m benchmarks.learning --only service  # part (a) alone
+    python -m benchmarks.learning --only long --policy sq-a='vw:--cb_explore_adf --squarecb -q a:'
+                                                  # part (b) with one more policy
 
 (a) service vs VW-direct: the same world (same customers, occasions and
     draws) through loops of a real nextbest service and through the same VW
@@ -89,18 +91,19 @@ def _arm(config: WorldConfig, seed: int, name: str, spec: str) -> ArmRecord:
     return simulate(Population(config, seed), [arm]).arms[0]
 
 
-def long_run(seed: int, jobs: int) -> Run:
-    """Part (b): every policy of LONG_POLICIES and the oracle over LONG_WORLD, one process each."""
-    work = [*LONG_POLICIES.items(), (ORACLE, ORACLE)]
+def long_run(seed: int, jobs: int, policies: dict[str, str]) -> Run:
+    """Part (b): every policy of `policies` (LONG_POLICIES and any added) and the oracle over LONG_WORLD,
+    one process each."""
+    work = [*policies.items(), (ORACLE, ORACLE)]
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         records = pool.map(_arm, *zip(*[(LONG_WORLD, seed, name, spec) for name, spec in work], strict=True))
         return Run(LONG_WORLD, seed, list(records))
 
 
-def _long_figures(run: Run) -> dict[str, Any]:
+def _long_figures(run: Run, policies: dict[str, str]) -> dict[str, Any]:
     since = report.last_fifth(run)
     tails = {a.name: report.summary(run, a, since) for a in run.arms}
-    vw = {n: t["of_oracle"] for n, t in tails.items() if LONG_POLICIES.get(n, "").startswith("vw:")}
+    vw = {n: t["of_oracle"] for n, t in tails.items() if policies.get(n, "").startswith("vw:")}
     best = max(vw, key=vw.get)
     return {
         "decisions": len(run.arms[0].time),
@@ -109,11 +112,26 @@ def _long_figures(run: Run) -> dict[str, Any]:
     }
 
 
+def _named_spec(value: str) -> tuple[str, str]:
+    name, equals, spec = value.partition("=")
+    if not (name and equals and spec):
+        raise argparse.ArgumentTypeError(f"expected NAME=SPEC, got {value!r}")
+    return name, spec
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.learning", description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=("service", "long"), help="run one part only")
     parser.add_argument("--seed", type=int, default=1, help="the world's seed (default: 1)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes for part (b)")
+    parser.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="NAME=SPEC",
+        type=_named_spec,
+        help="one more policy for part (b), next to LONG_POLICIES (repeatable)",
+    )
     parser.add_argument("--json", default="nextbest-learning.json", help="results (default: %(default)s)")
     parser.add_argument("--plot", default="nextbest-learning.png", help="learning curves of (b) (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -131,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
             )
     if args.only != "service":
         started = time.monotonic()
-        run = long_run(args.seed, args.jobs)
-        results["long_run"] = b = _long_figures(run)
+        policies = {**LONG_POLICIES, **dict(args.policy)}
+        run = long_run(args.seed, args.jobs, policies)
+        results["long_run"] = b = _long_figures(run, policies)
         b["seconds"] = round(time.monotonic() - started, 1)
         print(f"(b) long run with drift, {b['decisions']} decisions per policy ({b['seconds']:.0f} s), last fifth:")
         print(f"  {'':18}{'reward':>8}{'expected':>10}{'of oracle':>11}")

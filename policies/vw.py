@@ -8,6 +8,17 @@ Every exploration of VW 9 works: `--epsilon E` (the default, E = 0.05),
 personalize), `--cb_type` (`mtr` by default; `ips`, `dr`, `dm`, `sm` where VW
 accepts them) and learning options. The cost VW learns is −reward.
 
+Interactions: `-q`/`--interactions` name namespaces by their first character
+(VW's namespace index), so `-q a:` crosses the featurizer's `action` ids and
+any context namespace starting with `a` (`account`) with everything.
+`--experimental_full_name_interactions action|:` (one term per option; names
+as the featurizer writes them, sanitized, printable ASCII; `:` is any
+namespace) names them in full: it crosses the action ids with every namespace
+and nothing else. Context × context products add the same score to every
+action of a decision, so they cost VW without changing its choice; crossing
+only the action side (`action|:`, `channel|:`, the actions' own namespaces)
+with the rest keeps every product that can.
+
 Notes on some explorations:
 
 - `--regcb` and `--regcbopt` assume costs in `[--cb_min_cost, --cb_max_cost]`,
@@ -100,7 +111,8 @@ def _work_counter(options: list[str]) -> WorkCounter:
     for name, extra in (("--bag", 0), ("--cover", 1), ("--rnd", 1)):
         value = _option(options, name)
         models *= int(value) + extra if value is not None else 1
-    return vw_counter(terms, models)
+    full_names = [options[i + 1] for i, o in enumerate(options) if o == "--experimental_full_name_interactions"]
+    return vw_counter(terms, models, full_names)
 
 
 def _workspace(args: list[str]) -> vowpalwabbit.Workspace:

@@ -25,9 +25,10 @@ _PRINTABLE = frozenset(chr(c) for c in range(0x21, 0x7F)) - {"\\"}  # characters
 @dataclass(frozen=True)
 class _Option:
     """One allowed option: a flag (`kind` "flag"), a number in [low, high] ("int", "float"), one of
-    `choices` ("choice"), or namespace characters, `low`..`high` of them ("namespaces", may repeat)."""
+    `choices` ("choice"), namespace characters, `low`..`high` of them ("namespaces", may repeat), or
+    `low`..`high` full namespace names or `:` joined by `|` ("names", may repeat)."""
 
-    kind: Literal["flag", "int", "float", "choice", "namespaces"]
+    kind: Literal["flag", "int", "float", "choice", "namespaces", "names"]
     low: float = -math.inf
     high: float = math.inf
     choices: frozenset[str] = frozenset()
@@ -37,6 +38,11 @@ class _Option:
             return f"one of {', '.join(sorted(self.choices))}"
         if self.kind == "namespaces":
             return f"{self.low:g} to {self.high:g} namespace characters (printable ASCII, no '\\', not first '-')"
+        if self.kind == "names":
+            return (
+                f"{self.low:g} to {self.high:g} namespace names or ':' joined by '|' "
+                "(printable ASCII, no '\\', a name without ':', not first '-')"
+            )
         return f"{'an integer' if self.kind == 'int' else 'a number'} in [{self.low:g}, {self.high:g}]"
 
     def parse(self, name: str, raw: str) -> str:
@@ -47,11 +53,25 @@ class _Option:
         elif self.kind == "namespaces":
             if self.low <= len(raw) <= self.high and set(raw) <= _PRINTABLE and not raw.startswith("-"):
                 return raw
+        elif self.kind == "names":
+            if _full_names(raw, int(self.low), int(self.high)):
+                return raw
         else:
             value = _number(raw, self.kind)
             if value is not None and self.low <= value <= self.high:
                 return repr(value)
         raise PolicySpecError(f"VW option --{name}: must be {self.describe()}, got {raw[:40]!r}")
+
+
+def _full_names(raw: str, low: int, high: int) -> bool:
+    """Whether `raw` is `low`..`high` namespace names or `:` (any namespace) joined by `|`."""
+    names = raw.split("|")
+    return (
+        low <= len(names) <= high
+        and set(raw) <= _PRINTABLE
+        and not raw.startswith("-")
+        and all(name == ":" or (name and ":" not in name) for name in names)
+    )
 
 
 def _number(raw: str, kind: str) -> int | float | None:
@@ -112,6 +132,8 @@ ALLOWED: dict[str, _Option] = {
     "quadratic": _Option("namespaces", 2, 2),
     "cubic": _Option("namespaces", 3, 3),
     "interactions": _Option("namespaces", 2, 3),
+    # by the namespaces' full names (`action|:`), where `-q` goes by their first characters: see `policies.vw`
+    "experimental_full_name_interactions": _Option("names", 2, 3),
     "ignore": _Option("namespaces", 1, 94),
     "ignore_linear": _Option("namespaces", 1, 94),
     "keep": _Option("namespaces", 1, 94),
@@ -142,7 +164,15 @@ REFUSED = {
     "graph_feedback": "it needs a feedback graph in every example, which nextbest does not send",
 }
 
-REPEATABLE = {"quadratic", "cubic", "interactions", "ignore", "ignore_linear", "keep"}
+REPEATABLE = {
+    "quadratic",
+    "cubic",
+    "interactions",
+    "experimental_full_name_interactions",
+    "ignore",
+    "ignore_linear",
+    "keep",
+}
 
 
 def _name(token: str, header: bool) -> tuple[str, str | None]:

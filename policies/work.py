@@ -8,7 +8,9 @@ product of an interaction, as VW generates them. Counts are upper bounds:
   length k (`::`, `:::`) generates the combinations with repetition of k of
   the N features, C(N + k - 1, k), as VW 9 expands it (checked against VW's
   own counts in the tests); any other term the product of its namespaces'
-  sizes (VW's namespace is the first byte of its name; a `:` counts N). The
+  sizes (VW's namespace is the first byte of its name; a `:` counts N), and a
+  full-name term (`--experimental_full_name_interactions action|:`) the
+  product of the sizes of the namespaces so named (a `:` counts N). The
   sum over actions is multiplied by the models VW evaluates (`--bag N`: N,
   `--cover N` and `--rnd N`: N + 1).
 - linucb/lints: each context × action cross of `Example.hashed` (an action's
@@ -53,21 +55,40 @@ def _sizes(line: str) -> dict[int, int]:
 _cached_sizes = lru_cache(maxsize=ACTION_CACHE_SIZE)(_sizes)  # short action lines repeat from request to request
 
 
+def _named_sizes(line: str) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for group in line.split("|")[1:]:
+        name, _, features = group.partition(" ")
+        sizes[name] = sizes.get(name, 0) + features.count(" ") + bool(features) - features.endswith(" ")
+    return sizes
+
+
+_cached_named_sizes = lru_cache(maxsize=ACTION_CACHE_SIZE)(_named_sizes)
+
+
+def named_sizes(line: str) -> dict[str, int]:
+    """Features per full namespace name of one VW text line (see `namespace_sizes`)."""
+    return _cached_named_sizes(line) if len(line) <= CACHEABLE_ACTION_BYTES else _named_sizes(line)
+
+
 def namespace_sizes(line: str) -> dict[int, int]:
     """Features per VW namespace index (the first byte of the name) of one VW text line; names never hold `|`
     or white space (see `policies.featurize`), so each `|` starts a namespace and each space a feature."""
     return _cached_sizes(line) if len(line) <= CACHEABLE_ACTION_BYTES else _sizes(line)
 
 
-def vw_counter(terms: Iterable[str], models: int) -> WorkCounter:
-    """The counter of a VW policy with these interaction terms (e.g. `::`, `ua`) and models per decision."""
+def vw_counter(terms: Iterable[str], models: int, full_names: Iterable[str] = ()) -> WorkCounter:
+    """The counter of a VW policy with these interaction terms (e.g. `::`, `ua`), full-name terms (e.g.
+    `action|:`) and models per decision."""
     wildcards = [len(t) for t in terms if set(t) == {":"}]  # `::`, `:::`
     literals = [t.encode() for t in terms if set(t) != {":"}]
+    named = [t.split("|") for t in full_names]
 
     def count(example: Example) -> int:
         lines = example.vw_lines()  # cached: the policy decides from the same lines
         shared = namespace_sizes(lines[0]) if len(lines) > len(example) else {}
         shared_features = sum(shared.values())
+        shared_names = named_sizes(lines[0]) if named and shared else {}
         total = 0
         for line in lines[len(lines) - len(example) :]:
             own = namespace_sizes(line)
@@ -75,9 +96,15 @@ def vw_counter(terms: Iterable[str], models: int) -> WorkCounter:
             total += n + 1 + sum(comb(n + k - 1, k) for k in wildcards)  # and the constant
             for term in literals:
                 total += prod(n if c == WILDCARD else shared.get(c, 0) + own.get(c, 0) for c in term)
+            if named:
+                total += _named_products(named, n, shared_names, named_sizes(line))
         return total * models
 
     return count
+
+
+def _named_products(terms: list[list[str]], n: int, shared: dict[str, int], own: dict[str, int]) -> int:
+    return sum(prod(n if name == ":" else shared.get(name, 0) + own.get(name, 0) for name in term) for term in terms)
 
 
 def _features(namespaces: Mapping[str, FeaturesLike]) -> int:

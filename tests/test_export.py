@@ -290,19 +290,32 @@ def shaped_events(shape, n=60, seed=3):
     return events
 
 
-@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
-def test_vw_learning_the_export_is_the_model_learning_the_featurizers_text(shape, tmp_path):
-    events = shaped_events(shape)
-    learned = policies.create(REPLAY_SPEC)  # as the learner learns: the featurizer's VW text
+def assert_the_export_learns_as_the_text(spec, events, directory):
+    learned = policies.create(spec)  # as the learner learns: the featurizer's VW text
     for e in events:
         learned.learn([policies.LearnEvent(e.example, e.chosen_index, e.probability, e.reward)])
     lines = [to_dsjson(e) for e in events]
     probes = [e.example for e in events[:12]]
-    assert max_pmf_gap(learned, vw_replay(lines, REPLAY_SPEC, tmp_path), probes) <= 1e-4
-    reread = policies.create(REPLAY_SPEC)  # `nextbest evaluate` reads the export back and replays it so
+    assert max_pmf_gap(learned, vw_replay(lines, spec, directory), probes) <= 1e-4
+    reread = policies.create(spec)  # `nextbest evaluate` reads the export back and replays it so
     for e in read(lines):
         reread.learn([policies.LearnEvent(e.example, e.chosen_index, e.probability, e.reward)])
     assert max_pmf_gap(learned, reread, probes) <= 1e-4
+
+
+@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
+def test_vw_learning_the_export_is_the_model_learning_the_featurizers_text(shape, tmp_path):
+    assert_the_export_learns_as_the_text(REPLAY_SPEC, shaped_events(shape), tmp_path)
+
+
+FULL_NAMES = "--experimental_full_name_interactions"
+
+
+@pytest.mark.parametrize("shape", ["numeric and categorical", "unicode"])
+def test_full_name_interactions_learn_the_same_from_the_export(shape, tmp_path):
+    """VW's JSON parser tells namespaces apart by their full names as its text parser does."""
+    spec = f"vw:--cb_explore_adf --softmax --lambda 5 {FULL_NAMES} action|: {FULL_NAMES} offer|time"
+    assert_the_export_learns_as_the_text(spec, shaped_events(SHAPES[shape]), tmp_path)
 
 
 REFUSED = [  # (context, actions' features, the field and reason the error names)

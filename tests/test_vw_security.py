@@ -202,6 +202,7 @@ def _attack_specs(directory: Path, port: int) -> list[tuple[str, str]]:
         (f"--span_server 127.0.0.1 --span_server_port {port}", "--span_server"),
         ("-qu:", "VW option -q: write its value apart"),  # a glued short option: write '-q u:'
         ("--interactions ::::::", "--interactions"),
+        ("--experimental_full_name_interactions a|b|c|d", "--experimental_full_name_interactions"),
         ("-b 30", "--bit_precision"),
         ("--epsilon 0.1 --epsilon 0.2", "--epsilon is given twice"),
     ]
@@ -292,6 +293,10 @@ def _valid(name: str) -> st.SearchStrategy[str]:
     elif option.kind == "namespaces":
         values = st.sampled_from(["::", "ua", ":::", "u:", "a", "uaa"]).filter(
             lambda v: option.low <= len(v) <= option.high
+        )
+    elif option.kind == "names":
+        values = st.sampled_from(["action|:", "user|action", ":|:", "a|b|c"]).filter(
+            lambda v: option.low <= v.count("|") + 1 <= option.high
         )
     elif option.kind == "int":
         values = st.integers(int(option.low), int(min(option.high, option.low + 20))).map(str)

@@ -100,7 +100,22 @@ def _example(rng: random.Random, shared: int, actions: int, own: int, ascii_name
     return policies.Example(context, candidates)
 
 
-@pytest.mark.parametrize("interactions", ["-q ::", "--interactions :::", "-q ua", "-q uu", "-q u: -q va", ""])
+FULL_NAMES = "--experimental_full_name_interactions"
+
+
+@pytest.mark.parametrize(
+    "interactions",
+    [
+        "-q ::",
+        "--interactions :::",
+        "-q ua",
+        "-q uu",
+        "-q u: -q va",
+        "",
+        f"{FULL_NAMES} action|: {FULL_NAMES} channel|:",
+        f"{FULL_NAMES} user0|:|action {FULL_NAMES} :|:",
+    ],
+)
 def test_the_count_bounds_what_vw_generates(interactions):
     """VW's own feature counts (linear and interacted, per example) never exceed the count, which stays close."""
     spec = f"vw:--cb_explore_adf {interactions}"
