@@ -377,7 +377,8 @@ def _slot(item: Any, outcome: Any, k: int, n_actions: int, taken: dict[int, int]
     if chosen not in eligible:
         raise ValueError(f"_outcomes[{k}]._a: action {chosen} is not in the slot's _inc")
     if not 0.0 < probabilities[0] <= 1.0:
-        raise ValueError(f"_outcomes[{k}]._p: the chosen one's must be in (0, 1], got {probabilities[0]}")
+        chosen_p = probabilities[0]
+        raise ValueError(f"_outcomes[{k}]._p: the chosen one's probability must be in (0, 1], got {chosen_p}")
     try:
         cost = _number(outcome, "_label_cost")
     except ValueError as e:
