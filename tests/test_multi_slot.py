@@ -6,11 +6,11 @@ The files under data/vw/ccb come from Vowpal Wabbit's test suite (see data/vw/RE
 import json
 import math
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pytest
 import vowpalwabbit
-from statistics import NormalDist
 
 from nextbest.cli import main
 from nextbest.policies.ope import dsjson, multislot
@@ -249,13 +249,13 @@ def truth(segment_share=0.5):
     return lead, second
 
 
-@pytest.mark.parametrize("interval", ["gaussian", "bootstrap"])
-def test_intervals_cover_the_true_per_slot_and_total_values(interval):
+@pytest.mark.slow
+def test_intervals_cover_the_true_per_slot_and_total_values():
     lead, second = truth()
     runs, hits = 40, {"lead": 0, "second": 0, "total": 0}
     for seed in range(runs):
         events = list(dsjson.read_multi_slot(simulate(300, seed)))
-        base = multislot.evaluate(events, [], interval=interval, seed=seed).policy("baseline")
+        base = multislot.evaluate(events, [], seed=seed).policy("baseline")
         for name, estimates, value in [
             ("lead", base.slot("lead").estimates, lead),
             ("second", base.slot("second").estimates, second),
@@ -265,6 +265,16 @@ def test_intervals_cover_the_true_per_slot_and_total_values(interval):
             hits[name] += lo <= value <= hi
     # nominal 95%: at least 33 of 40 (P < 1% of fewer with true coverage 95%)
     assert all(h >= 33 for h in hits.values()), hits
+
+
+def test_the_bootstrap_total_agrees_with_the_gaussian_one_and_is_seeded():
+    events = list(dsjson.read_multi_slot(simulate(600, seed=3)))
+    gaussian = multislot.evaluate(events, [], seed=3).policy("baseline").total["dr"]
+    boot = [multislot.evaluate(events, [], interval="bootstrap", seed=3).policy("baseline").total["dr"] for _ in "ab"]
+    assert boot[0] == boot[1]
+    assert boot[0].value == gaussian.value
+    width = gaussian.ci[1] - gaussian.ci[0]
+    assert boot[0].ci == pytest.approx(gaussian.ci, abs=0.15 * width)
 
 
 # ---- nextbest evaluate on a CCB log

@@ -384,11 +384,15 @@ def _total_matrices(terms: Sequence[_SlotTerms], n: int) -> tuple[np.ndarray, np
 
 
 def _total_value(t: np.ndarray, d: np.ndarray, e: np.ndarray) -> float:
-    """Σ_k c_k T_k / D_k over the rows given (nan when a slot has no positive Σ d)."""
-    sum_d = d.sum(axis=0)
-    if np.any(sum_d <= 0):
-        return math.nan
-    return float((e.mean(axis=0) * t.sum(axis=0) / sum_d).sum())
+    """Σ_k c_k T_k / D_k (nan when a slot has no positive Σ d)."""
+    return float(_total_values(t.sum(axis=0), d.sum(axis=0), e.mean(axis=0)))
+
+
+def _total_values(sum_t: np.ndarray, sum_d: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """Σ_k c_k T_k / D_k along the last axis, from the per-slot sums and shares (nan where a Σ d is not positive)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(sum_d > 0, sum_t / np.where(sum_d > 0, sum_d, 1.0), np.nan)
+    return (share * ratio).sum(axis=-1)
 
 
 def _total_gaussian(t: np.ndarray, d: np.ndarray, e: np.ndarray, alpha: float) -> tuple[float, float]:
@@ -405,13 +409,12 @@ def _total_gaussian(t: np.ndarray, d: np.ndarray, e: np.ndarray, alpha: float) -
 
 
 def _total_bootstrap(t: np.ndarray, d: np.ndarray, e: np.ndarray, alpha: float, seed: int) -> tuple[float, float]:
+    """The percentile interval of the total over resamples of the events (seeded, reproducible)."""
     rng = np.random.default_rng(seed)
     n = len(t)
-    values = []
-    for _ in range(BOOTSTRAP_SAMPLES):
-        idx = rng.integers(0, n, size=n)
-        values.append(_total_value(t[idx], d[idx], e[idx]))
-    finite = np.array([v for v in values if math.isfinite(v)])
+    counts = rng.multinomial(n, np.full(n, 1 / n), size=BOOTSTRAP_SAMPLES)  # how often each event is drawn
+    values = _total_values(counts @ t, counts @ d, counts @ e / n)
+    finite = values[np.isfinite(values)]
     if len(finite) == 0:
         return math.nan, math.nan
     lo, hi = np.quantile(finite, [alpha / 2, 1 - alpha / 2])
