@@ -186,6 +186,53 @@ def test_each_reader_refuses_the_others_lines(tmp_path):
     assert dsjson.is_multi_slot(ccb) and not dsjson.is_multi_slot(plain)
 
 
+# ---- replay
+
+
+def test_a_ccb_candidate_scores_each_slot_after_the_logged_earlier_slots_before_learning():
+    lines = simulate(200, seed=2)
+    events = list(dsjson.read_multi_slot(lines))
+    pmfs = multislot.replay(events, CCB_SPEC)
+    for e, slot_pmfs in zip(events, pmfs, strict=True):
+        for slot, pmf in zip(e.slots, slot_pmfs, strict=True):
+            assert pmf.sum() == pytest.approx(1.0)
+            assert np.flatnonzero(pmf).tolist() == list(slot.eligible)  # epsilon > 0: every eligible action
+    # Trained: the lead slot prefers the planted best action of the event's segment.
+    best = {"segmenta": 0, "segmentb": 1}
+    late = [p[0].argmax() == best[e.example.context["user"].tokens[0]] for e, p in zip(events, pmfs, strict=True)]
+    assert np.mean(late[100:]) > 0.8
+    # An event's own reward never changes its score: flip the last event's rewards.
+    flipped = json.loads(lines[-1])
+    for outcome in flipped["_outcomes"]:
+        outcome["_label_cost"] = -1.0 - outcome["_label_cost"]
+    again = multislot.replay(list(dsjson.read_multi_slot([*lines[:-1], json.dumps(flipped)])), CCB_SPEC)
+    assert all(np.array_equal(a, b) for a, b in zip(again[-1], pmfs[-1], strict=True))
+
+
+def test_events_to_skip_are_scored_but_not_learned():
+    lines = [json.dumps({**json.loads(text), "_skipLearn": True}) for text in simulate(50, seed=4)]
+    for spec in (CCB_SPEC, "vw:--cb_explore_adf --epsilon 0.05"):
+        pmfs = multislot.replay(list(dsjson.read_multi_slot(lines)), spec)
+        assert len({tuple(np.round(p[0], 9)) for p in pmfs}) == 1  # the untrained policy's, every time
+
+
+def test_a_single_slot_spec_runs_as_one_independent_policy_per_slot():
+    events = tiny_events()
+    pmfs = multislot.replay(events, "baseline")
+    assert [p[0].tolist() for p in pmfs] == [[1.0, 0.0, 0.0]] * 4
+    # The second slot's first eligible action: a was taken in events 0 and 2, b in 1, c in 3.
+    assert [p[1].tolist() for p in pmfs] == [[0, 1, 0], [1, 0, 0], [0, 1, 0], [1, 0, 0]]
+
+
+def test_a_bad_candidate_spec_is_refused_before_replay():
+    with pytest.raises(ValueError, match="VW option --data is not allowed"):
+        multislot.evaluate(tiny_events(), ["vw:--ccb_explore_adf --data x"])
+    with pytest.raises(ValueError, match="VW rejected the arguments"):
+        multislot.evaluate(tiny_events(), ["vw:--ccb_explore_adf --cb_explore_adf --cover 3 --squarecb"])
+    with pytest.raises(ValueError, match="at least 2 events"):
+        multislot.evaluate(tiny_events()[:1], [])
+
+
 # ---- estimates per slot and in total
 
 # Three actions a, b, c logged uniformly (1/3 for the first slot, 1/2 among the two left for the second):
