@@ -273,6 +273,15 @@ def test_per_slot_and_total_estimates_match_hand_computed_values():
     assert [s.estimates["ips"].value for s in report.policy("random").slots] == pytest.approx([0.5, 0.5])
 
 
+def test_the_logged_row_leaves_out_the_holdout_events():
+    lines = [ccb_line("h", "a", [(1, 1 / 3, 0.0, [0, 1, 2]), (0, 0.5, 0.0, [0, 2])], _holdout=True)]
+    events = tiny_events() + list(dsjson.read_multi_slot(lines))
+    assert events[-1].holdout
+    report = multislot.evaluate(events, [], folds=2)
+    assert [s.estimates["dr"].value for s in report.policy("logged").slots] == [0.5, 0.5]
+    assert [s.events for s in report.policy("random").slots] == [5, 5]
+
+
 def test_dr_weighs_the_reward_model_by_the_earlier_slots_weight():
     reward_hat = np.array([[0.5, 0.2], [0.4, 0.1]])
     feedback = BanditFeedback(

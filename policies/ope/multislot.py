@@ -43,7 +43,7 @@ import json
 import math
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Any
 
@@ -534,35 +534,24 @@ def _logged(
     alpha: float,
     seed: int,
 ) -> MultiSlotPolicyReport:
-    """The logged policy's row: each slot's average logged reward, on the events the live policy decided
-    (without the holdout's, unless fewer than 2 are left)."""
+    """The logged policy's row: each slot's average logged reward (every estimator's value, all weights being
+    1), on the events the live policy decided: without the holdout's, unless that leaves fewer than 2 events
+    or a slot without any."""
     live = np.array([not e.holdout for e in events])
-    if live.sum() < 2:
+    if live.sum() < 2 or not all(live[s.rows].any() for s in slots):
         live[:] = True
     index = np.cumsum(live) - 1  # an event's position among the live ones
     feedbacks, rows = [], []
     for s in slots:
         keep = live[s.rows]
         logged = [events[i].slots[k] for i, k in zip(s.rows[keep], s.positions[keep], strict=True)]
-        if len(logged) == 0:
-            raise ValueError(f"slot {s.id!r} occurs only in holdout events")
         mu = [x.probability for x in logged]
         feedbacks.append(BanditFeedback([x.reward for x in logged], mu, mu))
         rows.append(index[s.rows[keep]])
     ips = IPS()
     report = _policy_report(LOGGED, slots, feedbacks, rows, int(live.sum()), [ips], interval, alpha, seed)
-    return MultiSlotPolicyReport(
-        LOGGED,
-        tuple(
-            SlotReport(r.slot, r.events, {e.name: r.estimates[ips.name] for e in estimators}, *_rest(r))
-            for r in report.slots
-        ),
-        {e.name: report.total[ips.name] for e in estimators},
-    )
-
-
-def _rest(r: SlotReport) -> tuple[float, float, tuple[str, ...], Curve]:
-    return r.ess, r.max_weight, r.warnings, r.curve
+    slot_reports = (replace(r, estimates={e.name: r.estimates[ips.name] for e in estimators}) for r in report.slots)
+    return MultiSlotPolicyReport(LOGGED, tuple(slot_reports), {e.name: report.total[ips.name] for e in estimators})
 
 
 def _ranked(report: MultiSlotReport) -> list[MultiSlotPolicyReport]:
