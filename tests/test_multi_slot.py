@@ -224,6 +224,12 @@ def test_a_single_slot_spec_runs_as_one_independent_policy_per_slot():
     assert [p[1].tolist() for p in pmfs] == [[0, 1, 0], [1, 0, 0], [0, 1, 0], [1, 0, 0]]
 
 
+def test_replays_in_worker_processes_give_the_same_report():
+    events = list(dsjson.read_multi_slot(simulate(40, seed=5)))
+    specs = [CCB_SPEC, "vw:--cb_explore_adf --epsilon 0.05"]
+    assert multislot.evaluate(events, specs, jobs=2).to_dict() == multislot.evaluate(events, specs).to_dict()
+
+
 def test_a_bad_candidate_spec_is_refused_before_replay():
     with pytest.raises(ValueError, match="VW option --data is not allowed"):
         multislot.evaluate(tiny_events(), ["vw:--ccb_explore_adf --data x"])
