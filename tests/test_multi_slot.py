@@ -330,7 +330,7 @@ def test_intervals_cover_the_true_per_slot_and_total_values():
 
 
 def test_the_bootstrap_total_agrees_with_the_gaussian_one_and_is_seeded():
-    events = list(dsjson.read_multi_slot(simulate(600, seed=3)))
+    events = list(dsjson.read_multi_slot(simulate(300, seed=3)))
     gaussian = multislot.evaluate(events, [], seed=3).policy("baseline").total["dr"]
     boot = [multislot.evaluate(events, [], interval="bootstrap", seed=3).policy("baseline").total["dr"] for _ in "ab"]
     assert boot[0] == boot[1]
@@ -344,14 +344,14 @@ def test_the_bootstrap_total_agrees_with_the_gaussian_one_and_is_seeded():
 
 def test_cli_evaluates_a_ccb_candidate_per_slot_and_in_total(tmp_path, capsys):
     log, out, png = tmp_path / "ccb.json", tmp_path / "report.json", tmp_path / "report.png"
-    log.write_text("\n".join(simulate(1500, seed=7)) + "\n")
+    log.write_text("\n".join(simulate(1000, seed=7)) + "\n")
     args = ["evaluate", "--log", str(log), "--policy", CCB_SPEC, "--json", str(out), "--plot", str(png)]
     assert main([*args, "--jobs", "1"]) == 0
     printed = capsys.readouterr().out
     assert "total = sum over slots of the reward per event" in printed
     assert f"spec for SetPolicy: {CCB_SPEC}" in printed
     report = json.loads(out.read_text())
-    assert report["slots"] == ["lead", "second"] and report["events"] == 1500
+    assert report["slots"] == ["lead", "second"] and report["events"] == 1000
     assert [p["spec"] for p in report["policies"]] == ["logged", "baseline", "random", CCB_SPEC]
     by_spec = {p["spec"]: p for p in report["policies"]}
     ccb, rand = by_spec[CCB_SPEC], by_spec["random"]
