@@ -18,7 +18,8 @@ semantics for features (VW 9, `parse_example_json.cc`, without `--chain_hash`):
 - an array is the namespace `key`: its numbers are features named by their position among the
   numbers (`"v": [0.5, 2]` is `|v 0:0.5 1:2`; nulls are skipped), its objects add to that namespace;
 - `"_text": "a b"` is one feature per word (split on spaces and tabs) of the enclosing namespace;
-- other keys starting with `_` are ignored (`read` refuses a line with `c._slots`: a CCB event);
+- other keys starting with `_` are ignored, but `_slots` (conditional bandits) is refused (`read_multi_slot`
+  reads `c._slots`, see below);
 - a number repeated in a namespace (say in two objects of an array) is one feature, the sum: VW
   keeps both, which predicts the same but updates a little differently.
 
@@ -133,6 +134,8 @@ class _Namespaces:
                     if kind is not str:
                         raise ValueError(f"namespace {ns!r}: _text must be a string")
                     tokens += [word for word in value.translate(_TEXT_ESCAPE).split(" ") if word]
+                elif key == "_slots":
+                    raise ValueError("_slots: conditional contextual bandit events are not supported")
             elif kind is float or kind is int:
                 numeric[key] = numeric.get(key, 0.0) + value
             elif kind is str:
@@ -301,7 +304,7 @@ def _common(obj: Mapping[str, Any]) -> _Common:
         raise ValueError("no actions: the context 'c' must hold a non-empty '_multi' list")
     actions = [_action(item, i) for i, item in enumerate(context["_multi"], 1)]
     shared = _Namespaces()
-    shared.walk(context, DEFAULT_NAMESPACE)
+    shared.walk({k: v for k, v in context.items() if k != "_slots"}, DEFAULT_NAMESPACE)  # slots: read_multi_slot
     pdrop = _number(obj, "pdrop", 0.0)
     if not 0.0 <= pdrop <= 1.0:
         raise ValueError(f"pdrop must be in [0, 1], got {pdrop}")
