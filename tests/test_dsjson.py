@@ -213,7 +213,7 @@ BAD = [
     (line({"v": ["a"], "_multi": [{}]}), "array 'v': only numbers, objects and nulls"),
     (line({"v": [[1]], "_multi": [{}]}), "array 'v': only numbers, objects and nulls"),
     (line({"u": {"x": float("nan")}, "_multi": [{}]}), "NaN is not a number JSON allows"),
-    (line({"_slots": [{}], "_multi": [{}]}), "_slots: conditional contextual bandit events are not supported"),
+    (line({"_slots": [{}], "_multi": [{}]}), "_slots: a multi-slot \\(CCB\\) event"),
 ]
 
 

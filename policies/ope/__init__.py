@@ -1,4 +1,5 @@
-"""Off-policy evaluation: logged bandit events, DSJSON logs, estimators and counterfactual replay."""
+"""Off-policy evaluation: logged bandit events, DSJSON logs, estimators and counterfactual replay
+(single-slot here and in `report`; multi-slot, CCB, in `multislot`)."""
 
 from nextbest.policies.ope.estimators import (
     DM,
@@ -11,7 +12,7 @@ from nextbest.policies.ope.estimators import (
     Estimator,
     cross_fit,
 )
-from nextbest.policies.ope.logged import LoggedEvent
+from nextbest.policies.ope.logged import LoggedEvent, LoggedSlot, MultiSlotEvent
 from nextbest.policies.ope.replay import replay
 from nextbest.policies.ope.report import (
     EstimateReport,
@@ -35,6 +36,8 @@ __all__ = [
     "Estimator",
     "ImportanceReport",
     "LoggedEvent",
+    "LoggedSlot",
+    "MultiSlotEvent",
     "PolicyReport",
     "cross_fit",
     "evaluate",

@@ -18,7 +18,8 @@ semantics for features (VW 9, `parse_example_json.cc`, without `--chain_hash`):
 - an array is the namespace `key`: its numbers are features named by their position among the
   numbers (`"v": [0.5, 2]` is `|v 0:0.5 1:2`; nulls are skipped), its objects add to that namespace;
 - `"_text": "a b"` is one feature per word (split on spaces and tabs) of the enclosing namespace;
-- other keys starting with `_` are ignored, but `_slots` (conditional bandits) is refused;
+- other keys starting with `_` are ignored, but `_slots` (conditional bandits) is refused (`read_multi_slot`
+  reads `c._slots`, see below);
 - a number repeated in a namespace (say in two objects of an array) is one feature, the sum: VW
   keeps both, which predicts the same but updates a little differently.
 
@@ -39,6 +40,26 @@ from events with `_skipLearn`, with no `a`, or with `pdrop` 1 (it cannot weight 
 with `skip_learn` set (and with `pdrop` 1, the probability as logged). `_holdout: true` (nextbest's
 export: the loop's holdout policy decided, not the live one; VW ignores the key) sets `holdout`.
 
+`read_multi_slot` reads VW's conditional contextual bandit (CCB, `vw --ccb_explore_adf --dsjson`) lines
+into `MultiSlotEvent`s::
+
+    {"EventId": "e1", "c": {"user": {"segment": "student"}, "_multi": [{"_tag": "a1", ...}, ...],
+                            "_slots": [{"_id": "hero", "size": "large"}, {"_id": "side", "_inc": [1, 2]}]},
+     "_outcomes": [{"_id": "hero", "_label_cost": -1.0, "_a": [2, 0, 1], "_p": [0.8, 0.1, 0.1]},
+                   {"_id": "side", "_label_cost": 0.0, "_a": [1], "_p": [1.0]}]}
+
+`c` holds the shared context and the actions as above, and `_slots` the slots in decision order: each
+an object of the slot's features (read as the context's), with optional `_id` (else the slot's 0-based
+position) and `_inc`, the 0-based indices of the actions it may take (else all). `_outcomes` holds one
+outcome per slot, in the same order (an `_id` there must be the slot's): `_label_cost` (−reward), `_a`
+(0-based action indices, the chosen one first; VW's own logs list the slot's eligible actions) and `_p`
+(their probabilities). A slot's eligible actions are its included ones less those chosen for earlier
+slots: its chosen action must be one of them, and its probability is the one it was sampled with
+among them. `_a` naming every eligible action once gives the slot's pmf. `pdrop` is folded into the
+first slot's probability (each slot's cumulative weight then carries it once); `_skipLearn`,
+`_holdout`, `EventId` and `Timestamp` are read as above. Other keys (`_o`, `_ba`, `VWState`, ...)
+are ignored. A line that is not such an event raises ValueError naming its line and field.
+
 `to_dsjson` writes an event as such a line, with the features of `policies.featurize` (sanitized
 names; categorical `name=value` and tokens as the number 1) in the featurizer's order, so that VW
 learns from it exactly what it learns from the featurizer's VW text: each namespace's keyed
@@ -52,10 +73,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from nextbest.policies.featurize import (
     ACTION_NAMESPACE,
@@ -69,7 +90,9 @@ from nextbest.policies.featurize import (
     sanitize,
     text_words,
 )
-from nextbest.policies.ope.logged import LoggedEvent
+from nextbest.policies.ope.logged import LoggedEvent, LoggedSlot, MultiSlotEvent
+
+T = TypeVar("T")
 
 DEFAULT_NAMESPACE = " "
 _VALUE_ESCAPE = str.maketrans({" ": "_", "\t": "_", "|": "_", ":": "_"})
@@ -258,45 +281,167 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def _event(line: str) -> LoggedEvent:
+def _object(line: str) -> dict[str, Any]:
     try:
         obj = json.loads(line, parse_constant=_reject_constant)
     except json.JSONDecodeError as e:
         raise ValueError(f"not JSON: {e}") from None
     if not isinstance(obj, dict):
         raise ValueError("not a JSON object")
+    return obj
+
+
+def _flag(obj: Mapping[str, Any], key: str) -> bool:
+    value = obj.get(key, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class _Common:
+    """What single- and multi-slot lines share: the example, the drop probability and the event's fields."""
+
+    example: Example
+    pdrop: float
+    skip: bool
+    holdout: bool
+    event_id: str
+    timestamp: float
+
+
+def _common(obj: Mapping[str, Any]) -> _Common:
     context = obj.get("c")
     if not isinstance(context, dict) or not isinstance(context.get("_multi"), list) or not context["_multi"]:
         raise ValueError("no actions: the context 'c' must hold a non-empty '_multi' list")
     actions = [_action(item, i) for i, item in enumerate(context["_multi"], 1)]
     shared = _Namespaces()
-    shared.walk(context, DEFAULT_NAMESPACE)
+    shared.walk({k: v for k, v in context.items() if k != "_slots"}, DEFAULT_NAMESPACE)  # slots: read_multi_slot
+    pdrop = _number(obj, "pdrop", 0.0)
+    if not 0.0 <= pdrop <= 1.0:
+        raise ValueError(f"pdrop must be in [0, 1], got {pdrop}")
+    skip, holdout = _flag(obj, "_skipLearn"), _flag(obj, "_holdout")
+    event_id = obj.get("EventId", "")
+    if not isinstance(event_id, str):
+        raise ValueError(f"EventId must be a string, got {event_id!r}")
+    return _Common(Example(shared.features(), actions), pdrop, skip, holdout, event_id, _timestamp(obj))
+
+
+def _event(line: str) -> LoggedEvent:
+    obj = _object(line)
+    if isinstance(obj.get("c"), dict) and "_slots" in obj["c"]:
+        raise ValueError("_slots: a multi-slot (CCB) event; read CCB logs with read_multi_slot")
+    common = _common(obj)
     label = {k.lower(): v for k, v in obj.items() if k[:6].lower() == "_label"}  # VW ignores their case
     probability = _number(label, "_label_probability")
     if not 0.0 < probability <= 1.0:
         raise ValueError(f"_label_probability must be in (0, 1], got {probability}")
-    pdrop = _number(obj, "pdrop", 0.0)
-    if not 0.0 <= pdrop <= 1.0:
-        raise ValueError(f"pdrop must be in [0, 1], got {pdrop}")
-    skip = obj.get("_skipLearn", False)
-    if not isinstance(skip, bool):
-        raise ValueError(f"_skipLearn must be true or false, got {skip!r}")
-    holdout = obj.get("_holdout", False)
-    if not isinstance(holdout, bool):
-        raise ValueError(f"_holdout must be true or false, got {holdout!r}")
-    event_id = obj.get("EventId", "")
-    if not isinstance(event_id, str):
-        raise ValueError(f"EventId must be a string, got {event_id!r}")
+    pdrop = common.pdrop
+    n_actions = len(common.example)
     return LoggedEvent(
-        event_id=event_id,
-        example=Example(shared.features(), actions),
-        chosen_index=_chosen_index(label, len(actions)),
+        event_id=common.event_id,
+        example=common.example,
+        chosen_index=_chosen_index(label, n_actions),
         probability=probability * (1.0 - pdrop) if pdrop < 1.0 else probability,
         reward=-_number(label, "_label_cost"),
-        pmf=_pmf(obj, len(actions)),
-        timestamp=_timestamp(obj),
-        skip_learn=skip or not obj.get("a") or pdrop == 1.0,
-        holdout=holdout,
+        pmf=_pmf(obj, n_actions),
+        timestamp=common.timestamp,
+        skip_learn=common.skip or not obj.get("a") or pdrop == 1.0,
+        holdout=common.holdout,
+    )
+
+
+def _indices(value: Any, field: str, n_actions: int) -> list[int]:
+    """A list of distinct 0-based action indices (a single integer is a list of one, as VW reads it)."""
+    values = [value] if type(value) is int else value
+    if not isinstance(values, list) or not values or any(type(a) is not int for a in values):
+        raise ValueError(f"{field} must be a non-empty list of action indices, got {value!r}")
+    for a in values:
+        if not 0 <= a < n_actions:
+            raise ValueError(f"{field}: action {a} is not one of the {n_actions} actions (0-based)")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{field} names an action twice: {value!r}")
+    return values
+
+
+def _slot(item: Any, outcome: Any, k: int, n_actions: int, taken: dict[int, int], scale: float) -> LoggedSlot:
+    """Slot k from `_slots[k]` and `_outcomes[k]`; `taken` maps the actions of earlier slots to their slot."""
+    if type(item) is not dict:
+        raise ValueError(f"_slots[{k}]: a slot must be an object")
+    if type(outcome) is not dict:
+        raise ValueError(f"_outcomes[{k}]: an outcome must be an object")
+    slot_id = item.get("_id", outcome.get("_id", str(k)))
+    if type(slot_id) is not str:
+        raise ValueError(f"_slots[{k}]._id must be a string, got {slot_id!r}")
+    if outcome.get("_id", slot_id) != slot_id:
+        raise ValueError(f"_outcomes[{k}]._id {outcome['_id']!r} is not the slot's _id {slot_id!r}")
+    included = _indices(item["_inc"], f"_slots[{k}]._inc", n_actions) if "_inc" in item else range(n_actions)
+    eligible = tuple(a for a in included if a not in taken)
+    ranking = _indices(outcome.get("_a"), f"_outcomes[{k}]._a", n_actions)
+    probabilities = outcome.get("_p")
+    probabilities = [probabilities] if isinstance(probabilities, int | float) else probabilities
+    if (
+        not isinstance(probabilities, list)
+        or len(probabilities) != len(ranking)
+        or any(isinstance(p, bool) or not isinstance(p, int | float) for p in probabilities)
+    ):
+        raise ValueError(f"_outcomes[{k}]._p must be a list of numbers as long as _a, got {outcome.get('_p')!r}")
+    chosen = ranking[0]
+    if chosen in taken:
+        raise ValueError(f"_outcomes[{k}]._a: action {chosen} was chosen for slot {taken[chosen]} already")
+    if chosen not in eligible:
+        raise ValueError(f"_outcomes[{k}]._a: action {chosen} is not in the slot's _inc")
+    if not 0.0 < probabilities[0] <= 1.0:
+        chosen_p = probabilities[0]
+        raise ValueError(f"_outcomes[{k}]._p: the chosen one's probability must be in (0, 1], got {chosen_p}")
+    try:
+        cost = _number(outcome, "_label_cost")
+    except ValueError as e:
+        raise ValueError(f"_outcomes[{k}].{e}") from None
+    pmf = None
+    if sorted(ranking) == sorted(eligible):
+        pmf = [0.0] * n_actions
+        for a, p in zip(ranking, probabilities, strict=True):
+            pmf[a] = float(p)
+    features = _Namespaces()
+    features.walk(item, DEFAULT_NAMESPACE)
+    return LoggedSlot(
+        slot_id,
+        features.features(),
+        eligible,
+        chosen,
+        probabilities[0] * scale,
+        -cost,
+        tuple(pmf) if pmf is not None else None,
+    )
+
+
+def _multi_slot_event(line: str) -> MultiSlotEvent:
+    obj = _object(line)
+    common = _common(obj)
+    slots, outcomes = obj["c"].get("_slots"), obj.get("_outcomes")
+    if not isinstance(slots, list) or not slots:
+        raise ValueError("no slots: the context 'c' must hold a non-empty '_slots' list")
+    if not isinstance(outcomes, list) or len(outcomes) != len(slots):
+        raise ValueError(f"_outcomes must be a list with one outcome per slot ({len(slots)}), got {outcomes!r:.80}")
+    pdrop = common.pdrop
+    taken: dict[int, int] = {}
+    read_slots = []
+    for k, (item, outcome) in enumerate(zip(slots, outcomes, strict=True)):
+        scale = 1.0 - pdrop if k == 0 and pdrop < 1.0 else 1.0
+        slot = _slot(item, outcome, k, len(common.example), taken, scale)
+        taken[slot.chosen_index] = k
+        read_slots.append(slot)
+    ids = [s.id for s in read_slots]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"_slots: two slots have one _id: {ids}")
+    return MultiSlotEvent(
+        event_id=common.event_id,
+        example=common.example,
+        slots=tuple(read_slots),
+        timestamp=common.timestamp,
+        skip_learn=common.skip or pdrop == 1.0,
+        holdout=common.holdout,
     )
 
 
@@ -306,18 +451,43 @@ def read(source: str | os.PathLike[str] | Iterable[str]) -> Iterator[LoggedEvent
     `source` is a file path or an iterable of lines (an open file, a list of strings). A line
     that is not a valid event raises ValueError("line N: ...", with the path when known).
     """
+    return _read(source, _event)
+
+
+def read_multi_slot(source: str | os.PathLike[str] | Iterable[str]) -> Iterator[MultiSlotEvent]:
+    """The events of a CCB DSJSON log (VW's `--ccb_explore_adf --dsjson` format, see the module doc), as `read`."""
+    return _read(source, _multi_slot_event)
+
+
+def is_multi_slot(path: str | os.PathLike[str]) -> bool:
+    """Whether the log's first non-blank line is a multi-slot (CCB) event: one with `_outcomes` or `c._slots`."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError:
+                    return False
+                if not isinstance(obj, dict):
+                    return False
+                context = obj.get("c")
+                return "_outcomes" in obj or isinstance(context, dict) and "_slots" in context
+    return False
+
+
+def _read(source: str | os.PathLike[str] | Iterable[str], parse: Callable[[str], T]) -> Iterator[T]:
     if isinstance(source, str | os.PathLike):
         with open(source, encoding="utf-8") as f:
-            yield from _read(f, f"{os.fspath(source)}, ")
+            yield from _parsed(f, f"{os.fspath(source)}, ", parse)
     else:
-        yield from _read(source, "")
+        yield from _parsed(source, "", parse)
 
 
-def _read(lines: Iterable[str], where: str) -> Iterator[LoggedEvent]:
+def _parsed(lines: Iterable[str], where: str, parse: Callable[[str], T]) -> Iterator[T]:
     for number, line in enumerate(lines, 1):
         if line.strip():
             try:
-                event = _event(line)
+                event = parse(line)
             except ValueError as e:
                 raise ValueError(f"{where}line {number}: {e}") from None
             yield event

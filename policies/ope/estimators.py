@@ -7,7 +7,9 @@ confidence interval through one public method, `Estimator.estimate(feedback)`.
 For event i the logging policy chose action a_i with the logged probability
 μ_i and got reward r_i; the target policy π gives a_i the probability π_i, and
 w_i = π_i / μ_i is its importance weight. q̂(x, a) is a reward model
-(`cross_fit`), q̂_i^π = Σ_a π(a | x_i) q̂(x_i, a).
+(`cross_fit`), q̂_i^π = Σ_a π(a | x_i) q̂(x_i, a). For a decision that follows
+others (a CCB slot after the first), w_i and q̂_i^π carry the earlier decisions'
+weight ρ_i too (`BanditFeedback.prefix_weight`).
 
 | estimator | value |
 | --- | --- |
@@ -86,6 +88,10 @@ class BanditFeedback:
       the largest number of actions, see `pad`) and the logged action's index,
       from which π_i is taken.
     - `reward_hat`: q̂(x_i, a) for every action, shaped like `target_pmf` (`cross_fit`).
+    - `prefix_weight`: ρ_i ≥ 0, the importance weight of what was decided before this decision, 1 by
+      default. For slot k of a multi-slot (CCB) event it is Π_{j<k} w_j: slot k's action depends on the
+      earlier slots' actions, so the target's value of slot k weighs event i by W_i = ρ_i w_i (and DM and
+      DR weigh q̂^π by ρ_i), as OBP's reward-interaction IPS and cascade DR do.
 
     DM and DR need `target_pmf`, `chosen` and `reward_hat`; the others need π_i only.
     Raises ValueError naming the first offending event.
@@ -100,6 +106,7 @@ class BanditFeedback:
         chosen: Sequence[int] | np.ndarray | None = None,
         target_pmf: np.ndarray | None = None,
         reward_hat: np.ndarray | None = None,
+        prefix_weight: Sequence[float] | np.ndarray | None = None,
     ) -> None:
         self.reward = np.asarray(reward, dtype=np.float64)
         if self.reward.ndim != 1:
@@ -139,7 +146,12 @@ class BanditFeedback:
                 raise ValueError(f"reward_hat has shape {self.reward_hat.shape}, target_pmf {self.target_pmf.shape}")
             flat = self.reward_hat.ravel()
             _first_bad("reward_hat", flat, np.isfinite(flat), "finite")
-        self.weights = pi / mu
+        self.prefix_weight = (
+            np.ones(self.n) if prefix_weight is None else self._shaped("prefix_weight", prefix_weight, np.float64, 1)
+        )
+        rho = self.prefix_weight
+        _first_bad("prefix_weight", rho, np.isfinite(rho) & (rho >= 0), "finite and non-negative")
+        self.weights = rho * pi / mu
 
     def _shaped(self, name: str, values: object, dtype: type | None, ndim: int) -> np.ndarray:
         out = np.asarray(values, dtype=dtype)
@@ -149,10 +161,10 @@ class BanditFeedback:
         return out
 
     def expected_reward_hat(self) -> np.ndarray:
-        """q̂_i^π = Σ_a π(a | x_i) q̂(x_i, a); ValueError unless target_pmf and reward_hat were given."""
+        """ρ_i q̂_i^π = ρ_i Σ_a π(a | x_i) q̂(x_i, a); ValueError unless target_pmf and reward_hat were given."""
         if self.reward_hat is None:
             raise ValueError("this estimator needs target_pmf, chosen and reward_hat")
-        return (self.target_pmf * self.reward_hat).sum(axis=1)
+        return self.prefix_weight * (self.target_pmf * self.reward_hat).sum(axis=1)
 
     def logged_reward_hat(self) -> np.ndarray:
         """q̂(x_i, a_i), the reward model's prediction for the logged action."""
@@ -300,8 +312,7 @@ class Estimator(ABC):
             raise ValueError(f"unknown interval {interval!r}; known: {', '.join(INTERVALS)}")
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-        t = self._round_terms(feedback)
-        d = self._normalizers(feedback)
+        t, d = self.terms(feedback)
         sums = RatioSums.of(t, d)
         value = sums.value()
         if interval == "gaussian":
@@ -314,6 +325,10 @@ class Estimator(ABC):
             ci = self._clopper_pearson(feedback, value, alpha)
         ess, max_weight, warnings = overlap(feedback.weights)
         return Estimate(self.name, value, ci, interval, feedback.n, ess, max_weight, warnings)
+
+    def terms(self, feedback: BanditFeedback) -> tuple[np.ndarray, np.ndarray]:
+        """The per-round terms t and normalizers d, each of shape (events,): the value is Σ t / Σ d."""
+        return self._round_terms(feedback), self._normalizers(feedback)
 
     def _clopper_pearson(self, feedback: BanditFeedback, value: float, alpha: float) -> tuple[float, float]:
         in_unit = [feedback.reward] + ([feedback.reward_hat.ravel()] if feedback.reward_hat is not None else [])
@@ -406,7 +421,7 @@ class DM(Estimator):
         return feedback.expected_reward_hat()
 
     def _bounds(self, feedback: BanditFeedback) -> tuple[float, float, float]:
-        return 0.0, 1.0, feedback.n
+        return 0.0, float(feedback.prefix_weight.max()), feedback.n
 
 
 class DR(Estimator):
@@ -421,7 +436,7 @@ class DR(Estimator):
 
     def _bounds(self, feedback: BanditFeedback) -> tuple[float, float, float]:
         top = float(feedback.weights.max())
-        return -top, 1.0 + top, feedback.n
+        return -top, float(feedback.prefix_weight.max()) + top, feedback.n
 
 
 def cross_fit(

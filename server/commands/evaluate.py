@@ -16,7 +16,9 @@ def add(commands: argparse._SubParsersAction) -> None:
         description="Replay candidate policies through logged events (learning policies learn as they go, "
         "each event scored before the policy learns from it) and estimate each one's average reward with "
         "IPS, SNIPS, clipped IPS, DM and DR, with intervals. The logged policy, 'baseline' and 'random' are "
-        "always reported. Prints a table; --json and --plot write the report.",
+        "always reported. Prints a table; --json and --plot write the report. A CCB log (VW's --ccb_explore_adf "
+        "DSJSON, with _slots and _outcomes) is estimated per slot and in total; vw:--ccb_explore_adf candidates "
+        "replay as CCB, other specs as one independent single-slot policy per slot.",
     )
     evaluate.add_argument(
         "--log", action="append", required=True, metavar="FILE", help="a DSJSON log (repeatable; read in order)"
@@ -104,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         policies.allow_python_modules(args.policy_module)
+        if dsjson.is_multi_slot(args.log[0]):
+            return _run_multi_slot(args)
         specs = list(args.policy)
         if args.search:
             grid = {
@@ -137,4 +141,30 @@ def run(args: argparse.Namespace) -> int:
             f.write(report.to_json(indent=2))
     if args.plot:
         plot(report, args.plot)
+    return 0
+
+
+def _run_multi_slot(args: argparse.Namespace) -> int:
+    """`run` on CCB logs: the per-slot report (`policies.ope.multislot`)."""
+    from nextbest.policies.ope import dsjson, multislot
+
+    if args.search or args.importance:
+        raise ValueError("--search and --importance work on single-slot logs only, not on CCB (multi-slot) logs")
+    report = multislot.evaluate(
+        itertools.chain.from_iterable(dsjson.read_multi_slot(path) for path in args.log),
+        args.policy,
+        interval=args.interval,
+        alpha=args.alpha,
+        max_weight=args.max_weight,
+        folds=args.folds,
+        seed=args.seed,
+        jobs=args.jobs,
+        progress=_Progress(sys.stderr),
+    )
+    print(multislot.format_report(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(report.to_json(indent=2))
+    if args.plot:
+        multislot.plot(report, args.plot)
     return 0
