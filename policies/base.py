@@ -120,7 +120,9 @@ class Policy(ABC):
             raise ValueError("example has no actions")
         return self._checked(self._pmf(example, event_id), len(example))
 
-    def slot_pmf(self, example: Example, slots: Sequence[Slot], chosen: Sequence[int], event_id: str = "") -> np.ndarray:
+    def slot_pmf(
+        self, example: Example, slots: Sequence[Slot], chosen: Sequence[int], event_id: str = ""
+    ) -> np.ndarray:
         """Probability of each candidate of the slot `slots[len(chosen)]`, in order, given that the slots before it
         chose the actions `chosen` (indices into the example's actions); float64, sums to 1."""
         slot = slots[len(chosen)]

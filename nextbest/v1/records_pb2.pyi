@@ -181,7 +181,7 @@ class LearnerState(_message.Message):
     def __init__(self, shadows: _Optional[_Iterable[_Union[ShadowState, _Mapping]]] = ..., live_spec: _Optional[str] = ..., live_estimate: _Optional[_Union[EstimateSums, _Mapping]] = ..., live_start_seq: _Optional[int] = ..., refused_models: _Optional[int] = ...) -> None: ...
 
 class Contact(_message.Message):
-    __slots__ = ("loop", "event_id", "action_id", "channel", "timestamp", "expires", "joined", "reward", "clicked", "joined_at")
+    __slots__ = ("loop", "event_id", "action_id", "channel", "timestamp", "expires", "joined", "reward", "clicked", "joined_at", "slot_id")
     LOOP_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -192,6 +192,7 @@ class Contact(_message.Message):
     REWARD_FIELD_NUMBER: _ClassVar[int]
     CLICKED_FIELD_NUMBER: _ClassVar[int]
     JOINED_AT_FIELD_NUMBER: _ClassVar[int]
+    SLOT_ID_FIELD_NUMBER: _ClassVar[int]
     loop: str
     event_id: str
     action_id: str
@@ -202,7 +203,8 @@ class Contact(_message.Message):
     reward: float
     clicked: bool
     joined_at: float
-    def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ..., action_id: _Optional[str] = ..., channel: _Optional[str] = ..., timestamp: _Optional[float] = ..., expires: _Optional[float] = ..., joined: _Optional[bool] = ..., reward: _Optional[float] = ..., clicked: _Optional[bool] = ..., joined_at: _Optional[float] = ...) -> None: ...
+    slot_id: str
+    def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ..., action_id: _Optional[str] = ..., channel: _Optional[str] = ..., timestamp: _Optional[float] = ..., expires: _Optional[float] = ..., joined: _Optional[bool] = ..., reward: _Optional[float] = ..., clicked: _Optional[bool] = ..., joined_at: _Optional[float] = ..., slot_id: _Optional[str] = ...) -> None: ...
 
 class SubjectHistory(_message.Message):
     __slots__ = ("contacts",)
