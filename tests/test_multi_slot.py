@@ -1,0 +1,198 @@
+"""Multi-slot decisions (RankMultiSlot) through a real server: sampling, logging, joining per slot, learning."""
+
+import grpc
+import numpy as np
+import pytest
+
+from nextbest.client import action, slot
+from nextbest.server.sampling import sample_index, slot_uniform
+from nextbest.server.store import Stream
+from nextbest.testing import running_server, wait_for
+from nextbest.v1 import decision_pb2, records_pb2, types_pb2
+
+CCB = "vw:--ccb_explore_adf --epsilon 0.2 -q ua -q sa"
+ACTIONS = [action("hero-sale", "web"), action("new-in", "web"), action("tips", ""), action("app", "push")]
+SLOTS = [slot("hero", {"s": {"pos": "hero"}}), slot("side", {"s": {"pos": "side"}}, excluded=["hero-sale"])]
+
+
+def _logged(server, loop, event_id):
+    return records_pb2.DecisionRecord.FromString(server.store.log.get(Stream.DECISIONS, loop, event_id))
+
+
+def test_slots_take_distinct_actions_with_exact_per_slot_probabilities(served):
+    server, client = served
+    client.create_loop("page", policy=CCB)
+    for i in range(40):
+        r = client.rank_multi_slot(ACTIONS, SLOTS, {"u": {"seg": f"s{i % 3}"}}, loop="page", event_id=f"e{i}")
+        assert [s.slot_id for s in r.slots] == ["hero", "side"]
+        chosen = [s.chosen_action_id for s in r.slots]
+        assert len(set(chosen)) == 2
+        logged = _logged(server, "page", f"e{i}")
+        taken: list[int] = []
+        for k, (decision, record) in enumerate(zip(r.slots, logged.slots, strict=True)):
+            ids = [logged.actions[c].id for c in record.candidates]
+            # the slot's candidates: what it may take that no earlier slot took
+            allowed = [a.id for a in ACTIONS if a.id not in SLOTS[k].excluded_action_ids]
+            assert ids == [a for a in allowed if a not in {logged.actions[t].id for t in taken}]
+            assert sorted(p.action_id for p in decision.ranking) == sorted(ids)
+            assert sum(p.probability for p in decision.ranking) == pytest.approx(1.0, abs=1e-12)
+            pmf = dict(zip(ids, record.pmf, strict=True))
+            assert {p.action_id: p.probability for p in decision.ranking} == pmf  # exactly the logged pmf
+            assert decision.probability == pmf[decision.chosen_action_id]
+            # reproducible from the log: the seeded draw of (loop, event id, slot index) over the logged pmf
+            assert ids[sample_index(list(record.pmf), slot_uniform("page", f"e{i}", k))] == decision.chosen_action_id
+            taken.append(record.candidates[record.chosen_index])
+        assert r.slots[1].chosen_action_id != "hero-sale"
+
+
+def test_rank_on_a_multi_slot_loop_is_one_slot_and_rank_multi_slot_on_a_single_slot_loop_fails(served):
+    server, client = served
+    client.create_loop("page", policy=CCB)
+    r = client.rank(ACTIONS, {"u": {"seg": "a"}}, loop="page")
+    assert sum(p.probability for p in r.ranking) == pytest.approx(1.0)
+    assert r.policy == CCB
+    with pytest.raises(grpc.RpcError) as e:
+        client.rank_multi_slot(ACTIONS, SLOTS, {"u": {"seg": "a"}})  # the default loop decides one slot
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "single slot" in e.value.details()
+
+
+@pytest.mark.slow
+def test_retries_answer_the_logged_decision_across_a_restart(tmp_path):
+    store = tmp_path / "store"
+    with running_server(store) as (server, client):
+        client.create_loop("page", policy=CCB, reward_wait_seconds=0.05, publish_interval_seconds=0.05)
+        first = {}
+        for i in range(60):
+            r = client.rank_multi_slot(ACTIONS, SLOTS, {"u": {"seg": f"s{i % 3}"}}, loop="page", event_id=f"e{i}")
+            first[r.event_id] = r
+            client.reward(r.event_id, float(r.slots[0].chosen_action_id == "new-in"), loop="page", slot_id="hero")
+        wait_for(lambda: client.stats("page").learned == 60)
+    with running_server(store) as (server, client):
+        for event_id, response in first.items():
+            assert client.rank_multi_slot(ACTIONS, SLOTS, {"u": {"seg": "x"}}, loop="page", event_id=event_id) == (
+                response
+            )
+        assert server.store.log.last_seq(Stream.DECISIONS, "page") == 60
+
+
+def _bad(**changes):
+    request = decision_pb2.RankMultiSlotRequest(loop="page", actions=ACTIONS, slots=SLOTS)
+    for name, value in changes.items():
+        del getattr(request, name)[:]
+        getattr(request, name).extend(value)
+    return request
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (_bad(slots=[slot("a"), slot("a")]), "slots[1].id: duplicate slot id 'a'"),
+        (_bad(slots=[slot("a", baseline="nope")]), "slots[0].baseline_action_id: 'nope' is not among the actions"),
+        (_bad(slots=[slot(f"s{i}") for i in range(5)]), "slots: 5 slots, more than the 4 actions"),
+        (_bad(slots=[]), "slots: at least one slot is required"),
+        (_bad(slots=[slot("")]), "slots[0].id: must not be empty"),
+        (_bad(slots=[slot("a", excluded=["zz"])]), "slots[0].excluded_action_ids[0]: 'zz' is not among the actions"),
+        (
+            _bad(slots=[slot("a", baseline="tips", excluded=["tips"])]),
+            "slots[0].baseline_action_id: 'tips' is excluded",
+        ),
+        (
+            _bad(slots=[slot("a", baseline="tips"), slot("b", baseline="tips")]),
+            "slots[1].baseline_action_id: 'tips' is also slots[0]'s baseline",
+        ),
+        (_bad(slots=[slot("a", {"u": {"x": 1}})]), "slots[0].features['u'] (namespace name): also a context namespace"),
+        (
+            _bad(slots=[slot("a", excluded=["tips", "app", "new-in"]), slot("b", excluded=["tips", "app", "new-in"])]),
+            "slots[1]: every action the slot may take filled an earlier slot",
+        ),
+    ],
+)
+def test_bad_requests_name_the_field(served, request_, field):
+    server, client = served
+    client.create_loop("page", policy=CCB)
+    request_.context["u"].numeric["x"] = 1.0
+    with pytest.raises(grpc.RpcError) as e:
+        client.decisions.RankMultiSlot(request_)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in e.value.details()
+    assert server.store.log.last_seq(Stream.DECISIONS, "page") == 0
+
+
+def test_a_reward_for_an_unknown_slot_is_refused_naming_the_field(served):
+    server, client = served
+    client.create_loop("page", policy=CCB)
+    r = client.rank_multi_slot(ACTIONS, SLOTS, {"u": {"seg": "a"}}, loop="page")
+    assert client.reward(r.event_id, 1.0, loop="page", slot_id="side") is False
+    with pytest.raises(grpc.RpcError) as e:
+        client.reward(r.event_id, 1.0, loop="page", slot_id="footer")
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "slot_id: 'footer' is not a slot of the decision" in e.value.details()
+    stream = [decision_pb2.RewardRequest(loop="page", event_id=r.event_id, value=1.0, slot_id="footer")]
+    with pytest.raises(grpc.RpcError) as e:
+        client.reward_stream(stream)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "rewards[0].slot_id" in e.value.details()
+
+
+def test_rewards_join_per_slot_and_the_whole_event_counts_in_every_slot(served_fake_clock, clock):
+    server, client = served_fake_clock
+    client.create_loop("page", policy=CCB, reward_wait_seconds=10, default_reward=-1.0)
+    r = client.rank_multi_slot(ACTIONS, SLOTS, {"u": {"seg": "a"}}, loop="page", event_id="e")
+    client.reward("e", 0.5, loop="page", slot_id="side")
+    client.reward("e", 0.25, loop="page", slot_id="side")
+    client.rank_multi_slot(ACTIONS, SLOTS, {"u": {"seg": "a"}}, loop="page", event_id="f")
+    client.reward("f", 2.0, loop="page")  # the whole event: every slot
+    clock.advance(11)
+    wait_for(lambda: client.stats("page").joined == 2)
+    joined = records_pb2.JoinedEvent.FromString(server.store.log.get(Stream.JOINED, "page", "e"))
+    assert [(s.slot_id, s.reward, s.reward_count, s.defaulted) for s in joined.slots] == [
+        ("hero", -1.0, 0, True),
+        ("side", 0.5, 2, False),  # the earliest, as configured by default
+    ]
+    assert (joined.reward, joined.reward_count) == (-0.5, 2)
+    assert joined.decision.slots[1].id == "side" and r.slots[1].slot_id == "side"
+    other = records_pb2.JoinedEvent.FromString(server.store.log.get(Stream.JOINED, "page", "f"))
+    assert [(s.reward, s.reward_count) for s in other.slots] == [(2.0, 1), (2.0, 1)]
+
+
+def test_logging_only_answers_each_slot_with_its_baseline(served):
+    server, client = served
+    client.create_loop("page", policy=CCB, learning_mode=types_pb2.LEARNING_MODE_LOGGING_ONLY)
+    slots = [slot("hero", baseline="app"), slot("side"), slot("foot", baseline="hero-sale")]
+    r = client.rank_multi_slot(ACTIONS, slots, {"u": {"seg": "a"}}, loop="page")
+    # "side" has no baseline: the first action it may take that no earlier slot took
+    assert [(s.chosen_action_id, s.probability) for s in r.slots] == [("app", 1.0), ("hero-sale", 1.0), ("new-in", 1.0)]
+    assert r.policy == "baseline"
+
+
+def _page(client, loop, event_id, rng):
+    """One page view of a planted problem: the best action for the hero slot is 'new-in', for the side slot 'tips'
+    (reward 1 with probability 0.8, else 0.1 for any other); whether each slot chose its best."""
+    segment = f"s{rng.integers(3)}"
+    r = client.rank_multi_slot(ACTIONS, SLOTS, {"u": {"seg": segment}}, loop=loop, event_id=event_id)
+    hits = []
+    for decision, best in zip(r.slots, ("new-in", "tips"), strict=True):
+        hit = decision.chosen_action_id == best
+        client.reward(event_id, float(rng.random() < (0.8 if hit else 0.1)), loop=loop, slot_id=decision.slot_id)
+        hits.append(hit)
+    return hits
+
+
+@pytest.mark.slow
+def test_a_planted_per_slot_preference_is_learned(served):
+    server, client = served
+    client.create_loop(
+        "page",
+        policy=CCB,
+        reward_wait_seconds=0.05,
+        publish_interval_seconds=0.05,
+        shadow_policies=["vw:--ccb_explore_adf --epsilon 0.05", "vw:--cb_explore_adf --epsilon 0.05 -q ua -q sa"],
+    )
+    rng = np.random.default_rng(7)
+    hits = [_page(client, "page", f"e{i}", rng) for i in range(1500)]
+    last = np.array(hits[-300:])
+    assert last[:, 0].mean() >= 0.75 and last[:, 1].mean() >= 0.75, last.mean(axis=0)
+    stats = wait_for(lambda: (s := client.stats("page")).learned == 1500 and s)
+    shadows = {e.spec: e for e in stats.policies if not e.live}
+    assert len(shadows) == 2 and all(e.events > 0 and e.skipped_events == 0 for e in shadows.values()), shadows
