@@ -1,13 +1,19 @@
 """Multi-slot decisions (RankMultiSlot) through a real server: sampling, logging, joining per slot, learning."""
 
+import io
+import json
+
 import grpc
 import numpy as np
 import pytest
+from test_export import vw_replay
 
-from nextbest.client import action, slot
+from nextbest import policies
+from nextbest.client import action, namespaces, slot
+from nextbest.server.export import export
 from nextbest.server.sampling import sample_index, slot_uniform
-from nextbest.server.store import Stream
-from nextbest.testing import running_server, wait_for
+from nextbest.server.store import Stream, open_store
+from nextbest.testing import FakeClock, running_server, wait_for
 from nextbest.v1 import decision_pb2, records_pb2, types_pb2
 
 CCB = "vw:--ccb_explore_adf --epsilon 0.2 -q ua -q sa"
@@ -196,3 +202,47 @@ def test_a_planted_per_slot_preference_is_learned(served):
     stats = wait_for(lambda: (s := client.stats("page")).learned == 1500 and s)
     shadows = {e.spec: e for e in stats.policies if not e.live}
     assert len(shadows) == 2 and all(e.events > 0 and e.skipped_events == 0 for e in shadows.values()), shadows
+
+
+REPLAY_CCB = "vw:--ccb_explore_adf --softmax --lambda 5 -q ua -q sa"  # a pmf that moves with every weight
+
+
+@pytest.mark.slow
+def test_vw_learning_the_ccb_export_is_the_live_model(tmp_path):
+    clock = FakeClock()
+    store = tmp_path / "store"
+    with running_server(store, clock=clock) as (server, client):
+        client.create_loop("page", policy=REPLAY_CCB, reward_wait_seconds=10, publish_interval_seconds=0.05)
+        rng = np.random.default_rng(11)
+        for i in range(60):
+            context = {"u": {"seg": f"s{i % 3}", "visits": i % 5, "tokens": ["music", "_promo"]}}
+            r = client.rank_multi_slot(ACTIONS, SLOTS, context, loop="page", event_id=f"e{i}")
+            for decision in r.slots:
+                if rng.random() < 0.6:
+                    client.reward(f"e{i}", float(rng.integers(1, 4)), loop="page", slot_id=decision.slot_id)
+            if i % 7 == 0:
+                client.reward(f"e{i}", 0.5, loop="page")
+            clock.advance(1)
+        clock.advance(11)
+        wait_for(lambda: (live := server.store.models.live("page")) is not None and live.learned_seq == 60)
+        live = server.store.models.live("page")
+        model = policies.load(live.spec, live.data)
+    with open_store(str(store)) as opened:
+        out = io.StringIO()
+        assert export(opened, "page", out).written == 60
+    lines = out.getvalue().splitlines()
+    first = json.loads(lines[0])
+    assert list(first["c"]) == ["u", "_multi", "_slots"] and list(first)[-4:] == ["_outcomes", "o", "VWState", "Seq"]
+    assert [s["_id"] for s in first["_outcomes"]] == ["hero", "side"]
+    replayed = vw_replay(lines, REPLAY_CCB, tmp_path)
+    examples = [policies.Example(namespaces({"u": {"seg": f"s{k}", "visits": k}}), ACTIONS) for k in range(3)]
+    slots = [policies.Slot(namespaces(s.features), (0, 1, 2, 3)) for s in SLOTS]
+    fresh = policies.create(REPLAY_CCB)
+    gap = learned = 0.0
+    for example in examples:
+        for chosen in ([], [1], [2]):
+            probe = slots[: len(chosen) + 1]
+            a, b = model.slot_pmf(example, probe, chosen), replayed.slot_pmf(example, probe, chosen)
+            gap = max(gap, float(np.max(np.abs(a - b))))
+            learned = max(learned, float(np.max(np.abs(a - fresh.slot_pmf(example, probe, chosen)))))
+    assert gap <= 1e-4 and learned > 0.05  # the same model, and one that learned
