@@ -13,6 +13,7 @@ from nextbest.client import action, namespaces, slot
 from nextbest.server.export import export
 from nextbest.server.sampling import sample_index, slot_uniform
 from nextbest.server.store import Stream, open_store
+from nextbest.server.subjects.history import contacts
 from nextbest.testing import FakeClock, running_server, wait_for
 from nextbest.v1 import decision_pb2, records_pb2, types_pb2
 
@@ -246,3 +247,42 @@ def test_vw_learning_the_ccb_export_is_the_live_model(tmp_path):
             gap = max(gap, float(np.max(np.abs(a - b))))
             learned = max(learned, float(np.max(np.abs(a - fresh.slot_pmf(example, probe, chosen)))))
     assert gap <= 1e-4 and learned > 0.05  # the same model, and one that learned
+
+
+SEND = [action("email-a", "email"), action("push-a", "push"), action("nothing")]
+SEND_SLOTS = [slot("lead", baseline="email-a"), slot("second", baseline="push-a"), slot("extra", baseline="nothing")]
+
+
+def test_each_filled_slot_that_is_a_contact_counts_in_the_subject_history(served_fake_clock, clock):
+    server, client = served_fake_clock
+    client.create_loop("send", policy=CCB, learning_mode=types_pb2.LEARNING_MODE_LOGGING_ONLY, reward_wait_seconds=60)
+    client.set_contact_policy(json.dumps({"rules": [{"name": "two", "max": 2, "per_seconds": 86400}]}))
+    r = client.rank_multi_slot(SEND, SEND_SLOTS, loop="send", subject_id="ann", event_id="d", deferred=True)
+    assert [s.chosen_action_id for s in r.slots] == ["email-a", "push-a", "nothing"]
+    assert contacts(server.store.subjects.get("ann"), clock()) == []  # deferred: no contact until activated
+    client.activate("d", loop="send")
+    kept = contacts(server.store.subjects.get("ann"), clock())
+    assert [(c.slot_id, c.action_id, c.channel) for c in kept] == [
+        ("lead", "email-a", "email"),
+        ("second", "push-a", "push"),
+    ]
+    # two contacts today: the cap suppresses every channel, for Rank and RankMultiSlot alike
+    again = client.rank_multi_slot(SEND, [slot("only")], loop="send", subject_id="ann")
+    assert {s.action_id for s in again.suppressed} == {"email-a", "push-a"}
+    assert again.slots[0].chosen_action_id == "nothing"
+    client.reward("d", 1.0, loop="send", slot_id="second")
+    clock.advance(61)
+    wait_for(lambda: sum(c.joined for c in contacts(server.store.subjects.get("ann"), 0.0)) == 2)
+    outcome = {c.slot_id: (c.reward, c.clicked) for c in contacts(server.store.subjects.get("ann"), 0.0)}
+    assert outcome == {"lead": (0.0, False), "second": (1.0, True)}
+
+
+def test_apprentice_answers_each_slots_baseline_and_logs_the_policys_top_candidate(served):
+    server, client = served
+    client.create_loop("page", policy=CCB, learning_mode=types_pb2.LEARNING_MODE_APPRENTICE)
+    slots = [slot("hero", {"s": {"pos": "hero"}}, baseline="tips"), slot("side", {"s": {"pos": "side"}})]
+    r = client.rank_multi_slot(ACTIONS, slots, {"u": {"seg": "a"}}, loop="page", event_id="e")
+    assert [(s.chosen_action_id, s.probability) for s in r.slots] == [("tips", 1.0), ("hero-sale", 1.0)]
+    assert r.policy == "baseline" and r.learning_mode == types_pb2.LEARNING_MODE_APPRENTICE
+    logged = _logged(server, "page", "e")
+    assert all(0 <= s.policy_top_index < len(s.candidates) for s in logged.slots)
