@@ -338,7 +338,9 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         slots = _screened_slots(multi.slots, multi.actions, candidates)
         example = policies.Example(screened.context, candidates)
         holdout = _holdout_model(view, loop, request.subject_id)
-        validation.decision_work(example, (holdout or view.model).policy, view.config, self._limits)
+        policy = (holdout or view.model).policy
+        evaluations = validation.slot_evaluations(len(slots), policy.multi_slot)
+        validation.decision_work(example, policy, view.config, self._limits, evaluations)
         decider = _SlotDecider(view, holdout, example, (loop, event_id))
         slot_records = [decider.decide(i, slot) for i, slot in enumerate(slots)]
         for record_slot, slot in zip(slot_records, request.slots, strict=True):

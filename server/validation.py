@@ -279,18 +279,23 @@ def rank_multi_slot_request(request: decision_pb2.RankMultiSlotRequest, limits: 
 
 
 def decision_work(
-    example: policies.Example, policy: policies.Policy, config: types_pb2.LoopConfig, limits: Limits
+    example: policies.Example,
+    policy: policies.Policy,
+    config: types_pb2.LoopConfig,
+    limits: Limits,
+    evaluations: int = 1,
 ) -> None:
     """Refuse a decision whose example would make the serving policy, the configured one (the learner's, while a
     swap is under way) or a shadow generate more features than `limits.max_generated_features`, before any of
-    them sees it (RESOURCE_EXHAUSTED naming the limit)."""
+    them sees it (RESOURCE_EXHAUSTED naming the limit). A multi-slot decision evaluates the example `evaluations`
+    times (see `slot_evaluations`)."""
     limit = limits.max_generated_features
-    work = policy.work(example)
+    work = policy.work(example) * evaluations
     for spec in (config.policy, *config.shadow_policies):
         if work > limit:
             break
         if spec != policy.spec:
-            work = max(work, policies.work_counter(spec)(example))
+            work = max(work, policies.work_counter(spec)(example) * evaluations)
     if work > limit:
         raise ResourceExhausted(
             f"actions: the decision would generate {work:,} features (context and action features, their "
@@ -316,6 +321,12 @@ def reward_request(request: decision_pb2.RewardRequest, limits: Limits, field: s
     _id(request.slot_id, f"{field}slot_id", limits, required=False)
     if not math.isfinite(request.value):
         raise InvalidArgument(f"{field}value: must be finite, got {request.value}")
+
+
+def slot_evaluations(slots: int, multi_slot: bool) -> int:
+    """How many times deciding `slots` slots evaluates the example: a multi-slot policy is asked each slot with the
+    slots before it (1 + 2 + … + slots), another policy each slot alone."""
+    return slots * (slots + 1) // 2 if multi_slot else slots
 
 
 def slot_id(value: str, slots: Iterable[str], field: str = "") -> None:

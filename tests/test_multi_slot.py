@@ -10,6 +10,7 @@ from test_export import vw_replay
 
 from nextbest import policies
 from nextbest.client import action, namespaces, slot
+from nextbest.server.config import Limits
 from nextbest.server.export import export
 from nextbest.server.sampling import sample_index, slot_uniform
 from nextbest.server.store import Stream, open_store
@@ -286,3 +287,17 @@ def test_apprentice_answers_each_slots_baseline_and_logs_the_policys_top_candida
     assert r.policy == "baseline" and r.learning_mode == types_pb2.LEARNING_MODE_APPRENTICE
     logged = _logged(server, "page", "e")
     assert all(0 <= s.policy_top_index < len(s.candidates) for s in logged.slots)
+
+
+def test_the_work_limit_counts_each_slot_evaluation(tmp_path):
+    context = {"u": {"seg": "a", "tokens": [f"t{i}" for i in range(20)]}}
+    example = policies.Example(namespaces(context), ACTIONS)
+    work = policies.create(CCB).work(example)
+    with running_server(tmp_path / "store", limits=Limits(max_generated_features=3 * work)) as (server, client):
+        client.create_loop("page", policy=CCB)
+        two = [slot("a"), slot("b")]  # asked 1 + 2 times
+        assert len(client.rank_multi_slot(ACTIONS, two, context, loop="page").slots) == 2
+        with pytest.raises(grpc.RpcError) as e:
+            client.rank_multi_slot(ACTIONS, [*two, slot("c")], context, loop="page")  # 1 + 2 + 3
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "max_generated_features" in e.value.details()
