@@ -208,10 +208,9 @@ class _SlotDecider:
         self._loop, self._event_id = key
         self.slots: list[policies.Slot] = []
         self.chosen: list[int] = []  # action indices
-        self.policy = holdout.spec if holdout is not None else view.model.spec
-        mode = view.config.learning_mode
-        if holdout is None and mode != Mode.LEARNING_MODE_ONLINE:
-            self.policy = BASELINE_POLICY
+        # APPRENTICE and LOGGING_ONLY answer with each slot's baseline; the holdout policy decides in every mode
+        self._baseline = holdout is None and view.config.learning_mode != Mode.LEARNING_MODE_ONLINE
+        self.policy = BASELINE_POLICY if self._baseline else (holdout or view.model).spec
 
     def decide(self, i: int, slot: validation.SlotInput) -> records_pb2.SlotRecord:
         eligible = tuple(a for a in slot.allowed if a not in self.chosen)
@@ -219,7 +218,7 @@ class _SlotDecider:
             raise InvalidArgument(f"slots[{i}]: every action the slot may take filled an earlier slot")
         self.slots.append(policies.Slot(slot.features, eligible))
         top = 0
-        if self.policy == BASELINE_POLICY:
+        if self._baseline:
             baseline = eligible.index(slot.baseline) if slot.baseline in eligible else 0
             pmf = [0.0] * len(eligible)
             pmf[baseline] = 1.0

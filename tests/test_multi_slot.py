@@ -301,3 +301,19 @@ def test_the_work_limit_counts_each_slot_evaluation(tmp_path):
             client.rank_multi_slot(ACTIONS, [*two, slot("c")], context, loop="page")  # 1 + 2 + 3
         assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "max_generated_features" in e.value.details()
+
+
+def test_a_holdout_subjects_slots_are_each_decided_by_the_holdout_policy(served):
+    server, client = served
+    client.create_loop("page", policy=CCB, holdout_fraction=0.5, holdout_policy="random")
+    subjects = [f"u{i}" for i in range(20)]
+    answers = {
+        s: client.rank_multi_slot(ACTIONS, SLOTS, {"u": {"seg": "a"}}, loop="page", subject_id=s) for s in subjects
+    }
+    held = [r for r in answers.values() if r.holdout]
+    assert held and len(held) < len(subjects)
+    for r in held:
+        assert r.policy == "random"
+        side = 3 - (r.slots[0].chosen_action_id != "hero-sale")  # not hero-sale, nor the hero's choice
+        assert [len(s.ranking) for s in r.slots] == [4, side]
+        assert all(p.probability == pytest.approx(1 / len(s.ranking)) for s in r.slots for p in s.ranking)  # uniform
