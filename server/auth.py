@@ -1,7 +1,7 @@
 """API keys with scopes, checked on every call by a server interceptor.
 
 Callers send `authorization: Bearer <key>` metadata. The scope `decide` allows
-DecisionService (Rank, Reward, Activate, RewardStream); `admin` allows
+DecisionService (Rank, RankMultiSlot, Reward, Activate, RewardStream); `admin` allows
 AdminService (and any other service but these). Health checking and
 reflection stay open. A missing or unknown key answers UNAUTHENTICATED; a
 known key without the method's scope answers PERMISSION_DENIED.
