@@ -197,6 +197,22 @@ def _screened_slots(
     return out
 
 
+def _fill_first_slot(record: records_pb2.DecisionRecord, policy: str, slots: Sequence[decision_pb2.Slot]) -> None:
+    """Complete a multi-slot record: the policy, each slot's features as requested, and the first slot's decision
+    in the single-slot fields (pmf over every action, chosen and top index into the actions)."""
+    record.policy = policy
+    for logged, requested in zip(record.slots, slots, strict=True):
+        for name, features in requested.features.items():
+            logged.features[name].CopyFrom(features)
+    first = record.slots[0]
+    pmf = [0.0] * len(record.actions)
+    for i, p in zip(first.candidates, first.pmf, strict=True):
+        pmf[i] = p
+    record.pmf[:] = pmf
+    record.chosen_index = first.candidates[first.chosen_index]
+    record.policy_top_index = first.candidates[first.policy_top_index]
+
+
 class _SlotDecider:
     """Decides the slots of one multi-slot decision in order, each from the candidates no earlier slot took: with the
     live policy (ONLINE), the holdout policy, or the slot's baseline (APPRENTICE, LOGGING_ONLY)."""
@@ -300,24 +316,41 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         )
         decided_by = (record.model_version, policy, view.config.learning_mode)
         contact = self._contact(record, candidates[chosen_index], view.config, now)
+        entry = Entry(event_id, record_data(request, candidates, record, screened.logged_context))
+        logged = self._log_decision(
+            loop, entry, contact, lambda d: self._contact(d, d.actions[d.chosen_index], view.config, d.timestamp)
+        )
+        if logged is not None:
+            return response_of(logged)
+        return _response(event_id, candidates, pmf, chosen_index, decided_by, record.holdout, screened.suppressed)
+
+    def _log_decision(
+        self,
+        loop: str,
+        entry: Entry,
+        contact: SubjectChanges,
+        contact_of: Callable[[records_pb2.DecisionRecord], SubjectChanges],
+    ) -> records_pb2.DecisionRecord | None:
+        """Log a decision (with its subject's contact); on a retry, the decision logged first under its event id,
+        whatever the model now (None: this one is logged, or answered unlogged when the store is full and the
+        server may). `contact_of` gives a logged decision's contact, recorded again on a retry: kept once (a crash
+        may have come before it was)."""
         try:
-            entry = Entry(event_id, record_data(request, candidates, record, screened.logged_context))
             appended = self._log.append(Stream.DECISIONS, loop, [entry], contact)[0]
         except StoreFullError as e:
-            logged = self._log.get(Stream.DECISIONS, loop, event_id)
+            logged = self._log.get(Stream.DECISIONS, loop, entry.key or "")
             if logged is not None:  # a retry: the logged decision stands
-                return response_of(records_pb2.DecisionRecord.FromString(logged))
+                return records_pb2.DecisionRecord.FromString(logged)
             if not self._serve_without_logging:
                 raise
             self._answered_unlogged(loop, e)
-            return _response(event_id, candidates, pmf, chosen_index, decided_by, record.holdout, screened.suppressed)
-        if not appended.created:  # a retry: answer what was logged first, whatever the model now
-            logged = records_pb2.DecisionRecord.FromString(appended.data)
-            if self._subjects is not None:  # recorded again: kept once (a crash may have come before it was)
-                chosen = logged.actions[logged.chosen_index]
-                self._subjects.update(self._contact(logged, chosen, view.config, logged.timestamp))
-            return response_of(logged)
-        return _response(event_id, candidates, pmf, chosen_index, decided_by, record.holdout, screened.suppressed)
+            return None
+        if appended.created:
+            return None
+        logged_first = records_pb2.DecisionRecord.FromString(appended.data)
+        if self._subjects is not None:
+            self._subjects.update(contact_of(logged_first))
+        return logged_first
 
     def RankMultiSlot(
         self, request: decision_pb2.RankMultiSlotRequest, context: grpc.ServicerContext
@@ -341,52 +374,26 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         evaluations = validation.slot_evaluations(len(slots), policy.multi_slot)
         validation.decision_work(example, policy, view.config, self._limits, evaluations)
         decider = _SlotDecider(view, holdout, example, (loop, event_id))
-        slot_records = [decider.decide(i, slot) for i, slot in enumerate(slots)]
-        for record_slot, slot in zip(slot_records, request.slots, strict=True):
-            for name, features in slot.features.items():
-                record_slot.features[name].CopyFrom(features)
-        first = slot_records[0]
-        pmf = [0.0] * len(candidates)
-        for i, p in zip(first.candidates, first.pmf, strict=True):
-            pmf[i] = p
         record = records_pb2.DecisionRecord(
             loop=loop,
             event_id=event_id,
             context=screened.logged_context or request.context,
             actions=candidates,
-            pmf=pmf,
-            chosen_index=decider.chosen[0],
             model_version=str(view.model.version),
-            policy=decider.policy,
             config=view.config,
             timestamp=now,
             deferred=request.deferred,
-            policy_top_index=first.candidates[first.policy_top_index],
             holdout=holdout is not None,
             subject_id=request.subject_id,
             suppressed=screened.suppressed,
             skipped_rules=screened.skipped,
-            slots=slot_records,
+            slots=[decider.decide(i, slot) for i, slot in enumerate(slots)],
         )
+        _fill_first_slot(record, decider.policy, request.slots)
         contact = self._slot_contacts(record, view.config, now)
-        try:
-            appended = self._log.append(Stream.DECISIONS, loop, [Entry(event_id, record.SerializeToString())], contact)[
-                0
-            ]
-        except StoreFullError as e:
-            logged = self._log.get(Stream.DECISIONS, loop, event_id)
-            if logged is not None:  # a retry: the logged decision stands
-                return multi_slot_response_of(records_pb2.DecisionRecord.FromString(logged))
-            if not self._serve_without_logging:
-                raise
-            self._answered_unlogged(loop, e)
-            return multi_slot_response_of(record)
-        if not appended.created:  # a retry: answer what was logged first, whatever the model now
-            logged = records_pb2.DecisionRecord.FromString(appended.data)
-            if self._subjects is not None:  # recorded again: kept once (a crash may have come before it was)
-                self._subjects.update(self._slot_contacts(logged, view.config, logged.timestamp))
-            return multi_slot_response_of(logged)
-        return multi_slot_response_of(record)
+        entry = Entry(event_id, record.SerializeToString())
+        logged = self._log_decision(loop, entry, contact, lambda d: self._slot_contacts(d, view.config, d.timestamp))
+        return multi_slot_response_of(logged or record)
 
     def _slot_contacts(
         self, record: records_pb2.DecisionRecord, config: types_pb2.LoopConfig, now: float
