@@ -10,10 +10,11 @@ from test_export import vw_replay
 
 from nextbest import policies
 from nextbest.client import action, namespaces, slot
-from nextbest.server.config import Limits
+from nextbest.server.config import Limits, normalized
 from nextbest.server.export import export
+from nextbest.server.joiner import Joiner
 from nextbest.server.sampling import sample_index, slot_uniform
-from nextbest.server.store import Stream, open_store
+from nextbest.server.store import Entry, Stream, open_store
 from nextbest.server.subjects.history import contacts
 from nextbest.testing import FakeClock, running_server, wait_for
 from nextbest.v1 import decision_pb2, records_pb2, types_pb2
@@ -317,3 +318,49 @@ def test_a_holdout_subjects_slots_are_each_decided_by_the_holdout_policy(served)
         side = 3 - (r.slots[0].chosen_action_id != "hero-sale")  # not hero-sale, nor the hero's choice
         assert [len(s.ranking) for s in r.slots] == [4, side]
         assert all(p.probability == pytest.approx(1 / len(s.ranking)) for s in r.slots for p in s.ranking)  # uniform
+
+
+def _slot_join_run(store, max_held):
+    """Multi-slot decisions with rewards per slot, for the whole event and for an unknown slot, joined by a joiner
+    holding at most `max_held` folds (the others spilled to the store and read back); the joined events and
+    counters."""
+    clock = FakeClock()
+    joiner = Joiner(store.log, "j", clock, max_held=max_held)
+    config = normalized(types_pb2.LoopConfig(name="j", reward_wait_seconds=60, default_reward=-1.0))
+    rng = np.random.default_rng(4)
+    for i in range(30):
+        record = records_pb2.DecisionRecord(loop="j", event_id=f"e{i}", pmf=[1.0], config=config, timestamp=clock())
+        record.actions.add(id="a")
+        record.slots.add(id="hero", candidates=[0], pmf=[1.0])
+        record.slots.add(id="side", candidates=[0], pmf=[1.0])
+        store.log.append(Stream.DECISIONS, "j", [Entry(f"e{i}", record.SerializeToString())])
+        for _ in range(3):
+            target = f"e{rng.integers(max(i - 5, 0), i + 1)}"
+            slot_id = ["hero", "side", "", "footer"][rng.integers(4)]
+            value = float(rng.integers(1, 5))
+            reward = records_pb2.RewardRecord(
+                loop="j", event_id=target, kind=records_pb2.RewardRecord.KIND_REWARD, value=value, slot_id=slot_id
+            )
+            reward.timestamp = clock()
+            store.log.append(Stream.REWARDS, "j", [Entry(None, reward.SerializeToString())])
+        clock.advance(1)
+        joiner.step(60)
+    clock.advance(120)
+    while joiner.step(60):
+        pass
+    joined = {}
+    for _, data in store.log.read(Stream.JOINED, "j", 0, 1000):
+        event = records_pb2.JoinedEvent.FromString(data)
+        joined[event.decision.event_id] = [(s.slot_id, s.reward, s.reward_count) for s in event.slots]
+    s = joiner.state
+    return joined, (s.rewards, s.joined, s.defaulted, s.orphans, s.late, s.reward_sum)
+
+
+@pytest.mark.slow
+def test_slot_rewards_join_the_same_when_folds_are_spilled_to_the_store(tmp_path):
+    with open_store(str(tmp_path / "a")) as store:
+        expected, counters = _slot_join_run(store, max_held=10**6)
+    with open_store(str(tmp_path / "b")) as store:
+        assert _slot_join_run(store, max_held=2) == (expected, counters)
+    assert len(expected) == 30 and counters[3] > 0  # rewards for the unknown slot 'footer' are orphans
+    assert any(count > 1 for slots in expected.values() for _, _, count in slots)
