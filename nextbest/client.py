@@ -234,9 +234,10 @@ class Client:
         )
         return self.decisions.Reward(request, timeout=self.timeout).duplicate
 
-    def activate(self, event_id: str, *, loop: str = "") -> bool:
-        """Activate a deferred decision; returns True when it was already activated."""
-        request = decision_pb2.ActivateRequest(loop=loop, event_id=event_id)
+    def activate(self, event_id: str, *, loop: str = "", slot_id: str = "") -> bool:
+        """Activate a deferred decision (one slot of a multi-slot one with `slot_id`); returns True when it was
+        already activated."""
+        request = decision_pb2.ActivateRequest(loop=loop, event_id=event_id, slot_id=slot_id)
         return self.decisions.Activate(request, timeout=self.timeout).duplicate
 
     def reward_stream(self, rewards: Iterable[decision_pb2.RewardRequest]) -> decision_pb2.RewardStreamSummary:

@@ -444,9 +444,11 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         appended = self._log.append(Stream.REWARDS, loop, [reward_entry(request, self._clock())])[0]
         return decision_pb2.RewardResponse(duplicate=not appended.created)
 
-    def _check_slot(self, loop: str, request: decision_pb2.RewardRequest, field: str = "") -> None:
-        """A reward for a slot must name a slot of its decision, when the decision is logged already (one that comes
-        later than its reward is checked by the joiner, which drops it as an orphan)."""
+    def _check_slot(
+        self, loop: str, request: decision_pb2.RewardRequest | decision_pb2.ActivateRequest, field: str = ""
+    ) -> None:
+        """A reward (or activation) for a slot must name a slot of its decision, when the decision is logged already
+        (one that comes later than its reward is checked by the joiner, which drops it as an orphan)."""
         if not request.slot_id:
             return
         data = self._log.get(Stream.DECISIONS, loop, request.event_id)
@@ -460,29 +462,33 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         validation.activate_request(request, self._limits)
         loop = validation.loop_name(request.loop)
         view = self._catalog.get(loop)
+        self._check_slot(loop, request)
         record = records_pb2.RewardRecord(
             loop=loop,
             event_id=request.event_id,
             kind=records_pb2.RewardRecord.KIND_ACTIVATION,
             timestamp=self._clock(),
+            slot_id=request.slot_id,
         )
-        entry = Entry(f"a\x00{request.event_id}", record.SerializeToString())
-        appended = self._log.append(Stream.REWARDS, loop, [entry])[0]
+        key = f"a\x00{request.event_id}" + (f"\x00{request.slot_id}" if request.slot_id else "")
+        appended = self._log.append(Stream.REWARDS, loop, [Entry(key, record.SerializeToString())])[0]
         if appended.created:
-            self._activated(view.config, loop, request.event_id, record.timestamp)
+            self._activated(view.config, loop, request, record.timestamp)
         return decision_pb2.ActivateResponse(duplicate=not appended.created)
 
-    def _activated(self, config: types_pb2.LoopConfig, loop: str, event_id: str, now: float) -> None:
-        """An activated decision of a subject is a contact from now on (one logged after its activation is
-        recorded when it is joined)."""
+    def _activated(
+        self, config: types_pb2.LoopConfig, loop: str, request: decision_pb2.ActivateRequest, now: float
+    ) -> None:
+        """An activated decision (or slot) of a subject is a contact from now on (one logged after its activation
+        is recorded when it is joined)."""
         if self._subjects is None:
             return
-        data = self._log.get(Stream.DECISIONS, loop, event_id)
+        data = self._log.get(Stream.DECISIONS, loop, request.event_id)
         if data is None:
             return
         decision = records_pb2.DecisionRecord.FromString(data)
         if decision.subject_id and decision.deferred and decision.slots:
-            self._subjects.update(self._subjects.slot_contacts(decision, config, now))
+            self._subjects.update(self._subjects.slot_contacts(decision, config, now, request.slot_id))
         elif decision.subject_id and decision.deferred:
             chosen = decision.actions[decision.chosen_index]
             self._subjects.update(self._subjects.contact(decision, chosen, config, now))

@@ -55,11 +55,16 @@ def to_ccb_dsjson(joined: records_pb2.JoinedEvent, extra: Mapping[str, Any]) -> 
     (each slot's `_id`, `_inc`, its candidates, 0-based into `_multi`, and its namespaces); then `_outcomes`, one per
     slot: `_id`, `_label_cost` (-reward), `_a` (the chosen action, then the slot's other candidates by decreasing
     probability, 0-based) and `_p` (their logged probabilities). VW reads `_outcomes` only after `c`.
-    `_skipLearn` marks an event the learner does not learn from; ValueError when VW's JSON cannot hold a name."""
+    `_skipLearn` marks an event the learner does not learn from; of a deferred decision with some slots
+    activated, only those are written (what the learner learned: each slot's `_inc` holds its candidates, so
+    a slot is learned the same without the slots before it). ValueError when VW's JSON cannot hold a name."""
     d = joined.decision
     line: dict[str, Any] = {"EventId": d.event_id}
+    pairs = list(zip(d.slots, joined.slots, strict=True))
     if learn_event(joined) is None:
         line["_skipLearn"] = True
+    elif d.deferred:
+        pairs = [(slot, outcome) for slot, outcome in pairs if outcome.activated]
     if d.holdout:
         line["_holdout"] = True
     line["Timestamp"] = (
@@ -70,13 +75,13 @@ def to_ccb_dsjson(joined: records_pb2.JoinedEvent, extra: Mapping[str, Any]) -> 
         context["_multi"] = [{"_tag": a.id, **_namespaces_json(action_namespaces(a))} for a in d.actions]
         context["_slots"] = [
             {"_id": s.id, "_inc": list(s.candidates), **_namespaces_json(context_namespaces(s.features))}
-            for s in d.slots
+            for s, _ in pairs
         ]
     except ValueError as e:
         raise ValueError(f"event {d.event_id!r}: {e}") from None
     line["c"] = context
     outcomes = []
-    for slot, outcome in zip(d.slots, joined.slots, strict=True):
+    for slot, outcome in pairs:
         ranking = _ranking(list(slot.pmf), slot.chosen_index)
         outcomes.append(
             {

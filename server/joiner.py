@@ -11,7 +11,9 @@ in decision order, keyed by event id.
 A multi-slot decision is joined per slot: a reward with a slot id counts for
 that slot, one without for every slot, each slot's are aggregated (or
 defaulted) alone, and the joined event's reward is the sum over its slots. A
-reward for a slot the decision does not have is counted as an orphan.
+reward (or activation) for a slot the decision does not have is counted as an
+orphan. An activation of a slot activates that slot, one without a slot id
+every slot.
 
 Which rewards join is decided by timestamps alone, so replaying the log after
 a crash joins the same way; appends are idempotent, so a replay never
@@ -165,7 +167,7 @@ class _Fold:
 
     _FORMAT: ClassVar = struct.Struct(">qqddddBq")
     _SLOTS: ClassVar = struct.Struct(">qH")  # unknown, the number of slot folds (each: id length, id, _VALUES)
-    _VALUES: ClassVar = struct.Struct(">qdddd")
+    _VALUES: ClassVar = struct.Struct(">qddddB")
 
     def __init__(self) -> None:
         self.seqs: list[int] = []  # the rewards folded in since the last spill: a restart reads them again
@@ -191,8 +193,8 @@ class _Fold:
             parts += [struct.pack(">H", len(key)), key, fold._VALUES.pack(*fold._values())]
         return b"".join(parts)
 
-    def _values(self) -> tuple[int, float, float, float, float]:
-        return self.count, self.first, self.total, self.low, self.high
+    def _values(self) -> tuple[int, float, float, float, float, bool]:
+        return self.count, self.first, self.total, self.low, self.high, self.activated
 
     @classmethod
     def decode(cls, raw: bytes) -> _Fold:
@@ -210,26 +212,27 @@ class _Fold:
                 slot_id = raw[at + 2 : at + 2 + length].decode()
                 at += 2 + length
                 slot = fold.slots[slot_id] = cls()
-                slot.count, slot.first, slot.total, slot.low, slot.high = cls._VALUES.unpack_from(raw, at)
+                slot.count, slot.first, slot.total, slot.low, slot.high, activated = cls._VALUES.unpack_from(raw, at)
+                slot.activated = bool(activated)
                 at += cls._VALUES.size
         return fold
 
     def add(self, window: Window, reward: HeldReward | records_pb2.RewardRecord) -> None:
+        slot_id = reward.slot_id
         if not window.contains(reward.timestamp):
             self.late += 1
+        elif slot_id and slot_id not in window.slots:
+            self.unknown += 1
         elif reward.kind == _KIND.KIND_ACTIVATION:
-            self.activated = True
+            (self._slot(slot_id) if slot_id else self).activated = True
         elif reward.kind == _KIND.KIND_REWARD:
-            slot_id = reward.slot_id
-            if not window.slots and not slot_id:
+            if not window.slots:
                 self._value(reward.value)
             elif not slot_id:  # the whole event's: every slot's
                 for slot in window.slots:
                     self._slot(slot)._value(reward.value)
-            elif slot_id in window.slots:
-                self._slot(slot_id)._value(reward.value)
             else:
-                self.unknown += 1
+                self._slot(slot_id)._value(reward.value)
 
     def _slot(self, slot_id: str) -> _Fold:
         fold = self.slots.get(slot_id)
@@ -257,15 +260,20 @@ class _Fold:
             )
             joined.reward = self._reward(window)
             return joined
-        joined = records_pb2.JoinedEvent(activated=self.activated, joined_at=now)
+        joined = records_pb2.JoinedEvent(joined_at=now)
         for slot_id in window.slots:
             fold = self.slots.get(slot_id) or _Fold()
             joined.slots.add(
-                slot_id=slot_id, reward=fold._reward(window), reward_count=fold.count, defaulted=not fold.count
+                slot_id=slot_id,
+                reward=fold._reward(window),
+                reward_count=fold.count,
+                defaulted=not fold.count,
+                activated=self.activated or fold.activated,
             )
         joined.reward = sum(slot.reward for slot in joined.slots)
         joined.reward_count = sum(slot.reward_count for slot in joined.slots)
         joined.defaulted = not joined.reward_count
+        joined.activated = any(slot.activated for slot in joined.slots)
         return joined
 
     def _aggregate(self, how: int) -> float:

@@ -30,9 +30,10 @@ DEFAULT_KEEP_MODELS = 10
 def learn_event(joined: records_pb2.JoinedEvent) -> policies.LearnEvent | None:
     """What a policy learns from a joined event, or None when it must not learn from it.
 
-    LOGGING_ONLY decisions, deferred decisions never activated, and holdout
-    decisions (unless the config logged with them says `holdout_learn`) are
-    not learned from. The probability is the logged one.
+    LOGGING_ONLY decisions, deferred decisions never activated (of a
+    multi-slot one, the slots not activated), and holdout decisions (unless
+    the config logged with them says `holdout_learn`) are not learned from.
+    The probability is the logged one.
     """
     d = joined.decision
     if d.config.learning_mode == Mode.LEARNING_MODE_LOGGING_ONLY or (d.deferred and not joined.activated):
@@ -53,7 +54,9 @@ def learn_event(joined: records_pb2.JoinedEvent) -> policies.LearnEvent | None:
 def _multi_slot_event(
     example: policies.Example, d: records_pb2.DecisionRecord, joined: records_pb2.JoinedEvent
 ) -> policies.LearnEvent:
-    """A multi-slot event: each slot with its logged candidates, choice and probability, and its joined reward."""
+    """A multi-slot event: each slot with its logged candidates, choice and probability, and its joined reward (of a
+    deferred decision, only the slots activated: each slot's candidates are logged, so a slot learns the same
+    without the slots before it)."""
     slots = tuple(
         policies.SlotOutcome(
             slot=policies.Slot(slot.features, tuple(slot.candidates)),
@@ -62,6 +65,7 @@ def _multi_slot_event(
             reward=outcome.reward,
         )
         for slot, outcome in zip(d.slots, joined.slots, strict=True)
+        if outcome.activated or not d.deferred
     )
     first = slots[0]
     return policies.LearnEvent(example, first.action_index, first.probability, first.reward, slots)

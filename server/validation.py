@@ -338,3 +338,4 @@ def slot_id(value: str, slots: Iterable[str], field: str = "") -> None:
 def activate_request(request: decision_pb2.ActivateRequest, limits: Limits) -> None:
     _id(request.loop, "loop", limits, required=False)
     _id(request.event_id, "event_id", limits)
+    _id(request.slot_id, "slot_id", limits, required=False)

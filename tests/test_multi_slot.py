@@ -262,7 +262,9 @@ def test_each_filled_slot_that_is_a_contact_counts_in_the_subject_history(served
     r = client.rank_multi_slot(SEND, SEND_SLOTS, loop="send", subject_id="ann", event_id="d", deferred=True)
     assert [s.chosen_action_id for s in r.slots] == ["email-a", "push-a", "nothing"]
     assert contacts(server.store.subjects.get("ann"), clock()) == []  # deferred: no contact until activated
-    client.activate("d", loop="send")
+    client.activate("d", loop="send", slot_id="lead")  # the lead slot was shown: a contact
+    assert [c.slot_id for c in contacts(server.store.subjects.get("ann"), clock())] == ["lead"]
+    client.activate("d", loop="send")  # the whole send: every slot (the lead's contact kept once)
     kept = contacts(server.store.subjects.get("ann"), clock())
     assert [(c.slot_id, c.action_id, c.channel) for c in kept] == [
         ("lead", "email-a", "email"),
@@ -364,3 +366,31 @@ def test_slot_rewards_join_the_same_when_folds_are_spilled_to_the_store(tmp_path
         assert _slot_join_run(store, max_held=2) == (expected, counters)
     assert len(expected) == 30 and counters[3] > 0  # rewards for the unknown slot 'footer' are orphans
     assert any(count > 1 for slots in expected.values() for _, _, count in slots)
+
+
+def test_deferred_slots_are_learned_once_activated_each_or_all(served_fake_clock, clock, tmp_path):
+    server, client = served_fake_clock
+    client.create_loop("page", policy=CCB, reward_wait_seconds=10)
+    for event_id in ("none", "side", "all"):
+        client.rank_multi_slot(ACTIONS, SLOTS, {"u": {"seg": "a"}}, loop="page", event_id=event_id, deferred=True)
+        client.reward(event_id, 1.0, loop="page")
+    assert client.activate("side", loop="page", slot_id="side") is False
+    assert client.activate("side", loop="page", slot_id="side") is True  # a retry
+    client.activate("all", loop="page")
+    with pytest.raises(grpc.RpcError) as e:
+        client.activate("none", loop="page", slot_id="footer")
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "slot_id: 'footer'" in e.value.details()
+    clock.advance(11)
+    wait_for(lambda: client.stats("page").joined == 3)
+    activated = {}
+    for _, data in server.store.log.read(Stream.JOINED, "page", 0, 10):
+        joined = records_pb2.JoinedEvent.FromString(data)
+        activated[joined.decision.event_id] = (joined.activated, [s.activated for s in joined.slots])
+    assert activated == {"none": (False, [False, False]), "side": (True, [False, True]), "all": (True, [True, True])}
+    out = io.StringIO()
+    export(server.store, "page", out)
+    lines = {(line := json.loads(text))["EventId"]: line for text in out.getvalue().splitlines()}
+    assert lines["none"]["_skipLearn"] is True and len(lines["none"]["_outcomes"]) == 2
+    # what the learner learned: the activated slots (each slot's candidates are logged with it)
+    assert [s["_id"] for s in lines["side"]["c"]["_slots"]] == ["side"] and "_skipLearn" not in lines["side"]
+    assert [s["_id"] for s in lines["all"]["_outcomes"]] == ["hero", "side"]

@@ -73,12 +73,14 @@ class RewardResponse(_message.Message):
     def __init__(self, duplicate: _Optional[bool] = ...) -> None: ...
 
 class ActivateRequest(_message.Message):
-    __slots__ = ("loop", "event_id")
+    __slots__ = ("loop", "event_id", "slot_id")
     LOOP_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SLOT_ID_FIELD_NUMBER: _ClassVar[int]
     loop: str
     event_id: str
-    def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ...) -> None: ...
+    slot_id: str
+    def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ..., slot_id: _Optional[str] = ...) -> None: ...
 
 class ActivateResponse(_message.Message):
     __slots__ = ("duplicate",)

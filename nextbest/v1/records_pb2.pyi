@@ -79,16 +79,18 @@ class SlotRecord(_message.Message):
     def __init__(self, id: _Optional[str] = ..., features: _Optional[_Mapping[str, _types_pb2.Features]] = ..., candidates: _Optional[_Iterable[int]] = ..., pmf: _Optional[_Iterable[float]] = ..., chosen_index: _Optional[int] = ..., policy_top_index: _Optional[int] = ...) -> None: ...
 
 class SlotOutcome(_message.Message):
-    __slots__ = ("slot_id", "reward", "reward_count", "defaulted")
+    __slots__ = ("slot_id", "reward", "reward_count", "defaulted", "activated")
     SLOT_ID_FIELD_NUMBER: _ClassVar[int]
     REWARD_FIELD_NUMBER: _ClassVar[int]
     REWARD_COUNT_FIELD_NUMBER: _ClassVar[int]
     DEFAULTED_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATED_FIELD_NUMBER: _ClassVar[int]
     slot_id: str
     reward: float
     reward_count: int
     defaulted: bool
-    def __init__(self, slot_id: _Optional[str] = ..., reward: _Optional[float] = ..., reward_count: _Optional[int] = ..., defaulted: _Optional[bool] = ...) -> None: ...
+    activated: bool
+    def __init__(self, slot_id: _Optional[str] = ..., reward: _Optional[float] = ..., reward_count: _Optional[int] = ..., defaulted: _Optional[bool] = ..., activated: _Optional[bool] = ...) -> None: ...
 
 class RewardRecord(_message.Message):
     __slots__ = ("loop", "event_id", "kind", "value", "reward_id", "timestamp", "slot_id")

@@ -70,6 +70,7 @@ class SubjectOutcomes:
             outcomes: list[tuple[str, int, records_pb2.JoinedEvent | records_pb2.SlotOutcome]] = [
                 (slot.id, slot.candidates[slot.chosen_index], outcome)
                 for slot, outcome in zip(d.slots, joined.slots, strict=True)
+                if outcome.activated or not d.deferred
             ] or [("", d.chosen_index, joined)]
             for slot_id, chosen, outcome in outcomes:
                 contact = contact_of(d.loop, d.event_id, d.actions[chosen], d.timestamp, expires, slot_id)
