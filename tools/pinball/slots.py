@@ -1,14 +1,15 @@
 """A multi-slot world: a weekly email with a lead offer and a secondary offer, decided three ways through a service.
 
-Each customer (one of `SEGMENTS`) has a seeded appeal for each offer; the lead slot is seen more than the secondary
-(`SECONDARY_ATTENTION`), and the same offer in both slots is wasted in the second. A click on a slot's offer is a
-reward of 1 for that slot. Three arms meet the same customers, each in its own loop(s):
+Each customer segment (`SEGMENTS`) has a seeded appeal for each offer: one offer it likes best (`BEST`), another
+nearly as much (`SECOND`), the others little (`OTHER_LOW`..`OTHER_HIGH`). The lead slot is seen more than the
+secondary (`SECONDARY_ATTENTION`), and the same offer in both slots is wasted in the second. A click on a slot's
+offer is a reward of 1 for that slot. Three arms meet the same customers, each in its own loop(s):
 
 - `ccb`: one multi-slot loop (`RankMultiSlot`, the CCB default policy) fills both slots, one reward per slot;
 - `independent`: two single-slot loops (the default single-slot policy), one per slot, each learning its own
   slot's reward, unaware of the other (they may pick the same offer);
-- `journey`: the marketers' scripted send, each segment's planned lead and secondary offer (a LOGGING_ONLY
-  multi-slot loop answering each slot's baseline).
+- `journey`: the marketers' scripted send (a LOGGING_ONLY multi-slot loop answering each slot's baseline): they
+  know each segment's two favourite offers but lead with the second one and follow with one it likes little.
 
 Each decision's expected reward is known, so arms are compared on it: `compare` gives, per arm, the mean expected
 reward per send and the difference from `ccb` on the same sends with a 95% normal interval.
@@ -29,15 +30,9 @@ from nextbest.testing import FakeClock, running_server
 SEGMENTS = ("student", "parent", "retiree", "pro")
 OFFERS = ("sale", "new-in", "loyalty", "bundle", "tips", "app")
 SECONDARY_ATTENTION = 0.6
+BEST, SECOND, OTHER_LOW, OTHER_HIGH = 0.3, 0.2, 0.02, 0.08
 CCB_POLICY = "vw:--ccb_explore_adf --epsilon 0.05 -q ua -q sa"
 SINGLE_POLICY = "vw:--cb_explore_adf --epsilon 0.05 -q ua"
-# the marketers' plan per segment: (lead, secondary)
-JOURNEY = {
-    "student": ("app", "sale"),
-    "parent": ("bundle", "sale"),
-    "retiree": ("loyalty", "tips"),
-    "pro": ("new-in", "tips"),
-}
 SECONDS_BETWEEN_SENDS = 60.0
 REWARD_WAIT_SECONDS = 30.0
 ARMS = ("ccb", "independent", "journey")
@@ -46,14 +41,22 @@ SENDS_PER_SECOND = 11.0  # what the three arms get through on the shared 2-core 
 
 @dataclass(frozen=True)
 class World:
-    """The customers' hidden appeal of each offer (rows: segments), a function of the seed."""
+    """The customers' hidden appeal of each offer (rows: segments) and the marketers' plan per segment (lead,
+    secondary); a function of the seed."""
 
     appeal: np.ndarray
+    journey: tuple[tuple[str, str], ...]
 
     @classmethod
     def of(cls, seed: int) -> World:
         rng = np.random.default_rng(seed)
-        return cls(rng.uniform(0.02, 0.3, size=(len(SEGMENTS), len(OFFERS))))
+        appeal = rng.uniform(OTHER_LOW, OTHER_HIGH, size=(len(SEGMENTS), len(OFFERS)))
+        journey = []
+        for row in appeal:
+            best, second, other = rng.permutation(len(OFFERS))[:3]
+            row[best], row[second] = BEST, SECOND
+            journey.append((OFFERS[second], OFFERS[other]))
+        return cls(appeal, tuple(journey))
 
     def click_probabilities(self, segment: int, lead: str, secondary: str) -> tuple[float, float]:
         """The probability of a click on each slot's offer (a repeated offer is wasted in the secondary slot)."""
@@ -71,7 +74,7 @@ Decide = Callable[[str, int], tuple[str, str]]
 Reward = Callable[[str, str, float], None]
 
 
-def _arms(client: Client) -> dict[str, tuple[Decide, Reward]]:
+def _arms(client: Client, world: World) -> dict[str, tuple[Decide, Reward]]:
     """Each arm's decision (event id, segment → lead, secondary) and its reward (event id, slot, value)."""
     common = {"reward_wait_seconds": REWARD_WAIT_SECONDS, "publish_interval_seconds": 0.05}
     client.create_loop("ccb", policy=CCB_POLICY, **common)
@@ -92,7 +95,7 @@ def _arms(client: Client) -> dict[str, tuple[Decide, Reward]]:
         return lead.chosen_action_id, secondary.chosen_action_id
 
     def journey(event_id: str, segment: int) -> tuple[str, str]:
-        planned = JOURNEY[SEGMENTS[segment]]
+        planned = world.journey[segment]
         slots = [slot(s.id, baseline=offer) for s, offer in zip(SLOTS, planned, strict=True)]
         r = client.rank_multi_slot(ACTIONS, slots, context(segment), loop="journey", event_id=event_id)
         return r.slots[0].chosen_action_id, r.slots[1].chosen_action_id
@@ -123,7 +126,7 @@ def simulate(sends: int, seed: int, store: str | None = None) -> dict[str, np.nd
     clock = FakeClock()
     expected: dict[str, list[float]] = {name: [] for name in ARMS}
     with running_server(store, clock=clock) as (_, client):
-        arms = _arms(client)
+        arms = _arms(client, world)
         for k in range(sends):
             segment = int(rng.integers(len(SEGMENTS)))
             draws = rng.random(2)  # the same customer answers every arm with the same draws
