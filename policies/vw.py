@@ -32,7 +32,8 @@ slot took, with the slot's own features; a single-slot decision is one slot.
 VW's CCB samples each slot itself: nextbest asks it for one slot at a time,
 with the earlier slots restricted to the actions nextbest sampled for them,
 so that each slot's pmf is the one nextbest samples from. `--all_slots_loss`
-is allowed. VW's CCB needs a shared line: without context one with an empty
+and `--ccb_no_slot_index` (VW adds a slot index feature to multi-slot
+examples unless told not to) are allowed. VW's CCB needs a shared line: without context one with an empty
 namespace (`ccb shared |shared`) is sent, which adds no feature.
 
 Whether every candidate always gets a positive probability (`explores`)

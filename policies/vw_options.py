@@ -78,6 +78,7 @@ ALLOWED: dict[str, _Option] = {
     "cb_explore_adf": _FLAG,
     "ccb_explore_adf": _FLAG,  # conditional contextual bandits: multi-slot decisions
     "all_slots_loss": _FLAG,
+    "ccb_no_slot_index": _FLAG,
     "cb_sample": _FLAG,  # implied by --ccb_explore_adf (stored in its models)
     "cb_adf": _FLAG,
     "csoaa_ldf": _Option("choice", choices=frozenset({"m", "multiline"})),
