@@ -45,6 +45,6 @@ def test_a_short_multi_slot_demo_prints_each_arm_against_the_multi_slot_loop(tmp
     rows = {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
     assert {"ccb", "independent", "journey"} <= rows
     figures = json.loads(doc.read_text())
-    assert figures["sends"] == 55 and [c["arm"] for c in figures["all"]] == ["ccb", "independent", "journey"]
+    assert figures["sends"] == 75 and [c["arm"] for c in figures["all"]] == ["ccb", "independent", "journey"]
     for c in figures["all"][1:]:
         assert c["low"] <= c["difference"] <= c["high"]

@@ -36,7 +36,7 @@ SINGLE_POLICY = "vw:--cb_explore_adf --epsilon 0.05 -q ::"
 SECONDS_BETWEEN_SENDS = 60.0
 REWARD_WAIT_SECONDS = 30.0
 ARMS = ("ccb", "independent", "journey")
-SENDS_PER_SECOND = 11.0  # what the three arms get through on the shared 2-core VM
+SENDS_PER_SECOND = 15.0  # what the three arms get through on the shared 2-core VM
 
 
 @dataclass(frozen=True)
