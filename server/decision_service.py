@@ -197,6 +197,37 @@ def _screened_slots(
     return out
 
 
+RANK_SLOT = "default"
+
+
+def _one_slot(request: decision_pb2.RankRequest) -> decision_pb2.RankMultiSlotRequest:
+    """A Rank on a multi-slot loop as the one-slot decision it is: the slot `default`, without the excluded actions."""
+    return decision_pb2.RankMultiSlotRequest(
+        loop=request.loop,
+        event_id=request.event_id,
+        subject_id=request.subject_id,
+        context=request.context,
+        actions=request.actions,
+        slots=[decision_pb2.Slot(id=RANK_SLOT, excluded_action_ids=request.excluded_action_ids)],
+        deferred=request.deferred,
+    )
+
+
+def _rank_response_of_slot(record: records_pb2.DecisionRecord) -> decision_pb2.RankResponse:
+    """The RankResponse of a logged multi-slot decision: its first slot's."""
+    first = _slot_decisions(record)[0]
+    return decision_pb2.RankResponse(
+        event_id=record.event_id,
+        chosen_action_id=first.chosen_action_id,
+        ranking=first.ranking,
+        model_version=record.model_version,
+        policy=record.policy,
+        learning_mode=record.config.learning_mode,
+        holdout=record.holdout,
+        suppressed=record.suppressed,
+    )
+
+
 def _fill_first_slot(record: records_pb2.DecisionRecord, policy: str, slots: Sequence[decision_pb2.Slot]) -> None:
     """Complete a multi-slot record: the policy, each slot's features as requested, and the first slot's decision
     in the single-slot fields (pmf over every action, chosen and top index into the actions)."""
@@ -285,6 +316,9 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         rank_input = validation.rank_request(request, self._limits)
         loop = validation.loop_name(request.loop)
         view = self._catalog.get(loop)
+        if view.model.policy.multi_slot:  # one slot of a multi-slot decision: logged, learned and exported as one
+            logged = self._rank_slots(_one_slot(request), view)
+            return response_of(logged) if not logged.slots else _rank_response_of_slot(logged)
         event_id = request.event_id or uuid.uuid4().hex
         now = self._clock()
         screened = self._screen(request, rank_input, view.config, now)
@@ -355,7 +389,6 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
     def RankMultiSlot(
         self, request: decision_pb2.RankMultiSlotRequest, context: grpc.ServicerContext
     ) -> decision_pb2.RankMultiSlotResponse:
-        multi = validation.rank_multi_slot_request(request, self._limits)
         loop = validation.loop_name(request.loop)
         view = self._catalog.get(loop)
         if not view.model.policy.multi_slot:
@@ -363,6 +396,12 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
                 f"loop {loop!r} decides a single slot (policy {view.model.spec!r}): use Rank, or a multi-slot policy "
                 "such as vw:--ccb_explore_adf"
             )
+        return multi_slot_response_of(self._rank_slots(request, view))
+
+    def _rank_slots(self, request: decision_pb2.RankMultiSlotRequest, view: LoopView) -> records_pb2.DecisionRecord:
+        """Decide and log a multi-slot decision; the record to answer from (the one logged first, on a retry)."""
+        multi = validation.rank_multi_slot_request(request, self._limits)
+        loop = validation.loop_name(request.loop)
         event_id = request.event_id or uuid.uuid4().hex
         now = self._clock()
         screened = self._screen(request, validation.RankInput(multi.context, multi.actions), view.config, now)
@@ -393,7 +432,7 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         contact = self._slot_contacts(record, view.config, now)
         entry = Entry(event_id, record.SerializeToString())
         logged = self._log_decision(loop, entry, contact, lambda d: self._slot_contacts(d, view.config, d.timestamp))
-        return multi_slot_response_of(logged or record)
+        return logged or record
 
     def _slot_contacts(
         self, record: records_pb2.DecisionRecord, config: types_pb2.LoopConfig, now: float

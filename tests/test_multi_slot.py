@@ -57,9 +57,15 @@ def test_slots_take_distinct_actions_with_exact_per_slot_probabilities(served):
 def test_rank_on_a_multi_slot_loop_is_one_slot_and_rank_multi_slot_on_a_single_slot_loop_fails(served):
     server, client = served
     client.create_loop("page", policy=CCB)
-    r = client.rank(ACTIONS, {"u": {"seg": "a"}}, loop="page")
+    r = client.rank(ACTIONS, {"u": {"seg": "a"}}, loop="page", excluded=["tips"], event_id="r")
     assert sum(p.probability for p in r.ranking) == pytest.approx(1.0)
-    assert r.policy == CCB
+    assert r.policy == CCB and "tips" not in {p.action_id for p in r.ranking}
+    logged = _logged(server, "page", "r")  # a one-slot multi-slot decision, sampled as its slot 0
+    (only,) = logged.slots
+    ids = [logged.actions[c].id for c in only.candidates]
+    assert only.id == "default" and ids == ["hero-sale", "new-in", "app"]
+    assert ids[sample_index(list(only.pmf), slot_uniform("page", "r", 0))] == r.chosen_action_id
+    assert client.rank(ACTIONS, {"u": {"seg": "b"}}, loop="page", event_id="r") == r  # a retry
     with pytest.raises(grpc.RpcError) as e:
         client.rank_multi_slot(ACTIONS, SLOTS, {"u": {"seg": "a"}})  # the default loop decides one slot
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -225,14 +231,17 @@ def test_vw_learning_the_ccb_export_is_the_live_model(tmp_path):
                     client.reward(f"e{i}", float(rng.integers(1, 4)), loop="page", slot_id=decision.slot_id)
             if i % 7 == 0:
                 client.reward(f"e{i}", 0.5, loop="page")
+            if i % 5 == 0:  # a Rank on the loop: a one-slot decision
+                one = client.rank(ACTIONS, context, loop="page", event_id=f"r{i}")
+                client.reward(one.event_id, float(one.chosen_action_id == "tips"), loop="page")
             clock.advance(1)
         clock.advance(11)
-        wait_for(lambda: (live := server.store.models.live("page")) is not None and live.learned_seq == 60)
+        wait_for(lambda: (live := server.store.models.live("page")) is not None and live.learned_seq == 72)
         live = server.store.models.live("page")
         model = policies.load(live.spec, live.data)
     with open_store(str(store)) as opened:
         out = io.StringIO()
-        assert export(opened, "page", out).written == 60
+        assert export(opened, "page", out).written == 72
     lines = out.getvalue().splitlines()
     first = json.loads(lines[0])
     assert list(first["c"]) == ["u", "_multi", "_slots"] and list(first)[-4:] == ["_outcomes", "o", "VWState", "Seq"]
