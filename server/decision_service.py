@@ -1,4 +1,4 @@
-"""DecisionService: Rank, Reward, Activate, RewardStream."""
+"""DecisionService: Rank, RankMultiSlot, Reward, Activate, RewardStream."""
 
 from __future__ import annotations
 
