@@ -13,8 +13,8 @@ its code is under `nextbest.server` and `nextbest.policies`, the generated proto
 the public test kit in `nextbest.testing`.
 """
 
-from nextbest.client import Client, ExportedModel, action, features, namespaces, open_channel
+from nextbest.client import Client, ExportedModel, action, features, namespaces, open_channel, slot
 
 __version__ = "0.1.0"  # the package's version (pyproject.toml reads it from here)
 
-__all__ = ["Client", "ExportedModel", "__version__", "action", "features", "namespaces", "open_channel"]
+__all__ = ["Client", "ExportedModel", "__version__", "action", "features", "namespaces", "open_channel", "slot"]

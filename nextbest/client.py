@@ -63,6 +63,19 @@ def action(action_id: str, channel: str = "", features: Mapping[str, FeaturesInp
 Pem = bytes | str | os.PathLike[str]
 
 
+def slot(
+    slot_id: str,
+    features: Mapping[str, FeaturesInput] | None = None,
+    *,
+    baseline: str = "",
+    excluded: Iterable[str] = (),
+) -> decision_pb2.Slot:
+    """A slot of a multi-slot decision: its id, features, baseline action id and the actions it must not take."""
+    return decision_pb2.Slot(
+        id=slot_id, features=namespaces(features), baseline_action_id=baseline, excluded_action_ids=list(excluded)
+    )
+
+
 def _pem(value: Pem | None) -> bytes | None:
     if value is None or isinstance(value, bytes):
         return value
@@ -190,14 +203,41 @@ class Client:
         )
         return self.decisions.Rank(request, timeout=self.timeout)
 
-    def reward(self, event_id: str, value: float, *, loop: str = "", reward_id: str = "") -> bool:
-        """Report a reward; returns True when this reward_id was already accepted."""
-        request = decision_pb2.RewardRequest(loop=loop, event_id=event_id, value=value, reward_id=reward_id)
+    def rank_multi_slot(
+        self,
+        actions: Iterable[types_pb2.Action],
+        slots: Iterable[decision_pb2.Slot],
+        context: Mapping[str, FeaturesInput] | None = None,
+        *,
+        loop: str = "",
+        event_id: str = "",
+        deferred: bool = False,
+        subject_id: str = "",
+    ) -> decision_pb2.RankMultiSlotResponse:
+        """Fill every slot (see `slot`) in one decision: answers each slot's action, no action in two slots."""
+        request = decision_pb2.RankMultiSlotRequest(
+            loop=loop,
+            event_id=event_id,
+            subject_id=subject_id,
+            context=namespaces(context),
+            actions=list(actions),
+            slots=list(slots),
+            deferred=deferred,
+        )
+        return self.decisions.RankMultiSlot(request, timeout=self.timeout)
+
+    def reward(self, event_id: str, value: float, *, loop: str = "", reward_id: str = "", slot_id: str = "") -> bool:
+        """Report a reward (for one slot of a multi-slot decision with `slot_id`); returns True when this reward_id
+        was already accepted."""
+        request = decision_pb2.RewardRequest(
+            loop=loop, event_id=event_id, value=value, reward_id=reward_id, slot_id=slot_id
+        )
         return self.decisions.Reward(request, timeout=self.timeout).duplicate
 
-    def activate(self, event_id: str, *, loop: str = "") -> bool:
-        """Activate a deferred decision; returns True when it was already activated."""
-        request = decision_pb2.ActivateRequest(loop=loop, event_id=event_id)
+    def activate(self, event_id: str, *, loop: str = "", slot_id: str = "") -> bool:
+        """Activate a deferred decision (one slot of a multi-slot one with `slot_id`); returns True when it was
+        already activated."""
+        request = decision_pb2.ActivateRequest(loop=loop, event_id=event_id, slot_id=slot_id)
         return self.decisions.Activate(request, timeout=self.timeout).duplicate
 
     def reward_stream(self, rewards: Iterable[decision_pb2.RewardRequest]) -> decision_pb2.RewardStreamSummary:

@@ -11,8 +11,8 @@ Families: `vw:<VW arguments>` (policies.vw), `random`, `baseline`,
 """
 
 from nextbest.policies import linear, python, rules, simple, vw  # noqa: F401  (registers the families)
-from nextbest.policies.base import LearnEvent, Policy, PolicyInputError, PolicySpecError
-from nextbest.policies.featurize import Example
+from nextbest.policies.base import LearnEvent, Policy, PolicyInputError, PolicySpecError, SlotOutcome
+from nextbest.policies.featurize import Example, Slot
 from nextbest.policies.python import allow_python_modules
 from nextbest.policies.registry import (
     create,
@@ -31,6 +31,8 @@ __all__ = [
     "Policy",
     "PolicyInputError",
     "PolicySpecError",
+    "Slot",
+    "SlotOutcome",
     "allow_python_modules",
     "create",
     "export_state",

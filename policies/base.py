@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 
 from nextbest.policies.envelope import seal
-from nextbest.policies.featurize import Example
+from nextbest.policies.featurize import Example, Slot
 from nextbest.policies.work import WorkCounter, no_work
 
 
@@ -30,26 +30,59 @@ class PolicyInputError(ValueError):
     """
 
 
+def _check_outcome(chosen_index: int, candidates: int, probability: float, reward: float) -> None:
+    if not 0 <= chosen_index < candidates:
+        raise ValueError(f"chosen_index {chosen_index} out of range for {candidates} actions")
+    if not (0.0 < probability <= 1.0):
+        raise ValueError(f"probability must be in (0, 1], got {probability}")
+    if not math.isfinite(reward):
+        raise ValueError(f"reward must be finite, got {reward}")
+
+
+@dataclass(frozen=True)
+class SlotOutcome:
+    """One slot of a multi-slot event: `chosen_index` is into `slot.candidates`, `probability` the logged one."""
+
+    slot: Slot
+    chosen_index: int
+    probability: float
+    reward: float
+
+    def __post_init__(self) -> None:
+        _check_outcome(self.chosen_index, len(self.slot.candidates), self.probability, self.reward)
+
+    @property
+    def action_index(self) -> int:
+        """The chosen action's index into the example's actions."""
+        return self.slot.candidates[self.chosen_index]
+
+
 @dataclass(frozen=True)
 class LearnEvent:
     """One joined event as a policy learns from it.
 
     `probability` is the logged probability of the chosen action, never a
-    recomputed one.
+    recomputed one. A multi-slot event has `slots` (in decision order); its
+    `chosen_index`, `probability` and `reward` are then the first slot's.
     """
 
     example: Example
     chosen_index: int
     probability: float
     reward: float
+    slots: tuple[SlotOutcome, ...] = ()
 
     def __post_init__(self) -> None:
-        if not 0 <= self.chosen_index < len(self.example):
-            raise ValueError(f"chosen_index {self.chosen_index} out of range for {len(self.example)} actions")
-        if not (0.0 < self.probability <= 1.0):
-            raise ValueError(f"probability must be in (0, 1], got {self.probability}")
-        if not math.isfinite(self.reward):
-            raise ValueError(f"reward must be finite, got {self.reward}")
+        _check_outcome(self.chosen_index, len(self.example), self.probability, self.reward)
+
+    def per_slot(self) -> list[LearnEvent]:
+        """The event as single-slot events, one per slot (itself when it has no slots): what a policy that
+        decides each slot alone learns."""
+        if not self.slots:
+            return [self]
+        return [
+            LearnEvent(self.example.slot_example(s.slot), s.chosen_index, s.probability, s.reward) for s in self.slots
+        ]
 
 
 class Policy(ABC):
@@ -69,6 +102,9 @@ class Policy(ABC):
     contract_specs: ClassVar[tuple[str, ...]] = ()
     learns: ClassVar[bool] = True
     explores: bool = False
+    # Decides the slots of a multi-slot decision together (VW CCB); a policy that does not decides (and learns) each
+    # slot alone, from the context with the slot's features.
+    multi_slot: bool = False
 
     def __init__(self, spec: str) -> None:
         self._spec = spec
@@ -82,15 +118,32 @@ class Policy(ABC):
         """Probability of each action of `example`, in order; float64, sums to 1."""
         if len(example) == 0:
             raise ValueError("example has no actions")
-        p = np.asarray(self._pmf(example, event_id), dtype=np.float64)
-        if p.shape != (len(example),):
-            raise ValueError(f"{self.spec}: pmf has shape {p.shape}, expected ({len(example)},)")
+        return self._checked(self._pmf(example, event_id), len(example))
+
+    def slot_pmf(
+        self, example: Example, slots: Sequence[Slot], chosen: Sequence[int], event_id: str = ""
+    ) -> np.ndarray:
+        """Probability of each candidate of the slot `slots[len(chosen)]`, in order, given that the slots before it
+        chose the actions `chosen` (indices into the example's actions); float64, sums to 1."""
+        slot = slots[len(chosen)]
+        if not slot.candidates:
+            raise ValueError("slot has no candidates")
+        if not self.multi_slot:
+            return self.pmf(example.slot_example(slot), event_id)
+        return self._checked(self._slot_pmf(example, slots, chosen), len(slot.candidates))
+
+    def _checked(self, pmf: Sequence[float], n: int) -> np.ndarray:
+        p = np.asarray(pmf, dtype=np.float64)
+        if p.shape != (n,):
+            raise ValueError(f"{self.spec}: pmf has shape {p.shape}, expected ({n},)")
         if not np.all(np.isfinite(p)) or np.any(p < 0) or p.sum() <= 0:
             raise ValueError(f"{self.spec}: invalid pmf {p.tolist()}")
         return p / p.sum()
 
     def learn(self, events: Sequence[LearnEvent]) -> None:
-        """Learn from joined events, in order."""
+        """Learn from joined events, in order (a policy that is not `multi_slot` learns each slot alone)."""
+        if not self.multi_slot and any(event.slots for event in events):
+            events = [one for event in events for one in event.per_slot()]
         if events:
             self._learn(events)
 
@@ -121,6 +174,10 @@ class Policy(ABC):
 
     @abstractmethod
     def _pmf(self, example: Example, event_id: str) -> Sequence[float]: ...
+
+    def _slot_pmf(self, example: Example, slots: Sequence[Slot], chosen: Sequence[int]) -> Sequence[float]:
+        """A `multi_slot` family's `slot_pmf`."""
+        raise NotImplementedError
 
     @abstractmethod
     def _learn(self, events: Sequence[LearnEvent]) -> None: ...

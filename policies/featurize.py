@@ -256,6 +256,24 @@ def _mix(keys: np.ndarray) -> np.ndarray:
 _CONSTANT_KEY = zlib.crc32(b"constant^")
 
 
+class Slot(NamedTuple):
+    """One slot of a multi-slot decision as a policy sees it: the slot's own features, and the indices into the
+    example's actions of the candidates it may take (none an earlier slot took), in order."""
+
+    features: Mapping[str, FeaturesLike]
+    candidates: tuple[int, ...]
+
+
+# VW's CCB parser crashes on a shared line without a namespace (`ccb shared |`): an empty namespace adds no feature.
+_CCB_EMPTY_SHARED = "ccb shared |shared"
+
+
+def ccb_slot_line(slot: Slot, label: str = "") -> str:
+    """The VW CCB line of a slot: `ccb slot [label] <candidates> [|ns features ...]` (`label`: `action:cost:prob`)."""
+    parts = ["ccb slot", label, ",".join(map(str, slot.candidates)), _namespaces_text(slot.features)]
+    return " ".join(part for part in parts if part)
+
+
 class Example:
     """One decision's input: the shared context and the candidate actions, in order.
 
@@ -293,6 +311,18 @@ class Example:
         lines = list(self._action_lines)
         lines[chosen_index] = f"0:{cost:.9g}:{probability:.9g} {lines[chosen_index]}"
         return ([self._shared_line] if self._shared_line else []) + lines
+
+    def ccb_lines(self, slots: Sequence[Slot], labels: Sequence[str] = ()) -> list[str]:
+        """The VW CCB multi-line example: shared, actions, then one line per slot (labeled when `labels` are given,
+        one per slot: `action:cost:prob` or empty)."""
+        shared = f"ccb {self._shared_line}" if self._shared_line else _CCB_EMPTY_SHARED
+        lines = [shared] + [f"ccb action {line}" for line in self._action_lines]
+        return lines + [ccb_slot_line(slot, labels[i] if labels else "") for i, slot in enumerate(slots)]
+
+    def slot_example(self, slot: Slot) -> Example:
+        """The single-slot example a policy that decides each slot alone sees: the context with the slot's features,
+        and the slot's candidates."""
+        return Example({**self.context, **slot.features}, [self.actions[i] for i in slot.candidates])
 
     def hashed(self, dim: int) -> np.ndarray:
         """The example as a read-only float64 array of shape (actions, dim), one row per action.

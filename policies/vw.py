@@ -36,6 +36,17 @@ Notes on some explorations:
   checked the same way: the options stored in its header, which VW would
   apply, are read and checked before VW sees the model.
 
+`--ccb_explore_adf` instead of `--cb_explore_adf` makes a multi-slot policy
+(VW's conditional contextual bandits, with every exploration above): it
+decides the slots of a decision in order, each from the candidates no earlier
+slot took, with the slot's own features; a single-slot decision is one slot.
+VW's CCB samples each slot itself: nextbest asks it for one slot at a time,
+with the earlier slots restricted to the actions nextbest sampled for them,
+so that each slot's pmf is the one nextbest samples from. `--all_slots_loss`
+and `--ccb_no_slot_index` (VW adds a slot index feature to multi-slot
+examples unless told not to) are allowed. VW's CCB needs a shared line: without context one with an empty
+namespace (`ccb shared |shared`) is sent, which adds no feature.
+
 Whether every candidate always gets a positive probability (`explores`)
 depends on the exploration: yes for `--epsilon` > 0, `--cover` (unless
 `--nounif` or `--epsilon 0`) and `--squarecb`; for `--softmax`, `--bag`,
@@ -56,7 +67,7 @@ from collections.abc import Sequence
 import vowpalwabbit
 
 from nextbest.policies.base import LearnEvent, Policy, PolicySpecError
-from nextbest.policies.featurize import Example
+from nextbest.policies.featurize import Example, Slot
 from nextbest.policies.registry import register
 from nextbest.policies.vw_options import model_options, parse_args
 from nextbest.policies.work import WorkCounter, vw_counter
@@ -122,6 +133,17 @@ def _workspace(args: list[str]) -> vowpalwabbit.Workspace:
         raise PolicySpecError(f"VW rejected the arguments: {_vw_error(e)}") from e
 
 
+def ccb_labeled_lines(event: LearnEvent) -> list[str]:
+    """The VW CCB example of an event, each slot labeled `action:cost:probability` (cost = -reward); a single-slot
+    event is one slot with every action a candidate."""
+    example = event.example
+    if not event.slots:
+        slot = Slot({}, tuple(range(len(example))))
+        return example.ccb_lines([slot], [f"{event.chosen_index}:{-event.reward:.9g}:{event.probability:.9g}"])
+    labels = [f"{s.action_index}:{-s.reward:.9g}:{s.probability:.9g}" for s in event.slots]
+    return example.ccb_lines([s.slot for s in event.slots], labels)
+
+
 @register("vw")
 class VWPolicy(Policy):
     """A VW `--cb_explore_adf` workspace; its pmf is VW's exploration distribution (normalized:
@@ -142,13 +164,18 @@ class VWPolicy(Policy):
         "vw:--cb_explore_adf --regcbopt --cb_min_cost -1 --cb_max_cost 0 --cb_type dr -q ua",
         "vw:--cb_explore_adf --synthcover --epsilon 0.05 -q ua --cb_type ips",
         "vw:--cb_explore_adf --large_action_space --max_actions 3 -q ua",
+        "vw:--ccb_explore_adf --epsilon 0.1 -q ua",
+        "vw:--ccb_explore_adf --squarecb -q ua",
+        "vw:--ccb_explore_adf --cover 3 --cb_type dr -q ua",
     )
 
     def __init__(self, spec: str, workspace: vowpalwabbit.Workspace, options: list[str]) -> None:
         """`options`: the canonical options the workspace runs with (a loaded model's own, from its header)."""
         super().__init__(spec)
         self._ws = workspace
-        self.explores = _explores(options, workspace.get_enabled_learners())
+        learners = workspace.get_enabled_learners()
+        self.explores = _explores(options, learners)
+        self.multi_slot = "ccb_explore_adf" in learners
         self._work = _work_counter(options)
 
     @classmethod
@@ -180,11 +207,24 @@ class VWPolicy(Policy):
         return cls(spec, ws, options)
 
     def _pmf(self, example: Example, event_id: str) -> Sequence[float]:
+        if self.multi_slot:
+            return self._slot_pmf(example, [Slot({}, tuple(range(len(example))))], [])
         return self._ws.predict(example.vw_lines())
+
+    def _slot_pmf(self, example: Example, slots: Sequence[Slot], chosen: Sequence[int]) -> Sequence[float]:
+        """VW's pmf of the slot after `chosen`: the earlier slots are sent with their chosen action as their only
+        candidate, so VW removes exactly those actions (its own samples for them would differ)."""
+        i = len(chosen)
+        asked = [Slot(slot.features, (a,)) for slot, a in zip(slots, chosen, strict=False)] + [slots[i]]
+        scores = dict(self._ws.predict(example.ccb_lines(asked))[i])
+        return [scores.get(a, 0.0) for a in slots[i].candidates]
 
     def _learn(self, events: Sequence[LearnEvent]) -> None:
         for e in events:
-            self._ws.learn(e.example.vw_labeled_lines(e.chosen_index, -e.reward, e.probability))
+            if self.multi_slot:
+                self._ws.learn(ccb_labeled_lines(e))
+            else:
+                self._ws.learn(e.example.vw_labeled_lines(e.chosen_index, -e.reward, e.probability))
 
     def _save(self) -> bytes:
         with tempfile.TemporaryDirectory(dir=_tmpdir()) as d:

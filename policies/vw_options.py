@@ -96,6 +96,10 @@ MAX_MODELS = 16  # --bag, --cover, --rnd: each is a model VW evaluates per decis
 ALLOWED: dict[str, _Option] = {
     # the contextual bandit reductions (VW stores the implied ones in its models)
     "cb_explore_adf": _FLAG,
+    "ccb_explore_adf": _FLAG,  # conditional contextual bandits: multi-slot decisions
+    "all_slots_loss": _FLAG,
+    "ccb_no_slot_index": _FLAG,
+    "cb_sample": _FLAG,  # implied by --ccb_explore_adf (stored in its models)
     "cb_adf": _FLAG,
     "csoaa_ldf": _Option("choice", choices=frozenset({"m", "multiline"})),
     "csoaa_rank": _FLAG,
@@ -237,8 +241,8 @@ def parse_args(params: str) -> list[str]:
         tokens = shlex.split(params)
     except ValueError as e:
         raise PolicySpecError(f"cannot parse VW arguments: {e}") from e
-    if "--cb_explore_adf" not in tokens:
-        raise PolicySpecError("VW arguments must include --cb_explore_adf")
+    if "--cb_explore_adf" not in tokens and "--ccb_explore_adf" not in tokens:
+        raise PolicySpecError("VW arguments must include --cb_explore_adf (or --ccb_explore_adf for multi-slot)")
     return check_options(tokens)
 
 
@@ -297,6 +301,6 @@ def model_options(data: bytes) -> list[str]:
     if not set(stored.decode("latin-1")) <= _PRINTABLE | {" "}:
         raise PolicySpecError("VW model options: only printable ASCII and spaces are allowed")
     options = check_options(["--bit_precision", str(bits), *stored.decode("ascii").split()], header=True)
-    if "--cb_explore_adf" not in options:
-        raise ValueError("the VW model is not a --cb_explore_adf model")
+    if "--cb_explore_adf" not in options and "--ccb_explore_adf" not in options:
+        raise ValueError("the VW model is not a --cb_explore_adf model (nor a --ccb_explore_adf one)")
     return options

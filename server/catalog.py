@@ -42,6 +42,12 @@ class LiveModel:
         with self._lock:
             return self.policy.pmf(example, event_id)
 
+    def slot_pmf(
+        self, example: policies.Example, slots: list[policies.Slot], chosen: list[int], event_id: str
+    ) -> np.ndarray:
+        with self._lock:
+            return self.policy.slot_pmf(example, slots, chosen, event_id)
+
 
 @dataclass(frozen=True)
 class LoopView:

@@ -1,4 +1,4 @@
-"""DecisionService: Rank, Reward, Activate, RewardStream."""
+"""DecisionService: Rank, RankMultiSlot, Reward, Activate, RewardStream."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from nextbest.server import validation
 from nextbest.server.catalog import Catalog, LiveModel, LoopView
 from nextbest.server.config import Limits, Mode, check_reward
 from nextbest.server.errors import FailedPrecondition, InvalidArgument
-from nextbest.server.sampling import in_holdout, sample_index, seeded_uniform
+from nextbest.server.sampling import in_holdout, sample_index, seeded_uniform, slot_uniform
 from nextbest.server.store import Entry, EventLog, StoreFullError, Stream, SubjectChanges
 from nextbest.server.subjects.keeper import Screened, SubjectKeeper
 from nextbest.v1 import decision_pb2, decision_pb2_grpc, records_pb2, types_pb2
@@ -104,8 +104,11 @@ def reward_entry(request: decision_pb2.RewardRequest, now: float) -> Entry:
         value=request.value,
         reward_id=request.reward_id,
         timestamp=now,
+        slot_id=request.slot_id,
     )
     key = f"r\x00{request.event_id}\x00{request.reward_id}" if request.reward_id else None
+    if key is not None and request.slot_id:  # a reward id is unique per slot
+        key += f"\x00{request.slot_id}"
     return Entry(key, record.SerializeToString())
 
 
@@ -130,11 +133,154 @@ def _decide(view: LoopView, example: policies.Example, event_id: str) -> tuple[l
     return [1.0] + [0.0] * (len(example) - 1), BASELINE_POLICY, top_index
 
 
-def _pmf_of(model: LiveModel, example: policies.Example, event_id: str) -> list[float]:
+def _pmf_of(
+    model: LiveModel,
+    example: policies.Example,
+    event_id: str,
+    slots: list[policies.Slot] | None = None,
+    chosen: list[int] | None = None,
+) -> list[float]:
+    """The model's pmf over the example's actions, or (with `slots`) over the candidates of the slot after `chosen`."""
     try:
-        return model.pmf(example, event_id).tolist()
+        if slots is None:
+            return model.pmf(example, event_id).tolist()
+        return model.slot_pmf(example, slots, chosen or [], event_id).tolist()
     except policies.PolicyInputError as e:
         raise InvalidArgument(f"actions: {e}") from e
+
+
+def _slot_decisions(record: records_pb2.DecisionRecord) -> list[decision_pb2.SlotDecision]:
+    """The SlotDecisions of a logged multi-slot decision: each slot's candidates, highest probability first."""
+    out = []
+    for slot in record.slots:
+        candidates = [record.actions[i].id for i in slot.candidates]
+        decision = decision_pb2.SlotDecision(
+            slot_id=slot.id,
+            chosen_action_id=candidates[slot.chosen_index],
+            probability=slot.pmf[slot.chosen_index],
+        )
+        for i in sorted(range(len(slot.pmf)), key=slot.pmf.__getitem__, reverse=True):  # stable: ties keep order
+            decision.ranking.add(action_id=candidates[i], probability=slot.pmf[i])
+        out.append(decision)
+    return out
+
+
+def multi_slot_response_of(record: records_pb2.DecisionRecord) -> decision_pb2.RankMultiSlotResponse:
+    """The RankMultiSlotResponse for a logged multi-slot decision (the same on every retry)."""
+    if not record.slots:
+        raise FailedPrecondition(f"event_id: {record.event_id!r} is a single-slot decision (logged by Rank)")
+    return decision_pb2.RankMultiSlotResponse(
+        event_id=record.event_id,
+        slots=_slot_decisions(record),
+        model_version=record.model_version,
+        policy=record.policy,
+        learning_mode=record.config.learning_mode,
+        holdout=record.holdout,
+        suppressed=record.suppressed,
+    )
+
+
+def _screened_slots(
+    slots: list[validation.SlotInput], actions: Sequence[types_pb2.Action], candidates: Sequence[types_pb2.Action]
+) -> list[validation.SlotInput]:
+    """The slots with their actions (and baselines) as indices into the candidates the contact policy left."""
+    if len(candidates) == len(actions):
+        return slots
+    index = {a.id: i for i, a in enumerate(candidates)}
+    out = []
+    for i, slot in enumerate(slots):
+        allowed = tuple(index[actions[a].id] for a in slot.allowed if actions[a].id in index)
+        if not allowed:
+            raise FailedPrecondition(f"slots[{i}]: the contact policy forbids every action the slot may take")
+        baseline = index.get(actions[slot.baseline].id, -1) if slot.baseline >= 0 else -1
+        out.append(slot._replace(allowed=allowed, baseline=baseline))
+    return out
+
+
+RANK_SLOT = "default"
+
+
+def _one_slot(request: decision_pb2.RankRequest) -> decision_pb2.RankMultiSlotRequest:
+    """A Rank on a multi-slot loop as the one-slot decision it is: the slot `default`, without the excluded actions."""
+    return decision_pb2.RankMultiSlotRequest(
+        loop=request.loop,
+        event_id=request.event_id,
+        subject_id=request.subject_id,
+        context=request.context,
+        actions=request.actions,
+        slots=[decision_pb2.Slot(id=RANK_SLOT, excluded_action_ids=request.excluded_action_ids)],
+        deferred=request.deferred,
+    )
+
+
+def _rank_response_of_slot(record: records_pb2.DecisionRecord) -> decision_pb2.RankResponse:
+    """The RankResponse of a logged multi-slot decision: its first slot's."""
+    first = _slot_decisions(record)[0]
+    return decision_pb2.RankResponse(
+        event_id=record.event_id,
+        chosen_action_id=first.chosen_action_id,
+        ranking=first.ranking,
+        model_version=record.model_version,
+        policy=record.policy,
+        learning_mode=record.config.learning_mode,
+        holdout=record.holdout,
+        suppressed=record.suppressed,
+    )
+
+
+def _fill_first_slot(record: records_pb2.DecisionRecord, policy: str, slots: Sequence[decision_pb2.Slot]) -> None:
+    """Complete a multi-slot record: the policy, each slot's features as requested, and the first slot's decision
+    in the single-slot fields (pmf over every action, chosen and top index into the actions)."""
+    record.policy = policy
+    for logged, requested in zip(record.slots, slots, strict=True):
+        for name, features in requested.features.items():
+            logged.features[name].CopyFrom(features)
+    first = record.slots[0]
+    pmf = [0.0] * len(record.actions)
+    for i, p in zip(first.candidates, first.pmf, strict=True):
+        pmf[i] = p
+    record.pmf[:] = pmf
+    record.chosen_index = first.candidates[first.chosen_index]
+    record.policy_top_index = first.candidates[first.policy_top_index]
+
+
+class _SlotDecider:
+    """Decides the slots of one multi-slot decision in order, each from the candidates no earlier slot took: with the
+    live policy (ONLINE), the holdout policy, or the slot's baseline (APPRENTICE, LOGGING_ONLY)."""
+
+    def __init__(self, view: LoopView, holdout: LiveModel | None, example: policies.Example, key: tuple[str, str]):
+        self._view = view
+        self._holdout = holdout
+        self._example = example
+        self._loop, self._event_id = key
+        self.slots: list[policies.Slot] = []
+        self.chosen: list[int] = []  # action indices
+        # APPRENTICE and LOGGING_ONLY answer with each slot's baseline; the holdout policy decides in every mode
+        self._baseline = holdout is None and view.config.learning_mode != Mode.LEARNING_MODE_ONLINE
+        self.policy = BASELINE_POLICY if self._baseline else (holdout or view.model).spec
+
+    def decide(self, i: int, slot: validation.SlotInput) -> records_pb2.SlotRecord:
+        eligible = tuple(a for a in slot.allowed if a not in self.chosen)
+        if not eligible:
+            raise InvalidArgument(f"slots[{i}]: every action the slot may take filled an earlier slot")
+        self.slots.append(policies.Slot(slot.features, eligible))
+        top = 0
+        if self._baseline:
+            baseline = eligible.index(slot.baseline) if slot.baseline in eligible else 0
+            pmf = [0.0] * len(eligible)
+            pmf[baseline] = 1.0
+            if self._view.config.learning_mode == Mode.LEARNING_MODE_APPRENTICE:
+                top = int(np.argmax(self._pmf(self._view.model)))
+        else:
+            pmf = self._pmf(self._holdout or self._view.model)
+        chosen = sample_index(pmf, slot_uniform(self._loop, self._event_id, i))
+        self.chosen.append(eligible[chosen])
+        return records_pb2.SlotRecord(
+            id=slot.id, candidates=eligible, pmf=pmf, chosen_index=chosen, policy_top_index=top
+        )
+
+    def _pmf(self, model: LiveModel) -> list[float]:
+        return _pmf_of(model, self._example, self._event_id, self.slots, self.chosen)
 
 
 class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
@@ -170,6 +316,9 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         rank_input = validation.rank_request(request, self._limits)
         loop = validation.loop_name(request.loop)
         view = self._catalog.get(loop)
+        if view.model.policy.multi_slot:  # one slot of a multi-slot decision: logged, learned and exported as one
+            logged = self._rank_slots(_one_slot(request), view)
+            return response_of(logged) if not logged.slots else _rank_response_of_slot(logged)
         event_id = request.event_id or uuid.uuid4().hex
         now = self._clock()
         screened = self._screen(request, rank_input, view.config, now)
@@ -201,28 +350,101 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         )
         decided_by = (record.model_version, policy, view.config.learning_mode)
         contact = self._contact(record, candidates[chosen_index], view.config, now)
-        try:
-            entry = Entry(event_id, record_data(request, candidates, record, screened.logged_context))
-            appended = self._log.append(Stream.DECISIONS, loop, [entry], contact)[0]
-        except StoreFullError as e:
-            logged = self._log.get(Stream.DECISIONS, loop, event_id)
-            if logged is not None:  # a retry: the logged decision stands
-                return response_of(records_pb2.DecisionRecord.FromString(logged))
-            if not self._serve_without_logging:
-                raise
-            self._answered_unlogged(loop, e)
-            return _response(event_id, candidates, pmf, chosen_index, decided_by, record.holdout, screened.suppressed)
-        if not appended.created:  # a retry: answer what was logged first, whatever the model now
-            logged = records_pb2.DecisionRecord.FromString(appended.data)
-            if self._subjects is not None:  # recorded again: kept once (a crash may have come before it was)
-                chosen = logged.actions[logged.chosen_index]
-                self._subjects.update(self._contact(logged, chosen, view.config, logged.timestamp))
+        entry = Entry(event_id, record_data(request, candidates, record, screened.logged_context))
+        logged = self._log_decision(
+            loop, entry, contact, lambda d: self._contact(d, d.actions[d.chosen_index], view.config, d.timestamp)
+        )
+        if logged is not None:
             return response_of(logged)
         return _response(event_id, candidates, pmf, chosen_index, decided_by, record.holdout, screened.suppressed)
 
+    def _log_decision(
+        self,
+        loop: str,
+        entry: Entry,
+        contact: SubjectChanges,
+        contact_of: Callable[[records_pb2.DecisionRecord], SubjectChanges],
+    ) -> records_pb2.DecisionRecord | None:
+        """Log a decision (with its subject's contact); on a retry, the decision logged first under its event id,
+        whatever the model now (None: this one is logged, or answered unlogged when the store is full and the
+        server may). `contact_of` gives a logged decision's contact, recorded again on a retry: kept once (a crash
+        may have come before it was)."""
+        try:
+            appended = self._log.append(Stream.DECISIONS, loop, [entry], contact)[0]
+        except StoreFullError as e:
+            logged = self._log.get(Stream.DECISIONS, loop, entry.key or "")
+            if logged is not None:  # a retry: the logged decision stands
+                return records_pb2.DecisionRecord.FromString(logged)
+            if not self._serve_without_logging:
+                raise
+            self._answered_unlogged(loop, e)
+            return None
+        if appended.created:
+            return None
+        logged_first = records_pb2.DecisionRecord.FromString(appended.data)
+        if self._subjects is not None:
+            self._subjects.update(contact_of(logged_first))
+        return logged_first
+
+    def RankMultiSlot(
+        self, request: decision_pb2.RankMultiSlotRequest, context: grpc.ServicerContext
+    ) -> decision_pb2.RankMultiSlotResponse:
+        loop = validation.loop_name(request.loop)
+        view = self._catalog.get(loop)
+        if not view.model.policy.multi_slot:
+            raise FailedPrecondition(
+                f"loop {loop!r} decides a single slot (policy {view.model.spec!r}): use Rank, or a multi-slot policy "
+                "such as vw:--ccb_explore_adf"
+            )
+        return multi_slot_response_of(self._rank_slots(request, view))
+
+    def _rank_slots(self, request: decision_pb2.RankMultiSlotRequest, view: LoopView) -> records_pb2.DecisionRecord:
+        """Decide and log a multi-slot decision; the record to answer from (the one logged first, on a retry)."""
+        multi = validation.rank_multi_slot_request(request, self._limits)
+        loop = validation.loop_name(request.loop)
+        event_id = request.event_id or uuid.uuid4().hex
+        now = self._clock()
+        screened = self._screen(request, validation.RankInput(multi.context, multi.actions), view.config, now)
+        candidates = screened.candidates
+        slots = _screened_slots(multi.slots, multi.actions, candidates)
+        example = policies.Example(screened.context, candidates)
+        holdout = _holdout_model(view, loop, request.subject_id)
+        policy = (holdout or view.model).policy
+        evaluations = validation.slot_evaluations(len(slots), policy.multi_slot)
+        validation.decision_work(example, policy, view.config, self._limits, evaluations)
+        decider = _SlotDecider(view, holdout, example, (loop, event_id))
+        record = records_pb2.DecisionRecord(
+            loop=loop,
+            event_id=event_id,
+            context=screened.logged_context or request.context,
+            actions=candidates,
+            model_version=str(view.model.version),
+            config=view.config,
+            timestamp=now,
+            deferred=request.deferred,
+            holdout=holdout is not None,
+            subject_id=request.subject_id,
+            suppressed=screened.suppressed,
+            skipped_rules=screened.skipped,
+            slots=[decider.decide(i, slot) for i, slot in enumerate(slots)],
+        )
+        _fill_first_slot(record, decider.policy, request.slots)
+        contact = self._slot_contacts(record, view.config, now)
+        entry = Entry(event_id, record.SerializeToString())
+        logged = self._log_decision(loop, entry, contact, lambda d: self._slot_contacts(d, view.config, d.timestamp))
+        return logged or record
+
+    def _slot_contacts(
+        self, record: records_pb2.DecisionRecord, config: types_pb2.LoopConfig, now: float
+    ) -> SubjectChanges:
+        """The subject history change that records every filled slot of a multi-slot decision that is a contact."""
+        if not record.subject_id or record.deferred or self._subjects is None:
+            return {}
+        return self._subjects.slot_contacts(record, config, now)
+
     def _screen(
         self,
-        request: decision_pb2.RankRequest,
+        request: decision_pb2.RankRequest | decision_pb2.RankMultiSlotRequest,
         rank_input: validation.RankInput,
         config: types_pb2.LoopConfig,
         now: float,
@@ -257,8 +479,21 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         validation.reward_request(request, self._limits)
         loop = validation.loop_name(request.loop)
         check_reward(request.value, self._catalog.get(loop).config, "value")
+        self._check_slot(loop, request)
         appended = self._log.append(Stream.REWARDS, loop, [reward_entry(request, self._clock())])[0]
         return decision_pb2.RewardResponse(duplicate=not appended.created)
+
+    def _check_slot(
+        self, loop: str, request: decision_pb2.RewardRequest | decision_pb2.ActivateRequest, field: str = ""
+    ) -> None:
+        """A reward (or activation) for a slot must name a slot of its decision, when the decision is logged already
+        (one that comes later than its reward is checked by the joiner, which drops it as an orphan)."""
+        if not request.slot_id:
+            return
+        data = self._log.get(Stream.DECISIONS, loop, request.event_id)
+        if data is not None:
+            slots = records_pb2.DecisionRecord.FromString(data).slots
+            validation.slot_id(request.slot_id, [s.id for s in slots], field)
 
     def Activate(
         self, request: decision_pb2.ActivateRequest, context: grpc.ServicerContext
@@ -266,28 +501,34 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         validation.activate_request(request, self._limits)
         loop = validation.loop_name(request.loop)
         view = self._catalog.get(loop)
+        self._check_slot(loop, request)
         record = records_pb2.RewardRecord(
             loop=loop,
             event_id=request.event_id,
             kind=records_pb2.RewardRecord.KIND_ACTIVATION,
             timestamp=self._clock(),
+            slot_id=request.slot_id,
         )
-        entry = Entry(f"a\x00{request.event_id}", record.SerializeToString())
-        appended = self._log.append(Stream.REWARDS, loop, [entry])[0]
+        key = f"a\x00{request.event_id}" + (f"\x00{request.slot_id}" if request.slot_id else "")
+        appended = self._log.append(Stream.REWARDS, loop, [Entry(key, record.SerializeToString())])[0]
         if appended.created:
-            self._activated(view.config, loop, request.event_id, record.timestamp)
+            self._activated(view.config, loop, request, record.timestamp)
         return decision_pb2.ActivateResponse(duplicate=not appended.created)
 
-    def _activated(self, config: types_pb2.LoopConfig, loop: str, event_id: str, now: float) -> None:
-        """An activated decision of a subject is a contact from now on (one logged after its activation is
-        recorded when it is joined)."""
+    def _activated(
+        self, config: types_pb2.LoopConfig, loop: str, request: decision_pb2.ActivateRequest, now: float
+    ) -> None:
+        """An activated decision (or slot) of a subject is a contact from now on (one logged after its activation
+        is recorded when it is joined)."""
         if self._subjects is None:
             return
-        data = self._log.get(Stream.DECISIONS, loop, event_id)
+        data = self._log.get(Stream.DECISIONS, loop, request.event_id)
         if data is None:
             return
         decision = records_pb2.DecisionRecord.FromString(data)
-        if decision.subject_id and decision.deferred:
+        if decision.subject_id and decision.deferred and decision.slots:
+            self._subjects.update(self._subjects.slot_contacts(decision, config, now, request.slot_id))
+        elif decision.subject_id and decision.deferred:
             chosen = decision.actions[decision.chosen_index]
             self._subjects.update(self._subjects.contact(decision, chosen, config, now))
 
@@ -304,6 +545,7 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
                 validation.reward_request(request, self._limits, field=f"rewards[{i}].")
                 loop = validation.loop_name(request.loop)
                 check_reward(request.value, self._catalog.get(loop).config, f"rewards[{i}].value")
+                self._check_slot(loop, request, f"rewards[{i}].")
                 batches.setdefault(loop, []).append(reward_entry(request, self._clock()))
                 pending += 1
                 if pending >= _STREAM_BATCH:

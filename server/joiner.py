@@ -8,6 +8,13 @@ writes still committing), the rewards are aggregated as configured, or the
 default reward is used, and the joined event is appended to the JOINED stream
 in decision order, keyed by event id.
 
+A multi-slot decision is joined per slot: a reward with a slot id counts for
+that slot, one without for every slot, each slot's are aggregated (or
+defaulted) alone, and the joined event's reward is the sum over its slots. A
+reward (or activation) for a slot the decision does not have is counted as an
+orphan. An activation of a slot activates that slot, one without a slot id
+every slot.
+
 Which rewards join is decided by timestamps alone, so replaying the log after
 a crash joins the same way; appends are idempotent, so a replay never
 duplicates. The joiner's position and counters are saved in its cursor.
@@ -112,20 +119,23 @@ class HeldReward(NamedTuple):
     timestamp: float
     kind: int
     value: float
+    slot_id: str = ""
 
 
 class Window(NamedTuple):
-    """What joining a decision needs of it: its reward window and how rewards combine."""
+    """What joining a decision needs of it: its reward window, how rewards combine and its slots (multi-slot)."""
 
     timestamp: float
     wait: float
     aggregation: int
     default_reward: float
+    slots: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, decision: records_pb2.DecisionRecord) -> Window:
         c = decision.config
-        return cls(decision.timestamp, c.reward_wait_seconds, c.reward_aggregation, c.default_reward)
+        slots = tuple(slot.id for slot in decision.slots)
+        return cls(decision.timestamp, c.reward_wait_seconds, c.reward_aggregation, c.default_reward, slots)
 
     def contains(self, timestamp: float) -> bool:
         return self.timestamp - self.wait <= timestamp <= self.timestamp + self.wait
@@ -138,11 +148,26 @@ class Window(NamedTuple):
 
 class _Fold:
     """A decision's rewards folded in the order they were read: all that joining needs of them, in constant space
-    however many arrive."""
+    however many arrive (per slot for a multi-slot decision: a reward for the whole event counts in every slot)."""
 
-    __slots__ = ("seqs", "last_seq", "stored", "count", "first", "total", "low", "high", "activated", "late")
+    __slots__ = (
+        "seqs",
+        "last_seq",
+        "stored",
+        "count",
+        "first",
+        "total",
+        "low",
+        "high",
+        "activated",
+        "late",
+        "unknown",
+        "slots",
+    )
 
     _FORMAT: ClassVar = struct.Struct(">qqddddBq")
+    _SLOTS: ClassVar = struct.Struct(">qH")  # unknown, the number of slot folds (each: id length, id, _VALUES)
+    _VALUES: ClassVar = struct.Struct(">qddddB")
 
     def __init__(self) -> None:
         self.seqs: list[int] = []  # the rewards folded in since the last spill: a restart reads them again
@@ -153,40 +178,102 @@ class _Fold:
         self.low, self.high = math.inf, -math.inf
         self.activated = False
         self.late = 0  # rewards and activations outside the window
+        self.unknown = 0  # rewards for a slot the decision does not have
+        self.slots: dict[str, _Fold] = {}  # a multi-slot decision's rewards, by slot id
 
     def encode(self) -> bytes:
-        return self._FORMAT.pack(
+        raw = self._FORMAT.pack(
             self.last_seq, self.count, self.first, self.total, self.low, self.high, self.activated, self.late
         )
+        if not self.slots and not self.unknown:
+            return raw
+        parts = [raw, self._SLOTS.pack(self.unknown, len(self.slots))]
+        for slot_id, fold in self.slots.items():
+            key = slot_id.encode()
+            parts += [struct.pack(">H", len(key)), key, fold._VALUES.pack(*fold._values())]
+        return b"".join(parts)
+
+    def _values(self) -> tuple[int, float, float, float, float, bool]:
+        return self.count, self.first, self.total, self.low, self.high, self.activated
 
     @classmethod
     def decode(cls, raw: bytes) -> _Fold:
         fold = cls()
         fold.last_seq, fold.count, fold.first, fold.total, fold.low, fold.high, activated, fold.late = (
-            cls._FORMAT.unpack(raw)
+            cls._FORMAT.unpack_from(raw)
         )
         fold.activated, fold.stored = bool(activated), True
+        at = cls._FORMAT.size
+        if at < len(raw):
+            fold.unknown, n = cls._SLOTS.unpack_from(raw, at)
+            at += cls._SLOTS.size
+            for _ in range(n):
+                (length,) = struct.unpack_from(">H", raw, at)
+                slot_id = raw[at + 2 : at + 2 + length].decode()
+                at += 2 + length
+                slot = fold.slots[slot_id] = cls()
+                slot.count, slot.first, slot.total, slot.low, slot.high, activated = cls._VALUES.unpack_from(raw, at)
+                slot.activated = bool(activated)
+                at += cls._VALUES.size
         return fold
 
     def add(self, window: Window, reward: HeldReward | records_pb2.RewardRecord) -> None:
+        slot_id = reward.slot_id
         if not window.contains(reward.timestamp):
             self.late += 1
+        elif slot_id and slot_id not in window.slots:
+            self.unknown += 1
         elif reward.kind == _KIND.KIND_ACTIVATION:
-            self.activated = True
+            (self._slot(slot_id) if slot_id else self).activated = True
         elif reward.kind == _KIND.KIND_REWARD:
-            value = reward.value
-            if not self.count:
-                self.first = value
-            self.count += 1
-            self.total += value
-            self.low, self.high = min(self.low, value), max(self.high, value)
+            if not window.slots:
+                self._value(reward.value)
+            elif not slot_id:  # the whole event's: every slot's
+                for slot in window.slots:
+                    self._slot(slot)._value(reward.value)
+            else:
+                self._slot(slot_id)._value(reward.value)
+
+    def _slot(self, slot_id: str) -> _Fold:
+        fold = self.slots.get(slot_id)
+        if fold is None:
+            fold = self.slots[slot_id] = _Fold()
+        return fold
+
+    def _value(self, value: float) -> None:
+        if not self.count:
+            self.first = value
+        self.count += 1
+        self.total += value
+        self.low, self.high = min(self.low, value), max(self.high, value)
+
+    def _reward(self, window: Window) -> float:
+        return self._aggregate(window.aggregation) if self.count else window.default_reward
 
     def joined(self, window: Window, now: float) -> records_pb2.JoinedEvent:
-        """The joined event, without its `decision` field: `joined_data` puts the logged decision's bytes there."""
-        joined = records_pb2.JoinedEvent(
-            reward_count=self.count, defaulted=not self.count, activated=self.activated, joined_at=now
-        )
-        joined.reward = self._aggregate(window.aggregation) if self.count else window.default_reward
+        """The joined event, without its `decision` field: `joined_data` puts the logged decision's bytes there.
+
+        A multi-slot decision's has each slot's outcome; its reward is their sum, its count the rewards joined."""
+        if not window.slots:
+            joined = records_pb2.JoinedEvent(
+                reward_count=self.count, defaulted=not self.count, activated=self.activated, joined_at=now
+            )
+            joined.reward = self._reward(window)
+            return joined
+        joined = records_pb2.JoinedEvent(joined_at=now)
+        for slot_id in window.slots:
+            fold = self.slots.get(slot_id) or _Fold()
+            joined.slots.add(
+                slot_id=slot_id,
+                reward=fold._reward(window),
+                reward_count=fold.count,
+                defaulted=not fold.count,
+                activated=self.activated or fold.activated,
+            )
+        joined.reward = sum(slot.reward for slot in joined.slots)
+        joined.reward_count = sum(slot.reward_count for slot in joined.slots)
+        joined.defaulted = not joined.reward_count
+        joined.activated = any(slot.activated for slot in joined.slots)
         return joined
 
     def _aggregate(self, how: int) -> float:
@@ -394,7 +481,7 @@ class Joiner:
                 joined = records_pb2.JoinedEvent.FromString(appended.data)
                 match = _apprentice_match(joined.decision)
             # Counted even when a crash came after the append: the counters are saved with decisions_closed.
-            self._count(joined, fold.late, match)
+            self._count(joined, fold, match)
 
     def _read(self) -> bool:
         while room := self._max_held - len(self._open):
@@ -416,7 +503,8 @@ class Joiner:
                 if seq in self._done:
                     continue
                 reward = records_pb2.RewardRecord.FromString(data)
-                self._hold(reward.event_id, HeldReward(seq, reward.timestamp, reward.kind, reward.value))
+                held = HeldReward(seq, reward.timestamp, reward.kind, reward.value, reward.slot_id)
+                self._hold(reward.event_id, held)
                 if seq > self.state.rewards_counted:
                     if reward.kind == _KIND.KIND_ACTIVATION:
                         self.state.activations += 1
@@ -519,12 +607,13 @@ class Joiner:
         else:
             heapq.heappush(self._buffered_heap, seq)
 
-    def _count(self, joined: records_pb2.JoinedEvent, late: int, apprentice_match: bool | None) -> None:
+    def _count(self, joined: records_pb2.JoinedEvent, fold: _Fold, apprentice_match: bool | None) -> None:
         s = self.state
         s.joined += 1
         s.defaulted += joined.defaulted
         s.reward_sum += joined.reward
-        s.late += late
+        s.late += fold.late
+        s.orphans += fold.unknown
         if apprentice_match is not None:
             s.apprentice_joined += 1
             s.apprentice_matches += apprentice_match

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 
 from nextbest import policies
@@ -29,21 +30,45 @@ DEFAULT_KEEP_MODELS = 10
 def learn_event(joined: records_pb2.JoinedEvent) -> policies.LearnEvent | None:
     """What a policy learns from a joined event, or None when it must not learn from it.
 
-    LOGGING_ONLY decisions, deferred decisions never activated, and holdout
-    decisions (unless the config logged with them says `holdout_learn`) are
-    not learned from. The probability is the logged one.
+    LOGGING_ONLY decisions, deferred decisions never activated (of a
+    multi-slot one, the slots not activated), and holdout decisions (unless
+    the config logged with them says `holdout_learn`) are not learned from.
+    The probability is the logged one.
     """
     d = joined.decision
     if d.config.learning_mode == Mode.LEARNING_MODE_LOGGING_ONLY or (d.deferred and not joined.activated):
         return None
     if d.holdout and not d.config.holdout_learn:
         return None
+    example = policies.Example(d.context, d.actions)
+    if d.slots:
+        return _multi_slot_event(example, d, joined)
     return policies.LearnEvent(
-        example=policies.Example(d.context, d.actions),
+        example=example,
         chosen_index=d.chosen_index,
         probability=d.pmf[d.chosen_index],
         reward=joined.reward,
     )
+
+
+def _multi_slot_event(
+    example: policies.Example, d: records_pb2.DecisionRecord, joined: records_pb2.JoinedEvent
+) -> policies.LearnEvent:
+    """A multi-slot event: each slot with its logged candidates, choice and probability, and its joined reward (of a
+    deferred decision, only the slots activated: each slot's candidates are logged, so a slot learns the same
+    without the slots before it)."""
+    slots = tuple(
+        policies.SlotOutcome(
+            slot=policies.Slot(slot.features, tuple(slot.candidates)),
+            chosen_index=slot.chosen_index,
+            probability=slot.pmf[slot.chosen_index],
+            reward=outcome.reward,
+        )
+        for slot, outcome in zip(d.slots, joined.slots, strict=True)
+        if outcome.activated or not d.deferred
+    )
+    first = slots[0]
+    return policies.LearnEvent(example, first.action_index, first.probability, first.reward, slots)
 
 
 def learned_position(store: Store, loop: str) -> int:
@@ -78,6 +103,24 @@ def _finite(policy: policies.Policy, example: policies.Example) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _probability(policy: policies.Policy, event: policies.LearnEvent, event_id: str) -> float:
+    """The policy's probability of the logged decision: of the chosen action, or (multi-slot) of every slot's choice,
+    each slot given the earlier slots' logged choices."""
+    if not event.slots:
+        return float(policy.pmf(event.example, event_id)[event.chosen_index])
+    slots = [s.slot for s in event.slots]
+    p = 1.0
+    for i, s in enumerate(event.slots):
+        chosen = [earlier.action_index for earlier in event.slots[:i]]
+        p *= float(policy.slot_pmf(event.example, slots, chosen, event_id)[s.chosen_index])
+    return p
+
+
+def _logged_probability(event: policies.LearnEvent) -> float:
+    """The logged probability of the decision: of the chosen action, or the product over the slots."""
+    return math.prod(s.probability for s in event.slots) if event.slots else event.probability
 
 
 def _counted(n: int) -> bool:
@@ -201,7 +244,7 @@ class Learner:
     def _learn(self, joined: records_pb2.JoinedEvent, event: policies.LearnEvent, careful: bool) -> None:
         d = joined.decision
         for spec, shadow in self._shadows.items():
-            self._shadow_learn(spec, shadow, d, event)
+            self._shadow_learn(spec, shadow, d, event, joined.reward)
         if careful:
             before = self._policy.save()
             self._policy.learn([event])
@@ -217,17 +260,23 @@ class Learner:
         else:
             self._policy.learn([event])
         if d.policy == self._policy.spec and not d.holdout:
-            estimates.add(self._live_sums, 1.0, event.reward)
+            estimates.add(self._live_sums, 1.0, joined.reward)
         self._last_example = event.example
 
     def _shadow_learn(
-        self, spec: str, shadow: _Shadow, decision: records_pb2.DecisionRecord, event: policies.LearnEvent
+        self,
+        spec: str,
+        shadow: _Shadow,
+        decision: records_pb2.DecisionRecord,
+        event: policies.LearnEvent,
+        joined_reward: float,
     ) -> None:
         """Learn the event; estimate on it unless it is a holdout decision (the estimates are of the treatment's
-        traffic, which the holdout's policy would skew)."""
+        traffic, which the holdout's policy would skew). A multi-slot decision is estimated as a whole: the ratio
+        of the products of its slots' probabilities, and the sum of its slots' rewards."""
         event_id = decision.event_id
         try:
-            p = shadow.policy.pmf(event.example, event_id)[event.chosen_index]
+            p = _probability(shadow.policy, event, event_id)
             shadow.policy.learn([event])
         except Exception as e:  # whatever a shadow raises must not reach the live policy or the position
             shadow.sums.skipped += 1
@@ -242,7 +291,7 @@ class Learner:
                 )
             return
         if not decision.holdout:
-            estimates.add(shadow.sums, p / event.probability, event.reward)
+            estimates.add(shadow.sums, p / _logged_probability(event), joined_reward)
 
     def state(self) -> records_pb2.LearnerState:
         """The live policy's and the shadows' estimates as of now (without model bytes)."""

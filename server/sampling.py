@@ -1,7 +1,8 @@
 """Seeded sampling: any decision can be reproduced from its log record.
 
 The uniform draw is the first 8 bytes of SHA-256(loop + "\\0" + event_id) read
-as a big-endian integer over 2**64. The chosen action is the first, in the
+as a big-endian integer over 2**64 (for slot i of a multi-slot decision, of
+loop + "\\0" + event_id + "\\0" + i). The chosen action is the first, in the
 order the policy saw the actions, whose cumulative probability exceeds it.
 
 A subject's place in its loop's holdout is read the same way from
@@ -20,6 +21,12 @@ from collections.abc import Sequence
 def seeded_uniform(loop: str, event_id: str) -> float:
     """A number in [0, 1) determined by (loop, event_id)."""
     digest = hashlib.sha256(f"{loop}\x00{event_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def slot_uniform(loop: str, event_id: str, slot: int) -> float:
+    """A number in [0, 1) determined by (loop, event_id, slot index): the draw of a multi-slot decision's slot."""
+    digest = hashlib.sha256(f"{loop}\x00{event_id}\x00{slot}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 

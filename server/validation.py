@@ -154,23 +154,33 @@ def _exportable(namespaces: Mapping[str, FeaturesLike], field: str, reserved: fr
         raise InvalidArgument(f"{field}{reason}")
 
 
+def _count_actions(actions: Collection[types_pb2.Action], limits: Limits) -> None:
+    if not actions:
+        raise InvalidArgument("actions: at least one action is required")
+    if len(actions) > limits.max_actions:
+        raise InvalidArgument(f"actions: {len(actions)} actions, more than {limits.max_actions}")
+
+
+def _action_ids(actions: Iterable[types_pb2.Action], limits: Limits) -> dict[str, int]:
+    """Validate the actions; their indices by id."""
+    ids: dict[str, int] = {}
+    for i, action in enumerate(actions):
+        if action.id in ids:  # before the action's own checks: an invalid id has failed at its first occurrence
+            raise InvalidArgument(f"actions[{i}].id: duplicate action id {action.id!r}")
+        _action(action, i, limits)
+        ids[action.id] = i
+    return ids
+
+
 def rank_request(request: decision_pb2.RankRequest, limits: Limits) -> RankInput:
     """Validate a RankRequest; return its context and the candidate actions (excluded ones removed), in order."""
     _id(request.loop, "loop", limits, required=False)
     event_id(request.event_id, limits, required=False)
     _id(request.subject_id, "subject_id", limits, required=False)
     actions = request.actions
-    if not actions:
-        raise InvalidArgument("actions: at least one action is required")
-    if len(actions) > limits.max_actions:
-        raise InvalidArgument(f"actions: {len(actions)} actions, more than {limits.max_actions}")
+    _count_actions(actions, limits)
     context = _context(request.context, limits)
-    ids: set[str] = set()
-    for i, action in enumerate(actions):
-        if action.id in ids:  # before the action's own checks: an invalid id has failed at its first occurrence
-            raise InvalidArgument(f"actions[{i}].id: duplicate action id {action.id!r}")
-        _action(action, i, limits)
-        ids.add(action.id)
+    ids = _action_ids(actions, limits)
     if not request.excluded_action_ids:
         return RankInput(context, list(actions))
     excluded = set()
@@ -184,19 +194,108 @@ def rank_request(request: decision_pb2.RankRequest, limits: Limits) -> RankInput
     return RankInput(context, candidates)
 
 
+class SlotInput(NamedTuple):
+    """A valid slot: its id, features, the indices of the actions it may take and of its baseline (-1: none)."""
+
+    id: str
+    features: dict[str, Namespace]
+    allowed: tuple[int, ...]
+    baseline: int
+
+
+class MultiSlotInput(NamedTuple):
+    """A valid RankMultiSlotRequest's input: its context in plain containers, the actions and the slots."""
+
+    context: dict[str, Namespace]
+    actions: list[types_pb2.Action]
+    slots: list[SlotInput]
+
+
+def _slot(
+    slot: decision_pb2.Slot, i: int, ids: Mapping[str, int], context: Mapping[str, Namespace], limits: Limits
+) -> SlotInput:
+    field = f"slots[{i}]"
+    _id(slot.id, f"{field}.id", limits)
+    features = plain(slot.features)
+    if not _namespaces_ok(features, limits):
+        _features(features, f"{field}.features", limits)  # raises, naming the problem
+    _exportable(features, f"{field}.features")
+    _unreserved(features, f"{field}.features")
+    for ns in features:
+        if ns in context:  # the policy sees the context and the slot's features together
+            raise InvalidArgument(f"{field}.features[{ns!r}] (namespace name): also a context namespace")
+    excluded = set()
+    for j, action_id in enumerate(slot.excluded_action_ids):
+        if action_id not in ids:
+            raise InvalidArgument(f"{field}.excluded_action_ids[{j}]: {action_id!r} is not among the actions")
+        excluded.add(ids[action_id])
+    allowed = tuple(k for k in range(len(ids)) if k not in excluded)
+    if not allowed:
+        raise InvalidArgument(f"{field}.excluded_action_ids: every action is excluded")
+    baseline = -1
+    if slot.baseline_action_id:
+        baseline = ids.get(slot.baseline_action_id, -1)
+        if baseline < 0:
+            raise InvalidArgument(f"{field}.baseline_action_id: {slot.baseline_action_id!r} is not among the actions")
+        if baseline in excluded:
+            raise InvalidArgument(f"{field}.baseline_action_id: {slot.baseline_action_id!r} is excluded for the slot")
+    return SlotInput(slot.id, features, allowed, baseline)
+
+
+def rank_multi_slot_request(request: decision_pb2.RankMultiSlotRequest, limits: Limits) -> MultiSlotInput:
+    """Validate a RankMultiSlotRequest (each slot's excluded actions and baseline among the actions, slot ids
+    unique, no more slots than actions, no two slots with the same baseline)."""
+    _id(request.loop, "loop", limits, required=False)
+    event_id(request.event_id, limits, required=False)
+    _id(request.subject_id, "subject_id", limits, required=False)
+    actions = request.actions
+    _count_actions(actions, limits)
+    context = _context(request.context, limits)
+    ids = _action_ids(actions, limits)
+    if not request.slots:
+        raise InvalidArgument("slots: at least one slot is required")
+    if len(request.slots) > len(actions):
+        raise InvalidArgument(
+            f"slots: {len(request.slots)} slots, more than the {len(actions)} actions (an action fills one slot)"
+        )
+    slots: list[SlotInput] = []
+    seen: dict[str, int] = {}
+    baselines: dict[int, int] = {}
+    for i, slot in enumerate(request.slots):
+        if slot.id in seen:
+            raise InvalidArgument(f"slots[{i}].id: duplicate slot id {slot.id!r} (also slots[{seen[slot.id]}])")
+        checked = _slot(slot, i, ids, context, limits)
+        if checked.baseline in baselines:
+            other = baselines[checked.baseline]
+            raise InvalidArgument(
+                f"slots[{i}].baseline_action_id: {slot.baseline_action_id!r} is also slots[{other}]'s baseline"
+                " (an action fills one slot)"
+            )
+        if checked.baseline >= 0:
+            baselines[checked.baseline] = i
+        seen[slot.id] = i
+        slots.append(checked)
+    return MultiSlotInput(context, list(actions), slots)
+
+
 def decision_work(
-    example: policies.Example, policy: policies.Policy, config: types_pb2.LoopConfig, limits: Limits
+    example: policies.Example,
+    policy: policies.Policy,
+    config: types_pb2.LoopConfig,
+    limits: Limits,
+    evaluations: int = 1,
 ) -> None:
     """Refuse a decision whose example would make the serving policy, the configured one (the learner's, while a
     swap is under way) or a shadow generate more features than `limits.max_generated_features`, before any of
-    them sees it (RESOURCE_EXHAUSTED naming the limit)."""
+    them sees it (RESOURCE_EXHAUSTED naming the limit). A multi-slot decision evaluates the example `evaluations`
+    times (see `slot_evaluations`)."""
     limit = limits.max_generated_features
-    work = policy.work(example)
+    work = policy.work(example) * evaluations
     for spec in (config.policy, *config.shadow_policies):
         if work > limit:
             break
         if spec != policy.spec:
-            work = max(work, policies.work_counter(spec)(example))
+            work = max(work, policies.work_counter(spec)(example) * evaluations)
     if work > limit:
         raise ResourceExhausted(
             f"actions: the decision would generate {work:,} features (context and action features, their "
@@ -207,21 +306,36 @@ def decision_work(
 
 def reward_request(request: decision_pb2.RewardRequest, limits: Limits, field: str = "") -> None:
     """Validate a RewardRequest; `field` prefixes the names (for stream items)."""
-    loop, event, reward_id = request.loop, request.event_id, request.reward_id
+    loop, event, reward_id, slot = request.loop, request.event_id, request.reward_id, request.slot_id
     if (
         event
-        and max(len(loop.encode()), len(event.encode()), len(reward_id.encode())) <= limits.max_string_length
-        and "\x00" not in loop + event + reward_id
+        and max(len(loop.encode()), len(event.encode()), len(reward_id.encode()), len(slot.encode()))
+        <= limits.max_string_length
+        and "\x00" not in loop + event + reward_id + slot
         and math.isfinite(request.value)
     ):
         return  # valid: the checks below name the field of what is not
     _id(request.loop, f"{field}loop", limits, required=False)
     _id(request.event_id, f"{field}event_id", limits)
     _id(request.reward_id, f"{field}reward_id", limits, required=False)
+    _id(request.slot_id, f"{field}slot_id", limits, required=False)
     if not math.isfinite(request.value):
         raise InvalidArgument(f"{field}value: must be finite, got {request.value}")
+
+
+def slot_evaluations(slots: int, multi_slot: bool) -> int:
+    """How many times deciding `slots` slots evaluates the example: a multi-slot policy is asked each slot with the
+    slots before it (1 + 2 + … + slots), another policy each slot alone."""
+    return slots * (slots + 1) // 2 if multi_slot else slots
+
+
+def slot_id(value: str, slots: Iterable[str], field: str = "") -> None:
+    """A reward's slot id: empty, or one of its decision's slots (when the decision is known)."""
+    if value and value not in slots:
+        raise InvalidArgument(f"{field}slot_id: {value!r} is not a slot of the decision")
 
 
 def activate_request(request: decision_pb2.ActivateRequest, limits: Limits) -> None:
     _id(request.loop, "loop", limits, required=False)
     _id(request.event_id, "event_id", limits)
+    _id(request.slot_id, "slot_id", limits, required=False)

@@ -31,3 +31,20 @@ def test_a_short_demo_prints_the_table_and_writes_the_png_and_the_json(tmp_path)
     decisions = {a["all"]["decisions"] for a in figures["arms"]}
     assert len(decisions) == 1 and decisions.pop() > 100
     assert figures["arms"][-1]["all"]["of_oracle"] == 1.0
+
+
+def test_a_short_multi_slot_demo_prints_each_arm_against_the_multi_slot_loop(tmp_path):
+    doc = tmp_path / "slots.json"
+    out = subprocess.run(
+        [sys.executable, "-m", "nextbest", "demo", "--slots", "--seconds", "5", "--seed", "1", "--json", doc],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    rows = {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+    assert {"ccb", "independent", "journey"} <= rows
+    figures = json.loads(doc.read_text())
+    assert figures["sends"] == 75 and [c["arm"] for c in figures["all"]] == ["ccb", "independent", "journey"]
+    for c in figures["all"][1:]:
+        assert c["low"] <= c["difference"] <= c["high"]

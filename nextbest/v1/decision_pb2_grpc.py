@@ -54,6 +54,11 @@ class DecisionServiceStub:
                 request_serializer=nextbest_dot_v1_dot_decision__pb2.RewardRequest.SerializeToString,
                 response_deserializer=nextbest_dot_v1_dot_decision__pb2.RewardStreamSummary.FromString,
                 _registered_method=True)
+        self.RankMultiSlot = channel.unary_unary(
+                '/nextbest.v1.DecisionService/RankMultiSlot',
+                request_serializer=nextbest_dot_v1_dot_decision__pb2.RankMultiSlotRequest.SerializeToString,
+                response_deserializer=nextbest_dot_v1_dot_decision__pb2.RankMultiSlotResponse.FromString,
+                _registered_method=True)
 
 
 class DecisionServiceServicer:
@@ -91,6 +96,17 @@ class DecisionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RankMultiSlot(self, request, context):
+        """Fill every slot of a page or a send in one decision (a loop whose policy
+        decides multi-slot, e.g. `vw:--ccb_explore_adf`): slots are decided in
+        request order, each from the actions no earlier slot took. A retry with
+        the same event_id returns the logged decision. On a single-slot loop:
+        FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DecisionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +129,11 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.RewardStream,
                     request_deserializer=nextbest_dot_v1_dot_decision__pb2.RewardRequest.FromString,
                     response_serializer=nextbest_dot_v1_dot_decision__pb2.RewardStreamSummary.SerializeToString,
+            ),
+            'RankMultiSlot': grpc.unary_unary_rpc_method_handler(
+                    servicer.RankMultiSlot,
+                    request_deserializer=nextbest_dot_v1_dot_decision__pb2.RankMultiSlotRequest.FromString,
+                    response_serializer=nextbest_dot_v1_dot_decision__pb2.RankMultiSlotResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +244,33 @@ class DecisionService:
             '/nextbest.v1.DecisionService/RewardStream',
             nextbest_dot_v1_dot_decision__pb2.RewardRequest.SerializeToString,
             nextbest_dot_v1_dot_decision__pb2.RewardStreamSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RankMultiSlot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nextbest.v1.DecisionService/RankMultiSlot',
+            nextbest_dot_v1_dot_decision__pb2.RankMultiSlotRequest.SerializeToString,
+            nextbest_dot_v1_dot_decision__pb2.RankMultiSlotResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from nextbest.v1 import types_pb2 as nextbest_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19nextbest/v1/records.proto\x12\x0bnextbest.v1\x1a\x17nextbest/v1/types.proto\"\x96\x04\n\x0e\x44\x65\x63isionRecord\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x39\n\x07\x63ontext\x18\x03 \x03(\x0b\x32(.nextbest.v1.DecisionRecord.ContextEntry\x12$\n\x07\x61\x63tions\x18\x04 \x03(\x0b\x32\x13.nextbest.v1.Action\x12\x0b\n\x03pmf\x18\x05 \x03(\x01\x12\x14\n\x0c\x63hosen_index\x18\x06 \x01(\x05\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x0e\n\x06policy\x18\x08 \x01(\t\x12\'\n\x06\x63onfig\x18\t \x01(\x0b\x32\x17.nextbest.v1.LoopConfig\x12\x11\n\ttimestamp\x18\n \x01(\x01\x12\x10\n\x08\x64\x65\x66\x65rred\x18\x0b \x01(\x08\x12\x1b\n\x13\x65xcluded_action_ids\x18\x0c \x03(\t\x12\x18\n\x10policy_top_index\x18\r \x01(\x05\x12\x12\n\nsubject_id\x18\x0e \x01(\t\x12\x0f\n\x07holdout\x18\x0f \x01(\x08\x12\x31\n\nsuppressed\x18\x10 \x03(\x0b\x32\x1d.nextbest.v1.SuppressedAction\x12\x15\n\rskipped_rules\x18\x11 \x03(\t\x1a\x45\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.nextbest.v1.Features:\x02\x38\x01\"\xd5\x01\n\x0cRewardRecord\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12,\n\x04kind\x18\x03 \x01(\x0e\x32\x1e.nextbest.v1.RewardRecord.Kind\x12\r\n\x05value\x18\x04 \x01(\x01\x12\x11\n\treward_id\x18\x05 \x01(\t\x12\x11\n\ttimestamp\x18\x06 \x01(\x01\"B\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0f\n\x0bKIND_REWARD\x10\x01\x12\x13\n\x0fKIND_ACTIVATION\x10\x02\"\xc5\x01\n\x0bJoinedEvent\x12-\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x1b.nextbest.v1.DecisionRecord\x12\x0e\n\x06reward\x18\x02 \x01(\x01\x12\x14\n\x0creward_count\x18\x03 \x01(\x05\x12\x11\n\tdefaulted\x18\x04 \x01(\x08\x12\x11\n\tactivated\x18\x05 \x01(\x08\x12\x11\n\tjoined_at\x18\x06 \x01(\x01\x12\x18\n\x0brewards_seq\x18\x07 \x01(\x03H\x00\x88\x01\x01\x42\x0e\n\x0c_rewards_seq\"|\n\x0c\x45stimateSums\x12\t\n\x01n\x18\x01 \x01(\x03\x12\r\n\x05sum_w\x18\x02 \x01(\x01\x12\x0e\n\x06sum_wr\x18\x03 \x01(\x01\x12\x0e\n\x06sum_w2\x18\x04 \x01(\x01\x12\x0f\n\x07sum_w2r\x18\x05 \x01(\x01\x12\x10\n\x08sum_w2r2\x18\x06 \x01(\x01\x12\x0f\n\x07skipped\x18\x07 \x01(\x03\"j\n\x0bShadowState\x12\x0c\n\x04spec\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\x0c\x12+\n\x08\x65stimate\x18\x03 \x01(\x0b\x32\x19.nextbest.v1.EstimateSums\x12\x11\n\tstart_seq\x18\x04 \x01(\x04\"\xae\x01\n\x0cLearnerState\x12)\n\x07shadows\x18\x01 \x03(\x0b\x32\x18.nextbest.v1.ShadowState\x12\x11\n\tlive_spec\x18\x02 \x01(\t\x12\x30\n\rlive_estimate\x18\x03 \x01(\x0b\x32\x19.nextbest.v1.EstimateSums\x12\x16\n\x0elive_start_seq\x18\x04 \x01(\x04\x12\x16\n\x0erefused_models\x18\x05 \x01(\x03\"\xb5\x01\n\x07\x43ontact\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x11\n\taction_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x11\n\ttimestamp\x18\x05 \x01(\x01\x12\x0f\n\x07\x65xpires\x18\x06 \x01(\x01\x12\x0e\n\x06joined\x18\x07 \x01(\x08\x12\x0e\n\x06reward\x18\x08 \x01(\x01\x12\x0f\n\x07\x63licked\x18\t \x01(\x08\x12\x11\n\tjoined_at\x18\n \x01(\x01\"8\n\x0eSubjectHistory\x12&\n\x08\x63ontacts\x18\x01 \x03(\x0b\x32\x14.nextbest.v1.ContactB\x8d\x01\n\x0eio.nextbest.v1B\x0cRecordsProtoP\x01Z:github.com/nextbest/nextbest/gen/go/nextbest/v1;nextbestv1\xa2\x02\x03NBX\xaa\x02\x0bNextbest.V1\xca\x02\x0bNextbest\\V1\xea\x02\x0cNextbest::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19nextbest/v1/records.proto\x12\x0bnextbest.v1\x1a\x17nextbest/v1/types.proto\"\xbe\x04\n\x0e\x44\x65\x63isionRecord\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x39\n\x07\x63ontext\x18\x03 \x03(\x0b\x32(.nextbest.v1.DecisionRecord.ContextEntry\x12$\n\x07\x61\x63tions\x18\x04 \x03(\x0b\x32\x13.nextbest.v1.Action\x12\x0b\n\x03pmf\x18\x05 \x03(\x01\x12\x14\n\x0c\x63hosen_index\x18\x06 \x01(\x05\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x0e\n\x06policy\x18\x08 \x01(\t\x12\'\n\x06\x63onfig\x18\t \x01(\x0b\x32\x17.nextbest.v1.LoopConfig\x12\x11\n\ttimestamp\x18\n \x01(\x01\x12\x10\n\x08\x64\x65\x66\x65rred\x18\x0b \x01(\x08\x12\x1b\n\x13\x65xcluded_action_ids\x18\x0c \x03(\t\x12\x18\n\x10policy_top_index\x18\r \x01(\x05\x12\x12\n\nsubject_id\x18\x0e \x01(\t\x12\x0f\n\x07holdout\x18\x0f \x01(\x08\x12\x31\n\nsuppressed\x18\x10 \x03(\x0b\x32\x1d.nextbest.v1.SuppressedAction\x12\x15\n\rskipped_rules\x18\x11 \x03(\t\x12&\n\x05slots\x18\x12 \x03(\x0b\x32\x17.nextbest.v1.SlotRecord\x1a\x45\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.nextbest.v1.Features:\x02\x38\x01\"\xea\x01\n\nSlotRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x37\n\x08\x66\x65\x61tures\x18\x02 \x03(\x0b\x32%.nextbest.v1.SlotRecord.FeaturesEntry\x12\x12\n\ncandidates\x18\x03 \x03(\x05\x12\x0b\n\x03pmf\x18\x04 \x03(\x01\x12\x14\n\x0c\x63hosen_index\x18\x05 \x01(\x05\x12\x18\n\x10policy_top_index\x18\x06 \x01(\x05\x1a\x46\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.nextbest.v1.Features:\x02\x38\x01\"j\n\x0bSlotOutcome\x12\x0f\n\x07slot_id\x18\x01 \x01(\t\x12\x0e\n\x06reward\x18\x02 \x01(\x01\x12\x14\n\x0creward_count\x18\x03 \x01(\x05\x12\x11\n\tdefaulted\x18\x04 \x01(\x08\x12\x11\n\tactivated\x18\x05 \x01(\x08\"\xe6\x01\n\x0cRewardRecord\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12,\n\x04kind\x18\x03 \x01(\x0e\x32\x1e.nextbest.v1.RewardRecord.Kind\x12\r\n\x05value\x18\x04 \x01(\x01\x12\x11\n\treward_id\x18\x05 \x01(\t\x12\x11\n\ttimestamp\x18\x06 \x01(\x01\x12\x0f\n\x07slot_id\x18\x07 \x01(\t\"B\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0f\n\x0bKIND_REWARD\x10\x01\x12\x13\n\x0fKIND_ACTIVATION\x10\x02\"\xee\x01\n\x0bJoinedEvent\x12-\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x1b.nextbest.v1.DecisionRecord\x12\x0e\n\x06reward\x18\x02 \x01(\x01\x12\x14\n\x0creward_count\x18\x03 \x01(\x05\x12\x11\n\tdefaulted\x18\x04 \x01(\x08\x12\x11\n\tactivated\x18\x05 \x01(\x08\x12\x11\n\tjoined_at\x18\x06 \x01(\x01\x12\x18\n\x0brewards_seq\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12\'\n\x05slots\x18\x08 \x03(\x0b\x32\x18.nextbest.v1.SlotOutcomeB\x0e\n\x0c_rewards_seq\"|\n\x0c\x45stimateSums\x12\t\n\x01n\x18\x01 \x01(\x03\x12\r\n\x05sum_w\x18\x02 \x01(\x01\x12\x0e\n\x06sum_wr\x18\x03 \x01(\x01\x12\x0e\n\x06sum_w2\x18\x04 \x01(\x01\x12\x0f\n\x07sum_w2r\x18\x05 \x01(\x01\x12\x10\n\x08sum_w2r2\x18\x06 \x01(\x01\x12\x0f\n\x07skipped\x18\x07 \x01(\x03\"j\n\x0bShadowState\x12\x0c\n\x04spec\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\x0c\x12+\n\x08\x65stimate\x18\x03 \x01(\x0b\x32\x19.nextbest.v1.EstimateSums\x12\x11\n\tstart_seq\x18\x04 \x01(\x04\"\xae\x01\n\x0cLearnerState\x12)\n\x07shadows\x18\x01 \x03(\x0b\x32\x18.nextbest.v1.ShadowState\x12\x11\n\tlive_spec\x18\x02 \x01(\t\x12\x30\n\rlive_estimate\x18\x03 \x01(\x0b\x32\x19.nextbest.v1.EstimateSums\x12\x16\n\x0elive_start_seq\x18\x04 \x01(\x04\x12\x16\n\x0erefused_models\x18\x05 \x01(\x03\"\xc6\x01\n\x07\x43ontact\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x11\n\taction_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x11\n\ttimestamp\x18\x05 \x01(\x01\x12\x0f\n\x07\x65xpires\x18\x06 \x01(\x01\x12\x0e\n\x06joined\x18\x07 \x01(\x08\x12\x0e\n\x06reward\x18\x08 \x01(\x01\x12\x0f\n\x07\x63licked\x18\t \x01(\x08\x12\x11\n\tjoined_at\x18\n \x01(\x01\x12\x0f\n\x07slot_id\x18\x0b \x01(\t\"8\n\x0eSubjectHistory\x12&\n\x08\x63ontacts\x18\x01 \x03(\x0b\x32\x14.nextbest.v1.ContactB\x8d\x01\n\x0eio.nextbest.v1B\x0cRecordsProtoP\x01Z:github.com/nextbest/nextbest/gen/go/nextbest/v1;nextbestv1\xa2\x02\x03NBX\xaa\x02\x0bNextbest.V1\xca\x02\x0bNextbest\\V1\xea\x02\x0cNextbest::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,24 +35,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\016io.nextbest.v1B\014RecordsProtoP\001Z:github.com/nextbest/nextbest/gen/go/nextbest/v1;nextbestv1\242\002\003NBX\252\002\013Nextbest.V1\312\002\013Nextbest\\V1\352\002\014Nextbest::V1'
   _globals['_DECISIONRECORD_CONTEXTENTRY']._loaded_options = None
   _globals['_DECISIONRECORD_CONTEXTENTRY']._serialized_options = b'8\001'
+  _globals['_SLOTRECORD_FEATURESENTRY']._loaded_options = None
+  _globals['_SLOTRECORD_FEATURESENTRY']._serialized_options = b'8\001'
   _globals['_DECISIONRECORD']._serialized_start=68
-  _globals['_DECISIONRECORD']._serialized_end=602
-  _globals['_DECISIONRECORD_CONTEXTENTRY']._serialized_start=533
-  _globals['_DECISIONRECORD_CONTEXTENTRY']._serialized_end=602
-  _globals['_REWARDRECORD']._serialized_start=605
-  _globals['_REWARDRECORD']._serialized_end=818
-  _globals['_REWARDRECORD_KIND']._serialized_start=752
-  _globals['_REWARDRECORD_KIND']._serialized_end=818
-  _globals['_JOINEDEVENT']._serialized_start=821
-  _globals['_JOINEDEVENT']._serialized_end=1018
-  _globals['_ESTIMATESUMS']._serialized_start=1020
-  _globals['_ESTIMATESUMS']._serialized_end=1144
-  _globals['_SHADOWSTATE']._serialized_start=1146
-  _globals['_SHADOWSTATE']._serialized_end=1252
-  _globals['_LEARNERSTATE']._serialized_start=1255
-  _globals['_LEARNERSTATE']._serialized_end=1429
-  _globals['_CONTACT']._serialized_start=1432
-  _globals['_CONTACT']._serialized_end=1613
-  _globals['_SUBJECTHISTORY']._serialized_start=1615
-  _globals['_SUBJECTHISTORY']._serialized_end=1671
+  _globals['_DECISIONRECORD']._serialized_end=642
+  _globals['_DECISIONRECORD_CONTEXTENTRY']._serialized_start=573
+  _globals['_DECISIONRECORD_CONTEXTENTRY']._serialized_end=642
+  _globals['_SLOTRECORD']._serialized_start=645
+  _globals['_SLOTRECORD']._serialized_end=879
+  _globals['_SLOTRECORD_FEATURESENTRY']._serialized_start=809
+  _globals['_SLOTRECORD_FEATURESENTRY']._serialized_end=879
+  _globals['_SLOTOUTCOME']._serialized_start=881
+  _globals['_SLOTOUTCOME']._serialized_end=987
+  _globals['_REWARDRECORD']._serialized_start=990
+  _globals['_REWARDRECORD']._serialized_end=1220
+  _globals['_REWARDRECORD_KIND']._serialized_start=1154
+  _globals['_REWARDRECORD_KIND']._serialized_end=1220
+  _globals['_JOINEDEVENT']._serialized_start=1223
+  _globals['_JOINEDEVENT']._serialized_end=1461
+  _globals['_ESTIMATESUMS']._serialized_start=1463
+  _globals['_ESTIMATESUMS']._serialized_end=1587
+  _globals['_SHADOWSTATE']._serialized_start=1589
+  _globals['_SHADOWSTATE']._serialized_end=1695
+  _globals['_LEARNERSTATE']._serialized_start=1698
+  _globals['_LEARNERSTATE']._serialized_end=1872
+  _globals['_CONTACT']._serialized_start=1875
+  _globals['_CONTACT']._serialized_end=2073
+  _globals['_SUBJECTHISTORY']._serialized_start=2075
+  _globals['_SUBJECTHISTORY']._serialized_end=2131
 # @@protoc_insertion_point(module_scope)

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DecisionRecord(_message.Message):
-    __slots__ = ("loop", "event_id", "context", "actions", "pmf", "chosen_index", "model_version", "policy", "config", "timestamp", "deferred", "excluded_action_ids", "policy_top_index", "subject_id", "holdout", "suppressed", "skipped_rules")
+    __slots__ = ("loop", "event_id", "context", "actions", "pmf", "chosen_index", "model_version", "policy", "config", "timestamp", "deferred", "excluded_action_ids", "policy_top_index", "subject_id", "holdout", "suppressed", "skipped_rules", "slots")
     class ContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class DecisionRecord(_message.Message):
     HOLDOUT_FIELD_NUMBER: _ClassVar[int]
     SUPPRESSED_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_RULES_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
     loop: str
     event_id: str
     context: _containers.MessageMap[str, _types_pb2.Features]
@@ -51,10 +52,48 @@ class DecisionRecord(_message.Message):
     holdout: bool
     suppressed: _containers.RepeatedCompositeFieldContainer[_types_pb2.SuppressedAction]
     skipped_rules: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _types_pb2.Features]] = ..., actions: _Optional[_Iterable[_Union[_types_pb2.Action, _Mapping]]] = ..., pmf: _Optional[_Iterable[float]] = ..., chosen_index: _Optional[int] = ..., model_version: _Optional[str] = ..., policy: _Optional[str] = ..., config: _Optional[_Union[_types_pb2.LoopConfig, _Mapping]] = ..., timestamp: _Optional[float] = ..., deferred: _Optional[bool] = ..., excluded_action_ids: _Optional[_Iterable[str]] = ..., policy_top_index: _Optional[int] = ..., subject_id: _Optional[str] = ..., holdout: _Optional[bool] = ..., suppressed: _Optional[_Iterable[_Union[_types_pb2.SuppressedAction, _Mapping]]] = ..., skipped_rules: _Optional[_Iterable[str]] = ...) -> None: ...
+    slots: _containers.RepeatedCompositeFieldContainer[SlotRecord]
+    def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _types_pb2.Features]] = ..., actions: _Optional[_Iterable[_Union[_types_pb2.Action, _Mapping]]] = ..., pmf: _Optional[_Iterable[float]] = ..., chosen_index: _Optional[int] = ..., model_version: _Optional[str] = ..., policy: _Optional[str] = ..., config: _Optional[_Union[_types_pb2.LoopConfig, _Mapping]] = ..., timestamp: _Optional[float] = ..., deferred: _Optional[bool] = ..., excluded_action_ids: _Optional[_Iterable[str]] = ..., policy_top_index: _Optional[int] = ..., subject_id: _Optional[str] = ..., holdout: _Optional[bool] = ..., suppressed: _Optional[_Iterable[_Union[_types_pb2.SuppressedAction, _Mapping]]] = ..., skipped_rules: _Optional[_Iterable[str]] = ..., slots: _Optional[_Iterable[_Union[SlotRecord, _Mapping]]] = ...) -> None: ...
+
+class SlotRecord(_message.Message):
+    __slots__ = ("id", "features", "candidates", "pmf", "chosen_index", "policy_top_index")
+    class FeaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _types_pb2.Features
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_types_pb2.Features, _Mapping]] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    PMF_FIELD_NUMBER: _ClassVar[int]
+    CHOSEN_INDEX_FIELD_NUMBER: _ClassVar[int]
+    POLICY_TOP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    features: _containers.MessageMap[str, _types_pb2.Features]
+    candidates: _containers.RepeatedScalarFieldContainer[int]
+    pmf: _containers.RepeatedScalarFieldContainer[float]
+    chosen_index: int
+    policy_top_index: int
+    def __init__(self, id: _Optional[str] = ..., features: _Optional[_Mapping[str, _types_pb2.Features]] = ..., candidates: _Optional[_Iterable[int]] = ..., pmf: _Optional[_Iterable[float]] = ..., chosen_index: _Optional[int] = ..., policy_top_index: _Optional[int] = ...) -> None: ...
+
+class SlotOutcome(_message.Message):
+    __slots__ = ("slot_id", "reward", "reward_count", "defaulted", "activated")
+    SLOT_ID_FIELD_NUMBER: _ClassVar[int]
+    REWARD_FIELD_NUMBER: _ClassVar[int]
+    REWARD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DEFAULTED_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATED_FIELD_NUMBER: _ClassVar[int]
+    slot_id: str
+    reward: float
+    reward_count: int
+    defaulted: bool
+    activated: bool
+    def __init__(self, slot_id: _Optional[str] = ..., reward: _Optional[float] = ..., reward_count: _Optional[int] = ..., defaulted: _Optional[bool] = ..., activated: _Optional[bool] = ...) -> None: ...
 
 class RewardRecord(_message.Message):
-    __slots__ = ("loop", "event_id", "kind", "value", "reward_id", "timestamp")
+    __slots__ = ("loop", "event_id", "kind", "value", "reward_id", "timestamp", "slot_id")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[RewardRecord.Kind]
@@ -69,16 +108,18 @@ class RewardRecord(_message.Message):
     VALUE_FIELD_NUMBER: _ClassVar[int]
     REWARD_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    SLOT_ID_FIELD_NUMBER: _ClassVar[int]
     loop: str
     event_id: str
     kind: RewardRecord.Kind
     value: float
     reward_id: str
     timestamp: float
-    def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ..., kind: _Optional[_Union[RewardRecord.Kind, str]] = ..., value: _Optional[float] = ..., reward_id: _Optional[str] = ..., timestamp: _Optional[float] = ...) -> None: ...
+    slot_id: str
+    def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ..., kind: _Optional[_Union[RewardRecord.Kind, str]] = ..., value: _Optional[float] = ..., reward_id: _Optional[str] = ..., timestamp: _Optional[float] = ..., slot_id: _Optional[str] = ...) -> None: ...
 
 class JoinedEvent(_message.Message):
-    __slots__ = ("decision", "reward", "reward_count", "defaulted", "activated", "joined_at", "rewards_seq")
+    __slots__ = ("decision", "reward", "reward_count", "defaulted", "activated", "joined_at", "rewards_seq", "slots")
     DECISION_FIELD_NUMBER: _ClassVar[int]
     REWARD_FIELD_NUMBER: _ClassVar[int]
     REWARD_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +127,7 @@ class JoinedEvent(_message.Message):
     ACTIVATED_FIELD_NUMBER: _ClassVar[int]
     JOINED_AT_FIELD_NUMBER: _ClassVar[int]
     REWARDS_SEQ_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
     decision: DecisionRecord
     reward: float
     reward_count: int
@@ -93,7 +135,8 @@ class JoinedEvent(_message.Message):
     activated: bool
     joined_at: float
     rewards_seq: int
-    def __init__(self, decision: _Optional[_Union[DecisionRecord, _Mapping]] = ..., reward: _Optional[float] = ..., reward_count: _Optional[int] = ..., defaulted: _Optional[bool] = ..., activated: _Optional[bool] = ..., joined_at: _Optional[float] = ..., rewards_seq: _Optional[int] = ...) -> None: ...
+    slots: _containers.RepeatedCompositeFieldContainer[SlotOutcome]
+    def __init__(self, decision: _Optional[_Union[DecisionRecord, _Mapping]] = ..., reward: _Optional[float] = ..., reward_count: _Optional[int] = ..., defaulted: _Optional[bool] = ..., activated: _Optional[bool] = ..., joined_at: _Optional[float] = ..., rewards_seq: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[SlotOutcome, _Mapping]]] = ...) -> None: ...
 
 class EstimateSums(_message.Message):
     __slots__ = ("n", "sum_w", "sum_wr", "sum_w2", "sum_w2r", "sum_w2r2", "skipped")
@@ -140,7 +183,7 @@ class LearnerState(_message.Message):
     def __init__(self, shadows: _Optional[_Iterable[_Union[ShadowState, _Mapping]]] = ..., live_spec: _Optional[str] = ..., live_estimate: _Optional[_Union[EstimateSums, _Mapping]] = ..., live_start_seq: _Optional[int] = ..., refused_models: _Optional[int] = ...) -> None: ...
 
 class Contact(_message.Message):
-    __slots__ = ("loop", "event_id", "action_id", "channel", "timestamp", "expires", "joined", "reward", "clicked", "joined_at")
+    __slots__ = ("loop", "event_id", "action_id", "channel", "timestamp", "expires", "joined", "reward", "clicked", "joined_at", "slot_id")
     LOOP_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -151,6 +194,7 @@ class Contact(_message.Message):
     REWARD_FIELD_NUMBER: _ClassVar[int]
     CLICKED_FIELD_NUMBER: _ClassVar[int]
     JOINED_AT_FIELD_NUMBER: _ClassVar[int]
+    SLOT_ID_FIELD_NUMBER: _ClassVar[int]
     loop: str
     event_id: str
     action_id: str
@@ -161,7 +205,8 @@ class Contact(_message.Message):
     reward: float
     clicked: bool
     joined_at: float
-    def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ..., action_id: _Optional[str] = ..., channel: _Optional[str] = ..., timestamp: _Optional[float] = ..., expires: _Optional[float] = ..., joined: _Optional[bool] = ..., reward: _Optional[float] = ..., clicked: _Optional[bool] = ..., joined_at: _Optional[float] = ...) -> None: ...
+    slot_id: str
+    def __init__(self, loop: _Optional[str] = ..., event_id: _Optional[str] = ..., action_id: _Optional[str] = ..., channel: _Optional[str] = ..., timestamp: _Optional[float] = ..., expires: _Optional[float] = ..., joined: _Optional[bool] = ..., reward: _Optional[float] = ..., clicked: _Optional[bool] = ..., joined_at: _Optional[float] = ..., slot_id: _Optional[str] = ...) -> None: ...
 
 class SubjectHistory(_message.Message):
     __slots__ = ("contacts",)

@@ -74,6 +74,7 @@ class Rpc:
 _D, _A = DECISION_SERVICE.name, ADMIN_SERVICE.name
 RPCS: tuple[Rpc, ...] = (
     Rpc("POST", "/v1/loops/{loop}:rank", _D, "Rank", fast_parse=fastjson.rank_request),
+    Rpc("POST", "/v1/loops/{loop}:rankMultiSlot", _D, "RankMultiSlot"),
     Rpc("POST", "/v1/loops/{loop}/events/{event_id}:reward", _D, "Reward"),
     Rpc("POST", "/v1/loops/{loop}/events/{event_id}:activate", _D, "Activate"),
     Rpc("POST", "/v1/loops/{loop}/rewards:stream", _D, "RewardStream", kind="rewards"),

@@ -21,9 +21,11 @@ MAX_CONTACTS = 1000  # per subject, the newest kept
 Contact = records_pb2.Contact
 
 
-def contact_of(loop: str, event_id: str, chosen: types_pb2.Action, timestamp: float, expires: float) -> Contact | None:
-    """The contact a decision that chose `chosen` makes at `timestamp` (its own time, or its activation's), or None
-    when the action has no channel."""
+def contact_of(
+    loop: str, event_id: str, chosen: types_pb2.Action, timestamp: float, expires: float, slot_id: str = ""
+) -> Contact | None:
+    """The contact a decision (or a slot of one) that chose `chosen` makes at `timestamp` (its own time, or its
+    activation's), or None when the action has no channel."""
     if not chosen.channel:
         return None
     return Contact(
@@ -33,6 +35,7 @@ def contact_of(loop: str, event_id: str, chosen: types_pb2.Action, timestamp: fl
         channel=chosen.channel,
         timestamp=timestamp,
         expires=expires,
+        slot_id=slot_id,
     )
 
 
@@ -48,25 +51,34 @@ def _encoded(kept: Iterable[Contact]) -> bytes | None:
     return record.SerializeToString() if record.contacts else None
 
 
-def _find(kept: list[Contact], loop: str, event_id: str) -> Contact | None:
+def _find(kept: list[Contact], key: Contact) -> Contact | None:
+    """The kept contact of the same loop, event id and slot as `key`."""
     for c in reversed(kept):  # the newest first: an update is most often about a recent contact
-        if c.event_id == event_id and c.loop == loop:
+        if c.event_id == key.event_id and c.loop == key.loop and c.slot_id == key.slot_id:
             return c
     return None
 
 
 def with_contact(data: bytes | None, contact: Contact, now: float) -> bytes | None:
-    """The history with `contact` in it (once: a contact is keyed by loop and event id), the expired ones out."""
+    """The history with `contact` in it (once: a contact is keyed by loop, event id and slot), the expired ones
+    out."""
     kept = contacts(data, now)
-    if _find(kept, contact.loop, contact.event_id) is None:
+    if _find(kept, contact) is None:
         kept.append(contact)
     return _encoded(kept)
 
 
-def with_outcome(data: bytes | None, contact: Contact, joined: records_pb2.JoinedEvent, now: float) -> bytes | None:
-    """The history with the joined event's outcome on its contact (added when Rank had not recorded it)."""
+def with_outcome(
+    data: bytes | None,
+    contact: Contact,
+    joined: records_pb2.JoinedEvent | records_pb2.SlotOutcome,
+    joined_at: float,
+    now: float,
+) -> bytes | None:
+    """The history with the joined outcome (of the event, or of the contact's slot) on its contact (added when Rank
+    had not recorded it)."""
     kept = contacts(data, now)
-    found = _find(kept, contact.loop, contact.event_id)
+    found = _find(kept, contact)
     if found is None:
         if contact.expires <= now:
             return _encoded(kept)
@@ -75,7 +87,7 @@ def with_outcome(data: bytes | None, contact: Contact, joined: records_pb2.Joine
     found.joined = True
     found.reward = joined.reward
     found.clicked = not joined.defaulted and joined.reward > 0
-    found.joined_at = joined.joined_at
+    found.joined_at = joined_at
     return _encoded(kept)
 
 

@@ -72,6 +72,26 @@ class SubjectKeeper:
             return {}
         return {decision.subject_id: lambda data: with_contact(data, contact, now)}
 
+    def slot_contacts(
+        self, decision: records_pb2.DecisionRecord, config: types_pb2.LoopConfig, now: float, only: str = ""
+    ) -> SubjectChanges:
+        """The change that records every filled slot (or the slot `only`) of a multi-slot decision that is a contact
+        (none when no chosen action has a channel)."""
+        expires = self._policy.current().expiry(config, now)
+        slots = [s for s in decision.slots if not only or s.id == only]
+        chosen = [(s.id, decision.actions[s.candidates[s.chosen_index]]) for s in slots]
+        found = [contact_of(decision.loop, decision.event_id, a, now, expires, slot_id) for slot_id, a in chosen]
+        kept = [c for c in found if c is not None]
+        if not kept:
+            return {}
+
+        def change(data: bytes | None) -> bytes | None:
+            for c in kept:
+                data = with_contact(data, c, now)
+            return data
+
+        return {decision.subject_id: change}
+
     def update(self, changes: SubjectChanges) -> None:
         """Write changes on their own (a decision's contact is written with the decision)."""
         self._store.update(changes)

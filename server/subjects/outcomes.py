@@ -66,14 +66,18 @@ class SubjectOutcomes:
             self.state.count(d)
             if not d.subject_id or (d.deferred and not joined.activated):
                 continue
-            contact = contact_of(
-                d.loop, d.event_id, d.actions[d.chosen_index], d.timestamp, policy.expiry(d.config, d.timestamp)
-            )
-            if contact is None:
-                continue
-            changes.setdefault(d.subject_id, []).append(
-                lambda current, c=contact, j=joined: with_outcome(current, c, j, now)
-            )
+            expires = policy.expiry(d.config, d.timestamp)
+            outcomes: list[tuple[str, int, records_pb2.JoinedEvent | records_pb2.SlotOutcome]] = [
+                (slot.id, slot.candidates[slot.chosen_index], outcome)
+                for slot, outcome in zip(d.slots, joined.slots, strict=True)
+                if outcome.activated or not d.deferred
+            ] or [("", d.chosen_index, joined)]
+            for slot_id, chosen, outcome in outcomes:
+                contact = contact_of(d.loop, d.event_id, d.actions[chosen], d.timestamp, expires, slot_id)
+                if contact is not None:
+                    changes.setdefault(d.subject_id, []).append(
+                        lambda current, c=contact, o=outcome, at=joined.joined_at: with_outcome(current, c, o, at, now)
+                    )
         self._store.subjects.update({subject: _chained(fs) for subject, fs in changes.items()})
         self.state.seq = batch[-1][0]
         self._store.log.set_cursor(_cursor(self._loop), json.dumps(self.state.__dict__).encode())
