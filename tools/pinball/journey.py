@@ -5,15 +5,24 @@ about each segment: a weekly frequency cap, a welcome discount for new
 customers, a win-back discount for lapsing ones, then one favourite channel
 and offer per segment with fallbacks for customers who cannot be reached
 there. It never explores, ignores the time of day, and does not notice drift.
+
+Two forms of the same journey: `JOURNEY_SPEC` caps on the contacts the caller
+counted itself (`recent.total_7d`); `SCRIPT_SPEC` is the script alone, for a
+service that keeps the history and applies the cap as the contact rule
+`CONTACT_POLICY` (the customer gets `nothing` when the cap forbids every
+contact).
 """
 
 from __future__ import annotations
 
 import json
 
-JOURNEY = {
+WEEKLY_CAP = 6  # contacts in any 7 days
+WEEK_SECONDS = 7 * 86_400
+
+_CAP = {"if": {"recent.total_7d": {">=": WEEKLY_CAP}}, "then": ["nothing"]}
+_SCRIPT = {
     "rules": [
-        {"if": {"recent.total_7d": {">=": 6}}, "then": ["nothing"]},
         {"if": {"user.stage": "new"}, "then": ["email-discount", "web-discount"]},
         {
             "if": {"user.stage": {"in": ["lapsing", "dormant"]}},
@@ -26,5 +35,13 @@ JOURNEY = {
     ],
     "fallback": ["web-discount"],
 }
+JOURNEY = {**_SCRIPT, "rules": [_CAP, *_SCRIPT["rules"]]}
 
-JOURNEY_SPEC = "rules:" + json.dumps(JOURNEY, separators=(",", ":"))
+
+def _spec(journey: dict) -> str:
+    return "rules:" + json.dumps(journey, separators=(",", ":"))
+
+
+JOURNEY_SPEC = _spec(JOURNEY)
+SCRIPT_SPEC = _spec(_SCRIPT)
+CONTACT_POLICY = json.dumps({"rules": [{"name": "weekly", "max": WEEKLY_CAP, "per_seconds": WEEK_SECONDS}]})
