@@ -8,6 +8,7 @@ import pytest
 import scipy.stats
 
 from benchmarks.inprocess import in_process
+from benchmarks.learning import CALLER, HISTORY_LOOPS, JOURNEY_RULE, SUBJECTS, history
 from nextbest.server.config import DEFAULT_POLICY
 from nextbest.sim import features
 from nextbest.sim.arms import OracleArm, ServiceArm
@@ -204,3 +205,12 @@ def test_through_subject_ids_the_service_keeps_the_history_and_the_weekly_cap_is
     for times in contacts.values():
         assert all(sum(0 <= t - s < 7 for s in times) <= 6 for t in times)
     assert stats["vw"].decisions == len(population) and stats["vw"].joined > 0
+
+
+def test_the_history_benchmark_measures_both_histories_against_the_journey_under_its_rule():
+    figures = history(seed=4, seeds=1, world=WorldConfig(customers=10, days=4))
+    assert set(figures["of_oracle"]) == set(HISTORY_LOOPS) == {CALLER, SUBJECTS, JOURNEY_RULE}
+    assert all(0 < share["all"] < 1 for share in figures["of_oracle"].values())
+    for key in ("subjects_vs_journey", "caller_vs_journey", "subjects_vs_caller"):
+        d = figures[key]
+        assert d["ci_low"] < d["difference"] < d["ci_high"]
