@@ -22,7 +22,14 @@ def test_a_short_demo_prints_the_table_and_writes_the_png_and_the_json(tmp_path)
     )
     rows = {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
     assert {*DEMO_LOOPS, "oracle"} <= rows
-    for header in ("regret", "of oracle", "channel mix", "subject id", "contact policy of the store", "by rule weekly"):
+    for header in (
+        "regret",
+        "of oracle",
+        "channel mix",
+        "subject id",
+        "contact policy of its store",
+        "by contact rule weekly",
+    ):
         assert header in out.stdout
     assert "vw-default against its holdout (the journey)" in out.stdout
     assert "day" in out.stderr  # progress

@@ -15,7 +15,7 @@ from nextbest.sim.arms import OracleArm, ServiceArm
 from nextbest.sim.catalog import APP_CHANNELS, BUSINESS_DAYPARTS, CHANNELS, CONSENTED, NOTHING
 from nextbest.sim.compare import REWARD_WAIT_SECONDS, through_service
 from nextbest.sim.config import WorldConfig
-from nextbest.sim.journey import CONTACT_POLICY, JOURNEY_SPEC, SCRIPT_SPEC
+from nextbest.sim.journey import CONTACT_POLICY, JOURNEY_SPEC, KEPT_JOURNEY_SPEC, SCRIPT_SPEC
 from nextbest.sim.population import Population
 from nextbest.sim.simulate import DAY, EPOCH, simulate
 from nextbest.sim.world import World
@@ -169,7 +169,8 @@ def test_the_default_policy_beats_random_and_the_journey_through_the_service():
 
 def test_through_subject_ids_the_service_keeps_the_history_and_the_weekly_cap_is_a_contact_rule(tmp_path):
     """The journey scripted without its cap, under the cap as the store's contact rule, chooses exactly as the
-    journey capping on the caller's own count; a bandit through subject ids sends no history and learns."""
+    journey capping on the caller's own count, and so does the journey capping on the service's count (its history
+    feature); a bandit through subject ids sends no history and learns."""
     population = Population(WorldConfig(customers=20, days=10), 3)
     moment = World(population).observe(population.occasion(0))
     assert set(features.context(moment, history=False)) == {"user", "time"}
@@ -187,12 +188,14 @@ def test_through_subject_ids_the_service_keeps_the_history_and_the_weekly_cap_is
         journey = ServiceArm.create(plain, "journey", JOURNEY_SPEC, REWARD_WAIT_SECONDS, 0.05)
         ruled = ServiceArm.create(capped, "journey-rule", SCRIPT_SPEC, REWARD_WAIT_SECONDS, 0.05, subjects=True)
         bandit = ServiceArm.create(capped, "vw", DEFAULT_POLICY, REWARD_WAIT_SECONDS, 0.05, subjects=True)
+        kept = ServiceArm.create(plain, "journey-kept", KEPT_JOURNEY_SPEC, REWARD_WAIT_SECONDS, 0.05, subjects=True)
         assert ruled.subject_id(moment) == "journey-rule/" + str(moment.customer.index)
-        run = simulate(population, [journey, ruled, bandit], clock=clock)
+        run = simulate(population, [journey, ruled, bandit, kept], clock=clock)
         stats = {name: c.stats(name) for c, name in ((plain, "journey"), (capped, "journey-rule"), (capped, "vw"))}
     capped_by_the_script = [f"3-{k}" for k, chosen in enumerate(run.arm("journey").action) if chosen == NOTHING]
     assert 20 < len(capped_by_the_script) < len(population) / 2
     assert run.arm("journey-rule").action == run.arm("journey").action
+    assert run.arm("journey-kept").action == run.arm("journey").action  # capping on the service's count
     assert ruled.suppressed == capped_by_the_script  # the rule removed candidates exactly when the script capped
     assert journey.suppressed == []
     assert [(r.rule, r.suppressed > 0) for r in stats["journey-rule"].suppressed] == [("weekly", True)]

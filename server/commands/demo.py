@@ -16,10 +16,11 @@ customers with hidden tastes, fatigue and drift, who answer each contact with cl
 purchases later (or never). Four loops decide side by side for the same customers at the same
 moments: the scripted journey (a rules: policy), random, the default VW policy and VW with
 SquareCB exploration and pairwise interactions; an oracle that knows every customer's taste runs
-alongside. Every Rank names its customer (a subject id): the service keeps the contact history
-and applies the journey's weekly cap as the store's contact rule to every loop; a tenth of the
-default policy's customers stay on the journey (its holdout). Then print the comparison and the
-lift over the holdout, and write the learning curves (PNG) and the figures (JSON).
+alongside. Every Rank names its customer (a subject id) and sends only what the caller knows of
+them now: the service keeps the contact history and adds its history features. The journey's
+weekly cap is a contact rule of the service; a tenth of the default policy's customers stay on
+the journey (its holdout). Then print the comparison and the lift over the holdout, and write
+the learning curves (PNG) and the figures (JSON).
 """
 
 
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         f"pinball world (seed {args.seed}): {config.customers} customers over {config.days:g} days, "
         f"{len(population)} occasions; loops {', '.join(DEMO_LOOPS)}, and the oracle\n"
         f"each Rank names its customer (subject id <loop>/<customer>); the service keeps their history\n"
-        f"contact policy of the store: {CONTACT_POLICY}",
+        f"the journey's weekly cap, as the contact policy of its store: {CONTACT_POLICY}",
         flush=True,
     )
     interactive = sys.stderr.isatty()
@@ -83,10 +84,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{report.table(result)}\n")
     print("the service's own count per loop (GetStats at the end):")
     for name, s in stats.items():
-        removed = ", ".join(f"{r.suppressed} by rule {r.rule}" for r in s.suppressed) or "none"
+        removed = "".join(f"; {r.suppressed} candidates removed by contact rule {r.rule}" for r in s.suppressed)
         print(
             f"  {name:12} {s.decisions} decisions logged, {s.rewards} rewards, {s.joined} joined, "
-            f"model version {s.model_version}; candidates removed: {removed}"
+            f"model version {s.model_version}{removed}"
         )
     for name, s in stats.items():
         if s.HasField("lift"):

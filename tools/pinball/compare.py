@@ -22,7 +22,7 @@ from pathlib import Path
 
 from nextbest.sim.arms import Arm, OracleArm, ServiceArm
 from nextbest.sim.config import WorldConfig
-from nextbest.sim.journey import CONTACT_POLICY, SCRIPT_SPEC
+from nextbest.sim.journey import CONTACT_POLICY, KEPT_JOURNEY_SPEC, SCRIPT_SPEC
 from nextbest.sim.population import Population
 from nextbest.sim.simulate import DAY, EPOCH, Progress, Run, simulate
 from nextbest.testing import FakeClock, running_server
@@ -47,19 +47,19 @@ class Loop:
     config: tuple[tuple[str, object], ...] = ()
 
 
-# `nextbest demo`: every customer by subject id, under the journey's weekly cap as the store's contact rule; the
-# default policy keeps a tenth of the customers on the journey (its holdout) to measure its lift
+# `nextbest demo`: every customer by subject id; the journey under its weekly cap as the store's contact rule (on a
+# server of its own); the default policy keeps a tenth of its customers on the journey (its holdout, capping on the
+# service's count) to measure its lift
 DEMO_HOLDOUT_FRACTION = 0.1
 DEMO_LOOPS = {
     "journey": Loop(SCRIPT_SPEC, subjects=True, contact_policy=CONTACT_POLICY),
-    "random": Loop("random", subjects=True, contact_policy=CONTACT_POLICY),
+    "random": Loop("random", subjects=True),
     "vw-default": Loop(  # the server's default policy
         "",
         subjects=True,
-        contact_policy=CONTACT_POLICY,
-        config=(("holdout_fraction", DEMO_HOLDOUT_FRACTION), ("holdout_policy", SCRIPT_SPEC)),
+        config=(("holdout_fraction", DEMO_HOLDOUT_FRACTION), ("holdout_policy", KEPT_JOURNEY_SPEC)),
     ),
-    "vw-squarecb": Loop("vw:--cb_explore_adf --squarecb -q ::", subjects=True, contact_policy=CONTACT_POLICY),
+    "vw-squarecb": Loop("vw:--cb_explore_adf --squarecb -q ::", subjects=True),
 }
 
 

@@ -6,11 +6,13 @@ customers, a win-back discount for lapsing ones, then one favourite channel
 and offer per segment with fallbacks for customers who cannot be reached
 there. It never explores, ignores the time of day, and does not notice drift.
 
-Two forms of the same journey: `JOURNEY_SPEC` caps on the contacts the caller
-counted itself (`recent.total_7d`); `SCRIPT_SPEC` is the script alone, for a
-service that keeps the history and applies the cap as the contact rule
+Three forms of the same journey: `JOURNEY_SPEC` caps on the contacts the
+caller counted itself (`recent.total_7d`); `SCRIPT_SPEC` is the script alone,
+for a service that keeps the history and applies the cap as the contact rule
 `CONTACT_POLICY` (the customer gets `nothing` when the cap forbids every
-contact).
+contact); `KEPT_JOURNEY_SPEC` caps on the contacts the service counted
+(`nb_subject.contacts_7d`, a history feature), for requests with subject ids
+where the cap is not the whole store's rule (a holdout kept on the journey).
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ import json
 WEEKLY_CAP = 6  # contacts in any 7 days
 WEEK_SECONDS = 7 * 86_400
 
-_CAP = {"if": {"recent.total_7d": {">=": WEEKLY_CAP}}, "then": ["nothing"]}
+
+def _cap(feature: str) -> dict:
+    return {"if": {feature: {">=": WEEKLY_CAP}}, "then": ["nothing"]}
+
+
 _SCRIPT = {
     "rules": [
         {"if": {"user.stage": "new"}, "then": ["email-discount", "web-discount"]},
@@ -35,7 +41,7 @@ _SCRIPT = {
     ],
     "fallback": ["web-discount"],
 }
-JOURNEY = {**_SCRIPT, "rules": [_CAP, *_SCRIPT["rules"]]}
+JOURNEY = {**_SCRIPT, "rules": [_cap("recent.total_7d"), *_SCRIPT["rules"]]}
 
 
 def _spec(journey: dict) -> str:
@@ -44,4 +50,5 @@ def _spec(journey: dict) -> str:
 
 JOURNEY_SPEC = _spec(JOURNEY)
 SCRIPT_SPEC = _spec(_SCRIPT)
+KEPT_JOURNEY_SPEC = _spec({**_SCRIPT, "rules": [_cap("nb_subject.contacts_7d"), *_SCRIPT["rules"]]})
 CONTACT_POLICY = json.dumps({"rules": [{"name": "weekly", "max": WEEKLY_CAP, "per_seconds": WEEK_SECONDS}]})
