@@ -1,7 +1,7 @@
 """Learning quality on the pinball world: what the service loses to VW, and how far bandits get.
 
-    python -m benchmarks.learning                 # both parts, about 5 minutes on 2 cores
-    python -m benchmarks.learning --only service  # part (a) alone
+    python -m benchmarks.learning                 # every part, about 10 minutes on 2 cores
+    python -m benchmarks.learning --only service  # part (a) alone (or long, history)
     python -m benchmarks.learning --only long --policy sq-a='vw:--cb_explore_adf --squarecb -q a:'
                                                   # part (b) with one more policy
 
@@ -15,6 +15,17 @@
     one process per policy: the average reward over the last fifth of the run
     and the fraction of the oracle's it reaches (target: >= 0.9 for the best
     VW policy).
+(c) history kept by the service vs by the caller, through a real service:
+    the default policy with the caller's own history features, the default
+    policy through subject ids (the caller sends only what it knows of the
+    customer now; the service adds its history features), and the scripted
+    journey through subject ids under its weekly cap as the store's contact
+    rule (on a server of its own, since a contact policy is store-wide), on
+    the same worlds. The share of the oracle of both default arms (target:
+    the service's history reaches at least the caller's), and the difference
+    of expected reward per decision against the journey and between the two
+    with 95% intervals from batch means (target: lower bound > 0 against the
+    journey).
 
 Results go to a JSON file and a PNG of the learning curves of (b).
 """
@@ -23,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import sys
@@ -30,13 +42,16 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+import numpy as np
+import scipy.stats
+
 from benchmarks.inprocess import LocalArm
 from nextbest.server.config import DEFAULT_POLICY
 from nextbest.sim import report
 from nextbest.sim.arms import ORACLE, Arm, OracleArm
-from nextbest.sim.compare import REWARD_WAIT_SECONDS, through_service
+from nextbest.sim.compare import REWARD_WAIT_SECONDS, Loop, through_service
 from nextbest.sim.config import WorldConfig
-from nextbest.sim.journey import JOURNEY_SPEC
+from nextbest.sim.journey import CONTACT_POLICY, JOURNEY_SPEC, SCRIPT_SPEC
 from nextbest.sim.population import Population
 from nextbest.sim.simulate import ArmRecord, Run, simulate
 
@@ -52,6 +67,15 @@ LONG_POLICIES = {
 }
 SERVICE_TARGET = 0.97
 ORACLE_TARGET = 0.9
+HISTORY_WORLD = WorldConfig(customers=150, days=30)
+HISTORY_SEEDS = 3
+CALLER, SUBJECTS, JOURNEY_RULE = "vw-default-caller", "vw-default-subjects", "journey-contact-rule"
+HISTORY_LOOPS = {
+    CALLER: Loop(DEFAULT_POLICY),
+    SUBJECTS: Loop(DEFAULT_POLICY, subjects=True),
+    JOURNEY_RULE: Loop(SCRIPT_SPEC, subjects=True, contact_policy=CONTACT_POLICY),
+}
+BATCHES = 20  # per world, for the intervals: decisions of one run correlate (same customers, same model versions)
 
 
 def service_vs_direct(seed: int, seeds: int = 5) -> dict[str, Any]:
@@ -119,9 +143,61 @@ def _named_spec(value: str) -> tuple[str, str]:
     return name, spec
 
 
+def _interval(per_world: list[np.ndarray]) -> dict[str, float]:
+    """The mean of per-decision differences pooled over worlds, with a 95% interval from the means of BATCHES
+    contiguous batches per world."""
+    means = np.array([b.mean() for d in per_world for b in np.array_split(d, BATCHES)])
+    half = scipy.stats.t.ppf(0.975, len(means) - 1) * means.std(ddof=1) / math.sqrt(len(means))
+    mean = float(np.concatenate(per_world).mean())
+    return {"difference": mean, "ci_low": mean - half, "ci_high": mean + half}
+
+
+def history(seed: int, seeds: int = HISTORY_SEEDS, world: WorldConfig = HISTORY_WORLD) -> dict[str, Any]:
+    """Part (c): HISTORY_LOOPS and the oracle through the service over `seeds` worlds of `world` from `seed`."""
+    expected: dict[str, list[np.ndarray]] = {name: [] for name in (*HISTORY_LOOPS, ORACLE)}
+    tails: dict[str, list[np.ndarray]] = {name: [] for name in expected}
+    for world_seed in range(seed, seed + seeds):
+        run, _ = through_service(Population(world, world_seed), HISTORY_LOOPS)
+        since = report.last_fifth(run)
+        for name in expected:
+            arm = run.arm(name)
+            expected[name].append(np.asarray(arm.expected))
+            tails[name].append(np.asarray(arm.expected)[np.asarray(arm.time) >= since])
+
+    def of_oracle(values: dict[str, list[np.ndarray]], name: str) -> float:
+        return float(np.concatenate(values[name]).mean() / np.concatenate(values[ORACLE]).mean())
+
+    def difference(a: str, b: str) -> dict[str, float]:
+        return _interval([x - y for x, y in zip(expected[a], expected[b], strict=True)])
+
+    return {
+        "seeds": list(range(seed, seed + seeds)),
+        "world": {"customers": world.customers, "days": world.days},
+        "decisions_per_world": [len(e) for e in expected[ORACLE]],
+        "of_oracle": {n: {"all": of_oracle(expected, n), "last_fifth": of_oracle(tails, n)} for n in HISTORY_LOOPS},
+        "subjects_vs_journey": difference(SUBJECTS, JOURNEY_RULE),
+        "caller_vs_journey": difference(CALLER, JOURNEY_RULE),
+        "subjects_vs_caller": difference(SUBJECTS, CALLER),
+    }
+
+
+def _print_history(c: dict[str, Any]) -> None:
+    print(
+        f"(c) history kept by the service vs by the caller, through the service, worlds {c['seeds']} "
+        f"({c['world']['customers']} customers, {c['world']['days']:g} days; {c['seconds']:.0f} s), "
+        "share of the oracle:"
+    )
+    for name, share in c["of_oracle"].items():
+        print(f"  {name:22} {share['all']:.1%} (last fifth {share['last_fifth']:.1%})")
+    print("  difference of expected reward per decision, 95% interval:")
+    for key in ("subjects_vs_journey", "caller_vs_journey", "subjects_vs_caller"):
+        d = c[key]
+        print(f"  {key:22} {d['difference']:+.4f} ({d['ci_low']:+.4f} to {d['ci_high']:+.4f})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.learning", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("service", "long"), help="run one part only")
+    parser.add_argument("--only", choices=("service", "long", "history"), help="run one part only")
     parser.add_argument("--seed", type=int, default=1, help="the world's seed (default: 1)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes for part (b)")
     parser.add_argument(
@@ -136,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", default="nextbest-learning.png", help="learning curves of (b) (default: %(default)s)")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {"seed": args.seed}
-    if args.only != "long":
+    if args.only in (None, "service"):
         started = time.monotonic()
         results["service_vs_direct"] = a = service_vs_direct(args.seed)
         a["seconds"] = round(time.monotonic() - started, 1)
@@ -147,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {name:12} {p['ratio']:.3f} (per world {each}; of expected reward {p['expected_ratio']:.3f}; "
                 f"target >= {SERVICE_TARGET})"
             )
-    if args.only != "service":
+    if args.only in (None, "long"):
         started = time.monotonic()
         policies = {**LONG_POLICIES, **dict(args.policy)}
         run = long_run(args.seed, args.jobs, policies)
@@ -164,9 +240,14 @@ def main(argv: list[str] | None = None) -> int:
         document = report.document(run)
         b["world"], b["arms"] = document["world"], document["arms"]  # with each policy's learning curve
         report.plot(run, args.plot, f"pinball world, {LONG_WORLD.days:g} days with drift: learning curves")
+    if args.only in (None, "history"):
+        started = time.monotonic()
+        results["history"] = c = history(args.seed)
+        c["seconds"] = round(time.monotonic() - started, 1)
+        _print_history(c)
     with open(args.json, "w") as f:
         json.dump(results, f, indent=1)
-    print(f"results in {args.json}" + ("" if args.only == "service" else f", curves in {args.plot}"))
+    print(f"results in {args.json}" + (f", curves in {args.plot}" if args.only in (None, "long") else ""))
     return 0
 
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from nextbest.sim.compare import DEMO_POLICIES
+from nextbest.sim.compare import DEMO_LOOPS
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -14,20 +14,28 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 def test_a_short_demo_prints_the_table_and_writes_the_png_and_the_json(tmp_path):
     png, doc = tmp_path / "demo.png", tmp_path / "demo.json"
     out = subprocess.run(
-        [sys.executable, "-m", "nextbest", "demo", "--seconds", "4", "--seed", "2", "--plot", png, "--json", doc],
+        [sys.executable, "-m", "nextbest", "demo", "--seconds", "8", "--seed", "2", "--plot", png, "--json", doc],
         capture_output=True,
         text=True,
         check=True,
         timeout=300,
     )
     rows = {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
-    assert {*DEMO_POLICIES, "oracle"} <= rows
-    for header in ("regret", "of oracle", "channel mix"):
+    assert {*DEMO_LOOPS, "oracle"} <= rows
+    for header in (
+        "regret",
+        "of oracle",
+        "channel mix",
+        "subject id",
+        "contact policy of its store",
+        "by contact rule weekly",
+    ):
         assert header in out.stdout
+    assert "vw-default against its holdout (the journey)" in out.stdout
     assert "day" in out.stderr  # progress
     assert png.read_bytes().startswith(b"\x89PNG")
     figures = json.loads(doc.read_text())
-    assert [a["name"] for a in figures["arms"]] == [*DEMO_POLICIES, "oracle"]
+    assert [a["name"] for a in figures["arms"]] == [*DEMO_LOOPS, "oracle"]
     decisions = {a["all"]["decisions"] for a in figures["arms"]}
     assert len(decisions) == 1 and decisions.pop() > 100
     assert figures["arms"][-1]["all"]["of_oracle"] == 1.0

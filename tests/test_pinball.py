@@ -8,19 +8,25 @@ import pytest
 import scipy.stats
 
 from benchmarks.inprocess import in_process
+from benchmarks.learning import CALLER, HISTORY_LOOPS, JOURNEY_RULE, SUBJECTS, history
 from nextbest.server.config import DEFAULT_POLICY
-from nextbest.sim.arms import OracleArm
+from nextbest.sim import features
+from nextbest.sim.arms import OracleArm, ServiceArm
 from nextbest.sim.catalog import APP_CHANNELS, BUSINESS_DAYPARTS, CHANNELS, CONSENTED, NOTHING
-from nextbest.sim.compare import DEMO_POLICIES, REWARD_WAIT_SECONDS, through_service
+from nextbest.sim.compare import REWARD_WAIT_SECONDS, through_service
 from nextbest.sim.config import WorldConfig
+from nextbest.sim.journey import CONTACT_POLICY, JOURNEY_SPEC, KEPT_JOURNEY_SPEC, SCRIPT_SPEC
 from nextbest.sim.population import Population
-from nextbest.sim.simulate import DAY
+from nextbest.sim.simulate import DAY, EPOCH, simulate
 from nextbest.sim.world import World
+from nextbest.testing import FakeClock, running_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 SMALL = WorldConfig(customers=30, days=6)
 NEVER = 2.0  # a drift event at twice the run's length never happens
+# the journey capping on the caller's count, random and the server's default policy, with caller-computed history
+POLICIES = {"journey": JOURNEY_SPEC, "random": "random", "vw-default": ""}
 
 # One student, no individual taste, no daypart/device/stage effects: the expected rewards are easy sums.
 TINY = WorldConfig(
@@ -49,7 +55,7 @@ TINY = WorldConfig(
 
 
 def test_a_world_is_a_function_of_its_seed():
-    policies = {name: DEMO_POLICIES[name] or DEFAULT_POLICY for name in ("journey", "random", "vw-default")}
+    policies = {name: spec or DEFAULT_POLICY for name, spec in POLICIES.items()}
     first, again, other = (in_process(Population(SMALL, seed), policies) for seed in (7, 7, 8))
     for a, b in zip(first.arms, again.arms, strict=True):
         assert (a.action, a.expected, a.reward) == (b.action, b.expected, b.reward)
@@ -146,12 +152,10 @@ def _lower_bound(differences: np.ndarray, batches: int) -> float:
 
 def test_the_default_policy_beats_random_and_the_journey_through_the_service():
     """Two short worlds (30 days, ~1,800 decisions each), through a real service; the second half of each."""
-    policies = {name: DEMO_POLICIES[name] for name in ("journey", "random", "vw-default")}
-    assert policies["vw-default"] == ""  # the server's default policy
     gains: dict[str, list[np.ndarray]] = {"journey": [], "random": []}
     for seed in (1, 2):
-        run, stats = through_service(Population(WorldConfig(customers=60, days=30), seed), policies)
-        assert {name: s.decisions for name, s in stats.items()} == {name: len(run.arm(name).time) for name in policies}
+        run, stats = through_service(Population(WorldConfig(customers=60, days=30), seed), POLICIES)
+        assert {name: s.decisions for name, s in stats.items()} == {name: len(run.arm(name).time) for name in POLICIES}
         half = len(run.arm("random").time) // 2
         bandit = np.asarray(run.arm("vw-default").expected[half:])
         for other, pooled in gains.items():
@@ -161,3 +165,55 @@ def test_the_default_policy_beats_random_and_the_journey_through_the_service():
         bound = _lower_bound(differences, batches=20)
         print(f"vw-default - {other}: mean {differences.mean():.3f}, 95% lower bound {bound:.3f}")
         assert bound > 0.015, other  # about 8% of the journey's expected reward per decision
+
+
+def test_through_subject_ids_the_service_keeps_the_history_and_the_weekly_cap_is_a_contact_rule(tmp_path):
+    """The journey scripted without its cap, under the cap as the store's contact rule, chooses exactly as the
+    journey capping on the caller's own count, and so does the journey capping on the service's count (its history
+    feature); a bandit through subject ids sends no history and learns."""
+    population = Population(WorldConfig(customers=20, days=10), 3)
+    moment = World(population).observe(population.occasion(0))
+    assert set(features.context(moment, history=False)) == {"user", "time"}
+    assert "last" not in features.context(moment, history=False)["user"]
+    assert all(set(a.features) <= {"offer", "fit"} for a in features.actions(moment, history=False))
+    clock = FakeClock(EPOCH)
+    with (
+        running_server(tmp_path / "a", clock=clock) as (_, plain),
+        running_server(tmp_path / "b", clock=clock) as (
+            _,
+            capped,
+        ),
+    ):
+        capped.set_contact_policy(CONTACT_POLICY)
+        journey = ServiceArm.create(plain, "journey", JOURNEY_SPEC, REWARD_WAIT_SECONDS, 0.05)
+        ruled = ServiceArm.create(capped, "journey-rule", SCRIPT_SPEC, REWARD_WAIT_SECONDS, 0.05, subjects=True)
+        bandit = ServiceArm.create(capped, "vw", DEFAULT_POLICY, REWARD_WAIT_SECONDS, 0.05, subjects=True)
+        kept = ServiceArm.create(plain, "journey-kept", KEPT_JOURNEY_SPEC, REWARD_WAIT_SECONDS, 0.05, subjects=True)
+        assert ruled.subject_id(moment) == "journey-rule/" + str(moment.customer.index)
+        run = simulate(population, [journey, ruled, bandit, kept], clock=clock)
+        stats = {name: c.stats(name) for c, name in ((plain, "journey"), (capped, "journey-rule"), (capped, "vw"))}
+    capped_by_the_script = [f"3-{k}" for k, chosen in enumerate(run.arm("journey").action) if chosen == NOTHING]
+    assert 20 < len(capped_by_the_script) < len(population) / 2
+    assert run.arm("journey-rule").action == run.arm("journey").action
+    assert run.arm("journey-kept").action == run.arm("journey").action  # capping on the service's count
+    assert ruled.suppressed == capped_by_the_script  # the rule removed candidates exactly when the script capped
+    assert journey.suppressed == []
+    assert [(r.rule, r.suppressed > 0) for r in stats["journey-rule"].suppressed] == [("weekly", True)]
+    # the bandit under the same store-wide rule: never more than the cap in any 7 days per customer
+    assert bandit.suppressed
+    contacts: dict[int, list[float]] = {}
+    for k, chosen in enumerate(run.arm("vw").action):
+        if chosen != NOTHING:
+            contacts.setdefault(population.occasion(k).customer, []).append(population.occasion(k).time)
+    for times in contacts.values():
+        assert all(sum(0 <= t - s < 7 for s in times) <= 6 for t in times)
+    assert stats["vw"].decisions == len(population) and stats["vw"].joined > 0
+
+
+def test_the_history_benchmark_measures_both_histories_against_the_journey_under_its_rule():
+    figures = history(seed=4, seeds=1, world=WorldConfig(customers=10, days=4))
+    assert set(figures["of_oracle"]) == set(HISTORY_LOOPS) == {CALLER, SUBJECTS, JOURNEY_RULE}
+    assert all(0 < share["all"] < 1 for share in figures["of_oracle"].values())
+    for key in ("subjects_vs_journey", "caller_vs_journey", "subjects_vs_caller"):
+        d = figures[key]
+        assert d["ci_low"] < d["difference"] < d["ci_high"]

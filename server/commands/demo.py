@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import shutil
 import sys
 import time
@@ -15,7 +16,11 @@ customers with hidden tastes, fatigue and drift, who answer each contact with cl
 purchases later (or never). Four loops decide side by side for the same customers at the same
 moments: the scripted journey (a rules: policy), random, the default VW policy and VW with
 SquareCB exploration and pairwise interactions; an oracle that knows every customer's taste runs
-alongside. Then print the comparison, and write the learning curves (PNG) and the figures (JSON).
+alongside. Every Rank names its customer (a subject id) and sends only what the caller knows of
+them now: the service keeps the contact history and adds its history features. The journey's
+weekly cap is a contact rule of the service; a tenth of the default policy's customers stay on
+the journey (its holdout). Then print the comparison and the lift over the holdout, and write
+the learning curves (PNG) and the figures (JSON).
 
 With --slots, the multi-slot world instead: a weekly email with a lead and a secondary offer, filled by
 one multi-slot loop (RankMultiSlot, VW's conditional contextual bandits), by two independent
@@ -53,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if args.slots:
         return run_slots(args)
     from nextbest.sim import report
-    from nextbest.sim.compare import DEMO_POLICIES, demo_config, through_service
+    from nextbest.sim.compare import DEMO_LOOPS, demo_config, through_service
+    from nextbest.sim.journey import CONTACT_POLICY
     from nextbest.sim.population import Population
     from nextbest.sim.simulate import Run
 
@@ -61,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     config = population.config
     print(
         f"pinball world (seed {args.seed}): {config.customers} customers over {config.days:g} days, "
-        f"{len(population)} occasions; loops {', '.join(DEMO_POLICIES)}, and the oracle",
+        f"{len(population)} occasions; loops {', '.join(DEMO_LOOPS)}, and the oracle\n"
+        f"each Rank names its customer (subject id <loop>/<customer>); the service keeps their history\n"
+        f"the journey's weekly cap, as the contact policy of its store: {CONTACT_POLICY}",
         flush=True,
     )
     interactive = sys.stderr.isatty()
@@ -79,20 +87,34 @@ def run(args: argparse.Namespace) -> int:
     server_log = logging.getLogger("nextbest")
     server_log.setLevel(max(server_log.getEffectiveLevel(), logging.WARNING))  # model publications are noise here
     started = time.monotonic()
-    result, stats = through_service(population, DEMO_POLICIES, progress=progress)
+    result, stats = through_service(population, DEMO_LOOPS, progress=progress)
     elapsed = time.monotonic() - started
     if interactive:
         print(file=sys.stderr)
     print(f"\n{report.table(result)}\n")
     print("the service's own count per loop (GetStats at the end):")
     for name, s in stats.items():
+        removed = "".join(f"; {r.suppressed} candidates removed by contact rule {r.rule}" for r in s.suppressed)
         print(
             f"  {name:12} {s.decisions} decisions logged, {s.rewards} rewards, {s.joined} joined, "
-            f"model version {s.model_version}"
+            f"model version {s.model_version}{removed}"
         )
+    for name, s in stats.items():
+        if s.HasField("lift"):
+            lift = s.lift
+            interval = (
+                f"95% interval {lift.ci_low:+.3f} to {lift.ci_high:+.3f}"
+                if math.isfinite(lift.ci_low)
+                else "too few customers for an interval"
+            )
+            print(
+                f"\n{name} against its holdout (the journey): {lift.treatment:.3f} vs {lift.holdout:.3f} reward per "
+                f"decision ({lift.treatment_subjects} vs {lift.holdout_subjects} customers), lift "
+                f"{lift.difference:+.3f} ({interval})"
+            )
     report.plot(result, args.plot, f"pinball world, seed {args.seed}: {len(population)} decisions per policy")
     with open(args.json, "w") as f:
-        policies = {a.name: a.spec for a in result.arms if a.name in DEMO_POLICIES}
+        policies = {a.name: a.spec for a in result.arms if a.name in DEMO_LOOPS}
         json.dump(report.document(result, seconds=round(elapsed, 1), policies=policies), f, indent=1)
     print(f"\n{elapsed:.0f} s; learning curves in {args.plot}, figures in {args.json}")
     return 0

@@ -11,9 +11,11 @@ every action at every moment, it reports the oracle and each decider's regret.
 - `config.WorldConfig`: every parameter, with the response model in its docstring;
 - `population`: the customers and their occasions (a function of the seed);
 - `world.World`: one decider's copy of the world: `observe` and `respond`;
-- `features`: what the service sees (context, one line per action);
-- `journey`: the scripted journey, a `rules:` policy;
-- `arms`: a service loop, an in-process policy, the oracle;
+- `features`: what the service sees (context, one line per action), with
+  the history the caller computed or without it (the service keeps it);
+- `journey`: the scripted journey, a `rules:` policy, and its weekly cap as
+  a contact rule;
+- `arms`: a service loop (customers by subject id or not), the oracle;
 - `simulate`: runs arms side by side in world time; `compare`: through a
   service or in-process; `report`: table, JSON and PNG.
 

@@ -9,6 +9,12 @@ Context namespaces (VW names them by their first letter):
 - `recent` (r): `total_7d` contacts in the last 7 days on any channel and
   `days` since the last one (30 when none).
 
+That is the caller-computed history (`history=True`): the simulator's own
+bookkeeping of what it sent. With `history=False` the caller sends only what
+it knows of the customer now, for a service that keeps the history itself
+(requests with a subject id): `user` without `last`, `time`, no `recent`; the
+service adds its `nb_subject` and `nb_history` namespaces instead.
+
 Each action line carries its id (`action`, a) and channel (`channel`, c),
 then `offer` (o): `kind=<offer>`, and `history` (h): the customer's recency
 and count of contacts on this channel seen from this action: `last` (days
@@ -18,7 +24,8 @@ without a click), `clicks_30d`; `offer_7d` and `offer_clicks_30d` (this offer
 shown and clicked, on any channel); and the tokens `preferred` (the channel
 the customer said they prefer), `quiet` (push or sms at the customer's night)
 and `fits` (the offer is meant for the customer's lifecycle stage, see
-`catalog.AUDIENCE`). `nothing` carries only its id. Per-channel recency is on
+`catalog.AUDIENCE`). `nothing` carries only its id. Without caller-computed history, an action line
+carries its id, channel and offer, and the three tokens in `fit` (f). Per-channel recency is on
 the action lines rather than in the context: there a model without
 interactions can use it, and `-q ::` does not cross a dozen context numbers
 with every action.
@@ -54,23 +61,23 @@ def _bucket(days: float) -> str:
     return "1-2d" if days < 3 else "3-6d" if days < 7 else "7d+"
 
 
-def context(moment: Moment) -> dict[str, dict]:
-    """The shared context of a moment, as client feature dicts."""
-    total = sum(h.contacts_7d for h in moment.channels.values())
-    since = min(h.days_since for h in moment.channels.values())
-    recent = {"total_7d": float(total), "days": min(since, NEVER_DAYS)}
-    return {
-        "user": {
-            "segment": moment.customer.segment,
-            "stage": moment.stage,
-            "device": moment.customer.device,
-            "app": "yes" if moment.customer.has_app else "no",
-            "last": moment.last_response,
-            "tokens": sorted(moment.consent),
-        },
-        "time": {"daypart": moment.daypart},
-        "recent": recent,
+def context(moment: Moment, history: bool = True) -> dict[str, dict]:
+    """The shared context of a moment, as client feature dicts; without `history`, what the caller knows of the
+    customer now only."""
+    user: dict[str, str | list[str]] = {
+        "segment": moment.customer.segment,
+        "stage": moment.stage,
+        "device": moment.customer.device,
+        "app": "yes" if moment.customer.has_app else "no",
+        "tokens": sorted(moment.consent),
     }
+    out: dict[str, dict] = {"user": user, "time": {"daypart": moment.daypart}}
+    if history:
+        user["last"] = moment.last_response
+        total = sum(h.contacts_7d for h in moment.channels.values())
+        since = min(h.days_since for h in moment.channels.values())
+        out["recent"] = {"total_7d": float(total), "days": min(since, NEVER_DAYS)}
+    return out
 
 
 _COUNTS = ("contacts_7d", "ignored", "clicks_30d", "offer_7d", "offer_clicks_30d")
@@ -85,11 +92,17 @@ def _action(channel: str, offer: str, flags: tuple[str, ...], last: str, *counts
     return action(action_id(channel, offer), channel, {"offer": {"kind": offer}, "history": history})
 
 
+@functools.lru_cache(maxsize=4096)
+def _action_now(channel: str, offer: str, flags: tuple[str, ...]) -> types_pb2.Action:
+    return action(action_id(channel, offer), channel, {"offer": {"kind": offer}, "fit": {"tokens": list(flags)}})
+
+
 _NOTHING = action(NOTHING)
 
 
-def actions(moment: Moment) -> list[types_pb2.Action]:
-    """Every action of the moment (excluded ones too), with their features, in `moment.action_ids` order.
+def actions(moment: Moment, history: bool = True) -> list[types_pb2.Action]:
+    """Every action of the moment (excluded ones too), with their features, in `moment.action_ids` order; without
+    `history`, what the caller knows now only.
 
     The messages are shared between calls: do not modify them.
     """
@@ -100,8 +113,11 @@ def actions(moment: Moment) -> list[types_pb2.Action]:
         channel_flags += ("quiet",) * (ch in INTRUSIVE and moment.daypart == "night")
         last = _bucket(h.days_since)
         for offer in moment.offers:
-            o = moment.offer_history[offer]
             flags = channel_flags + ("fits",) * (moment.stage in AUDIENCE[offer])
+            if not history:
+                out.append(_action_now(ch, offer, flags))
+                continue
+            o = moment.offer_history[offer]
             counts = (h.contacts_7d, h.ignored, h.clicks_30d, o.shown_7d, o.clicks_30d)
             out.append(_action(ch, offer, flags, last, *counts))
     out.append(_NOTHING)
