@@ -109,7 +109,7 @@ def test_shadow_estimate_promote_rollback(served):
 
     models = client.admin.ListModels(admin_pb2.ListModelsRequest(loop="sh")).models
     assert [m.live for m in models].count(True) == 1
-    assert len(models) <= 10  # older versions are pruned
+    assert len(models) <= 10 + 1  # older versions are pruned (right after each publish: one more for a moment)
     first_vw = next(m for m in models if m.spec == PERSONALIZING)
     first_data = server.store.models.get("sh", first_vw.version).data  # read now: later publishes prune it
     rolled = client.admin.Rollback(admin_pb2.RollbackRequest(loop="sh", version=first_vw.version))
