@@ -28,7 +28,7 @@ from nextbest.server.restrictions import Restrictions
 from nextbest.server.stats import loop_stats
 from nextbest.server.store import PublishConflictError, Store, StoredModel, Stream
 from nextbest.server.subjects.contact import PolicyCache
-from nextbest.server.trainer import Trainer
+from nextbest.server.trainer import Trainer, request_log_deletion
 from nextbest.v1 import admin_pb2, admin_pb2_grpc, records_pb2, types_pb2
 
 _CHUNK = 1 << 20
@@ -189,6 +189,11 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             return None
         times = [records_pb2.DecisionRecord.FromString(entries[0][1]).timestamp for entries in (oldest, newest)]
         return times[0], times[1]
+
+    def delete_logs(self, loop: str) -> None:
+        """Have the loop's trainer delete the log it is done with (see `trainer.request_log_deletion`)."""
+        _loop_config(self._store, loop)
+        request_log_deletion(self._store, loop)
 
     def _change(self, name: str, change: Callable[[types_pb2.LoopConfig], None]) -> types_pb2.LoopConfig:
         """Apply `change` to the loop's config, validate it and store it as the next version."""

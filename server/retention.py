@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nextbest.server.store import EventLog, Stream
+from nextbest.server.joiner import JoinerState
+from nextbest.server.learner import learned_position
+from nextbest.server.lift import LiftState
+from nextbest.server.store import EventLog, Store, Stream
+from nextbest.server.subjects.outcomes import OutcomesState
 from nextbest.v1 import records_pb2
 
 _PAGE = 1000
@@ -43,3 +47,20 @@ def apply_retention(log: EventLog, loop: str, cutoff: float, bounds: dict[Stream
         stream: log.trim(stream, loop, _first_kept(log, stream, loop, cutoff, bound))
         for stream, bound in bounds.items()
     }
+
+
+def consumed_bounds(store: Store, loop: str) -> dict[Stream, int]:
+    """Per stream of `loop`, the seq its consumers have durably saved they are done with (what is at or below it
+    may be deleted): decisions joined, rewards read past, joined events learned, counted in the lift and applied
+    to the subject histories. In the order `apply_retention` must trim them."""
+    joiner = JoinerState.saved(store.log, loop)
+    joined = min(
+        learned_position(store, loop), LiftState.saved(store.log, loop).seq, OutcomesState.saved(store.log, loop).seq
+    )
+    return {Stream.DECISIONS: joiner.decisions_closed, Stream.REWARDS: joiner.rewards_from, Stream.JOINED: joined}
+
+
+def retain(store: Store, loop: str, cutoff: float) -> dict[Stream, int]:
+    """Delete what `loop`'s consumers are done with and is older than `cutoff` (inf: whatever its age); how many
+    entries were deleted per stream."""
+    return apply_retention(store.log, loop, cutoff, consumed_bounds(store, loop))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -23,11 +24,11 @@ from functools import partial
 
 from nextbest.policies import PolicySpecError
 from nextbest.server.joiner import Joiner, JoinerState
-from nextbest.server.learner import DEFAULT_KEEP_MODELS, Learner, learned_position
+from nextbest.server.learner import DEFAULT_KEEP_MODELS, Learner
 from nextbest.server.lift import LiftCounter
-from nextbest.server.retention import apply_retention
+from nextbest.server.retention import retain
 from nextbest.server.stats import loop_stats
-from nextbest.server.store import Store, StoreFullError, StoreUnavailableError, Stream, process_holder
+from nextbest.server.store import Store, StoreFullError, StoreUnavailableError, cursor_name, process_holder
 from nextbest.server.subjects.contact import PolicyCache
 from nextbest.server.subjects.history import trimmed
 from nextbest.server.subjects.outcomes import SubjectOutcomes
@@ -40,6 +41,7 @@ _BACKLOG = 500  # events a pass handles beyond which the next pass starts at onc
 _FULL_WARNING_SECONDS = 60.0
 _REPEAT_WARNING_SECONDS = 60.0  # a loop failing the same way again is logged at most this often
 DEFAULT_LEASE_SECONDS = 10.0
+_DELETE_CHECK_SECONDS = 1.0  # how often a trainer looks for a request to delete a loop's log
 STOP_SECONDS = 5.0  # the most a stop waits for the store to take the final checkpoints and lease releases
 
 
@@ -55,6 +57,7 @@ class _LoopWork:
     lift: LiftCounter
     outcomes: SubjectOutcomes
     retained_at: float = float("-inf")  # monotonic time of the last retention pass
+    delete_checked_at: float = float("-inf")  # monotonic time the last log deletion request was looked for
 
     def checkpoint(self) -> None:
         """Save the joiner's position, publish the learner's model and save the lift (the final checkpoint of a
@@ -62,6 +65,17 @@ class _LoopWork:
         self.joiner.save()
         self.learner.publish()
         self.lift.save()
+
+
+def _delete_cursor(loop: str) -> str:
+    return cursor_name(loop, "delete-logs")
+
+
+def request_log_deletion(store: Store, loop: str) -> None:
+    """Ask the loop's trainer to delete, at its next look (within about a second), the logged decisions, rewards
+    and joined events the loop is done with (joined, learned, counted), whatever their age; those still in their
+    reward window or not yet learned stay, and so do the models."""
+    store.log.set_cursor(_delete_cursor(loop), b"1")
 
 
 def _run_until(steps: list[tuple[str, Callable[[], None]]], deadline: float) -> dict[str, str]:
@@ -171,7 +185,10 @@ class Trainer:
                         SubjectOutcomes(self._store, name, self._contact_policy, self._clock),
                     )
                 if config.retention_days > 0 and time.monotonic() - work.retained_at >= self._retention_interval:
-                    self._retain(name, config, work)  # first: when the store is full, it frees the space
+                    # first: when the store is full, it frees the space
+                    self._retain(name, work, self._clock() - config.retention_days * 86400)
+                if time.monotonic() - work.delete_checked_at >= _DELETE_CHECK_SECONDS:
+                    self._delete_logs_if_asked(name, work)
                 done += work.joiner.step(config.reward_wait_seconds)
                 work.outcomes.step()  # at most a batch a pass, at the joiner's pace
                 done += work.learner.step(config)
@@ -247,16 +264,18 @@ class Trainer:
         if deleted:
             log.info("subject histories: %d expired", deleted)
 
-    def _retain(self, loop: str, config: types_pb2.LoopConfig, work: _LoopWork) -> None:
+    def _delete_logs_if_asked(self, loop: str, work: _LoopWork) -> None:
+        """Delete what the loop is done with, whatever its age, when `request_log_deletion` asked for it."""
+        work.delete_checked_at = time.monotonic()
+        if self._store.log.get_cursor(_delete_cursor(loop)) is not None:
+            self._retain(loop, work, math.inf)
+            self._store.log.delete_cursor(_delete_cursor(loop))
+
+    def _retain(self, loop: str, work: _LoopWork, cutoff: float) -> None:
         work.retained_at = time.monotonic()
-        work.joiner.save()  # the bounds below must be durable before anything is deleted
+        work.joiner.save()  # the bounds `retain` reads must be as far as they go before anything is deleted
         work.lift.save()
-        bounds = {
-            Stream.DECISIONS: work.joiner.state.decisions_closed,
-            Stream.REWARDS: work.joiner.state.rewards_from,
-            Stream.JOINED: min(learned_position(self._store, loop), work.lift.saved_seq, work.outcomes.state.seq),
-        }
-        deleted = apply_retention(self._store.log, loop, self._clock() - config.retention_days * 86400, bounds)
+        deleted = retain(self._store, loop, cutoff)
         if any(deleted.values()):
             log.info("loop %s: retention deleted %s", loop, {s.value: n for s, n in deleted.items()})
 

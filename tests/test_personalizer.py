@@ -21,7 +21,7 @@ from msrest.authentication import CognitiveServicesCredentials
 
 from nextbest import policies
 from nextbest.server.auth import ApiKeys
-from nextbest.server.store import Stream
+from nextbest.server.store import Stream, cursor_name
 from nextbest.testing import http_call, running_server, wait_for
 from nextbest.v1 import records_pb2
 
@@ -220,10 +220,28 @@ def test_log_properties_span_the_logged_decisions(served):
     times = [datetime.fromtimestamp(_record(server, e).timestamp, UTC) for e in (first, last)]
     span = admin.get_log_properties()["dateRange"]
     assert [datetime.fromisoformat(span["from"]), datetime.fromisoformat(span["to"])] == times
-    with pytest.raises(HttpResponseError) as e:
-        admin.delete_logs()  # the log is what nextbest learns and evaluates from: refused, saying what to do
-    assert e.value.status_code == 501 and e.value.error.code == "OperationNotAllowed"
-    assert "logRetentionDays" in e.value.error.message and client.stats("default").decisions == 2
+    admin.delete_logs()  # the trainer deletes what is joined and learned: neither is yet (the default window)
+    wait_for(lambda: server.store.log.get_cursor(cursor_name("default", "delete-logs")) is None)  # done
+    assert admin.get_log_properties()["dateRange"] == span
+
+
+def test_deleting_the_logs_deletes_what_was_joined_and_learned_and_keeps_the_model(served):
+    server, client, endpoint = served
+    client.create_loop("quick", reward_wait_seconds=0.05, publish_interval_seconds=0.05)
+    sdk, admin = (
+        PersonalizerClient(endpoint + "/loops/quick", KEY),
+        PersonalizerAdministrationClient(endpoint + "/loops/quick", KEY),
+    )
+    for _ in range(3):
+        sdk.reward(sdk.rank({"actions": ACTIONS})["eventId"], {"value": 1.0})
+    wait_for(lambda: client.stats("quick").learned == 3)
+    model = b"".join(admin.export_model())
+    admin.delete_logs()  # done by the trainer within about a second
+    wait_for(lambda: admin.get_log_properties() == {})
+    wait_for(lambda: [server.store.log.read(stream, "quick", 0, 10) for stream in Stream] == [[], [], []])
+    assert b"".join(admin.export_model()) == model  # the model stays, and so does learning on
+    sdk.rank({"actions": ACTIONS})
+    wait_for(lambda: client.stats("quick").learned == 4)
 
 
 def _bad(answer, status, code, message):

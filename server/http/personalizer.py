@@ -10,6 +10,7 @@ route is an adapter over the gRPC servicers (`personalizer_mapping` translates):
   evaluation's: nextbest's evaluations keep no models);
 - model: ExportModel / ImportModel (with the loop's spec); DELETE (reset): ImportModel of a fresh, untrained
   model of the loop's spec, which keeps the log and the learner's position; model/properties: ListModels;
+- logs: DELETE asks the loop's trainer to delete what the loop is done with (AdminService.delete_logs);
 - evaluations, featureImportances: AdminService.evaluate in the background (a feature importance: the namespace
   importance of the loop's policy), one at a time per serving process (at most MAX_WAITING waiting), polled as
   Personalizer's are; this process keeps the newest MAX_EVALUATIONS of them in memory.
@@ -283,12 +284,8 @@ class _Handlers:
         return JSONResponse(pm.log_properties(times))
 
     async def delete_logs(self, call: HttpCall) -> Response:
-        raise pm.PersonalizerError(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "nextbest keeps a loop's log to learn and evaluate from it: expire it with logRetentionDays "
-            "(configurations/service), or delete the loop with its log and models (AdminService.DeleteLoop)",
-            "OperationNotAllowed",
-        )
+        await run_in_threadpool(self._admin.delete_logs, _loop(call))
+        return Response(status_code=204)
 
     async def _submit(self, call: HttpCall, kind: str, job_id: str) -> _Job:
         loop = _loop(call)
