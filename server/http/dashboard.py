@@ -22,13 +22,14 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import Message
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from nextbest.server.auth import ADMIN, DECIDE
 from nextbest.server.http.api import HttpCall, Services, request_key
-from nextbest.server.http.calls import HttpError, call, invoke
+from nextbest.server.http.calls import HttpError, call
 from nextbest.server.http.jsonapi import error_response, to_json
 from nextbest.server.store import Store
 from nextbest.server.store.base import Stream
@@ -74,7 +75,7 @@ def routes(services: Services) -> list[BaseRoute]:
 
     def read(path: str, method: Callable[[HttpCall], Any], name: str) -> Route:
         async def handle(http_call: HttpCall) -> Response:
-            return JSONResponse(await invoke(lambda request, context: method(http_call), None))
+            return JSONResponse(await run_in_threadpool(method, http_call))
 
         return api.route(API + path, handle, methods=["GET"], name=f"Dashboard/{name}", scope=DECIDE)
 
