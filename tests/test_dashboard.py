@@ -249,3 +249,22 @@ def test_a_decide_key_sees_no_admin_buttons_and_a_forged_admin_request_gets_403(
              headers: {Authorization: 'Bearer ' + sessionStorage.getItem('nextbest.apiKey')}})).status"""
     )
     assert status == 403
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+@browser
+def test_an_admin_evaluates_a_candidate_and_shadows_it_from_the_page(keyed, page_with):
+    _, client = keyed
+    candidate = "vw:--cb_explore_adf --epsilon 0.3"
+    page = page_with(ADMIN_KEY)
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto("/loops/winback/evaluate")
+    page.get_by_label("Candidate policy specs, one a line").fill(candidate)
+    page.get_by_role("button", name="Evaluate", exact=True).click()
+    page.wait_for_selector("#estimates tbody tr")
+    page.wait_for_selector("#ev-chart circle.point")
+    specs = page.locator("#estimates tbody tr td:first-child code").all_inner_texts()
+    assert specs[0] == "logged" and candidate in specs
+    page.get_by_role("row", name=candidate).get_by_role("button", name="Shadow this").click()
+    wait_for(lambda: candidate in client.get_loop("winback").shadow_policies)

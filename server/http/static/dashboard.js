@@ -44,6 +44,7 @@ function interval(mean, low, high, digits = 3) {
 function age(seconds) {
   const n = num(seconds);
   if (!Number.isFinite(n)) return "–";
+  if (n < 1) return "0 s"; // a process whose clock runs a little behind the one that published the model
   if (n < 90) return `${Math.round(n)} s`;
   if (n < 5400) return `${Math.round(n / 60)} min`;
   if (n < 172800) return `${(n / 3600).toFixed(1)} h`;
@@ -329,7 +330,7 @@ function overviewView() {
         return h("tr", { "data-loop": c.name, class: problems.length ? "problem" : null },
           h("th", { scope: "row" }, h("a", { href: link, "data-nav": true }, c.name),
             problems.length ? h("div", { class: "problems" }, problems.join(", ")) : null),
-          h("td", { class: "hide-narrow" }, h("code", {}, c.policy || "(default)")),
+          h("td", { class: "hide-narrow" }, h("code", { class: "spec" }, c.policy || "(default)")),
           h("td", { class: "hide-narrow" }, (c.learningMode || "").replace("LEARNING_MODE_", "").toLowerCase()),
           h("td", { class: "num", "data-field": "decisions" }, fmt(st.decisions)),
           h("td", { class: "num", "data-field": "rewards" }, fmt(st.rewards)),
