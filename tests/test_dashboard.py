@@ -76,8 +76,11 @@ def test_the_overview_has_each_loop_with_its_stats(keyed):
     assert set(loops) == {"default", "onboarding", "winback"}
     winback = loops["winback"]
     assert int(winback["stats"]["decisions"]) == client.stats("winback").decisions == 25
-    assert winback["recent"]["decisions_last_minute"] == {"count": 25, "truncated": False}
-    assert winback["recent"]["reward_last_hour"]["n"] == 25
+    assert winback["recent"]["decisions_last_minute"] == 25
+    joined = server.store.log.read(Stream.JOINED, "winback", 0, 99)
+    rewards = [records_pb2.JoinedEvent.FromString(raw).reward for _, raw in joined]
+    assert winback["recent"]["reward_last_hour"]["mean"] == pytest.approx(sum(rewards) / 25)
+    assert winback["recent"]["reward_last_hour"]["events"] == winback["recent"]["reward_last_hour"]["n"] == 25
 
 
 def test_a_decision_shows_its_logged_probability_join_and_rewards(keyed):
@@ -128,6 +131,20 @@ def test_the_series_counts_decisions_by_minute_channel_and_action(keyed):
         + sum(v["n"] for v in series["reward"]["holdout"].values() if v)
         == 25
     )
+
+
+def test_first_since_finds_the_first_entry_of_a_time_window_by_binary_search(tmp_path):
+    with open_store(str(tmp_path / "s")) as store:
+        records = [records_pb2.RewardRecord(event_id=f"e{i}", timestamp=100.0 + i // 3) for i in range(30)]
+        store.log.append(Stream.REWARDS, "l", [Entry(None, r.SerializeToString()) for r in records])
+        assert dashboard.first_since(store, Stream.REWARDS, "l", 0) == 1
+        assert dashboard.first_since(store, Stream.REWARDS, "l", 105) == 16  # seqs 16, 17, 18 are stamped 105
+        assert dashboard.first_since(store, Stream.REWARDS, "l", 104.5) == 16
+        assert dashboard.first_since(store, Stream.REWARDS, "l", 200) == 31
+        store.log.trim(Stream.REWARDS, "l", 20)
+        assert dashboard.first_since(store, Stream.REWARDS, "l", 0) == 20
+        assert dashboard.first_since(store, Stream.REWARDS, "l", 105) == 20
+        assert dashboard.first_since(store, Stream.REWARDS, "empty", 0) == 1
 
 
 def test_newest_reads_at_most_its_limit_from_the_end(tmp_path):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import mimetypes
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from importlib import resources
@@ -43,6 +44,8 @@ _SCAN_LIMIT = 5000  # the most records one read scans
 _CHUNK = 500  # records read at a time when scanning backwards
 _MAX_PAGE = 200  # the most decisions a browse answers
 _MAX_MINUTES = 24 * 60
+_SAMPLE = 100  # joined events the overview's mean rewards are estimated from, per loop and window
+_SAMPLE_SECONDS = 30.0  # how long such an estimate is reused
 _Z95 = 1.96
 
 
@@ -120,6 +123,54 @@ def newest(store: Store, stream: Stream, loop: str, before: int = 0, limit: int 
         end = start
 
 
+_TIME_OF: dict[Stream, Callable[[bytes], float]] = {
+    Stream.DECISIONS: lambda raw: records_pb2.DecisionRecord.FromString(raw).timestamp,
+    Stream.REWARDS: lambda raw: records_pb2.RewardRecord.FromString(raw).timestamp,
+    Stream.JOINED: lambda raw: records_pb2.JoinedEvent.FromString(raw).joined_at,
+}
+
+
+def _entry(store: Store, stream: Stream, loop: str, seq: int) -> tuple[int, bytes] | None:
+    """The entry at `seq`, or the first after it when it was trimmed (None: none)."""
+    found = store.log.read(stream, loop, seq - 1, 1)
+    return found[0] if found else None
+
+
+def first_since(store: Store, stream: Stream, loop: str, since: float) -> int:
+    """The seq of the first entry stamped at or after `since` (the last seq + 1 when none): a binary search, as
+    entries are appended in time order (within a clock's precision across processes)."""
+    high = store.log.last_seq(stream, loop) + 1
+    oldest = _entry(store, stream, loop, 1)  # entries before it were trimmed
+    low = oldest[0] if oldest else high
+    time_of = _TIME_OF[stream]
+    while low < high:
+        middle = (low + high) // 2
+        entry = _entry(store, stream, loop, middle)
+        if entry is None or time_of(entry[1]) >= since:
+            high = middle
+        else:
+            low = max(middle, entry[0]) + 1
+    return low
+
+
+def _sampled_mean(store: Store, loop: str, first: int) -> dict[str, float] | None:
+    """The mean reward (with its interval) of the joined events from seq `first` on, from at most `_SAMPLE` of
+    them evenly spread; `events`: how many there are."""
+    last = store.log.last_seq(Stream.JOINED, loop)
+    events = last + 1 - first
+    if events <= 0:
+        return None
+    step = max(1.0, events / _SAMPLE)
+    seqs = sorted({first + int(i * step) for i in range(min(events, _SAMPLE))})
+    rewards = []
+    for seq in seqs:
+        entry = _entry(store, Stream.JOINED, loop, seq)
+        if entry is not None:
+            rewards.append(records_pb2.JoinedEvent.FromString(entry[1]).reward)
+    summary = _mean_interval(rewards)
+    return summary | {"events": events} if summary else None
+
+
 def _mean_interval(values: list[float]) -> dict[str, float] | None:
     """Mean and a 95% normal interval of `values` (None when empty)."""
     if not values:
@@ -135,6 +186,7 @@ class _Reads:
 
     def __init__(self, services: Services) -> None:
         self._services = services
+        self._means: dict[str, tuple[float, dict[str, Any]]] = {}  # by loop: (until when, the windows' means)
         if services.store is None:
             raise ValueError("the dashboard needs the server's store")
         self._store: Store = services.store
@@ -171,38 +223,26 @@ class _Reads:
         return {"now": now, "loops": out, "store": {"used_bytes": used, "capacity_bytes": capacity}}
 
     def _recent(self, loop: str, now: float) -> dict[str, Any]:
-        """Decisions and rewards in the last minute, mean reward over the last hour and day, from the newest
-        records (a bounded read: `truncated` when the window holds more)."""
-        decisions = self._count_since(Stream.DECISIONS, loop, now - 60, records_pb2.DecisionRecord)
-        rewards = self._count_since(Stream.REWARDS, loop, now - 60, records_pb2.RewardRecord)
-        hour: list[float] = []
-        day: list[float] = []
-        truncated = True
-        for _, raw in newest(self._store, Stream.JOINED, loop, limit=_SCAN_LIMIT // 5):
-            joined = records_pb2.JoinedEvent.FromString(raw)
-            if joined.decision.timestamp < now - 86400:
-                truncated = False
-                break
-            day.append(joined.reward)
-            if joined.decision.timestamp >= now - 3600:
-                hour.append(joined.reward)
-        else:
-            truncated = len(day) >= _SCAN_LIMIT // 5
+        """Decisions and rewards in the last minute (counted exactly: a binary search of the stream by time) and
+        the mean reward of the events joined in the last hour and day (from a sample of `_SAMPLE` of them evenly
+        spread over the window, cached for `_SAMPLE_SECONDS`)."""
+        decisions, rewards = (
+            self._store.log.last_seq(Stream.DECISIONS, loop),
+            self._store.log.last_seq(Stream.REWARDS, loop),
+        )
+        cached = self._means.get(loop)
+        if cached is None or cached[0] < time.monotonic():
+            means = {
+                f"reward_last_{name}": _sampled_mean(
+                    self._store, loop, first_since(self._store, Stream.JOINED, loop, now - span)
+                )
+                for name, span in (("hour", 3600), ("day", 86400))
+            }
+            cached = self._means[loop] = (time.monotonic() + _SAMPLE_SECONDS, means)
         return {
-            "decisions_last_minute": decisions,
-            "rewards_last_minute": rewards,
-            "reward_last_hour": _mean_interval(hour),
-            "reward_last_day": _mean_interval(day),
-            "truncated": decisions["truncated"] or rewards["truncated"] or truncated,
-        }
-
-    def _count_since(self, stream: Stream, loop: str, since: float, record: type) -> dict[str, Any]:
-        count = 0
-        for _, raw in newest(self._store, stream, loop, limit=_SCAN_LIMIT // 5):
-            if record.FromString(raw).timestamp < since:
-                return {"count": count, "truncated": False}
-            count += 1
-        return {"count": count, "truncated": count >= _SCAN_LIMIT // 5}
+            "decisions_last_minute": decisions + 1 - first_since(self._store, Stream.DECISIONS, loop, now - 60),
+            "rewards_last_minute": rewards + 1 - first_since(self._store, Stream.REWARDS, loop, now - 60),
+        } | cached[1]
 
     def loop(self, call: HttpCall) -> dict[str, Any]:
         name = call.path_params["loop"]

@@ -309,10 +309,16 @@ function problemsOf(item, store) {
   const out = [];
   if (num(stats.learnerLagSeconds) > 300 || num(stats.learnerLagEvents) > 10000) out.push("learner lagging");
   if (store.capacity_bytes && store.used_bytes / store.capacity_bytes > 0.85) out.push("store near full");
-  if (num(stats.decisions) > 0 && recent.decisions_last_minute.count > 0 && recent.rewards_last_minute.count === 0
-      && num(stats.rewards) === 0) out.push("no rewards arriving");
+  if (recent.decisions_last_minute > 0 && recent.rewards_last_minute === 0) out.push("no rewards arriving");
   if (num(stats.refusedModels) > 0) out.push("models refused");
   return out;
+}
+
+// a window's mean reward, estimated from a sample of its joined events: the title says from how many
+function sampled(mean) {
+  if (!mean) return "–";
+  return h("span", { title: `${interval(mean.mean, mean.low, mean.high)} from ${mean.n} of ${mean.events} joined events` },
+    fmt(mean.mean));
 }
 
 function overviewView() {
@@ -335,10 +341,10 @@ function overviewView() {
           h("td", { class: "num", "data-field": "decisions" }, fmt(st.decisions)),
           h("td", { class: "num", "data-field": "rewards" }, fmt(st.rewards)),
           h("td", { class: "num", "data-field": "joined" }, fmt(st.joined)),
-          h("td", { class: "num" }, fmt(r.decisions_last_minute.count), r.truncated ? "+" : ""),
-          h("td", { class: "num" }, fmt(r.rewards_last_minute.count)),
-          h("td", { class: "num" }, r.reward_last_hour ? fmt(r.reward_last_hour.mean) : "–"),
-          h("td", { class: "num hide-narrow" }, r.reward_last_day ? fmt(r.reward_last_day.mean) : "–"),
+          h("td", { class: "num" }, fmt(r.decisions_last_minute)),
+          h("td", { class: "num" }, fmt(r.rewards_last_minute)),
+          h("td", { class: "num" }, sampled(r.reward_last_hour)),
+          h("td", { class: "num hide-narrow" }, sampled(r.reward_last_day)),
           h("td", { class: "num" }, `${fmt(st.learnerLagEvents)} / ${age(st.learnerLagSeconds)}`),
           h("td", { class: "num", "data-field": "model" }, st.modelVersion || "–"),
           h("td", { class: "num hide-narrow" }, age(item.model_age_seconds)));
