@@ -54,7 +54,8 @@ async def _unrouted(request: Request, exc: Exception) -> Response:
 
 def build_app(services: Services, allow_origins: Sequence[str] = ()) -> Starlette:
     """nextbest's JSON API under /v1 (described at /openapi.json, open to all like gRPC reflection), the
-    Personalizer API at its mount points and, with a store to read, the dashboard at /; browsers' pages from `allow_origins` (CORS; "*": any) may call them."""
+    Personalizer API at its mount points and, with a store to read, the dashboard at /; browsers' pages from
+    `allow_origins` (CORS; "*": any) may call them."""
     described = JSONResponse(openapi.document())
 
     async def describe(request: Request) -> Response:

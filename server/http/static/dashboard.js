@@ -149,6 +149,7 @@ function setupChrome() {
 function navigate(path) {
   history.pushState(null, "", path);
   route();
+  document.getElementById("view").focus(); // keyboard and screen reader users land on the new page's content
 }
 
 function schedule() {
@@ -336,7 +337,7 @@ function overviewView() {
         return h("tr", { "data-loop": c.name, class: problems.length ? "problem" : null },
           h("th", { scope: "row" }, h("a", { href: link, "data-nav": true }, c.name),
             problems.length ? h("div", { class: "problems" }, problems.join(", ")) : null),
-          h("td", { class: "hide-narrow" }, h("code", { class: "spec" }, c.policy || "(default)")),
+          h("td", { class: "hide-narrow spec", title: c.policy }, h("code", {}, c.policy || "(default)")),
           h("td", { class: "hide-narrow" }, (c.learningMode || "").replace("LEARNING_MODE_", "").toLowerCase()),
           h("td", { class: "num", "data-field": "decisions" }, fmt(st.decisions)),
           h("td", { class: "num", "data-field": "rewards" }, fmt(st.rewards)),
@@ -595,7 +596,7 @@ function evaluateView(loop) {
       h("div", {}, h("label", { for: "ev-since" }, "Decisions since"), h("input", { id: "ev-since", type: "datetime-local", value: local(now - 86400000) })),
       h("div", {}, h("label", { for: "ev-until" }, "until"), h("input", { id: "ev-until", type: "datetime-local", value: local(now + 60000) })),
       h("div", {}, h("label", { for: "ev-slices" }, "Slices for the chart"), h("input", { id: "ev-slices", type: "number", min: 1, max: 24, value: 6 })),
-      h("div", {}, h("button", { type: "submit", class: "primary", id: "ev-run" }, "Evaluate"),
+      h("div", {}, h("button", { type: "submit", class: "primary", id: "ev-run", disabled: !state.admin }, "Evaluate"),
         " ", h("button", { type: "button", onclick: () => controller && controller.abort() }, "Cancel"))),
     progress);
 
