@@ -123,7 +123,7 @@ def test_browsing_filters_newest_first_and_pages(keyed):
 def test_the_series_counts_decisions_by_minute_channel_and_action(keyed):
     server, _ = keyed
     series = get(server, "/dashboard/api/loops/winback/series?minutes=5").json()
-    assert len(series["minutes"]) == 5
+    assert len(series["minutes"]) == 5 and series["truncated"] is False
     assert sum(sum(c.values()) for c in series["channels"].values()) == 25
     assert sum(sum(c.values()) for c in series["actions"].values()) == 25
     assert (
@@ -145,6 +145,20 @@ def test_first_since_finds_the_first_entry_of_a_time_window_by_binary_search(tmp
         assert dashboard.first_since(store, Stream.REWARDS, "l", 0) == 20
         assert dashboard.first_since(store, Stream.REWARDS, "l", 105) == 20
         assert dashboard.first_since(store, Stream.REWARDS, "empty", 0) == 1
+
+
+def test_a_time_window_says_when_the_scan_limit_cut_it(tmp_path):
+    with open_store(str(tmp_path / "s")) as store:
+        older = [records_pb2.DecisionRecord(event_id=f"o{i}", timestamp=50.0) for i in range(3)]
+        newer = [records_pb2.DecisionRecord(event_id=f"n{i}", timestamp=100.0) for i in range(5001)]
+        store.log.append(Stream.DECISIONS, "l", [Entry(None, r.SerializeToString()) for r in older + newer])
+        found, cut = dashboard._window(store, Stream.DECISIONS, "l", 0.0, records_pb2.DecisionRecord)
+        assert len(found) == 5000 and cut is True and found[0].event_id == "n5000"
+        store.log.append(Stream.DECISIONS, "m", [Entry(None, r.SerializeToString()) for r in older + newer[:10]])
+        found, cut = dashboard._window(store, Stream.DECISIONS, "m", 60.0, records_pb2.DecisionRecord)
+        assert len(found) == 10 and cut is False
+        found, cut = dashboard._window(store, Stream.DECISIONS, "m", 0.0, records_pb2.DecisionRecord)
+        assert len(found) == 13 and cut is False
 
 
 def test_newest_reads_at_most_its_limit_from_the_end(tmp_path):

@@ -171,6 +171,19 @@ def _sampled_mean(store: Store, loop: str, first: int) -> dict[str, float] | Non
     return summary | {"events": events} if summary else None
 
 
+def _window(store: Store, stream: Stream, loop: str, since: float, record: type) -> tuple[list[Any], bool]:
+    """The newest records of a stream decoded, newest first, back to the first stamped before `since` (a joined
+    event: its decision's time) or `_SCAN_LIMIT` of them; and whether that limit cut the window short."""
+    out = []
+    for _, raw in newest(store, stream, loop):
+        decoded = record.FromString(raw)
+        stamped = decoded.decision.timestamp if stream is Stream.JOINED else decoded.timestamp
+        if stamped < since:
+            return out, False
+        out.append(decoded)
+    return out, len(out) >= _SCAN_LIMIT
+
+
 def _mean_interval(values: list[float]) -> dict[str, float] | None:
     """Mean and a 95% normal interval of `values` (None when empty)."""
     if not values:
@@ -261,23 +274,15 @@ class _Reads:
         first = math.floor(now / 60) * 60 - (minutes - 1) * 60
         channels: dict[float, Counter] = defaultdict(Counter)
         actions: dict[float, Counter] = defaultdict(Counter)
-        truncated_decisions = True
-        for _, raw in newest(self._store, Stream.DECISIONS, loop):
-            decision = records_pb2.DecisionRecord.FromString(raw)
-            if decision.timestamp < first:
-                truncated_decisions = False
-                break
+        decisions, cut_decisions = _window(self._store, Stream.DECISIONS, loop, first, records_pb2.DecisionRecord)
+        for decision in decisions:
             minute = math.floor(decision.timestamp / 60) * 60
             chosen = decision.actions[decision.chosen_index] if decision.actions else None
             channels[minute][chosen.channel if chosen else ""] += 1
             actions[minute][chosen.id if chosen else ""] += 1
         rewards: dict[str, dict[float, list[float]]] = {"treatment": defaultdict(list), "holdout": defaultdict(list)}
-        truncated_joined = True
-        for _, raw in newest(self._store, Stream.JOINED, loop):
-            joined = records_pb2.JoinedEvent.FromString(raw)
-            if joined.decision.timestamp < first:
-                truncated_joined = False
-                break
+        joins, cut_joins = _window(self._store, Stream.JOINED, loop, first, records_pb2.JoinedEvent)
+        for joined in joins:
             minute = math.floor(joined.decision.timestamp / 60) * 60
             rewards["holdout" if joined.decision.holdout else "treatment"][minute].append(joined.reward)
         return {
@@ -289,7 +294,7 @@ class _Reads:
                 group: {str(m): _mean_interval(values) for m, values in by_minute.items()}
                 for group, by_minute in rewards.items()
             },
-            "truncated": truncated_decisions and bool(channels) or truncated_joined and bool(rewards["treatment"]),
+            "truncated": cut_decisions or cut_joins,
         }
 
     def decisions(self, call: HttpCall) -> dict[str, Any]:
