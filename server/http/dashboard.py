@@ -8,7 +8,8 @@ scope check refuses them to any other key. The document itself carries no data, 
 
 Every read is bounded so that a refresh costs the same at 10 or 10,000 decisions a second: the newest records of a
 stream are read from its last seq backwards, at most `_SCAN_LIMIT` of them, and a response says when it stopped
-there (`truncated`).
+there (`truncated`); the overview finds where a time window starts by a binary search of the stream and estimates
+a window's mean reward from a sample of it.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def newest(store: Store, stream: Stream, loop: str, before: int = 0, limit: int 
     scanned = 0
     while end > 1 and scanned < limit:
         start = max(1, end - min(_CHUNK, limit - scanned))
-        chunk = store.log.read(stream, loop, start - 1, end - start)
+        chunk = [entry for entry in store.log.read(stream, loop, start - 1, end - start) if entry[0] < end]
         if not chunk:
             return  # trimmed: nothing older is left
         yield from reversed(chunk)
