@@ -299,3 +299,39 @@ def test_an_admin_evaluates_a_candidate_and_shadows_it_from_the_page(keyed, page
     assert specs[0] == "logged" and candidate in specs
     page.get_by_role("row", name=candidate).get_by_role("button", name="Shadow this").click()
     wait_for(lambda: candidate in client.get_loop("winback").shadow_policies)
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+@browser
+def test_the_overview_refreshes_by_itself(keyed, page_with):
+    _, client = keyed
+    client.create_loop("fresh")
+    try:
+        page = page_with(DECIDE_KEY)
+        page.goto("/")
+        cell = page.locator('#loops tr[data-loop="fresh"] [data-field="decisions"]')
+        assert cell.inner_text() == "0"
+        send_traffic(client, "fresh", 3)
+        wait_for(lambda: cell.inner_text() == "3", timeout=30)  # the next refresh, without reloading the page
+    finally:
+        client.delete_loop("fresh")
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+@browser
+def test_an_admin_edits_the_config_and_the_server_validates_it(keyed, page_with):
+    _, client = keyed
+    page = page_with(ADMIN_KEY)
+    page.goto("/loops/winback")
+    editor = page.get_by_label("Loop config (JSON; the server validates it)")
+    config = json.loads(editor.input_value())
+    editor.fill(json.dumps(config | {"holdoutFraction": 2}))
+    page.get_by_role("button", name="Save config").click()
+    page.get_by_text("holdout_fraction").wait_for()  # the server's message names the field
+    assert client.get_loop("winback").holdout_fraction == 0
+    editor.fill(json.dumps(config | {"defaultReward": 0.25}))
+    page.get_by_role("button", name="Save config").click()
+    page.get_by_text("Saved: version").wait_for()
+    assert client.get_loop("winback").default_reward == 0.25

@@ -450,20 +450,19 @@ function loopView(loop) {
       rows, { id: "models" }));
   }
 
-  function renderConfig(cfg) {
+  function renderConfig(cfg, note = "") {
     const text = JSON.stringify(cfg, null, 2);
     if (!state.admin) { config.replaceChildren(h("pre", {}, text)); return; }
     const area = h("textarea", { id: "config-text", rows: 18, spellcheck: "false", onfocus: () => { editing = true; } }, text);
-    const message = h("p", { role: "status" });
+    const message = h("p", { role: "status" }, note);
     const form = h("form", { onsubmit: async (event) => {
       event.preventDefault();
       let body;
       try { body = JSON.parse(area.value); } catch (e) { message.textContent = `Not JSON: ${e.message}`; return; }
       try {
         const saved = await api(base, { method: "PUT", body });
-        message.textContent = `Saved: version ${saved.version}`;
         editing = false;
-        renderConfig(saved);
+        renderConfig(saved, `Saved: version ${saved.version}`);
       } catch (e) { message.className = "error"; message.textContent = e.message; }
     } }, h("label", { for: "config-text" }, "Loop config (JSON; the server validates it)"), area,
       h("div", { class: "buttons" }, h("button", { type: "submit", class: "primary admin" }, "Save config"),
