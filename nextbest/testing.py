@@ -339,3 +339,55 @@ def nats_cluster(directory: str | Path, size: int = 3) -> Iterator[NatsCluster]:
     finally:
         for i in range(size):
             cluster.stop(i)
+
+
+DASHBOARD_ACTIONS = (("welcome-email", "email"), ("app-tip", "push"), ("sms-offer", "sms"), ("no-contact", ""))
+CHROMIUM = "/usr/bin/chromium"  # Debian's package: the browser the dashboard's tests and screenshots drive
+CHROMIUM_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+
+
+def send_traffic(client: Client, loop: str, count: int, *, seed: int = 0, reward_share: float = 0.8) -> list[str]:
+    """Rank `count` decisions in `loop` for a few subjects (channels email, push, sms) and reward most of them, as
+    a user's traffic does: app tips pay off on weekends; returns the event ids."""
+    import random
+
+    from nextbest.client import action
+
+    rng = random.Random(seed)
+    events = []
+    for i in range(count):
+        weekend = rng.random() < 0.3
+        response = client.rank(
+            [action(name, channel) for name, channel in DASHBOARD_ACTIONS],
+            {"user": {"weekend": 1.0 if weekend else 0.0}},
+            loop=loop,
+            event_id=f"{loop}-{seed}-{i}",
+            subject_id=f"subject-{rng.randrange(50)}",
+        )
+        events.append(response.event_id)
+        if rng.random() < reward_share:
+            paid = response.chosen_action_id == ("app-tip" if weekend else "welcome-email")
+            client.reward(response.event_id, 1.0 if paid else 0.0, loop=loop)
+    return events
+
+
+@contextmanager
+def chromium_page(base_url: str) -> Iterator[Any]:
+    """A Playwright page in Debian's headless chromium (nothing downloaded) whose relative URLs go to `base_url`."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
+        try:
+            context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900})
+            yield context.new_page()
+        finally:
+            browser.close()

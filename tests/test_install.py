@@ -61,6 +61,8 @@ def test_the_wheel_holds_one_top_level_package_with_every_module(wheel: Path) ->
     modules = {name for name in names if name.endswith(".py")}
     assert modules == _sources()
     assert "nextbest/v1/types_pb2.pyi" in names
+    static = ROOT / "server" / "http" / "static"
+    assert {f"nextbest/server/http/static/{f.name}" for f in static.iterdir()} <= set(names)  # the dashboard's page
     assert not any("benchmarks" in name or "gen_proto" in name for name in names)
 
 

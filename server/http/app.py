@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from nextbest.server.http import jsonapi, openapi, personalizer
+from nextbest.server.http import dashboard, jsonapi, openapi, personalizer
 from nextbest.server.http.api import SUBSCRIPTION_KEY_HEADER, Services
 from nextbest.server.http.calls import HttpError
 from nextbest.server.tls import ServerTls
@@ -53,8 +53,9 @@ async def _unrouted(request: Request, exc: Exception) -> Response:
 
 
 def build_app(services: Services, allow_origins: Sequence[str] = ()) -> Starlette:
-    """nextbest's JSON API under /v1 (described at /openapi.json, open to all like gRPC reflection) and the
-    Personalizer API at its mount points; browsers' pages from `allow_origins` (CORS; "*": any) may call them."""
+    """nextbest's JSON API under /v1 (described at /openapi.json, open to all like gRPC reflection), the
+    Personalizer API at its mount points and, with a store to read, the dashboard at /; browsers' pages from
+    `allow_origins` (CORS; "*": any) may call them."""
     described = JSONResponse(openapi.document())
 
     async def describe(request: Request) -> Response:
@@ -62,6 +63,8 @@ def build_app(services: Services, allow_origins: Sequence[str] = ()) -> Starlett
 
     routes: list[BaseRoute] = [*jsonapi.routes(services), Route(OPENAPI_PATH, describe)]
     routes += [Mount(path, routes=personalizer.routes(services)) for path in PERSONALIZER_MOUNTS]
+    if services.store is not None:
+        routes += dashboard.routes(services)
     cors = Middleware(
         CORSMiddleware,
         allow_origins=allow_origins,
