@@ -8,9 +8,7 @@ product of an interaction, as VW generates them. Counts are upper bounds:
   length k (`::`, `:::`) generates the combinations with repetition of k of
   the N features, C(N + k - 1, k), as VW 9 expands it (checked against VW's
   own counts in the tests); any other term the product of its namespaces'
-  sizes (VW's namespace is the first byte of its name; a `:` counts N). The
-  sum over actions is multiplied by the models VW evaluates (`--bag N`: N,
-  `--cover N` and `--rnd N`: N + 1).
+  sizes (VW's namespace is the first byte of its name; a `:` counts N).
 - linucb/lints: each context × action cross of `Example.hashed` (an action's
   features including its id, channel and a constant, times the context's
   features and a constant) counts `LINEAR_WEIGHT` (numpy spends about 30 times
@@ -59,8 +57,8 @@ def namespace_sizes(line: str) -> dict[int, int]:
     return _cached_sizes(line) if len(line) <= CACHEABLE_ACTION_BYTES else _sizes(line)
 
 
-def vw_counter(terms: Iterable[str], models: int) -> WorkCounter:
-    """The counter of a VW policy with these interaction terms (e.g. `::`, `ua`) and models per decision."""
+def vw_counter(terms: Iterable[str]) -> WorkCounter:
+    """The counter of a VW policy with these interaction terms (e.g. `::`, `ua`)."""
     wildcards = [len(t) for t in terms if set(t) == {":"}]  # `::`, `:::`
     literals = [t.encode() for t in terms if set(t) != {":"}]
 
@@ -75,7 +73,7 @@ def vw_counter(terms: Iterable[str], models: int) -> WorkCounter:
             total += n + 1 + sum(comb(n + k - 1, k) for k in wildcards)  # and the constant
             for term in literals:
                 total += prod(n if c == WILDCARD else shared.get(c, 0) + own.get(c, 0) for c in term)
-        return total * models
+        return total
 
     return count
 
