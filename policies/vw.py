@@ -126,7 +126,7 @@ class VWPolicy(Policy):
         "vw:--cb_explore_adf --softmax --lambda 10 --epsilon 0.05 -q ua",
         "vw:--cb_explore_adf --squarecb -q ua",
         "vw:--cb_explore_adf --regcb --cb_min_cost -1 --cb_max_cost 0 -q ua",
-        "vw:--cb_explore_adf --regcbopt --cb_min_cost -1 --cb_max_cost 0 --cb_type dm -q ua",
+        "vw:--cb_explore_adf --regcbopt --cb_min_cost -1 --cb_max_cost 0 -q ua",
         "vw:--cb_explore_adf --synthcover --epsilon 0.05 -q ua --cb_type ips",
         "vw:--cb_explore_adf --large_action_space --max_actions 3 -q ua",
     )
