@@ -1,7 +1,7 @@
 """What a decision at the work limit costs: the figures of the README's "Work per decision".
 
     python -m benchmarks.work                       # the default policy, linucb and lints (about 30 s)
-    python -m benchmarks.work "vw:--cb_explore_adf --cover 15 --cb_type dr -q ::"
+    python -m benchmarks.work "vw:--cb_explore_adf --squarecb --interactions :::"
 
 For each spec and a few numbers of actions, the widest context the limit
 (`Limits().max_generated_features`) accepts is found, then the policy's pmf

@@ -1,11 +1,11 @@
 """`vw:<args>`: Vowpal Wabbit contextual bandits with action-dependent features (`--cb_explore_adf`).
 
 `<args>` are VW command-line arguments and must include `--cb_explore_adf`.
-Every exploration of VW 9 works: `--epsilon E` (the default, E = 0.05),
-`--first N`, `--softmax --lambda L`, `--bag N`, `--cover N`, `--squarecb`,
-`--rnd N`, `--regcb`, `--regcbopt`, `--synthcover` and `--large_action_space`
+The explorations of VW 9 whose learning resumes from a saved model work:
+`--epsilon E` (the default, E = 0.05), `--first N`, `--softmax --lambda L`,
+`--squarecb`, `--regcb`, `--regcbopt`, `--synthcover` and `--large_action_space`
 (with `--max_actions N`, default 20), with `-q`/`--interactions` (add `-q ::` to
-personalize), `--cb_type` (`mtr` by default; `ips`, `dr`, `dm`, `sm` where VW
+personalize), `--cb_type` (`mtr` by default; `ips`, `dm`, `sm` where VW
 accepts them) and learning options. The cost VW learns is −reward.
 
 Interactions: `-q`/`--interactions` name namespaces by their first character
@@ -24,6 +24,13 @@ Notes on some explorations:
 - `--regcb` and `--regcbopt` assume costs in `[--cb_min_cost, --cb_max_cost]`,
   `[0, 1]` by default: for rewards in [0, 1] add `--cb_min_cost -1 --cb_max_cost 0`,
   or they never narrow their choice.
+- `--bag`, `--cover`, `--rnd` and `--cb_type dr` are refused: VW 9.11 keeps part
+  of their learning state outside the model file, so a model saved and loaded
+  (every restart, every published model) learns on differently from the
+  workspace that saved it, and the served model would no longer be VW learning
+  the exported log.
+- VW does not store `--l1`, `--l2`, `--loss_function` and `--quantile_tau` in its
+  model file: a model is loaded with the spec's.
 - `--squarecb --elim` is refused: VW 9.11 returns negative probabilities with it
   until it has learned enough. `--graph_feedback` is refused: it needs a feedback
   graph in every example, which nextbest does not send.
@@ -48,10 +55,9 @@ examples unless told not to) are allowed. VW's CCB needs a shared line: without 
 namespace (`ccb shared |shared`) is sent, which adds no feature.
 
 Whether every candidate always gets a positive probability (`explores`)
-depends on the exploration: yes for `--epsilon` > 0, `--cover` (unless
-`--nounif` or `--epsilon 0`) and `--squarecb`; for `--softmax`, `--bag`,
-`--rnd` and `--synthcover` only with an explicit `--epsilon` > 0 (without one,
-softmax can underflow to 0 and the others give 0 to actions they rule out);
+depends on the exploration: yes for `--epsilon` > 0 and `--squarecb`; for
+`--softmax` and `--synthcover` only with an explicit `--epsilon` > 0 (without
+one, softmax can underflow to 0 and synthcover gives 0 to actions it rules out);
 never for `--first` (greedy after N decisions), `--regcb`/`--regcbopt` (they
 eliminate actions) and `--large_action_space` (actions outside the spanning set
 get 0).
@@ -72,13 +78,11 @@ from nextbest.policies.registry import register
 from nextbest.policies.vw_options import model_options, parse_args
 from nextbest.policies.work import WorkCounter, vw_counter
 
+# Allowed options VW 9.11 does not store in a model: a model loaded without them learns on without them.
+_UNSTORED = ("--l1", "--l2", "--loss_function", "--quantile_tau")
+
 # Explorations that need an explicit --epsilon > 0 to give every action a positive probability.
-_EXPLORE_WITH_EPSILON = {
-    "cb_explore_adf_softmax",
-    "cb_explore_adf_bag",
-    "cb_explore_adf_rnd",
-    "cb_explore_adf_synthcover",
-}
+_EXPLORE_WITH_EPSILON = {"cb_explore_adf_softmax", "cb_explore_adf_synthcover"}
 
 
 def _tmpdir() -> str | None:
@@ -99,6 +103,11 @@ def _option(args: list[str], name: str) -> str | None:
     return args[args.index(name) + 1] if name in args else None
 
 
+def _unstored(args: list[str]) -> list[str]:
+    """The options of canonical args that VW must be given again when it loads a model (each takes a value)."""
+    return [token for name in _UNSTORED if (value := _option(args, name)) is not None for token in (name, value)]
+
+
 def _explores(args: list[str], learners: list[str]) -> bool:
     """Whether VW gives every action a positive probability with these arguments (see the module doc)."""
     epsilon = _option(args, "--epsilon")
@@ -106,8 +115,6 @@ def _explores(args: list[str], learners: list[str]) -> bool:
         return False
     if "cb_explore_adf_greedy" in learners:
         return float(epsilon or 0.05) > 0
-    if "cb_explore_adf_cover" in learners:
-        return "--nounif" not in args and float(epsilon or 0.05) > 0
     if "cb_explore_adf_squarecb" in learners:
         return True
     if _EXPLORE_WITH_EPSILON.intersection(learners):
@@ -118,12 +125,8 @@ def _explores(args: list[str], learners: list[str]) -> bool:
 def _work_counter(options: list[str]) -> WorkCounter:
     """The work counter (see `policies.work`) of a workspace with these canonical options."""
     terms = [options[i + 1] for i, o in enumerate(options) if o in ("--quadratic", "--cubic", "--interactions")]
-    models = 1
-    for name, extra in (("--bag", 0), ("--cover", 1), ("--rnd", 1)):
-        value = _option(options, name)
-        models *= int(value) + extra if value is not None else 1
     full_names = [options[i + 1] for i, o in enumerate(options) if o == "--experimental_full_name_interactions"]
-    return vw_counter(terms, models, full_names)
+    return vw_counter(terms, full_names)
 
 
 def _workspace(args: list[str]) -> vowpalwabbit.Workspace:
@@ -155,18 +158,14 @@ class VWPolicy(Policy):
         "vw:--cb_explore_adf --first 20 -q ::",
         "vw:--cb_explore_adf --softmax --lambda 10 -q ua",
         "vw:--cb_explore_adf --softmax --lambda 10 --epsilon 0.05 -q ua",
-        "vw:--cb_explore_adf --bag 5 -q ua",
-        "vw:--cb_explore_adf --bag 5 --epsilon 0.05 --cb_type dr -q ua",
-        "vw:--cb_explore_adf --cover 3 --cb_type dr -q ua",
         "vw:--cb_explore_adf --squarecb -q ua",
-        "vw:--cb_explore_adf --rnd 3 --epsilon 0.05 -q ua",
         "vw:--cb_explore_adf --regcb --cb_min_cost -1 --cb_max_cost 0 -q ua",
-        "vw:--cb_explore_adf --regcbopt --cb_min_cost -1 --cb_max_cost 0 --cb_type dr -q ua",
+        "vw:--cb_explore_adf --regcbopt --cb_min_cost -1 --cb_max_cost 0 -q ua",
         "vw:--cb_explore_adf --synthcover --epsilon 0.05 -q ua --cb_type ips",
         "vw:--cb_explore_adf --large_action_space --max_actions 3 -q ua",
         "vw:--ccb_explore_adf --epsilon 0.1 -q ua",
         "vw:--ccb_explore_adf --squarecb -q ua",
-        "vw:--ccb_explore_adf --cover 3 --cb_type dr -q ua",
+        "vw:--ccb_explore_adf --softmax --lambda 10 --epsilon 0.05 --cb_type ips -q ua",
     )
 
     def __init__(self, spec: str, workspace: vowpalwabbit.Workspace, options: list[str]) -> None:
@@ -192,13 +191,13 @@ class VWPolicy(Policy):
 
     @classmethod
     def _load(cls, spec: str, params: str, data: bytes) -> VWPolicy:
-        parse_args(params)  # the spec must be usable too
+        args = parse_args(params)  # the spec must be usable too, and gives what the model does not store
         options = model_options(data)  # VW applies the options stored in the model: only allowed ones may be there
         with tempfile.NamedTemporaryFile(dir=_tmpdir(), suffix=".vw") as f:
             f.write(data)
             f.flush()
             try:
-                ws = vowpalwabbit.Workspace(arg_list=["-i", f.name, "--quiet"])
+                ws = vowpalwabbit.Workspace(arg_list=["-i", f.name, *_unstored(args), "--quiet"])
             except RuntimeError as e:
                 raise ValueError(f"not a loadable VW model: {_vw_error(e)}") from e
         if not any(r.startswith("cb_explore_adf") for r in ws.get_enabled_learners()):

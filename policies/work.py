@@ -10,9 +10,7 @@ product of an interaction, as VW generates them. Counts are upper bounds:
   own counts in the tests); any other term the product of its namespaces'
   sizes (VW's namespace is the first byte of its name; a `:` counts N), and a
   full-name term (`--experimental_full_name_interactions action|:`) the
-  product of the sizes of the namespaces so named (a `:` counts N). The
-  sum over actions is multiplied by the models VW evaluates (`--bag N`: N,
-  `--cover N` and `--rnd N`: N + 1).
+  product of the sizes of the namespaces so named (a `:` counts N).
 - linucb/lints: each context × action cross of `Example.hashed` (an action's
   features including its id, channel and a constant, times the context's
   features and a constant) counts `LINEAR_WEIGHT` (numpy spends about 30 times
@@ -77,9 +75,9 @@ def namespace_sizes(line: str) -> dict[int, int]:
     return _cached_sizes(line) if len(line) <= CACHEABLE_ACTION_BYTES else _sizes(line)
 
 
-def vw_counter(terms: Iterable[str], models: int, full_names: Iterable[str] = ()) -> WorkCounter:
-    """The counter of a VW policy with these interaction terms (e.g. `::`, `ua`), full-name terms (e.g.
-    `action|:`) and models per decision."""
+def vw_counter(terms: Iterable[str], full_names: Iterable[str] = ()) -> WorkCounter:
+    """The counter of a VW policy with these interaction terms (e.g. `::`, `ua`) and full-name terms (e.g.
+    `action|:`)."""
     wildcards = [len(t) for t in terms if set(t) == {":"}]  # `::`, `:::`
     literals = [t.encode() for t in terms if set(t) != {":"}]
     named = [t.split("|") for t in full_names]
@@ -98,7 +96,7 @@ def vw_counter(terms: Iterable[str], models: int, full_names: Iterable[str] = ()
                 total += prod(n if c == WILDCARD else shared.get(c, 0) + own.get(c, 0) for c in term)
             if named:
                 total += _named_products(named, n, shared_names, named_sizes(line))
-        return total * models
+        return total
 
     return count
 

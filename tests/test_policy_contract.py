@@ -122,7 +122,7 @@ def test_save_then_load_gives_the_same_policy(name, spec):
     original.learn(more)
     restored.learn(more)
     for a, b in zip(pmfs(original), pmfs(restored), strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-5)  # VW --rnd continues within float rounding, not bit for bit
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize(("name", "spec"), SPECS)

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 SPEC = "vw:--cb_explore_adf --softmax --lambda 5 -q ::"  # a pmf that moves with every weight
 OTHER = "vw:--cb_explore_adf --squarecb -q ::"
-REPLACEMENT = "vw:--cb_explore_adf --softmax --lambda 2 --cb_type dr -q ::"
+REPLACEMENT = "vw:--cb_explore_adf --softmax --lambda 2 --cb_type ips -q ::"
 PUSH_ONLY = 'fixed:{"push-tip": 1}'  # raises on a decision without push-tip among the candidates
 LOOPS = {  # loop: (aggregation, default reward)
     "earliest": (RewardAggregation.REWARD_AGGREGATION_EARLIEST, 0.0),

@@ -136,13 +136,6 @@ def test_the_count_bounds_what_vw_generates(interactions):
             assert count == vw + len(example) * shared
 
 
-def test_models_multiply_the_count():
-    example = _example(random.Random(1), 10, 4, 4)
-    one = policies.work_counter("vw:--cb_explore_adf -q ::")(example)
-    assert policies.work_counter("vw:--cb_explore_adf --bag 5 -q ::")(example) == 5 * one
-    assert policies.work_counter("vw:--cb_explore_adf --cover 3 -q ::")(example) == 4 * one
-
-
 def test_a_loaded_model_is_counted_by_its_own_options():
     """A model whose header has more interactions than its spec says is counted by what VW will run."""
     model = unseal("vw", policies.create("vw:--cb_explore_adf --interactions :::").save())

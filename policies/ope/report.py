@@ -63,10 +63,10 @@ FEATURE_DIM = 64
 CURVE_POINTS = 200
 PLOT_CURVES = 5  # candidates whose value over time is drawn, besides logged and the references
 
-EXPLORATIONS = ("--epsilon 0.05", "--squarecb", "--cover 3")
+EXPLORATIONS = ("--epsilon 0.05", "--squarecb", "--softmax --lambda 10")
 INTERACTIONS = ("::", "")
 LEARNING_RATES = (0.1, 0.5, 1.0)
-CB_TYPES = ("ips", "dr", "mtr")
+CB_TYPES = ("ips", "dm", "mtr")
 
 
 def search_grid(

@@ -64,7 +64,7 @@ def add(commands: argparse._SubParsersAction) -> None:
         action="append",
         metavar="ARGS",
         help="VW exploration arguments, written --explore='--squarecb' (repeatable; "
-        "default: --epsilon 0.05, --squarecb, --cover 3)",
+        "default: --epsilon 0.05, --squarecb, --softmax --lambda 10)",
     )
     search.add_argument(
         "--interactions", action="append", metavar="Q", help="a -q value, or none (repeatable; default: :: and none)"
@@ -72,7 +72,7 @@ def add(commands: argparse._SubParsersAction) -> None:
     search.add_argument(
         "--learning-rate", action="append", type=float, metavar="L", help="-l (repeatable; default: 0.1, 0.5, 1)"
     )
-    search.add_argument("--cb-type", action="append", metavar="T", help="--cb_type (repeatable; default: ips, dr, mtr)")
+    search.add_argument("--cb-type", action="append", metavar="T", help="--cb_type (repeatable; default: ips, dm, mtr)")
     evaluate.set_defaults(run=run)
 
 
