@@ -190,6 +190,13 @@ class Client:
         )
         return self.decisions.Rank(request, timeout=self.timeout)
 
+    def rank_batch(self, requests: Iterable[decision_pb2.RankRequest]) -> list[decision_pb2.RankBatchItem]:
+        """Rank many requests in one call (at most 1,000); one item per request, in order: its `response`, or
+        its `error` (code, message naming requests[i]) when that request alone failed. Give each request an
+        event_id to make a retry of the batch safe."""
+        request = decision_pb2.RankBatchRequest(requests=list(requests))
+        return list(self.decisions.RankBatch(request, timeout=self.timeout).items)
+
     def reward(self, event_id: str, value: float, *, loop: str = "", reward_id: str = "") -> bool:
         """Report a reward; returns True when this reward_id was already accepted."""
         request = decision_pb2.RewardRequest(loop=loop, event_id=event_id, value=value, reward_id=reward_id)

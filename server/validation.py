@@ -184,6 +184,14 @@ def rank_request(request: decision_pb2.RankRequest, limits: Limits) -> RankInput
     return RankInput(context, candidates)
 
 
+def rank_batch_request(request: decision_pb2.RankBatchRequest, limits: Limits) -> None:
+    """Validate the batch itself (each request is validated alone, its error answered in its item)."""
+    if not request.requests:
+        raise InvalidArgument("requests: at least one request is required")
+    if len(request.requests) > limits.max_batch_requests:
+        raise InvalidArgument(f"requests: {len(request.requests)} requests, more than {limits.max_batch_requests}")
+
+
 def decision_work(
     example: policies.Example, policy: policies.Policy, config: types_pb2.LoopConfig, limits: Limits
 ) -> None:
