@@ -11,8 +11,9 @@ start, every tenth of the way and at the end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -20,7 +21,7 @@ import grpc
 from nextbest.v1 import decision_pb2
 
 RANK_BATCH_METHOD = "/nextbest.v1.DecisionService/RankBatch"
-BATCH_CALLERS = 4
+BATCH_CALLERS = 4  # caller k sends on connection k mod connections
 BATCH_TARGET = 5.0  # RankBatch decisions/s over single-call Rank's, at least
 MEMORY_GROWTH_TARGET = 1.2  # the campaign's anonymous memory at its end over at its first tenth, at most
 
@@ -75,6 +76,18 @@ class _Count:
         self.decisions += size - failed
 
 
+@contextlib.asynccontextmanager
+async def _calls(address: str, connections: int) -> AsyncIterator[list[Any]]:
+    """RankBatch over `connections` TCP connections (with `serve --workers`, spread over the serving processes)."""
+    options = [("grpc.use_local_subchannel_pool", 1)]  # one TCP connection per channel
+    channels = [grpc.aio.insecure_channel(address, options=options) for _ in range(connections)]
+    try:
+        yield [channel.unary_unary(RANK_BATCH_METHOD) for channel in channels]
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
 async def _send(call: Any, payload: bytes, timeout: float) -> tuple[bytes | None, grpc.StatusCode]:
     try:
         return await call(payload, timeout=timeout), grpc.StatusCode.OK
@@ -90,6 +103,7 @@ async def batch_run(
     warmup: float,
     duration: float,
     timeout: float,
+    connections: int,
     now: Callable[[], float],
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
@@ -97,10 +111,10 @@ async def batch_run(
     begin = now()
     t0, t1 = begin + warmup, begin + warmup + duration
     measured = _Count()
-    async with grpc.aio.insecure_channel(address) as channel:
-        call = channel.unary_unary(RANK_BATCH_METHOD)
+    async with _calls(address, connections) as calls:
 
         async def caller(k: int) -> None:
+            call = calls[k % connections]
             first = k * size
             while now() < t1:
                 answer, code = await _send(call, batch_bytes(rank, first, size), timeout)
@@ -137,6 +151,7 @@ async def campaign(
     total: int,
     *,
     timeout: float,
+    connections: int,
     now: Callable[[], float],
     server_memory: Callable[[], dict[str, float] | None],
     progress: Callable[[str], None],
@@ -147,10 +162,10 @@ async def campaign(
     samples = [{"decisions": 0, **(server_memory() or {})}]
     tenth = max(1, batches // 10)
     start = now()
-    async with grpc.aio.insecure_channel(address) as channel:
-        call = channel.unary_unary(RANK_BATCH_METHOD)
+    async with _calls(address, connections) as calls:
 
         async def caller(k: int) -> None:
+            call = calls[k % connections]
             for b in range(k, batches, BATCH_CALLERS):
                 n = min(size, total - b * size)
                 answer, code = await _send(call, batch_bytes(rank, b * size, n), timeout)

@@ -874,7 +874,7 @@ async def _batches(
     single = await run(dataclasses.replace(nextbest, name="rank"), Load(concurrency=plan.concurrency), plain)
     await _settle(admin, plan.loop)
     plain.new_run()
-    timing = {"timeout": plan.timeout, "now": clock, "progress": progress}
+    timing = {"timeout": plan.timeout, "connections": plan.client_connections(), "now": clock, "progress": progress}
     batched = await batch.batch_run(
         nextbest.address, plain.rank, plan.batch, warmup=plan.warmup, duration=plan.duration, **timing
     )
