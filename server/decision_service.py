@@ -189,7 +189,7 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         try:
             appended = self._log.append(Stream.DECISIONS, decided.loop, [decided.entry])[0]
         except StoreFullError as e:
-            return self._unlogged(decided, e)
+            return self._refused(decided, e)
         return self._answer(decided, appended)
 
     def RankBatch(
@@ -213,7 +213,7 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
             except StoreFullError as e:
                 for i, decided in decisions:
                     try:
-                        items[i].response.CopyFrom(self._unlogged(decided, e))
+                        items[i].response.CopyFrom(self._refused(decided, e))
                     except StoreFullError as full:
                         _fail(items[i], i, full)
                 continue
@@ -272,7 +272,7 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
             self._subjects.update(self._contact(logged, chosen, decided.config, logged.timestamp))
         return response_of(logged)
 
-    def _unlogged(self, decided: _Decided, error: StoreFullError) -> decision_pb2.RankResponse:
+    def _refused(self, decided: _Decided, error: StoreFullError) -> decision_pb2.RankResponse:
         """The answer to a decision the full store refused: the logged one on a retry, else the decision unlogged
         when serving without logging (else `error`)."""
         logged = self._log.get(Stream.DECISIONS, decided.loop, decided.entry.key or "")

@@ -219,3 +219,27 @@ def test_rank_file_sets_the_loop_of_requests_that_name_none(served, tmp_path, ca
     assert main(["rank-file", str(source), str(out), "--loop", "other", "--target", server.address]) == 0
     assert server.store.log.get(Stream.DECISIONS, "other", "x") is not None
     assert main(["rank-file", str(source), str(out), "--batch", "0", "--target", server.address]) == 2
+
+
+def test_a_full_store_refuses_a_batchs_new_decisions_in_their_items_and_answers_its_retries(tmp_path):
+    bulky = {"u": {"tokens": [f"{i:03d}" + random.Random(i).randbytes(100).hex() for i in range(100)]}}
+    options = {"store_options": {"map_size": 1 << 20}, "train": False}
+    with running_server(tmp_path / "store", **options) as (server, client):
+        acked = []
+        for b in range(100):
+            batch = [
+                decision_pb2.RankRequest(event_id=f"b{b}-{i}", context=namespaces(bulky), actions=[SMS, EMAIL])
+                for i in range(5)
+            ]
+            items = client.rank_batch(batch)
+            if any(item.HasField("error") for item in items):
+                break
+            acked += [r.event_id for r in batch]
+        else:
+            raise AssertionError("the store took every batch")
+        assert {item.error.code for item in items} == {grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]}
+        assert items[0].error.message.startswith("requests[0].store full: ")
+        retry = [decision_pb2.RankRequest(event_id=acked[0], actions=[SMS]), batch[0]]
+        answered = client.rank_batch(retry)
+        assert answered[0].response.event_id == acked[0] and answered[1].HasField("error")
+        assert all(server.store.log.get(Stream.DECISIONS, "default", e) for e in acked)

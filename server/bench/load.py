@@ -51,7 +51,13 @@ CPU in cores (client: this process; server: the loaded service's process tree; o
      "reward_stream": {"rewards", "seconds", "rewards_per_second", "accepted", "duplicates",
                        "echo_per_second", "ratio", "target", "met"} (reward_stream),
      "subject_runs": [<run of "rank+subj">] and "subjects": [{"label", "subjects", "cpu_ms_per_rank",
-                 "cpu_ms_per_rank_with_subject", "cpu_ratio", "target", "met"}] (subjects)}
+                 "cpu_ms_per_rank_with_subject", "cpu_ratio", "target", "met"}] (subjects),
+     "batch": {"single": {"concurrency", "throughput", "errors", "latency_ms"},
+               "batched": {"batch", "callers", "duration", "batches", "decisions", "decisions_per_second",
+                           "item_errors", "errors"}, "ratio", "target", "met",
+               "campaign": {"decisions", "item_errors", "errors", "seconds", "decisions_per_second",
+                            "memory": [{"decisions", "rss_mb", "anon_mb"}], "anon_growth", "target", "met"}}
+               (batch; see `nextbest.server.bench.batch`)}
 
 With `subjects`, each Rank run is followed (once the learner caught up) by the same load with subject ids
 from a pool of `subjects` under `BENCH_CONTACT_POLICY`; their server CPU per Rank (the Rewards after it and
