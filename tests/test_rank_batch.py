@@ -189,7 +189,9 @@ def test_rank_file_ranks_each_line_and_a_rerun_decides_nothing_twice(served, tmp
     write_lines(source, lines)
     target = ["--target", server.address]
     assert main(["rank-file", str(source), str(out), "--batch", "3", *target]) == 0
-    assert "7 decisions, 2 errors, 0 lines already" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "7 decisions, 2 errors, 0 lines already" in printed.out
+    assert "rank-file: 3/9 lines, 0 errors" in printed.err  # progress after the first batch
     answers = [json.loads(line) for line in out.read_text().splitlines()]
     assert [a["line"] for a in answers] == list(range(1, 10))
     assert answers[3]["error"]["message"].startswith("not JSON")
