@@ -89,12 +89,15 @@ def _answered_lines(path: str) -> int:
     """The complete lines of OUT (a partial last line, from a crash, is cut off to be written again)."""
     if not os.path.exists(path):
         return 0
+    lines = complete = offset = 0
     with open(path, "rb+") as f:
-        data = f.read()
-        complete = data.rfind(b"\n") + 1
-        if complete < len(data):
-            f.truncate(complete)
-    return data.count(b"\n", 0, complete)
+        while chunk := f.read(1 << 20):
+            if (last := chunk.rfind(b"\n")) >= 0:
+                lines += chunk.count(b"\n")
+                complete = offset + last + 1
+            offset += len(chunk)
+        f.truncate(complete)
+    return lines
 
 
 def _rank_file(client: Any, args: argparse.Namespace, digest: str, tally: _Tally) -> int:
@@ -174,7 +177,7 @@ def _request(text: str, default_event_id: str, loop: str) -> Any:
         return f"not a JSON object: {type(data).__name__}"
     try:
         json_format.ParseDict(data, request)
-    except (json_format.ParseError, ValueError, TypeError) as e:
+    except (json_format.ParseError, ValueError, TypeError, RecursionError) as e:
         return f"not a RankRequest: {str(e)[:300]}"
     request.event_id = request.event_id or default_event_id
     request.loop = request.loop or loop
