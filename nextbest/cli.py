@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nextbest.commands import admin, apply
+from nextbest.commands import admin, apply, rankfile
 from nextbest.server.commands import bench, demo, evaluate, export, serve, train
 from nextbest.server.logs import FORMATS, configure
 
 # `serve`, `train`, `bench`, `evaluate`, `export` and `demo` need the server install; the others the client only.
-COMMANDS = [serve, train, admin, apply, bench, evaluate, export, demo]
+COMMANDS = [serve, train, admin, apply, rankfile, bench, evaluate, export, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

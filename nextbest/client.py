@@ -226,6 +226,13 @@ class Client:
         )
         return self.decisions.RankMultiSlot(request, timeout=self.timeout)
 
+    def rank_batch(self, requests: Iterable[decision_pb2.RankRequest]) -> list[decision_pb2.RankBatchItem]:
+        """Rank many requests in one call (at most 1,000); one item per request, in order: its `response`, or
+        its `error` (code, message naming requests[i]) when that request alone failed. Give each request an
+        event_id to make a retry of the batch safe."""
+        request = decision_pb2.RankBatchRequest(requests=list(requests))
+        return list(self.decisions.RankBatch(request, timeout=self.timeout).items)
+
     def reward(self, event_id: str, value: float, *, loop: str = "", reward_id: str = "", slot_id: str = "") -> bool:
         """Report a reward (for one slot of a multi-slot decision with `slot_id`); returns True when this reward_id
         was already accepted."""

@@ -2,7 +2,7 @@
 
 Callers send `authorization: Bearer <key>` metadata (over HTTP, server/http: the header `Authorization: Bearer
 <key>` or `Ocp-Apim-Subscription-Key: <key>`, checked with `refusal` as here). The scope `decide` allows
-DecisionService (Rank, RankMultiSlot, Reward, Activate, RewardStream); `admin` allows
+DecisionService (Rank, RankMultiSlot, RankBatch, Reward, Activate, RewardStream); `admin` allows
 AdminService (and any other service but these). Health checking and
 reflection stay open. A missing or unknown key answers UNAUTHENTICATED; a
 known key without the method's scope answers PERMISSION_DENIED.

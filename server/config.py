@@ -49,6 +49,7 @@ class Limits:
     max_features_per_namespace: int = 1024
     max_string_length: int = 256
     max_message_bytes: int = 4 * 1024 * 1024
+    max_batch_requests: int = 1000  # RankBatch's requests
     max_loops: int = 1000
     max_model_bytes: int = 64 << 20
     # Features a decision may make its policy generate (interactions included; see policies.work): bounds the

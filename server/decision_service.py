@@ -1,4 +1,4 @@
-"""DecisionService: Rank, RankMultiSlot, Reward, Activate, RewardStream."""
+"""DecisionService: Rank, RankMultiSlot, RankBatch, Reward, Activate, RewardStream."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 import grpc
 import numpy as np
@@ -15,9 +16,9 @@ from nextbest import policies
 from nextbest.server import validation
 from nextbest.server.catalog import Catalog, LiveModel, LoopView
 from nextbest.server.config import Limits, Mode, check_reward
-from nextbest.server.errors import FailedPrecondition, InvalidArgument
+from nextbest.server.errors import FailedPrecondition, InvalidArgument, ServiceError, status_of
 from nextbest.server.sampling import in_holdout, sample_index, seeded_uniform, slot_uniform
-from nextbest.server.store import Entry, EventLog, StoreFullError, Stream, SubjectChanges
+from nextbest.server.store import Appended, Entry, EventLog, StoreFullError, Stream, SubjectChanges
 from nextbest.server.subjects.keeper import Screened, SubjectKeeper
 from nextbest.v1 import decision_pb2, decision_pb2_grpc, records_pb2, types_pb2
 
@@ -283,6 +284,23 @@ class _SlotDecider:
         return _pmf_of(model, self._example, self._event_id, self.slots, self.chosen)
 
 
+@dataclass(frozen=True)
+class _Decided:
+    """A decision made and not yet logged: its entry (keyed by event id) and its answer once logged as made."""
+
+    loop: str
+    config: types_pb2.LoopConfig
+    entry: Entry
+    answer: decision_pb2.RankResponse
+
+
+def _fail(item: decision_pb2.RankBatchItem, i: int, error: Exception) -> None:
+    """An item of a batch answers the status Rank would have answered, its message naming requests[i]."""
+    code, message = status_of(error)
+    item.error.code = code.value[0]
+    item.error.message = f"requests[{i}].{message}"
+
+
 class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
     """Serves decisions from the catalog's live models and logs them durably before answering.
 
@@ -313,12 +331,65 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         self._warned_at = float("-inf")
 
     def Rank(self, request: decision_pb2.RankRequest, context: grpc.ServicerContext) -> decision_pb2.RankResponse:
+        rank_input, view = self._checked(request)
+        if view.model.policy.multi_slot:
+            return self._rank_one_slot(request, view)
+        decided = self._decision(request, rank_input, view)
+        try:
+            appended = self._log.append(Stream.DECISIONS, decided.loop, [decided.entry])[0]
+        except StoreFullError as e:
+            return self._refused(decided, e)
+        return self._answer(decided, appended)
+
+    def RankBatch(
+        self, request: decision_pb2.RankBatchRequest, context: grpc.ServicerContext
+    ) -> decision_pb2.RankBatchResponse:
+        """Each request decided as Rank decides it; the decisions of each loop appended in one commit."""
+        validation.rank_batch_request(request, self._limits)
+        response = decision_pb2.RankBatchResponse()
+        items = [response.items.add() for _ in request.requests]
+        by_loop: dict[str, list[tuple[int, _Decided]]] = {}
+        for i, rank_request in enumerate(request.requests):
+            try:
+                rank_input, view = self._checked(rank_request)
+                if view.model.policy.multi_slot:  # decided and logged alone
+                    items[i].response.CopyFrom(self._rank_one_slot(rank_request, view))
+                    continue
+                decided = self._decision(rank_request, rank_input, view)
+            except (ServiceError, StoreFullError) as e:
+                _fail(items[i], i, e)
+            else:
+                by_loop.setdefault(decided.loop, []).append((i, decided))
+        for loop, decisions in by_loop.items():
+            try:
+                appended = self._log.append(Stream.DECISIONS, loop, [d.entry for _, d in decisions])
+            except StoreFullError as e:
+                for i, decided in decisions:
+                    try:
+                        items[i].response.CopyFrom(self._refused(decided, e))
+                    except StoreFullError as full:
+                        _fail(items[i], i, full)
+                continue
+            for (i, decided), logged in zip(decisions, appended, strict=True):
+                items[i].response.CopyFrom(self._answer(decided, logged))
+        return response
+
+    def _checked(self, request: decision_pb2.RankRequest) -> tuple[validation.RankInput, LoopView]:
+        """The request's valid input and its loop's view."""
         rank_input = validation.rank_request(request, self._limits)
+        return rank_input, self._catalog.get(validation.loop_name(request.loop))
+
+    def _rank_one_slot(self, request: decision_pb2.RankRequest, view: LoopView) -> decision_pb2.RankResponse:
+        """A Rank on a multi-slot loop: one slot of a multi-slot decision, logged, learned and exported as one."""
+        logged = self._rank_slots(_one_slot(request), view)
+        return response_of(logged) if not logged.slots else _rank_response_of_slot(logged)
+
+    def _decision(
+        self, request: decision_pb2.RankRequest, rank_input: validation.RankInput, view: LoopView
+    ) -> _Decided:
+        """Decide a single-slot request and make its log entry (with its subject's contact); nothing is written
+        yet."""
         loop = validation.loop_name(request.loop)
-        view = self._catalog.get(loop)
-        if view.model.policy.multi_slot:  # one slot of a multi-slot decision: logged, learned and exported as one
-            logged = self._rank_slots(_one_slot(request), view)
-            return response_of(logged) if not logged.slots else _rank_response_of_slot(logged)
         event_id = request.event_id or uuid.uuid4().hex
         now = self._clock()
         screened = self._screen(request, rank_input, view.config, now)
@@ -350,13 +421,31 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         )
         decided_by = (record.model_version, policy, view.config.learning_mode)
         contact = self._contact(record, candidates[chosen_index], view.config, now)
-        entry = Entry(event_id, record_data(request, candidates, record, screened.logged_context))
-        logged = self._log_decision(
-            loop, entry, contact, lambda d: self._contact(d, d.actions[d.chosen_index], view.config, d.timestamp)
-        )
-        if logged is not None:
-            return response_of(logged)
-        return _response(event_id, candidates, pmf, chosen_index, decided_by, record.holdout, screened.suppressed)
+        entry = Entry(event_id, record_data(request, candidates, record, screened.logged_context), contact)
+        answer = _response(event_id, candidates, pmf, chosen_index, decided_by, record.holdout, screened.suppressed)
+        return _Decided(loop, view.config, entry, answer)
+
+    def _answer(self, decided: _Decided, appended: Appended) -> decision_pb2.RankResponse:
+        """The answer to a logged decision: the one made, or on a retry the one logged first, whatever the model
+        now."""
+        if appended.created:
+            return decided.answer
+        logged = records_pb2.DecisionRecord.FromString(appended.data)
+        if self._subjects is not None:  # recorded again: kept once (a crash may have come before it was)
+            chosen = logged.actions[logged.chosen_index]
+            self._subjects.update(self._contact(logged, chosen, decided.config, logged.timestamp))
+        return response_of(logged)
+
+    def _refused(self, decided: _Decided, error: StoreFullError) -> decision_pb2.RankResponse:
+        """The answer to a decision the full store refused: the logged one on a retry, else the decision unlogged
+        when serving without logging (else `error`)."""
+        logged = self._log.get(Stream.DECISIONS, decided.loop, decided.entry.key or "")
+        if logged is not None:  # a retry: the logged decision stands
+            return response_of(records_pb2.DecisionRecord.FromString(logged))
+        if not self._serve_without_logging:
+            raise error
+        self._answered_unlogged(decided.loop, error)
+        return decided.answer
 
     def _log_decision(
         self,

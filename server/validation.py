@@ -278,6 +278,14 @@ def rank_multi_slot_request(request: decision_pb2.RankMultiSlotRequest, limits: 
     return MultiSlotInput(context, list(actions), slots)
 
 
+def rank_batch_request(request: decision_pb2.RankBatchRequest, limits: Limits) -> None:
+    """Validate the batch itself (each request is validated alone, its error answered in its item)."""
+    if not request.requests:
+        raise InvalidArgument("requests: at least one request is required")
+    if len(request.requests) > limits.max_batch_requests:
+        raise InvalidArgument(f"requests: {len(request.requests)} requests, more than {limits.max_batch_requests}")
+
+
 def decision_work(
     example: policies.Example,
     policy: policies.Policy,

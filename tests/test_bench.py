@@ -17,7 +17,7 @@ from google.protobuf import json_format
 
 from nextbest.cli import build_parser
 from nextbest.server import validation
-from nextbest.server.bench import echo
+from nextbest.server.bench import batch, echo
 from nextbest.server.bench.load import Load, Service, Workload, measure, rank_request
 from nextbest.server.commands.bench import Plan
 from nextbest.server.config import Limits
@@ -180,3 +180,32 @@ def test_bench_http_payloads_are_the_grpc_payloads_in_json():
         assert parsed == expected
         event_id = decision_pb2.RewardRequest.FromString(reward).event_id
         assert reward_path == f"/v1/loops/bench/events/{event_id}:reward" and json.loads(reward_body) == {"value": 1.0}
+
+
+def test_batch_bytes_are_the_workloads_requests_in_one_rank_batch_request():
+    workload = Workload("bench", 0.0, seed=2)
+    request = decision_pb2.RankBatchRequest.FromString(batch.batch_bytes(workload.rank, 10, 5))
+    assert list(request.requests) == [decision_pb2.RankRequest.FromString(workload.rank(i)) for i in range(10, 15)]
+
+
+def test_bench_batch_compares_rank_batch_with_single_rank_and_runs_a_campaign(tmp_path):
+    report_path = tmp_path / "bench.json"
+    flags = ["--duration", "1", "--warmup", "0.5", "--concurrency", "2", "--batch", "20", "--campaign", "2000"]
+    out = subprocess.run(
+        [sys.executable, "-m", "nextbest", "--log-level", "WARNING", "bench", *flags, "--json", str(report_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "RankBatch x20" in out.stdout and "campaign: 2,000 decisions" in out.stdout
+    report = json.loads(report_path.read_text())["batch"]
+    assert report["single"]["throughput"] > 0 and report["ratio"] > 0
+    batched = report["batched"]
+    assert batched["decisions"] > 0 and not batched["item_errors"] and not batched["errors"]
+    campaign = report["campaign"]
+    assert campaign["decisions"] == 2000 and not campaign["item_errors"] and not campaign["errors"]
+    memory = campaign["memory"]
+    assert memory[0]["decisions"] == 0 and memory[-1]["decisions"] == 2000 and len(memory) >= 3
+    assert all(sample["anon_mb"] > 0 and sample["rss_mb"] >= sample["anon_mb"] for sample in memory)

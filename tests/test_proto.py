@@ -25,7 +25,14 @@ def test_contract_names():
     from nextbest.v1 import admin_pb2, decision_pb2
 
     decision = decision_pb2.DESCRIPTOR.services_by_name["DecisionService"]
-    assert {m.name for m in decision.methods} == {"Rank", "Reward", "Activate", "RewardStream", "RankMultiSlot"}
+    assert {m.name for m in decision.methods} == {
+        "Rank",
+        "RankBatch",
+        "Reward",
+        "Activate",
+        "RewardStream",
+        "RankMultiSlot",
+    }
     admin = admin_pb2.DESCRIPTOR.services_by_name["AdminService"]
     assert {"CreateLoop", "GetLoop", "ListLoops", "UpdateLoop", "DeleteLoop", "GetStats"} <= {
         m.name for m in admin.methods

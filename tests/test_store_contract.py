@@ -337,3 +337,16 @@ def test_an_append_changes_subjects_only_when_it_creates_an_entry(store: Store) 
     assert not store.log.append(D, "l", [Entry("a", b"2")], {"ann": add(b"2")})[0].created
     store.log.append(D, "l", [Entry(None, b"3")], {"ann": add(b"3"), "bob": add(b"3")})
     assert (store.subjects.get("ann"), store.subjects.get("bob")) == (b"13", b"3")
+
+
+def test_an_entry_changes_its_subjects_only_when_it_is_created(store: Store) -> None:
+    def add(tag: bytes) -> Callable[[bytes | None], bytes]:
+        return lambda d: (d or b"") + tag
+
+    store.log.append(D, "l", [Entry("a", b"1", {"ann": add(b"1")})])
+    appended = store.log.append(D, "l", [Entry("a", b"2", {"ann": add(b"2")}), Entry("b", b"3", {"ann": add(b"3")})])
+    assert [a.created for a in appended] == [False, True]
+    store.log.append(
+        D, "l", [Entry(None, b"4", {"bob": add(b"4")})], {"bob": add(b"c")}
+    )  # the call's, then the entry's
+    assert (store.subjects.get("ann"), store.subjects.get("bob")) == (b"13", b"c4")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from nextbest.v1 import types_pb2 as nextbest_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1anextbest/v1/decision.proto\x12\x0bnextbest.v1\x1a\x17nextbest/v1/types.proto\"\x95\x02\n\x0bRankRequest\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x36\n\x07\x63ontext\x18\x03 \x03(\x0b\x32%.nextbest.v1.RankRequest.ContextEntry\x12$\n\x07\x61\x63tions\x18\x04 \x03(\x0b\x32\x13.nextbest.v1.Action\x12\x1b\n\x13\x65xcluded_action_ids\x18\x05 \x03(\t\x12\x10\n\x08\x64\x65\x66\x65rred\x18\x06 \x01(\x08\x12\x12\n\nsubject_id\x18\x0e \x01(\t\x1a\x45\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.nextbest.v1.Features:\x02\x38\x01\"\x88\x02\n\x0cRankResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x18\n\x10\x63hosen_action_id\x18\x02 \x01(\t\x12/\n\x07ranking\x18\x03 \x03(\x0b\x32\x1e.nextbest.v1.ActionProbability\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x0e\n\x06policy\x18\x05 \x01(\t\x12\x30\n\rlearning_mode\x18\x06 \x01(\x0e\x32\x19.nextbest.v1.LearningMode\x12\x0f\n\x07holdout\x18\x07 \x01(\x08\x12\x31\n\nsuppressed\x18\x08 \x03(\x0b\x32\x1d.nextbest.v1.SuppressedAction\"b\n\rRewardRequest\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x11\n\treward_id\x18\x04 \x01(\t\x12\x0f\n\x07slot_id\x18\x05 \x01(\t\"#\n\x0eRewardResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\"B\n\x0f\x41\x63tivateRequest\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x0f\n\x07slot_id\x18\x03 \x01(\t\"%\n\x10\x41\x63tivateResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\";\n\x13RewardStreamSummary\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x12\n\nduplicates\x18\x02 \x01(\x03\"\xc6\x01\n\x04Slot\x12\n\n\x02id\x18\x01 \x01(\t\x12\x31\n\x08\x66\x65\x61tures\x18\x02 \x03(\x0b\x32\x1f.nextbest.v1.Slot.FeaturesEntry\x12\x1a\n\x12\x62\x61seline_action_id\x18\x03 \x01(\t\x12\x1b\n\x13\x65xcluded_action_ids\x18\x04 \x03(\t\x1a\x46\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.nextbest.v1.Features:\x02\x38\x01\"\xac\x02\n\x14RankMultiSlotRequest\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nsubject_id\x18\x03 \x01(\t\x12?\n\x07\x63ontext\x18\x04 \x03(\x0b\x32..nextbest.v1.RankMultiSlotRequest.ContextEntry\x12$\n\x07\x61\x63tions\x18\x05 \x03(\x0b\x32\x13.nextbest.v1.Action\x12 \n\x05slots\x18\x06 \x03(\x0b\x32\x11.nextbest.v1.Slot\x12\x10\n\x08\x64\x65\x66\x65rred\x18\x07 \x01(\x08\x1a\x45\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.nextbest.v1.Features:\x02\x38\x01\"\x7f\n\x0cSlotDecision\x12\x0f\n\x07slot_id\x18\x01 \x01(\t\x12\x18\n\x10\x63hosen_action_id\x18\x02 \x01(\t\x12\x13\n\x0bprobability\x18\x03 \x01(\x01\x12/\n\x07ranking\x18\x04 \x03(\x0b\x32\x1e.nextbest.v1.ActionProbability\"\xf0\x01\n\x15RankMultiSlotResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12(\n\x05slots\x18\x02 \x03(\x0b\x32\x19.nextbest.v1.SlotDecision\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x0e\n\x06policy\x18\x04 \x01(\t\x12\x30\n\rlearning_mode\x18\x05 \x01(\x0e\x32\x19.nextbest.v1.LearningMode\x12\x0f\n\x07holdout\x18\x06 \x01(\x08\x12\x31\n\nsuppressed\x18\x07 \x03(\x0b\x32\x1d.nextbest.v1.SuppressedAction2\x82\x03\n\x0f\x44\x65\x63isionService\x12;\n\x04Rank\x12\x18.nextbest.v1.RankRequest\x1a\x19.nextbest.v1.RankResponse\x12\x41\n\x06Reward\x12\x1a.nextbest.v1.RewardRequest\x1a\x1b.nextbest.v1.RewardResponse\x12G\n\x08\x41\x63tivate\x12\x1c.nextbest.v1.ActivateRequest\x1a\x1d.nextbest.v1.ActivateResponse\x12N\n\x0cRewardStream\x12\x1a.nextbest.v1.RewardRequest\x1a .nextbest.v1.RewardStreamSummary(\x01\x12V\n\rRankMultiSlot\x12!.nextbest.v1.RankMultiSlotRequest\x1a\".nextbest.v1.RankMultiSlotResponseB\x8e\x01\n\x0eio.nextbest.v1B\rDecisionProtoP\x01Z:github.com/nextbest/nextbest/gen/go/nextbest/v1;nextbestv1\xa2\x02\x03NBX\xaa\x02\x0bNextbest.V1\xca\x02\x0bNextbest\\V1\xea\x02\x0cNextbest::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1anextbest/v1/decision.proto\x12\x0bnextbest.v1\x1a\x17nextbest/v1/types.proto\"\x95\x02\n\x0bRankRequest\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x36\n\x07\x63ontext\x18\x03 \x03(\x0b\x32%.nextbest.v1.RankRequest.ContextEntry\x12$\n\x07\x61\x63tions\x18\x04 \x03(\x0b\x32\x13.nextbest.v1.Action\x12\x1b\n\x13\x65xcluded_action_ids\x18\x05 \x03(\t\x12\x10\n\x08\x64\x65\x66\x65rred\x18\x06 \x01(\x08\x12\x12\n\nsubject_id\x18\x0e \x01(\t\x1a\x45\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.nextbest.v1.Features:\x02\x38\x01\"\x88\x02\n\x0cRankResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x18\n\x10\x63hosen_action_id\x18\x02 \x01(\t\x12/\n\x07ranking\x18\x03 \x03(\x0b\x32\x1e.nextbest.v1.ActionProbability\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x0e\n\x06policy\x18\x05 \x01(\t\x12\x30\n\rlearning_mode\x18\x06 \x01(\x0e\x32\x19.nextbest.v1.LearningMode\x12\x0f\n\x07holdout\x18\x07 \x01(\x08\x12\x31\n\nsuppressed\x18\x08 \x03(\x0b\x32\x1d.nextbest.v1.SuppressedAction\">\n\x10RankBatchRequest\x12*\n\x08requests\x18\x01 \x03(\x0b\x32\x18.nextbest.v1.RankRequest\">\n\x11RankBatchResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.nextbest.v1.RankBatchItem\"q\n\rRankBatchItem\x12-\n\x08response\x18\x01 \x01(\x0b\x32\x19.nextbest.v1.RankResponseH\x00\x12\'\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x16.nextbest.v1.ItemErrorH\x00\x42\x08\n\x06result\"*\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"b\n\rRewardRequest\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x11\n\treward_id\x18\x04 \x01(\t\x12\x0f\n\x07slot_id\x18\x05 \x01(\t\"#\n\x0eRewardResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\"B\n\x0f\x41\x63tivateRequest\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x0f\n\x07slot_id\x18\x03 \x01(\t\"%\n\x10\x41\x63tivateResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\";\n\x13RewardStreamSummary\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x12\n\nduplicates\x18\x02 \x01(\x03\"\xc6\x01\n\x04Slot\x12\n\n\x02id\x18\x01 \x01(\t\x12\x31\n\x08\x66\x65\x61tures\x18\x02 \x03(\x0b\x32\x1f.nextbest.v1.Slot.FeaturesEntry\x12\x1a\n\x12\x62\x61seline_action_id\x18\x03 \x01(\t\x12\x1b\n\x13\x65xcluded_action_ids\x18\x04 \x03(\t\x1a\x46\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.nextbest.v1.Features:\x02\x38\x01\"\xac\x02\n\x14RankMultiSlotRequest\x12\x0c\n\x04loop\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nsubject_id\x18\x03 \x01(\t\x12?\n\x07\x63ontext\x18\x04 \x03(\x0b\x32..nextbest.v1.RankMultiSlotRequest.ContextEntry\x12$\n\x07\x61\x63tions\x18\x05 \x03(\x0b\x32\x13.nextbest.v1.Action\x12 \n\x05slots\x18\x06 \x03(\x0b\x32\x11.nextbest.v1.Slot\x12\x10\n\x08\x64\x65\x66\x65rred\x18\x07 \x01(\x08\x1a\x45\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.nextbest.v1.Features:\x02\x38\x01\"\x7f\n\x0cSlotDecision\x12\x0f\n\x07slot_id\x18\x01 \x01(\t\x12\x18\n\x10\x63hosen_action_id\x18\x02 \x01(\t\x12\x13\n\x0bprobability\x18\x03 \x01(\x01\x12/\n\x07ranking\x18\x04 \x03(\x0b\x32\x1e.nextbest.v1.ActionProbability\"\xf0\x01\n\x15RankMultiSlotResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12(\n\x05slots\x18\x02 \x03(\x0b\x32\x19.nextbest.v1.SlotDecision\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x0e\n\x06policy\x18\x04 \x01(\t\x12\x30\n\rlearning_mode\x18\x05 \x01(\x0e\x32\x19.nextbest.v1.LearningMode\x12\x0f\n\x07holdout\x18\x06 \x01(\x08\x12\x31\n\nsuppressed\x18\x07 \x03(\x0b\x32\x1d.nextbest.v1.SuppressedAction2\xce\x03\n\x0f\x44\x65\x63isionService\x12;\n\x04Rank\x12\x18.nextbest.v1.RankRequest\x1a\x19.nextbest.v1.RankResponse\x12\x41\n\x06Reward\x12\x1a.nextbest.v1.RewardRequest\x1a\x1b.nextbest.v1.RewardResponse\x12G\n\x08\x41\x63tivate\x12\x1c.nextbest.v1.ActivateRequest\x1a\x1d.nextbest.v1.ActivateResponse\x12N\n\x0cRewardStream\x12\x1a.nextbest.v1.RewardRequest\x1a .nextbest.v1.RewardStreamSummary(\x01\x12V\n\rRankMultiSlot\x12!.nextbest.v1.RankMultiSlotRequest\x1a\".nextbest.v1.RankMultiSlotResponse\x12J\n\tRankBatch\x12\x1d.nextbest.v1.RankBatchRequest\x1a\x1e.nextbest.v1.RankBatchResponseB\x8e\x01\n\x0eio.nextbest.v1B\rDecisionProtoP\x01Z:github.com/nextbest/nextbest/gen/go/nextbest/v1;nextbestv1\xa2\x02\x03NBX\xaa\x02\x0bNextbest.V1\xca\x02\x0bNextbest\\V1\xea\x02\x0cNextbest::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,28 +45,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RANKREQUEST_CONTEXTENTRY']._serialized_end=346
   _globals['_RANKRESPONSE']._serialized_start=349
   _globals['_RANKRESPONSE']._serialized_end=613
-  _globals['_REWARDREQUEST']._serialized_start=615
-  _globals['_REWARDREQUEST']._serialized_end=713
-  _globals['_REWARDRESPONSE']._serialized_start=715
-  _globals['_REWARDRESPONSE']._serialized_end=750
-  _globals['_ACTIVATEREQUEST']._serialized_start=752
-  _globals['_ACTIVATEREQUEST']._serialized_end=818
-  _globals['_ACTIVATERESPONSE']._serialized_start=820
-  _globals['_ACTIVATERESPONSE']._serialized_end=857
-  _globals['_REWARDSTREAMSUMMARY']._serialized_start=859
-  _globals['_REWARDSTREAMSUMMARY']._serialized_end=918
-  _globals['_SLOT']._serialized_start=921
-  _globals['_SLOT']._serialized_end=1119
-  _globals['_SLOT_FEATURESENTRY']._serialized_start=1049
-  _globals['_SLOT_FEATURESENTRY']._serialized_end=1119
-  _globals['_RANKMULTISLOTREQUEST']._serialized_start=1122
-  _globals['_RANKMULTISLOTREQUEST']._serialized_end=1422
+  _globals['_RANKBATCHREQUEST']._serialized_start=615
+  _globals['_RANKBATCHREQUEST']._serialized_end=677
+  _globals['_RANKBATCHRESPONSE']._serialized_start=679
+  _globals['_RANKBATCHRESPONSE']._serialized_end=741
+  _globals['_RANKBATCHITEM']._serialized_start=743
+  _globals['_RANKBATCHITEM']._serialized_end=856
+  _globals['_ITEMERROR']._serialized_start=858
+  _globals['_ITEMERROR']._serialized_end=900
+  _globals['_REWARDREQUEST']._serialized_start=902
+  _globals['_REWARDREQUEST']._serialized_end=1000
+  _globals['_REWARDRESPONSE']._serialized_start=1002
+  _globals['_REWARDRESPONSE']._serialized_end=1037
+  _globals['_ACTIVATEREQUEST']._serialized_start=1039
+  _globals['_ACTIVATEREQUEST']._serialized_end=1105
+  _globals['_ACTIVATERESPONSE']._serialized_start=1107
+  _globals['_ACTIVATERESPONSE']._serialized_end=1144
+  _globals['_REWARDSTREAMSUMMARY']._serialized_start=1146
+  _globals['_REWARDSTREAMSUMMARY']._serialized_end=1205
+  _globals['_SLOT']._serialized_start=1208
+  _globals['_SLOT']._serialized_end=1406
+  _globals['_SLOT_FEATURESENTRY']._serialized_start=1336
+  _globals['_SLOT_FEATURESENTRY']._serialized_end=1406
+  _globals['_RANKMULTISLOTREQUEST']._serialized_start=1409
+  _globals['_RANKMULTISLOTREQUEST']._serialized_end=1709
   _globals['_RANKMULTISLOTREQUEST_CONTEXTENTRY']._serialized_start=277
   _globals['_RANKMULTISLOTREQUEST_CONTEXTENTRY']._serialized_end=346
-  _globals['_SLOTDECISION']._serialized_start=1424
-  _globals['_SLOTDECISION']._serialized_end=1551
-  _globals['_RANKMULTISLOTRESPONSE']._serialized_start=1554
-  _globals['_RANKMULTISLOTRESPONSE']._serialized_end=1794
-  _globals['_DECISIONSERVICE']._serialized_start=1797
-  _globals['_DECISIONSERVICE']._serialized_end=2183
+  _globals['_SLOTDECISION']._serialized_start=1711
+  _globals['_SLOTDECISION']._serialized_end=1838
+  _globals['_RANKMULTISLOTRESPONSE']._serialized_start=1841
+  _globals['_RANKMULTISLOTRESPONSE']._serialized_end=2081
+  _globals['_DECISIONSERVICE']._serialized_start=2084
+  _globals['_DECISIONSERVICE']._serialized_end=2546
 # @@protoc_insertion_point(module_scope)

@@ -52,6 +52,34 @@ class RankResponse(_message.Message):
     suppressed: _containers.RepeatedCompositeFieldContainer[_types_pb2.SuppressedAction]
     def __init__(self, event_id: _Optional[str] = ..., chosen_action_id: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[_types_pb2.ActionProbability, _Mapping]]] = ..., model_version: _Optional[str] = ..., policy: _Optional[str] = ..., learning_mode: _Optional[_Union[_types_pb2.LearningMode, str]] = ..., holdout: _Optional[bool] = ..., suppressed: _Optional[_Iterable[_Union[_types_pb2.SuppressedAction, _Mapping]]] = ...) -> None: ...
 
+class RankBatchRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[RankRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[RankRequest, _Mapping]]] = ...) -> None: ...
+
+class RankBatchResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[RankBatchItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[RankBatchItem, _Mapping]]] = ...) -> None: ...
+
+class RankBatchItem(_message.Message):
+    __slots__ = ("response", "error")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    response: RankResponse
+    error: ItemError
+    def __init__(self, response: _Optional[_Union[RankResponse, _Mapping]] = ..., error: _Optional[_Union[ItemError, _Mapping]] = ...) -> None: ...
+
+class ItemError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
 class RewardRequest(_message.Message):
     __slots__ = ("loop", "event_id", "value", "reward_id", "slot_id")
     LOOP_FIELD_NUMBER: _ClassVar[int]

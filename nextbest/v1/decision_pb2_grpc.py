@@ -59,6 +59,11 @@ class DecisionServiceStub:
                 request_serializer=nextbest_dot_v1_dot_decision__pb2.RankMultiSlotRequest.SerializeToString,
                 response_deserializer=nextbest_dot_v1_dot_decision__pb2.RankMultiSlotResponse.FromString,
                 _registered_method=True)
+        self.RankBatch = channel.unary_unary(
+                '/nextbest.v1.DecisionService/RankBatch',
+                request_serializer=nextbest_dot_v1_dot_decision__pb2.RankBatchRequest.SerializeToString,
+                response_deserializer=nextbest_dot_v1_dot_decision__pb2.RankBatchResponse.FromString,
+                _registered_method=True)
 
 
 class DecisionServiceServicer:
@@ -107,6 +112,17 @@ class DecisionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RankBatch(self, request, context):
+        """Rank many requests in one call: each is decided, logged and answered
+        exactly as Rank would, and the batch's decisions are logged in one durable
+        commit per loop. A bad request fails alone (its item carries the error,
+        naming requests[i].field); the others are answered. A retry of the batch
+        (same event_ids) returns the logged decisions and logs nothing new.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DecisionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -134,6 +150,11 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.RankMultiSlot,
                     request_deserializer=nextbest_dot_v1_dot_decision__pb2.RankMultiSlotRequest.FromString,
                     response_serializer=nextbest_dot_v1_dot_decision__pb2.RankMultiSlotResponse.SerializeToString,
+            ),
+            'RankBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.RankBatch,
+                    request_deserializer=nextbest_dot_v1_dot_decision__pb2.RankBatchRequest.FromString,
+                    response_serializer=nextbest_dot_v1_dot_decision__pb2.RankBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -271,6 +292,33 @@ class DecisionService:
             '/nextbest.v1.DecisionService/RankMultiSlot',
             nextbest_dot_v1_dot_decision__pb2.RankMultiSlotRequest.SerializeToString,
             nextbest_dot_v1_dot_decision__pb2.RankMultiSlotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RankBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nextbest.v1.DecisionService/RankBatch',
+            nextbest_dot_v1_dot_decision__pb2.RankBatchRequest.SerializeToString,
+            nextbest_dot_v1_dot_decision__pb2.RankBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,7 +51,13 @@ CPU in cores (client: this process; server: the loaded service's process tree; o
      "reward_stream": {"rewards", "seconds", "rewards_per_second", "accepted", "duplicates",
                        "echo_per_second", "ratio", "target", "met"} (reward_stream),
      "subject_runs": [<run of "rank+subj">] and "subjects": [{"label", "subjects", "cpu_ms_per_rank",
-                 "cpu_ms_per_rank_with_subject", "cpu_ratio", "target", "met"}] (subjects)}
+                 "cpu_ms_per_rank_with_subject", "cpu_ratio", "target", "met"}] (subjects),
+     "batch": {"single": {"concurrency", "throughput", "errors", "latency_ms"},
+               "batched": {"batch", "callers", "duration", "batches", "decisions", "decisions_per_second",
+                           "item_errors", "errors"}, "ratio", "target", "met",
+               "campaign": {"decisions", "item_errors", "errors", "seconds", "decisions_per_second",
+                            "memory": [{"decisions", "rss_mb", "anon_mb"}], "anon_growth", "target", "met"}}
+               (batch; see `nextbest.server.bench.batch`)}
 
 With `subjects`, each Rank run is followed (once the learner caught up) by the same load with subject ids
 from a pool of `subjects` under `BENCH_CONTACT_POLICY`; their server CPU per Rank (the Rewards after it and
@@ -64,6 +70,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -82,7 +89,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from nextbest.server.bench import echo, httpload
+from nextbest.server.bench import batch, echo, httpload
 from nextbest.server.commands.bench import Plan
 from nextbest.v1 import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc, types_pb2
 
@@ -230,16 +237,18 @@ class Workload:
     def _reward(self, event_id: str) -> bytes:
         return decision_pb2.RewardRequest(loop=self.loop, event_id=event_id, value=1.0).SerializeToString()
 
-    def call(self, i: int) -> tuple[bytes, bytes | None]:
-        """The serialized RankRequest of call i and its RewardRequest (None when not rewarded)."""
-        event_id = self._event_id(i)
+    def rank(self, i: int) -> bytes:
+        """The serialized RankRequest of call i."""
         # Serialized messages concatenate as a merge: the variant's bytes plus the event id field.
         tail = decision_pb2.RankRequest(
-            event_id=event_id, subject_id=f"subject-{i % self.subjects}" if self.subjects else ""
+            event_id=self._event_id(i), subject_id=f"subject-{i % self.subjects}" if self.subjects else ""
         )
-        rank = self._variants[i % VARIANTS] + tail.SerializeToString()
+        return self._variants[i % VARIANTS] + tail.SerializeToString()
+
+    def call(self, i: int) -> tuple[bytes, bytes | None]:
+        """The serialized RankRequest of call i and its RewardRequest (None when not rewarded)."""
         rewarded = self._rewarded.random() < self.reward_fraction
-        return rank, self._reward(event_id) if rewarded else None
+        return self.rank(i), self._reward(self._event_id(i)) if rewarded else None
 
     def http_call(self, i: int) -> tuple[tuple[str, bytes], tuple[str, bytes] | None]:
         """Call i over the JSON API: the (path, JSON body) of its Rank and of its Reward (None: not rewarded)."""
@@ -330,13 +339,9 @@ class _Sink:
         return out
 
 
-def _tree_cpu_seconds(root: int | None) -> float | None:
-    """CPU seconds used so far by process `root` and its descendants (Linux /proc; None elsewhere)."""
-    if root is None or not os.path.isdir("/proc"):
-        return None
-    tick = os.sysconf("SC_CLK_TCK")
-    parents: dict[int, int] = {}
-    used: dict[int, int] = {}
+def _processes() -> dict[int, tuple[int, int]]:
+    """Every process's parent and CPU ticks used so far (Linux /proc)."""
+    out: dict[int, tuple[int, int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -346,13 +351,29 @@ def _tree_cpu_seconds(root: int | None) -> float | None:
         except OSError:
             continue
         fields = raw[raw.rindex(")") + 2 :].split()  # fields from 3 (state): ppid is 4, utime 14, stime 15
-        parents[int(entry.name)] = int(fields[1])
-        used[int(entry.name)] = int(fields[11]) + int(fields[12])
+        out[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    return out
+
+
+def _tree(root: int, processes: dict[int, tuple[int, int]]) -> set[int]:
     tree, frontier = set(), {root}
     while frontier:
         tree |= frontier
-        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - tree
-    return sum(used.get(pid, 0) for pid in tree) / tick
+        frontier = {pid for pid, (ppid, _) in processes.items() if ppid in frontier} - tree
+    return tree
+
+
+def process_tree(root: int) -> set[int]:
+    """Process `root` and its descendants (Linux /proc)."""
+    return _tree(root, _processes())
+
+
+def _tree_cpu_seconds(root: int | None) -> float | None:
+    """CPU seconds used so far by process `root` and its descendants (Linux /proc; None elsewhere)."""
+    if root is None or not os.path.isdir("/proc"):
+        return None
+    processes = _processes()
+    return sum(processes[pid][1] for pid in _tree(root, processes) if pid in processes) / os.sysconf("SC_CLK_TCK")
 
 
 def _machine_cpu_seconds() -> float | None:
@@ -827,6 +848,8 @@ async def _session(
             report["sweep"] = _sweep_summary(best, report["comparisons"], opened)
         elif plan.rate > 0:
             await pair(Load(rate=plan.rate, arrival=plan.arrival))
+        if plan.batch:
+            report["batch"] = await _batches(plan, nextbest, run, admin, progress)
         if plan.reward_stream:
             progress(f"RewardStream: {plan.reward_stream:,} rewards in one stream")
             report["reward_stream"] = await reward_stream(address, bare.address, plan.loop, plan.reward_stream)
@@ -842,6 +865,42 @@ async def _session(
         **payload_shape(rank_request(random.Random(plan.seed))),
     }
     return report
+
+
+async def _batches(
+    plan: Plan,
+    nextbest: Service,
+    run: Callable[..., Awaitable[dict[str, Any]]],
+    admin: admin_pb2_grpc.AdminServiceStub,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """Single-call Rank without rewards, then RankBatch of `plan.batch` (see server.bench.batch), then the campaign;
+    the learner catches up after each."""
+    plain = Workload(plan.loop, 0.0, plan.seed)
+    single = await run(dataclasses.replace(nextbest, name="rank"), Load(concurrency=plan.concurrency), plain)
+    await _settle(admin, plan.loop)
+    plain.new_run()
+    timing = {"timeout": plan.timeout, "connections": plan.client_connections(), "now": clock, "progress": progress}
+    batched = await batch.batch_run(
+        nextbest.address, plain.rank, plan.batch, warmup=plan.warmup, duration=plan.duration, **timing
+    )
+    await _settle(admin, plan.loop)
+    ratio = batched["decisions_per_second"] / single["throughput"] if single["throughput"] else None
+    out = {
+        "single": {k: single[k] for k in ("concurrency", "throughput", "errors", "latency_ms")},
+        "batched": batched,
+        "ratio": ratio,
+        "target": batch.BATCH_TARGET,
+        "met": ratio is not None and ratio >= batch.BATCH_TARGET,
+    }
+    if plan.campaign:
+        plain.new_run()
+        memory = functools.partial(batch.memory, nextbest.pid, process_tree)
+        out["campaign"] = await batch.campaign(
+            nextbest.address, plain.rank, plan.batch, plan.campaign, server_memory=memory, **timing
+        )
+        await _settle(admin, plan.loop)
+    return out
 
 
 def bench(plan: Plan, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -1002,6 +1061,8 @@ def summary(report: dict[str, Any]) -> str:
             f"{_num(c['cpu_ms_per_rank'])} ms without, ratio {_num(c['cpu_ratio'])} "
             f"(target <= {c['target']:g}: {'met' if c['met'] else 'NOT met'})"
         )
+    if batched := report.get("batch"):
+        lines += _batch_lines(batched)
     if stream := report.get("reward_stream"):
         lines.append(
             f"RewardStream: {stream['rewards']:,} rewards in {stream['seconds']:.2f} s = "
@@ -1010,6 +1071,31 @@ def summary(report: dict[str, Any]) -> str:
             f"target >= {stream['target']:,.0f}/s: {'met' if stream['met'] else 'NOT met'}"
         )
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _batch_lines(report: dict[str, Any]) -> list[str]:
+    single, batched = report["single"], report["batched"]
+    lines = [
+        f"RankBatch x{batched['batch']} ({batched['callers']} callers): {batched['decisions_per_second']:,.0f} "
+        f"decisions/s vs single-call Rank {single['throughput']:,.0f}/s (c={single['concurrency']}, no rewards): "
+        f"ratio {_num(report['ratio'])} (target >= {report['target']:g}: {'met' if report['met'] else 'NOT met'})"
+    ]
+    if batched["item_errors"] or batched["errors"]:
+        lines.append(f"{'':<16}errors: {batched['item_errors']} items, calls {batched['errors']}")
+    if c := report.get("campaign"):
+        start, end = c["memory"][0], c["memory"][-1]
+        memory = (
+            f"server RSS {start['rss_mb']:,.0f} -> {end['rss_mb']:,.0f} MB, anonymous {start['anon_mb']:,.0f} -> "
+            f"{end['anon_mb']:,.0f} MB (end / first tenth {_num(c['anon_growth'])}, target <= {c['target']:g}: "
+            f"{'met' if c['met'] else 'NOT met'})"
+            if "rss_mb" in start
+            else "server memory not measured"
+        )
+        lines.append(
+            f"campaign: {c['decisions']:,} decisions in {c['seconds']:.1f} s ({c['decisions_per_second']:,.0f}/s, "
+            f"{c['item_errors']} item errors, calls {c['errors'] or '{}'}); {memory}"
+        )
+    return lines
 
 
 def plot(report: dict[str, Any], path: str) -> None:

@@ -28,6 +28,8 @@ class Plan:
     sweep_concurrency: tuple[int, ...] = (1, 4, 16, 64)
     reward_stream: int = 0
     subjects: int = 0
+    batch: int = 0
+    campaign: int = 1_000_000
     policy: str = "vw:--cb_explore_adf --epsilon 0.05 -q ::"
     loop: str = "bench"
     timeout: float = 5.0
@@ -137,6 +139,22 @@ def add(commands: argparse._SubParsersAction) -> None:
         metavar="N",
         help="after each Rank run, run Rank again with subject ids from a pool of N under a contact policy of 5 "
         "rules, and report its server CPU per Rank against the run without (default: no such run)",
+    )
+    load.add_argument(
+        "--batch",
+        type=_bounded(int, 0, 1000),
+        default=d.batch,
+        metavar="N",
+        help="then measure RankBatch of N requests against single-call Rank (decisions/s), and run a campaign "
+        "(default: no such run)",
+    )
+    load.add_argument(
+        "--campaign",
+        type=_bounded(int, 0),
+        default=d.campaign,
+        metavar="N",
+        help="with --batch: decisions of the campaign sent in batches, with the server's memory at its start and "
+        "end (default: %(default)s; 0: none)",
     )
     load.add_argument(
         "--connections",

@@ -78,6 +78,7 @@ RPCS: tuple[Rpc, ...] = (
     Rpc("POST", "/v1/loops/{loop}/events/{event_id}:reward", _D, "Reward"),
     Rpc("POST", "/v1/loops/{loop}/events/{event_id}:activate", _D, "Activate"),
     Rpc("POST", "/v1/loops/{loop}/rewards:stream", _D, "RewardStream", kind="rewards"),
+    Rpc("POST", "/v1/rank:batch", _D, "RankBatch"),  # each request names its loop
     Rpc("GET", "/v1/loops", _A, "ListLoops", None),
     Rpc("POST", "/v1/loops", _A, "CreateLoop", "config"),
     Rpc("GET", "/v1/loops/{loop}", _A, "GetLoop", None),

@@ -54,12 +54,18 @@ def cursor_prefix(loop: str) -> str:
     return f"{loop}/"
 
 
+SubjectChanges = Mapping[str, Callable[[bytes | None], bytes | None]]
+
+
 @dataclass(frozen=True)
 class Entry:
-    """An entry to append: `key` makes the append idempotent (None: always appended)."""
+    """An entry to append: `key` makes the append idempotent (None: always appended). `subjects`: subject records
+    to change when this entry is created (as the append's own `subjects` are; RankBatch records each decision's
+    contact this way)."""
 
     key: str | None
     data: bytes
+    subjects: SubjectChanges | None = None
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,13 @@ class Appended:
     data: bytes
 
 
-SubjectChanges = Mapping[str, Callable[[bytes | None], bytes | None]]
+def created_changes(
+    entries: Sequence[Entry], appended: Sequence[Appended], subjects: SubjectChanges | None
+) -> list[SubjectChanges]:
+    """The subject changes an append makes, in order: its own when it created an entry, then each created entry's."""
+    changes = [subjects] if subjects and any(a.created for a in appended) else []
+    changes.extend(e.subjects for e, a in zip(entries, appended, strict=True) if e.subjects and a.created)
+    return changes
 
 
 class EventLog(ABC):

@@ -72,6 +72,7 @@ from .base import (
     Stream,
     SubjectChanges,
     SubjectStore,
+    created_changes,
     cursor_prefix,
     decode_model,
     encode_model,
@@ -311,18 +312,19 @@ class LmdbEventLog(EventLog):
         for e in entries:
             key = None if e.key is None else _index_key(prefix, e.key, self._env.max_key_size)
             rows.append((key, _encode_entry(key, e.data, compress), e.data))
-        return self._env.write(lambda txn: self._append_changing(txn, prefix, rows, subjects))
+        return self._env.write(lambda txn: self._append_changing(txn, prefix, rows, entries, subjects))
 
     def _append_changing(
         self,
         txn: lmdb.Transaction,
         prefix: bytes,
         rows: list[tuple[bytes | None, bytes, bytes]],
+        entries: Sequence[Entry],
         subjects: SubjectChanges | None,
     ) -> list[Appended]:
         appended = self._append(txn, prefix, rows)
-        if subjects and any(a.created for a in appended):
-            _change_subjects(txn, self._db["subjects"], subjects)
+        for changes in created_changes(entries, appended, subjects):
+            _change_subjects(txn, self._db["subjects"], changes)
         return appended
 
     def _append(

@@ -25,6 +25,7 @@ from .base import (
     Stream,
     SubjectChanges,
     SubjectStore,
+    created_changes,
     cursor_prefix,
     prune_selection,
     take_lease,
@@ -106,8 +107,8 @@ class MemoryEventLog(_Part, EventLog):
                 if e.key is not None:
                     s.keys[e.key] = s.last
                 out.append(Appended(s.last, True, e.data))
-            if subjects and any(a.created for a in out):
-                _change_subjects(self._b, subjects)
+            for changes in created_changes(entries, out, subjects):
+                _change_subjects(self._b, changes)
             return out
 
     def get(self, stream: Stream, loop: str, key: str) -> bytes | None:

@@ -33,7 +33,7 @@ from nats.js import api
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 from nats.js.kv import KeyValue
 
-from ..base import Appended, Entry, EventLog, Stream, SubjectChanges, cursor_prefix
+from ..base import Appended, Entry, EventLog, Stream, SubjectChanges, created_changes, cursor_prefix
 from ._conn import (
     EXPECTED_SUBJECT_SEQ,
     REQUEST_TIMEOUT,
@@ -147,8 +147,8 @@ class NatsEventLog(EventLog):
             return []
         c = self._conn
         appended = c.runner.run(self._append(stream, loop, entries), c.timeout * 2 + REQUEST_TIMEOUT * 2)
-        if subjects and any(a.created for a in appended):
-            self._subjects.update(subjects)
+        for changes in created_changes(entries, appended, subjects):
+            self._subjects.update(changes)
         return appended
 
     async def _append(self, stream: Stream, loop: str, entries: Sequence[Entry]) -> list[Appended]:
