@@ -342,6 +342,22 @@ def _multi_slot_round_trip(server, client, clock):
     wait_for(lambda: client.stats("page").activations == 1)
 
 
+def test_a_loop_becomes_multi_slot_with_a_multi_slot_policy(served):
+    server, client, endpoint = served
+    sdk = PersonalizerClient(endpoint, KEY)
+    with pytest.raises(HttpResponseError) as e:
+        sdk.rank_multi_slot({"actions": ARTICLES, "slots": PAGE_SLOTS})
+    assert e.value.status_code == 400 and e.value.error.code == "InvalidMultiSlotApiAccess"
+    assert e.value.error.message.startswith("loop 'default' decides a single slot")
+    assert server.store.log.last_seq(Stream.DECISIONS, "default") == 0  # nothing decided or logged
+    PersonalizerAdministrationClient(endpoint, KEY).update_policy(
+        {"name": "multi-slot", "arguments": "--dsjson --ccb_explore_adf --epsilon 0.05"}
+    )
+    answer = sdk.rank_multi_slot({"actions": ARTICLES, "slots": PAGE_SLOTS})
+    assert [s["id"] for s in answer["slots"]] == ["Main Article", "Side Bar"]
+    assert sdk.rank({"actions": ARTICLES})["rewardActionId"]  # single-slot rank: a one-slot decision
+
+
 def _endpoint(server):
     return f"http://127.0.0.1:{server.http_port}"
 
