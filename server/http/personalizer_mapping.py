@@ -173,7 +173,7 @@ def _number(value: Any, field: str) -> float:
 
 def features(value: Any, field: str, default: str = DEFAULT_NAMESPACE) -> dict[str, types_pb2.Features]:
     """A Personalizer feature list (JSON objects) as nextbest's namespaces, read as VW's JSON parser reads them
-    (top-level keys in the namespace `default`: DEFAULT_NAMESPACE, SLOT_NAMESPACE for a slot's)."""
+    (top-level keys in the namespace `default`: DEFAULT_NAMESPACE, or SLOT_NAMESPACE for a slot's features)."""
     if value is None:
         return {}
     if not isinstance(value, list):
