@@ -234,7 +234,7 @@ def test_a_bad_candidate_spec_is_refused_before_replay():
     with pytest.raises(ValueError, match="VW option --data is not allowed"):
         multislot.evaluate(tiny_events(), ["vw:--ccb_explore_adf --data x"])
     with pytest.raises(ValueError, match="VW rejected the arguments"):
-        multislot.evaluate(tiny_events(), ["vw:--ccb_explore_adf --cb_explore_adf --cover 3 --squarecb"])
+        multislot.evaluate(tiny_events(), ["vw:--ccb_explore_adf --cb_explore_adf --squarecb --cb_type ips"])
     with pytest.raises(ValueError, match="at least 2 events"):
         multislot.evaluate(tiny_events()[:1], [])
 

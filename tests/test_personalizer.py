@@ -283,7 +283,15 @@ RANKABLE = [{"id": "a", "features": [{"x": 1}]}, {"id": "b", "features": []}]
         ("/events/e/reward", {"value": "1"}, 400, "InvalidRewardRequest", "value: must be a number, got a string"),
         ("/events/e/reward", {}, 400, "InvalidRewardRequest", "value: is required"),
         ("/events/e/reward", {"value": 1e7}, 400, "InvalidRewardRequest", "value: 10000000 is outside the loop's"),
-        ("/multislot/rank", {"actions": RANKABLE}, 501, "InvalidMultiSlotApiAccess", "multi-slot decisions are not"),
+        ("/multislot/rank", {"actions": RANKABLE}, 400, "InvalidMultiSlotApiAccess", "loop 'default' decides a single"),
+        (
+            "/multislot/events/e/reward",
+            {"reward": [{"slotId": "s", "value": 1}]},
+            400,
+            "InvalidMultiSlotApiAccess",
+            "loop 'default'",
+        ),
+        ("/multislot/events/e/activate", None, 400, "InvalidMultiSlotApiAccess", "loop 'default' decides a single"),
         ("/configurations/service", {"learningMode": 1}, 400, "InvalidServiceConfiguration", "learningMode: must be"),
         ("/configurations/policy", {"name": "n"}, 400, "InvalidPolicyContract", "arguments: must be a string"),
         ("/nothing", {}, 404, "ResourceNotFound", "no such path: POST /personalizer/v1.0/nothing"),
@@ -294,6 +302,135 @@ def test_bad_input_answers_personalizers_error_naming_the_field(served, path, bo
     server, client, endpoint = served
     method = "PUT" if path.startswith("/configurations/") and body is not None else "POST"
     _bad(http_call(server.http_port, method, f"/personalizer/v1.0{path}", body), status, code, message)
+
+
+CCB = "vw:--ccb_explore_adf --epsilon 0.05 -q ::"
+ARTICLES = [
+    {"id": "news", "features": [{"type": "News"}]},
+    {"id": "sports", "features": [{"type": "Sports"}]},
+    {"id": "entertainment", "features": [{"type": "Entertainment"}]},
+]
+PAGE_SLOTS = [
+    {
+        "id": "Main Article",
+        "features": [{"size": "Large", "position": "Top Middle"}],
+        "excludedActions": ["sports"],
+        "baselineAction": "entertainment",
+    },
+    {"id": "Side Bar", "features": [{"size": "Small"}], "baselineAction": "news"},
+]
+
+
+def test_preview_sdk_ranks_rewards_and_activates_multi_slot(tmp_path, clock):
+    with running_server(tmp_path / "store", clock=clock, http_port=0) as (server, client):
+        _multi_slot_round_trip(server, client, clock)
+
+
+def _multi_slot_round_trip(server, client, clock):
+    client.create_loop("page", policy=CCB, reward_wait_seconds=10, default_reward=0.0)
+    sdk = PersonalizerClient(f"{_endpoint(server)}/loops/page", KEY)
+    context = [{"user": {"profileType": "AnonymousUser"}}, {"device": {"mobile": True}}]
+    body = {"contextFeatures": context, "actions": ARTICLES, "slots": PAGE_SLOTS, "eventId": "page-1"}
+    response = sdk.rank_multi_slot(body)
+    assert response["eventId"] == "page-1" and [s["id"] for s in response["slots"]] == ["Main Article", "Side Bar"]
+    chosen = [s["rewardActionId"] for s in response["slots"]]
+    assert len(set(chosen)) == 2 and chosen[0] != "sports"  # distinct actions; the main slot excludes sports
+
+    record = _record(server, "page-1", loop="page")
+    assert [s.id for s in record.slots] == ["Main Article", "Side Bar"] and not record.deferred
+    ids = [a.id for a in record.actions]
+    assert [ids[s.candidates[s.chosen_index]] for s in record.slots] == chosen
+    assert "sports" not in [ids[i] for i in record.slots[0].candidates]  # excludedActions
+    assert sorted(record.slots[1].features["slot"].tokens) == ["sizeSmall"]  # a slot's top-level keys: `slot`
+    assert list(record.context["user"].tokens) == ["profileTypeAnonymousUser"]
+
+    sdk.reward_multi_slot("page-1", {"reward": [{"slotId": "Side Bar", "value": 1.0}]})
+    sdk.reward_multi_slot("page-1", {"reward": [{"slotId": "Main Article", "value": 0.5}]})
+    clock.advance(11)
+    wait_for(lambda: client.stats("page").joined == 1)
+    joined = records_pb2.JoinedEvent.FromString(server.store.log.get(Stream.JOINED, "page", "page-1"))
+    assert [(s.slot_id, s.reward, s.defaulted) for s in joined.slots] == [
+        ("Main Article", 0.5, False),
+        ("Side Bar", 1.0, False),
+    ]
+
+    deferred = sdk.rank_multi_slot({"actions": ARTICLES, "slots": PAGE_SLOTS, "deferActivation": True})
+    assert deferred["eventId"] and _record(server, deferred["eventId"], loop="page").deferred  # a generated id
+    sdk.activate_multi_slot(deferred["eventId"])
+    wait_for(lambda: client.stats("page").activations == 1)
+
+
+def test_a_loop_becomes_multi_slot_with_a_multi_slot_policy(served):
+    server, client, endpoint = served
+    sdk = PersonalizerClient(endpoint, KEY)
+    with pytest.raises(HttpResponseError) as e:
+        sdk.rank_multi_slot({"actions": ARTICLES, "slots": PAGE_SLOTS})
+    assert e.value.status_code == 400 and e.value.error.code == "InvalidMultiSlotApiAccess"
+    assert e.value.error.message.startswith("loop 'default' decides a single slot")
+    assert server.store.log.last_seq(Stream.DECISIONS, "default") == 0  # nothing decided or logged
+    PersonalizerAdministrationClient(endpoint, KEY).update_policy(
+        {"name": "multi-slot", "arguments": "--dsjson --ccb_explore_adf --epsilon 0.05"}
+    )
+    answer = sdk.rank_multi_slot({"actions": ARTICLES, "slots": PAGE_SLOTS})
+    assert [s["id"] for s in answer["slots"]] == ["Main Article", "Side Bar"]
+    assert sdk.rank({"actions": ARTICLES})["rewardActionId"]  # single-slot rank: a one-slot decision
+
+
+def _endpoint(server):
+    return f"http://127.0.0.1:{server.http_port}"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "code", "message"),
+    [
+        (
+            "/multislot/rank",
+            {"actions": ARTICLES, "slots": [PAGE_SLOTS[1], PAGE_SLOTS[1]]},
+            "InvalidRankRequest",
+            "slots[1].id: duplicate slot id 'Side Bar'",
+        ),
+        (
+            "/multislot/rank",
+            {"actions": ARTICLES, "slots": [{**PAGE_SLOTS[0], "baselineAction": "weather"}]},
+            "InvalidRankRequest",
+            "slots[0].baselineAction:",
+        ),
+        (
+            "/multislot/rank",
+            {"actions": ARTICLES, "slots": [{**PAGE_SLOTS[0], "excludedActions": ["weather"]}]},
+            "InvalidRankRequest",
+            "slots[0].excludedActions",
+        ),
+        ("/multislot/rank", {"actions": ARTICLES, "slots": [{"id": 1}]}, "InvalidRankRequest", "slots[0].id: must be"),
+        ("/multislot/rank", {"actions": ARTICLES}, "InvalidRankRequest", "slots: must be an array of slots, got null"),
+        (
+            "/multislot/events/logged/reward",
+            {"reward": [{"slotId": "Side Bar", "value": 1}, {"slotId": "Footer", "value": 1}]},
+            "InvalidRewardRequest",
+            "reward[1].slotId: 'Footer' is not a slot of the decision",
+        ),
+        ("/multislot/events/logged/reward", {"reward": []}, "InvalidRewardRequest", "reward: at least one slot's"),
+        (
+            "/multislot/events/logged/reward",
+            {"reward": [{"slotId": "Side Bar"}]},
+            "InvalidRewardRequest",
+            "reward[0].value: is required",
+        ),
+    ],
+)
+def test_bad_multi_slot_input_answers_personalizers_error_naming_the_field(served, path, body, code, message):
+    server, client = served[:2]
+    client.create_loop("page", policy=CCB)
+    port = server.http_port
+    answer = http_call(
+        port,
+        "POST",
+        f"/loops/page/personalizer/multislot/rank{PREVIEW}",
+        {"actions": ARTICLES, "slots": PAGE_SLOTS, "eventId": "logged"},
+    )
+    assert answer.status == 201, answer.body
+    _bad(http_call(port, "POST", f"/loops/page/personalizer/v1.0{path}", body), 400, code, message)
+    _bad(http_call(port, "POST", f"/loops/page/personalizer{path}{PREVIEW}", body), 400, code, message)
 
 
 def test_bad_requests_beyond_the_body(served):

@@ -152,6 +152,84 @@ def test_durations():
         assert e.value.message.startswith(message), e.value.message
 
 
+def test_multi_slot_rank_request_of_microsofts_example():
+    # Microsoft's MultiSlot_Rank example (2022-09-01-preview, examples/MultiSlot_Rank.json)
+    body = {k: v for k, v in RANK_EXAMPLE.items() if k != "excludedActions"}
+    body["slots"] = [
+        {
+            "id": "Main Article",
+            "features": [{"size": "Large", "position": "Top Middle"}],
+            "excludedActions": ["SportsArticle"],
+            "baselineAction": "EntertainmentArticle",
+        },
+        {"id": "Side Bar", "features": [{"size": "Small"}], "baselineAction": "NewsArticle"},
+    ]
+    request = pm.multi_slot_rank_request(body, "page")
+    assert (request.loop, request.event_id, request.deferred) == ("page", body["eventId"], False)
+    assert [a.id for a in request.actions] == ["NewsArticle", "SportsArticle", "EntertainmentArticle"]
+    assert set(request.context) == {"user", "environment", "device", "recentActivity"}
+    main, side = request.slots
+    assert (main.id, list(main.excluded_action_ids), main.baseline_action_id) == (
+        "Main Article",
+        ["SportsArticle"],
+        "EntertainmentArticle",
+    )
+    assert sorted(main.features[pm.SLOT_NAMESPACE].tokens) == ["positionTop_Middle", "sizeLarge"]
+    assert (side.id, list(side.excluded_action_ids), side.baseline_action_id) == ("Side Bar", [], "NewsArticle")
+    response = decision_pb2.RankMultiSlotResponse(
+        event_id="e",
+        slots=[
+            decision_pb2.SlotDecision(slot_id="Main Article", chosen_action_id="EntertainmentArticle", probability=0.9),
+            decision_pb2.SlotDecision(slot_id="Side Bar", chosen_action_id="SportsArticle", probability=0.5),
+        ],
+    )
+    assert pm.multi_slot_rank_response(response) == {
+        "slots": [
+            {"id": "Main Article", "rewardActionId": "EntertainmentArticle"},
+            {"id": "Side Bar", "rewardActionId": "SportsArticle"},
+        ],
+        "eventId": "e",
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"actions": []}, "slots: must be an array of slots, got null"),
+        ({"actions": [], "slots": [{"id": "s", "baselineAction": 1}]}, "slots[0].baselineAction: must be a string"),
+        ({"actions": [], "slots": [{"id": "s", "excludedActions": "a"}]}, "slots[0].excludedActions: must be an"),
+        ({"actions": [], "slots": [{"id": "s", "features": {}}]}, "slots[0].features: must be an array"),
+    ],
+)
+def test_bad_multi_slot_rank_requests_name_the_field(body, message):
+    with pytest.raises(pm.PersonalizerError) as e:
+        pm.multi_slot_rank_request(body, "l")
+    assert e.value.personalizer_code == "InvalidRankRequest" and e.value.message.startswith(message)
+
+
+def test_multi_slot_reward_requests():
+    body = {"reward": [{"slotId": "Heroposition", "value": 0.5}, {"slotId": "SideBar", "value": 0.6}]}
+    assert pm.multi_slot_reward_requests("id", body, "l") == [
+        decision_pb2.RewardRequest(loop="l", event_id="id", value=0.5, slot_id="Heroposition"),
+        decision_pb2.RewardRequest(loop="l", event_id="id", value=0.6, slot_id="SideBar"),
+    ]
+    for body, message in (
+        ({}, "reward: must be an array"),
+        ({"reward": []}, "reward: at least one slot's reward is required"),
+        ({"reward": [{"value": 1}]}, "reward[0].slotId: must be a string, got null"),
+        ({"reward": [{"slotId": "s", "value": "1"}]}, "reward[0].value: must be a number"),
+    ):
+        with pytest.raises(pm.PersonalizerError) as e:
+            pm.multi_slot_reward_requests("id", body, "l")
+        assert e.value.personalizer_code == "InvalidRewardRequest" and e.value.message.startswith(message)
+
+
+def test_multi_slot_loops_are_those_of_vw_conditional_contextual_bandits():
+    assert pm.multi_slot("vw:--ccb_explore_adf --epsilon 0.05 -q ::")
+    assert not pm.multi_slot("vw:--cb_explore_adf --epsilon 0.05")
+    assert not pm.multi_slot("random") and not pm.multi_slot(DEFAULT_POLICY)
+
+
 def test_service_configuration_round_trips():
     config = default_loop_config()
     shown = pm.service_configuration(config)
@@ -259,6 +337,10 @@ def test_service_errors_become_personalizer_errors():
     )
     assert pm.renamed("context['u'].numeric['x']: bad", pm.RANK_FIELDS) == "contextFeatures['u'].numeric['x']: bad"
     assert pm.renamed("contextual: kept", pm.RANK_FIELDS) == "contextual: kept"
+    slot = "slots[2].baseline_action_id: 'x' is not among the actions"
+    assert pm.renamed(slot, pm.MULTI_SLOT_FIELDS) == "slots[2].baselineAction: 'x' is not among the actions"
+    reward = "rewards[1].slot_id: 'f' is not a slot of the decision"
+    assert pm.renamed(reward, pm.MULTI_SLOT_REWARD_FIELDS) == "reward[1].slotId: 'f' is not a slot of the decision"
     assert pm.renamed("config.reward_wait_seconds: must be in", pm.CONFIG_FIELDS) == "rewardWaitTime: must be in"
     not_found = pm.error_of(grpc.StatusCode.NOT_FOUND, "loop: no loop named 'x'")
     assert (not_found.status, not_found.personalizer_code) == (404, "ResourceNotFound")

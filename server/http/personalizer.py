@@ -4,7 +4,9 @@ Azure Personalizer's paths (`/personalizer/v1.0/...`, and `/personalizer/...?api
 `azure-ai-personalizer` calls them), JSON fields, statuses and error body (`{"error": {"code", "message"}}`). Each
 route is an adapter over the gRPC servicers (`personalizer_mapping` translates):
 
-- rank, reward, activate: DecisionService; multi-slot: 501 (nextbest has no multi-slot decisions yet);
+- rank, reward, activate: DecisionService; multi-slot: RankMultiSlot, a reward of each slot (RewardStream), an
+  activation of the whole event, on a loop whose policy is multi-slot (`vw:--ccb_explore_adf ...`; another loop
+  answers 400 InvalidMultiSlotApiAccess, as Personalizer did with multi-slot off);
 - configurations/service: GetLoop then UpdateLoop; configurations/policy: SetPolicy (DELETE: the default policy);
   configurations/applyFromEvaluation: SetPolicy of an evaluation's learning settings (a new model, not the
   evaluation's: nextbest's evaluations keep no models);
@@ -203,13 +205,43 @@ class _Handlers:
         await _invoke(self._decisions.Activate, request, invalid="InvalidEventIdToActivate", fields=pm.EVENT_FIELDS)
         return Response(status_code=204)
 
-    async def multislot(self, call: HttpCall) -> Response:
-        raise pm.PersonalizerError(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "multi-slot decisions are not available in nextbest yet; decide each slot in a loop of its own "
-            "(/loops/<slot>/personalizer/...)",
-            "InvalidMultiSlotApiAccess",
+    async def _multi_slot_loop(self, loop: str) -> None:
+        """Personalizer refused multi-slot calls when its multi-slot setting was off; nextbest, on a loop whose
+        policy decides a single slot."""
+        spec = (await self._config(loop)).policy
+        if not pm.multi_slot(spec):
+            raise pm.PersonalizerError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"loop {loop!r} decides a single slot (policy {spec!r}): use rank, or set a multi-slot policy "
+                "(configurations/policy arguments such as --ccb_explore_adf --epsilon 0.05)",
+                "InvalidMultiSlotApiAccess",
+                status=400,
+            )
+
+    async def multi_slot_rank(self, call: HttpCall) -> Response:
+        await self._multi_slot_loop(_loop(call))
+        request = pm.multi_slot_rank_request(await call.json(), _loop(call))
+        response = await _invoke(
+            self._decisions.RankMultiSlot, request, invalid="InvalidRankRequest", fields=pm.MULTI_SLOT_FIELDS
         )
+        return JSONResponse(pm.multi_slot_rank_response(response), status_code=201)
+
+    async def multi_slot_reward(self, call: HttpCall) -> Response:
+        """The slots' rewards in one stream: on a bad one (a slot the decision does not have), those before it
+        stay accepted, as RewardStream's."""
+        await self._multi_slot_loop(_loop(call))
+        requests = pm.multi_slot_reward_requests(call.path_params["eventId"], await call.json(), _loop(call))
+        await _invoke(
+            self._decisions.RewardStream,
+            iter(requests),
+            invalid="InvalidRewardRequest",
+            fields=pm.MULTI_SLOT_REWARD_FIELDS,
+        )
+        return Response(status_code=204)
+
+    async def multi_slot_activate(self, call: HttpCall) -> Response:
+        await self._multi_slot_loop(_loop(call))
+        return await self.activate(call)
 
     async def _config(self, loop: str) -> types_pb2.LoopConfig:
         return await _invoke(self._admin.GetLoop, admin_pb2.GetLoopRequest(loop=loop))
@@ -366,9 +398,9 @@ def routes(services: Services) -> list[BaseRoute]:
         ("/rank", "POST", h.rank, "Rank", DECIDE),
         ("/events/{eventId}/reward", "POST", h.reward, "Events_Reward", DECIDE),
         ("/events/{eventId}/activate", "POST", h.activate, "Events_Activate", DECIDE),
-        ("/multislot/rank", "POST", h.multislot, "MultiSlot_Rank", DECIDE),
-        ("/multislot/events/{eventId}/reward", "POST", h.multislot, "MultiSlotEvents_Reward", DECIDE),
-        ("/multislot/events/{eventId}/activate", "POST", h.multislot, "MultiSlotEvents_Activate", DECIDE),
+        ("/multislot/rank", "POST", h.multi_slot_rank, "MultiSlot_Rank", DECIDE),
+        ("/multislot/events/{eventId}/reward", "POST", h.multi_slot_reward, "MultiSlotEvents_Reward", DECIDE),
+        ("/multislot/events/{eventId}/activate", "POST", h.multi_slot_activate, "MultiSlotEvents_Activate", DECIDE),
         ("/configurations/service", "GET", h.get_service, "ServiceConfiguration_Get", ADMIN),
         ("/configurations/service", "PUT", h.put_service, "ServiceConfiguration_Update", ADMIN),
         ("/configurations/policy", "GET", h.get_policy, "Policy_Get", ADMIN),

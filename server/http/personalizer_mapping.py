@@ -7,7 +7,11 @@ values and error codes are those of Microsoft's OpenAPI description (azure-rest-
 Features are lists of JSON objects read as VW's JSON parser reads an example (the DSJSON reader's rules, see
 `policies.ope.dsjson`): an object is a namespace, a string the one feature key+value, a number numeric, an array of
 numbers dense features, `true` the feature key. Keys at the top level of a feature object, which VW puts in its
-default namespace, go to the namespace `DEFAULT_NAMESPACE` (nextbest's namespaces have names).
+default namespace, go to the namespace `DEFAULT_NAMESPACE` (nextbest's namespaces have names); those of a slot's
+features go to `SLOT_NAMESPACE` (a slot's namespaces must differ from the context's).
+
+Multi-slot (2022-09-01-preview's `/multislot/...`) maps to RankMultiSlot on a loop whose policy is
+`vw:--ccb_explore_adf ...`; its per-slot rewards are rewards of one slot each (`RewardRequest.slot_id`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from nextbest.server.http.calls import HttpError
 from nextbest.v1 import admin_pb2, decision_pb2, types_pb2
 
 DEFAULT_NAMESPACE = "default"
+SLOT_NAMESPACE = "slot"
 # VW's exploration when a `--cb_explore_adf` spec names none
 VW_DEFAULT_EPSILON = 0.05
 _VW = "vw:"
@@ -38,6 +43,7 @@ _INPUT_FORMAT_OPTIONS = frozenset({"--dsjson", "--json"})
 _OTHER_EXPLORATIONS = frozenset(
     {"--first", "--softmax", "--bag", "--cover", "--squarecb", "--rnd", "--regcb", "--regcbopt", "--synthcover"}
 )
+_INDEXED = re.compile(r"^(slots|rewards)\[(\d+)\]\.")  # a field of one item of a list
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)$")  # .NET's [d.]hh:mm:ss of v1.0
 
 _AGGREGATIONS = {
@@ -65,6 +71,13 @@ CONFIG_FIELDS = (
     ("config.policy", "explorationPercentage"),
 )
 EVENT_FIELDS = (("event_id", "eventId"),)
+MULTI_SLOT_FIELDS = (
+    ("context", "contextFeatures"),
+    ("event_id", "eventId"),
+    ("baseline_action_id", "baselineAction"),
+    ("excluded_action_ids", "excludedActions"),
+)
+MULTI_SLOT_REWARD_FIELDS = (("rewards", "reward"), ("slot_id", "slotId"), ("event_id", "eventId"))
 POLICY_FIELDS = (("config.policy", "arguments"), ("spec", "arguments"))
 
 
@@ -82,7 +95,12 @@ def bad_request(message: str, personalizer_code: str = "BadRequest") -> Personal
 
 
 def renamed(message: str, fields: tuple[tuple[str, str], ...]) -> str:
-    """`message` with the nextbest field it starts with named as Personalizer names it."""
+    """`message` with the nextbest field it starts with named as Personalizer names it (also within an item of a
+    list: `slots[0].baseline_action_id` is `slots[0].baselineAction`)."""
+    indexed = _INDEXED.match(message)
+    if indexed:
+        outer = dict(fields).get(indexed.group(1), indexed.group(1))
+        return f"{outer}[{indexed.group(2)}]." + renamed(message[indexed.end() :], fields)
     for ours, theirs in fields:
         if message.startswith(ours) and message[len(ours) : len(ours) + 1] in ("", "[", ".", ":", " "):
             return theirs + message[len(ours) :]
@@ -153,8 +171,9 @@ def _number(value: Any, field: str) -> float:
         raise bad_request(f"{field}: {value} is too large") from None
 
 
-def features(value: Any, field: str) -> dict[str, types_pb2.Features]:
-    """A Personalizer feature list (JSON objects) as nextbest's namespaces, read as VW's JSON parser reads them."""
+def features(value: Any, field: str, default: str = DEFAULT_NAMESPACE) -> dict[str, types_pb2.Features]:
+    """A Personalizer feature list (JSON objects) as nextbest's namespaces, read as VW's JSON parser reads them
+    (top-level keys in the namespace `default`: DEFAULT_NAMESPACE, or SLOT_NAMESPACE for a slot's features)."""
     if value is None:
         return {}
     if not isinstance(value, list):
@@ -162,7 +181,7 @@ def features(value: Any, field: str) -> dict[str, types_pb2.Features]:
     for i, item in enumerate(value):
         _object(item, f"{field}[{i}]")
     try:
-        read = dsjson.namespaces(value, DEFAULT_NAMESPACE)
+        read = dsjson.namespaces(value, default)
     except (ValueError, OverflowError) as e:
         raise bad_request(f"{field}: {e}") from None
     except RecursionError:
@@ -172,41 +191,106 @@ def features(value: Any, field: str) -> dict[str, types_pb2.Features]:
     }
 
 
+def _ids(value: Any, field: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise bad_request(f"{field}: must be an array of action ids, got {_kind(value)}")
+    return [_string(x, f"{field}[{i}]") for i, x in enumerate(value)]
+
+
+def _decision(obj: Mapping[str, Any], request: decision_pb2.RankRequest | decision_pb2.RankMultiSlotRequest) -> None:
+    """Fill what a rank and a multi-slot rank request share: context, actions (in their order), eventId (absent: the
+    service generates one) and deferActivation."""
+    actions = obj.get("actions")
+    if actions is None:
+        raise bad_request("actions: at least one action is required")
+    if not isinstance(actions, list):
+        raise bad_request(f"actions: must be an array, got {_kind(actions)}")
+    for ns, namespace in features(obj.get("contextFeatures"), "contextFeatures").items():
+        request.context[ns].CopyFrom(namespace)
+    for i, item in enumerate(actions):
+        action = _object(item, f"actions[{i}]")
+        if "features" not in action:
+            raise bad_request(f"actions[{i}].features: is required (an array of JSON objects, may be empty)")
+        added = request.actions.add(id=_string(action.get("id"), f"actions[{i}].id"))
+        for ns, namespace in features(action["features"], f"actions[{i}].features").items():
+            added.features[ns].CopyFrom(namespace)
+    if obj.get("eventId") is not None:
+        request.event_id = _string(obj["eventId"], "eventId")
+    defer = obj.get("deferActivation")
+    if defer is not None:
+        if not isinstance(defer, bool):
+            raise bad_request(f"deferActivation: must be true or false, got {_kind(defer)}")
+        request.deferred = defer
+
+
 def rank_request(body: Any, loop: str) -> decision_pb2.RankRequest:
     """A Personalizer RankRequest as nextbest's: the actions in their order, so the first non-excluded one is the
     baseline; an absent `eventId` lets the service generate one."""
     try:
         obj = _object(body, "request body")
-        actions = obj.get("actions")
-        if actions is None:
-            raise bad_request("actions: at least one action is required")
-        if not isinstance(actions, list):
-            raise bad_request(f"actions: must be an array, got {_kind(actions)}")
         request = decision_pb2.RankRequest(loop=loop)
-        for ns, namespace in features(obj.get("contextFeatures"), "contextFeatures").items():
-            request.context[ns].CopyFrom(namespace)
-        for i, item in enumerate(actions):
-            action = _object(item, f"actions[{i}]")
-            if "features" not in action:
-                raise bad_request(f"actions[{i}].features: is required (an array of JSON objects, may be empty)")
-            added = request.actions.add(id=_string(action.get("id"), f"actions[{i}].id"))
-            for ns, namespace in features(action["features"], f"actions[{i}].features").items():
-                added.features[ns].CopyFrom(namespace)
-        excluded = obj.get("excludedActions")
-        if excluded is not None:
-            if not isinstance(excluded, list):
-                raise bad_request(f"excludedActions: must be an array of action ids, got {_kind(excluded)}")
-            request.excluded_action_ids.extend(_string(x, f"excludedActions[{i}]") for i, x in enumerate(excluded))
-        if obj.get("eventId") is not None:
-            request.event_id = _string(obj["eventId"], "eventId")
-        defer = obj.get("deferActivation")
-        if defer is not None:
-            if not isinstance(defer, bool):
-                raise bad_request(f"deferActivation: must be true or false, got {_kind(defer)}")
-            request.deferred = defer
+        _decision(obj, request)
+        request.excluded_action_ids.extend(_ids(obj.get("excludedActions"), "excludedActions"))
     except PersonalizerError as e:
         raise bad_request(e.message, "InvalidRankRequest") from None
     return request
+
+
+def multi_slot_rank_request(body: Any, loop: str) -> decision_pb2.RankMultiSlotRequest:
+    """A Personalizer MultiSlotRankRequest as nextbest's RankMultiSlotRequest: the slots in their order, each with
+    its features (top-level keys in the namespace `SLOT_NAMESPACE`), excludedActions and baselineAction."""
+    try:
+        obj = _object(body, "request body")
+        request = decision_pb2.RankMultiSlotRequest(loop=loop)
+        _decision(obj, request)
+        slots = obj.get("slots")
+        if not isinstance(slots, list):
+            raise bad_request(f"slots: must be an array of slots, got {_kind(slots)}")
+        for i, item in enumerate(slots):
+            slot = _object(item, f"slots[{i}]")
+            added = request.slots.add(id=_string(slot.get("id"), f"slots[{i}].id"))
+            for ns, namespace in features(slot.get("features"), f"slots[{i}].features", SLOT_NAMESPACE).items():
+                added.features[ns].CopyFrom(namespace)
+            added.excluded_action_ids.extend(_ids(slot.get("excludedActions"), f"slots[{i}].excludedActions"))
+            if slot.get("baselineAction") is not None:
+                added.baseline_action_id = _string(slot["baselineAction"], f"slots[{i}].baselineAction")
+    except PersonalizerError as e:
+        raise bad_request(e.message, "InvalidRankRequest") from None
+    return request
+
+
+def multi_slot_rank_response(response: decision_pb2.RankMultiSlotResponse) -> dict[str, Any]:
+    """Personalizer's MultiSlotRankResponse: each slot's chosen action, in request order."""
+    slots = [{"id": s.slot_id, "rewardActionId": s.chosen_action_id} for s in response.slots]
+    return {"slots": slots, "eventId": response.event_id}
+
+
+def multi_slot_reward_requests(event_id: str, body: Any, loop: str) -> list[decision_pb2.RewardRequest]:
+    """A Personalizer MultiSlotRewardRequest as one reward per slot."""
+    try:
+        rewards = _object(body, "request body").get("reward")
+        if not isinstance(rewards, list):
+            raise bad_request(f"reward: must be an array of {{slotId, value}}, got {_kind(rewards)}")
+        if not rewards:
+            raise bad_request("reward: at least one slot's reward is required")
+        requests = []
+        for i, item in enumerate(rewards):
+            reward = _object(item, f"reward[{i}]")
+            if "value" not in reward:
+                raise bad_request(f"reward[{i}].value: is required")
+            slot_id = _string(reward.get("slotId"), f"reward[{i}].slotId")
+            value = _number(reward["value"], f"reward[{i}].value")
+            requests.append(decision_pb2.RewardRequest(loop=loop, event_id=event_id, value=value, slot_id=slot_id))
+    except PersonalizerError as e:
+        raise bad_request(e.message, "InvalidRewardRequest") from None
+    return requests
+
+
+def multi_slot(spec: str) -> bool:
+    """Whether a loop's policy decides multi-slot: a `vw:` spec with VW's conditional contextual bandits."""
+    return "--ccb_explore_adf" in (_vw_arguments(spec) or [])
 
 
 def rank_response(response: decision_pb2.RankResponse, request: decision_pb2.RankRequest) -> dict[str, Any]:
