@@ -589,9 +589,16 @@ def test_an_evaluation_whose_http_client_went_away_is_stopped(tmp_path):
         wait_for(evaluations_running)  # it sleeps an hour a decision
         connection.close()
         wait_for(lambda: not evaluations_running(), timeout=30)  # stopped, long before its 600 s
-        assert (
-            call_ok(server.http_port, "POST", "/v1/loops/t:evaluate", {"specs": ["baseline"]}).json()["events"] == "10"
+        # the server takes the next one once the stopped call has returned, just after its process ended
+        answer = wait_for(
+            lambda: (
+                (a := http_call(server.http_port, "POST", "/v1/loops/t:evaluate", {"specs": ["baseline"]})).status
+                == 200
+                and a
+            ),
+            timeout=30,
         )
+        assert answer.json()["events"] == "10"
 
 
 @pytest.mark.slow

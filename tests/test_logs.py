@@ -53,6 +53,12 @@ def test_serve_with_workers_logs_json_lines_naming_the_loop(tmp_path):
                 r = client.rank([action("a", "email"), action("b", "push")], event_id=f"e{i}")
                 client.reward(r.event_id, 1.0)
             wait_for(lambda: client.stats("default").learned >= 10, timeout=30)
+            # the worker this connection reaches serves the published model: it has logged the swap
+            probe = [action("a", "email"), action("b", "push")]
+            wait_for(
+                lambda: client.rank(probe, deferred=True).model_version == client.stats("default").model_version,
+                timeout=30,
+            )
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
