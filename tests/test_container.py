@@ -211,7 +211,8 @@ def test_the_cluster_compose_file_serves_through_both_replicas_and_learns(image:
         first, last = hits[:100].mean(), hits[-200:].mean()
         print(f"best-action rate through the two replicas: first 100 {first:.3f}, last 200 {last:.3f} (chance 0.25)")
         assert last > 0.7, (first, last)
-        stats = wait_for(lambda: (s := a.stats("p")).learned == rounds and s, timeout=60, interval=0.2)
+        # the joiner's counters are saved a moment after the events it joined are learned
+        stats = wait_for(lambda: (s := a.stats("p")).learned == s.joined == rounds and s, timeout=60, interval=0.2)
         assert stats.decisions == stats.rewards == stats.joined == rounds
         version = int(stats.model_version)
         for replica in (a, b):  # both replicas serve what the trainer published
