@@ -172,15 +172,22 @@ def _action_ids(actions: Iterable[types_pb2.Action], limits: Limits) -> dict[str
     return ids
 
 
-def rank_request(request: decision_pb2.RankRequest, limits: Limits) -> RankInput:
-    """Validate a RankRequest; return its context and the candidate actions (excluded ones removed), in order."""
+def _decision_request(
+    request: decision_pb2.RankRequest | decision_pb2.RankMultiSlotRequest, limits: Limits
+) -> tuple[dict[str, Namespace], dict[str, int]]:
+    """Validate what Rank and RankMultiSlot requests share; their context in plain containers and the index of
+    each action id."""
     _id(request.loop, "loop", limits, required=False)
     event_id(request.event_id, limits, required=False)
     _id(request.subject_id, "subject_id", limits, required=False)
+    _count_actions(request.actions, limits)
+    return _context(request.context, limits), _action_ids(request.actions, limits)
+
+
+def rank_request(request: decision_pb2.RankRequest, limits: Limits) -> RankInput:
+    """Validate a RankRequest; return its context and the candidate actions (excluded ones removed), in order."""
+    context, ids = _decision_request(request, limits)
     actions = request.actions
-    _count_actions(actions, limits)
-    context = _context(request.context, limits)
-    ids = _action_ids(actions, limits)
     if not request.excluded_action_ids:
         return RankInput(context, list(actions))
     excluded = set()
@@ -245,13 +252,8 @@ def _slot(
 def rank_multi_slot_request(request: decision_pb2.RankMultiSlotRequest, limits: Limits) -> MultiSlotInput:
     """Validate a RankMultiSlotRequest (each slot's excluded actions and baseline among the actions, slot ids
     unique, no more slots than actions, no two slots with the same baseline)."""
-    _id(request.loop, "loop", limits, required=False)
-    event_id(request.event_id, limits, required=False)
-    _id(request.subject_id, "subject_id", limits, required=False)
+    context, ids = _decision_request(request, limits)
     actions = request.actions
-    _count_actions(actions, limits)
-    context = _context(request.context, limits)
-    ids = _action_ids(actions, limits)
     if not request.slots:
         raise InvalidArgument("slots: at least one slot is required")
     if len(request.slots) > len(actions):

@@ -67,7 +67,7 @@ from nextbest.policies.ope.estimators import (
 )
 from nextbest.policies.ope.logged import LoggedSlot, MultiSlotEvent
 from nextbest.policies.ope.replay import TICK, _map
-from nextbest.policies.ope.report import LOGGED, REFERENCES, Curve, EstimateReport, _cell, _order, _short
+from nextbest.policies.ope.report import LOGGED, REFERENCES, Curve, EstimateReport, _cell, _order, _short, ranked
 from nextbest.policies.vw_options import check_options
 
 CCB = "--ccb_explore_adf"
@@ -555,10 +555,7 @@ def _logged(
 
 
 def _ranked(report: MultiSlotReport) -> list[MultiSlotPolicyReport]:
-    """Logged and the references first, then the candidates by total DR value, best first."""
-    head = [p for p in report.policies if p.spec in (LOGGED, *REFERENCES)]
-    rest = [p for p in report.policies if p not in head]
-    return head + sorted(rest, key=lambda p: _order(p.total["dr"].value), reverse=True)
+    return ranked(report.policies, lambda p: p.total["dr"].value)
 
 
 def format_report(report: MultiSlotReport) -> str:

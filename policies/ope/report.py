@@ -48,7 +48,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -347,11 +347,22 @@ def _cell(estimate: EstimateReport) -> str:
     return f"{fmt(estimate.value)} [{fmt(lo)}, {fmt(hi)}]"
 
 
+class _Named(Protocol):
+    spec: str
+
+
+P = TypeVar("P", bound=_Named)
+
+
+def ranked(policies: Sequence[P], dr: Callable[[P], float | None]) -> list[P]:
+    """Logged and the references first, then the candidates by their DR value `dr(policy)`, best first."""
+    head = [p for p in policies if p.spec in (LOGGED, *REFERENCES)]
+    rest = [p for p in policies if p not in head]
+    return head + sorted(rest, key=lambda p: _order(dr(p)), reverse=True)
+
+
 def _ranked(report: EvaluationReport) -> list[PolicyReport]:
-    """Logged and the references first, then the candidates by DR value, best first."""
-    head = [p for p in report.policies if p.spec in (LOGGED, *REFERENCES)]
-    rest = [p for p in report.policies if p not in head]
-    return head + sorted(rest, key=lambda p: _order(p.estimates["dr"].value), reverse=True)
+    return ranked(report.policies, lambda p: p.estimates["dr"].value)
 
 
 def format_report(report: EvaluationReport) -> str:
