@@ -157,10 +157,17 @@ class Learner:
         self._rewind = False  # a model was refused: go back to the last good one
         self._adopt_live(config)
 
+    def _saved_config(self, config: types_pb2.LoopConfig) -> types_pb2.LoopConfig:
+        """The loop's stored config: an admin call changes it before it publishes, so a caller's copy (read at the
+        start of a trainer's pass) may predate a model published since; `config` when the loop is gone."""
+        saved = self._store.configs.get(self._loop)
+        return types_pb2.LoopConfig.FromString(saved) if saved is not None else config
+
     def _adopt_live(self, config: types_pb2.LoopConfig) -> None:
         """Take the live model (and its shadows) as the learner's state, when it is of the configured spec,
         else the configured spec's checkpointed shadow (a promotion the learner had not acted on yet)."""
         live = self._store.models.live(self._loop)
+        config = self._saved_config(config)  # read after the live model: as new as the call that published it
         self._version = live.version if live else 0
         self.learned_seq = learned_position(self._store, self._loop)
         state = records_pb2.LearnerState.FromString(live.state) if live else records_pb2.LearnerState()
@@ -192,12 +199,11 @@ class Learner:
         """Learn from new joined events; publish when the interval has passed. Returns events consumed."""
         if self._store.models.live_version(self._loop) != self._version:
             log.info("loop %s: a model was published by an admin call; adopting it", self._loop)
-            # the call changed the config before it published: the caller's copy may predate both
-            saved = self._store.configs.get(self._loop)
-            config = types_pb2.LoopConfig.FromString(saved) if saved is not None else config
             self._adopt_live(config)
         elif self._rewind:
             self._adopt_live(config)
+        if config.policy != self._policy.spec or set(config.shadow_policies) != set(self._shadows):
+            config = self._saved_config(config)  # a change: only when the caller's copy is not older than the model
         self._sync_policies(config)
         batch = self._store.log.read(Stream.JOINED, self._loop, self.learned_seq, _BATCH)
         if batch:

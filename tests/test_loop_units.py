@@ -195,3 +195,19 @@ def test_a_model_imported_while_the_trainer_holds_an_older_config_is_adopted_not
     learner.step(stale)  # the trainer's pass read the config before the import
     learner.step(loop.config())
     assert loop.store.models.live_version("l") == info.version
+
+
+def test_a_learner_started_after_an_import_with_a_config_read_before_it_keeps_the_imported_model(loop: Loop) -> None:
+    """A trainer's pass reads the configs, an import changes the config and publishes, then the pass starts the
+    loop's learner with its copy (seen on a fresh clone: the learner published a fresh model over the import)."""
+    from nextbest import policies
+
+    stale = loop.config()
+    spec = "vw:--cb_explore_adf --epsilon 0.1 -q ::"
+    raw = policies.export_state(spec, policies.create(spec).save())
+    info = loop.admin.ImportModel(iter([admin_pb2.ImportModelRequest(loop="l", spec=spec, data=raw)]), None)
+    learner = Learner(loop.store, "l", stale)
+    learner.step(stale)
+    learner.step(loop.config())
+    assert loop.store.models.live_version("l") == info.version
+    assert policies.export_state(spec, loop.store.models.live("l").data) == raw
