@@ -17,7 +17,7 @@ from google.protobuf import json_format
 
 from nextbest.cli import build_parser
 from nextbest.server import validation
-from nextbest.server.bench import batch, echo
+from nextbest.server.bench import batch, echo, load
 from nextbest.server.bench.load import Load, Service, Workload, measure, rank_request
 from nextbest.server.commands.bench import Plan
 from nextbest.server.config import Limits
@@ -209,3 +209,19 @@ def test_bench_batch_compares_rank_batch_with_single_rank_and_runs_a_campaign(tm
     memory = campaign["memory"]
     assert memory[0]["decisions"] == 0 and memory[-1]["decisions"] == 2000 and len(memory) >= 3
     assert all(sample["anon_mb"] > 0 and sample["rss_mb"] >= sample["anon_mb"] for sample in memory)
+
+
+def test_the_sweep_summary_holds_the_issue_targets_at_16_callers_and_half_the_best_throughput():
+    best = {"throughput": 500.0, "concurrency": 64}
+    comparisons = [{"concurrency": c, "throughput_ratio": r} for c, r in ((1, 0.4), (16, 0.46), (64, 0.3))]
+    opened = {"latency_ms": {"p99": 9.0, "p999": 30.0}}
+    summary = load._sweep_summary(best, comparisons, opened)
+    assert (summary["ratio_concurrency"], summary["throughput_ratio"], summary["throughput_ratio_at_max"]) == (
+        16,
+        0.46,
+        0.3,
+    )
+    assert summary["half_max_rate"] == 250.0
+    assert summary["met"] == {"p99_ms_at_half_max": True, "p999_ms_at_half_max": False, "throughput_ratio": True}
+    without_16 = load._sweep_summary(best, [comparisons[0], comparisons[2]], None)
+    assert without_16["ratio_concurrency"] == 64 and not any(without_16["met"].values())
