@@ -5,6 +5,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import grpc
 import pytest
 
 from nextbest.server.store import Stream
@@ -39,6 +40,9 @@ def test_the_javascript_client_ranks_and_rewards_over_http(tmp_path):
             data = server.store.log.get(Stream.DECISIONS, "default", decision["eventId"])
             record = records_pb2.DecisionRecord.FromString(data)
             assert record.actions[record.chosen_index].id == decision["chosen"]
+        # the bad request fails alone
+        assert out["batched"] == ["js-batch-0", grpc.StatusCode.INVALID_ARGUMENT.value[0]]
+        assert server.store.log.get(Stream.DECISIONS, "default", "js-batch-0") is not None
         wait_for(lambda: client.stats("default").rewards == 30)
         assert out["refused"] == {
             "status": 404,

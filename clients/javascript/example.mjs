@@ -17,6 +17,11 @@ for (let i = 0; i < Number(count); i++) {
   await nextbest.reward(loop, decision.eventId, value, "click");
   decisions.push({ eventId: decision.eventId, chosen: decision.chosenActionId, value });
 }
+const batch = await nextbest.rankBatch([
+  { loop, eventId: "js-batch-0", actions },
+  { loop, eventId: "js-batch-1", actions: [] },
+]);
+const batched = batch.items.map((item) => (item.response ? item.response.eventId : item.error.code));
 let refused = null;
 try {
   await nextbest.rank("no-such-loop", { actions });
@@ -24,4 +29,4 @@ try {
   if (!(error instanceof NextbestError)) throw error;
   refused = { status: error.status, code: error.code, message: error.message };
 }
-console.log(JSON.stringify({ decisions, refused }));
+console.log(JSON.stringify({ decisions, batched, refused }));

@@ -52,6 +52,21 @@ export class NextbestClient {
     return this.call("POST", `/v1/loops/${encodeURIComponent(loop)}:rank`, request);
   }
 
+  /** Fill every slot of `request.slots` at once (a loop whose policy is `vw:--ccb_explore_adf ...`). */
+  rankMultiSlot(loop, request) {
+    return this.call("POST", `/v1/loops/${encodeURIComponent(loop)}:rankMultiSlot`, request);
+  }
+
+  /**
+   * Rank many requests in one call and one durable commit; each request names its loop (empty: "default").
+   * Resolves to `{ items: [...] }` in the requests' order, each `{ response }` or `{ error: { code, message } }`
+   * (code: the gRPC status number Rank would have answered, e.g. 3 for INVALID_ARGUMENT; message names the field):
+   * one bad request fails alone.
+   */
+  rankBatch(requests) {
+    return this.call("POST", "/v1/rank:batch", { requests });
+  }
+
   /** Report the reward of a decision; a retry with the same `rewardId` counts once. */
   reward(loop, eventId, value, rewardId = "") {
     const path = `/v1/loops/${encodeURIComponent(loop)}/events/${encodeURIComponent(eventId)}:reward`;
