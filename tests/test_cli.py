@@ -45,3 +45,22 @@ def test_serve_answers_and_shuts_down_gracefully_on_sigterm(tmp_path):
         proc.kill()
     with open_store(str(store)) as s:
         assert s.log.last_seq(Stream.DECISIONS, "default") == 20
+
+
+def test_every_request_limit_is_a_serve_flag_and_counts_below_one_are_refused():
+    import dataclasses
+
+    from nextbest.cli import build_parser
+    from nextbest.server.commands.serve import limits
+    from nextbest.server.config import Limits
+
+    flags = {
+        "--max-actions": "11", "--max-namespaces": "12", "--max-features": "13", "--max-string-length": "14",
+        "--max-message-bytes": "15", "--max-batch-requests": "16", "--max-loops": "17", "--max-model-bytes": "18",
+        "--max-generated-features": "19",
+    }  # fmt: skip
+    args = build_parser().parse_args(["serve", *(x for flag_value in flags.items() for x in flag_value)])
+    assert sorted(dataclasses.astuple(limits(args))) == list(range(11, 20))  # every field from its own flag
+    assert len(dataclasses.fields(Limits)) == len(flags)
+    with pytest.raises(SystemExit, match="--max-batch-requests must be at least 1"):
+        limits(build_parser().parse_args(["serve", "--max-batch-requests", "0"]))

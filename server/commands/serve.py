@@ -64,6 +64,9 @@ def add(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-string-length", type=int, default=d.max_string_length, help="characters per id/name")
     serve.add_argument("--max-message-bytes", type=byte_size, default=d.max_message_bytes, help="bytes per request")
     serve.add_argument(
+        "--max-batch-requests", type=int, default=d.max_batch_requests, help="requests per RankBatch call"
+    )
+    serve.add_argument(
         "--max-loops", type=int, default=d.max_loops, help=f"loops in the store (default: {d.max_loops})"
     )
     serve.add_argument(
@@ -164,6 +167,24 @@ def _access(args: argparse.Namespace) -> dict:
     return {"api_keys": keys, "tls": tls, "insecure": args.insecure}
 
 
+def limits(args: argparse.Namespace) -> Limits:
+    """The request limits `serve`'s flags set (each has a flag); SystemExit for a count below 1."""
+    counts = ("max_actions", "max_namespaces", "max_features", "max_string_length", "max_batch_requests", "max_loops")
+    if low := [name for name in counts if getattr(args, name) < 1]:
+        raise SystemExit(f"nextbest serve: --{low[0].replace('_', '-')} must be at least 1")
+    return Limits(
+        max_actions=args.max_actions,
+        max_namespaces=args.max_namespaces,
+        max_features_per_namespace=args.max_features,
+        max_string_length=args.max_string_length,
+        max_message_bytes=args.max_message_bytes,
+        max_batch_requests=args.max_batch_requests,
+        max_loops=args.max_loops,
+        max_model_bytes=args.max_model_bytes,
+        max_generated_features=args.max_generated_features,
+    )
+
+
 def _evaluation(args: argparse.Namespace) -> EvaluationLimits:
     if args.evaluate_max_events < 2 or args.evaluate_max_memory < 256 << 20 or not args.evaluate_timeout > 0:
         raise SystemExit(
@@ -184,16 +205,7 @@ def run(args: argparse.Namespace) -> int:
     if args.http_allow_origin and args.http_port is None:
         raise SystemExit("nextbest serve: --http-allow-origin needs --http-port")
     settings = ServerSettings(
-        limits=Limits(
-            max_actions=args.max_actions,
-            max_namespaces=args.max_namespaces,
-            max_features_per_namespace=args.max_features,
-            max_string_length=args.max_string_length,
-            max_message_bytes=args.max_message_bytes,
-            max_loops=args.max_loops,
-            max_model_bytes=args.max_model_bytes,
-            max_generated_features=args.max_generated_features,
-        ),
+        limits=limits(args),
         max_workers=args.threads,
         serve_without_logging=args.serve_without_logging,
         restrictions=restrictions("serve", args),
