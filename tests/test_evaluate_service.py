@@ -179,3 +179,18 @@ def test_evaluations_run_one_at_a_time_and_specs_are_restricted_as_the_server_sa
             client.admin.Evaluate(admin_pb2.EvaluateRequest(loop="t", specs=[SLEEPER]))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "python policies must be allowed by the server's configuration" in err.value.details()
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [("vw:--nonsense", "must include --cb_explore_adf"), ("nope:x", "unknown policy family 'nope'")],
+)
+def test_a_bad_spec_is_refused_even_on_a_loop_without_events(tmp_path, spec, reason):
+    with running_server(tmp_path / "store", train=False) as (_, client):
+        with pytest.raises(grpc.RpcError) as err:
+            client.admin.Evaluate(admin_pb2.EvaluateRequest(loop="default", specs=["baseline", spec]))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert err.value.details().startswith("specs: ") and reason in err.value.details()
+        with pytest.raises(grpc.RpcError) as err:
+            client.admin.Evaluate(admin_pb2.EvaluateRequest(loop="default", specs=["baseline"]))
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # good specs, no events

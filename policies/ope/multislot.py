@@ -477,13 +477,13 @@ def evaluate(
     Arguments as `policies.ope.report.evaluate` (no namespace importance). Raises ValueError
     (PolicySpecError for a bad spec) on unusable input.
     """
+    candidates = list(dict.fromkeys(s.strip() for s in specs))
+    for spec in candidates:
+        check_spec(spec)  # a bad spec is refused whatever the events, and before the long part
     events = list(events)
     n = len(events)
     if n < 2:
         raise ValueError(f"evaluation needs at least 2 events, got {n}")
-    candidates = list(dict.fromkeys(s.strip() for s in specs))
-    for spec in candidates:
-        check_spec(spec)  # fail before the long part
     all_specs = [*REFERENCES, *(s for s in candidates if s not in REFERENCES)]
     done, total = 0, n * len(all_specs)
 

@@ -281,15 +281,15 @@ def evaluate(
     `replay_specs`). `progress(done, total)` is called as events are processed.
     Raises ValueError (PolicySpecError for a bad spec) on unusable input.
     """
+    candidates = list(dict.fromkeys(s.strip() for s in specs))
+    for spec in candidates:
+        policies.create(spec)  # a bad spec is refused whatever the events, and before the long part
     events = list(events)
     n = len(events)
     if n < 2:
         raise ValueError(f"evaluation needs at least 2 events, got {n}")
-    candidates = list(dict.fromkeys(s.strip() for s in specs))
     if importance and not candidates:
         raise ValueError("namespace importance needs a candidate policy")
-    for spec in candidates:
-        policies.create(spec)  # fail before the long part
     all_specs = [*REFERENCES, *(s for s in candidates if s not in REFERENCES)]
     ablations = namespaces(events) if importance else []
     done, total = 0, n * (1 + len(all_specs) + len(ablations))
