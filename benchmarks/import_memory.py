@@ -22,10 +22,10 @@ from pathlib import Path
 import grpc
 
 from nextbest.client import Client
+from nextbest.server.config import DEFAULT_POLICY
 from nextbest.testing import child_pids
 from nextbest.v1 import admin_pb2
 
-SPEC = "vw:--cb_explore_adf --epsilon 0.05 -q ::"
 CHUNK = b"\x07" * (1 << 20)
 
 
@@ -34,7 +34,7 @@ def peak_mb(pid: int) -> int:
 
 
 def requests(megabytes: int) -> Iterator[admin_pb2.ImportModelRequest]:
-    yield admin_pb2.ImportModelRequest(loop="default", spec=SPEC, data=CHUNK)
+    yield admin_pb2.ImportModelRequest(loop="default", spec=DEFAULT_POLICY, data=CHUNK)
     for _ in range(megabytes - 1):
         yield admin_pb2.ImportModelRequest(data=CHUNK)
 

@@ -58,10 +58,13 @@ from nextbest.sim.simulate import ArmRecord, Run, simulate
 SERVICE_WORLD = WorldConfig(customers=100, days=28)
 SERVICE_POLICIES = {"vw-default": DEFAULT_POLICY, "vw-squarecb": "vw:--cb_explore_adf --squarecb -q ::"}
 LONG_WORLD = WorldConfig(customers=500, days=60)
+# The default policy until SquareCB and the full-name interactions replaced it: the baseline of the README's figures.
+PREVIOUS_DEFAULT_POLICY = "vw:--cb_explore_adf --epsilon 0.05 -q ::"
 LONG_POLICIES = {
     "journey": JOURNEY_SPEC,
     "random": "random",
     "vw-default": DEFAULT_POLICY,
+    "vw-epsilon": PREVIOUS_DEFAULT_POLICY,
     "vw-squarecb": "vw:--cb_explore_adf --squarecb -q ::",
     "vw-squarecb-g1000": "vw:--cb_explore_adf --squarecb --gamma_scale 1000 -q ::",
 }

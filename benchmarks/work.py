@@ -16,9 +16,9 @@ import time
 from nextbest import policies
 from nextbest.client import action
 from nextbest.policies.featurize import Namespace
-from nextbest.server.config import Limits
+from nextbest.server.config import DEFAULT_POLICY, Limits
 
-DEFAULT_SPECS = ("vw:--cb_explore_adf --epsilon 0.05 -q ::", "linucb", "lints")
+DEFAULT_SPECS = (DEFAULT_POLICY, "linucb", "lints")
 ACTIONS = (2, 32, 128)
 
 

@@ -13,9 +13,14 @@ if TYPE_CHECKING:
     from nextbest import policies
 
 DEFAULT_LOOP = "default"
-# `-q ::` (every pair of namespaces) lets the best action depend on the context: without interactions a linear
-# model scores an action by its own features only and learns one choice for everyone.
-DEFAULT_POLICY = "vw:--cb_explore_adf --epsilon 0.05 -q ::"
+# Crossing the action id and the channel with every namespace lets the best action depend on the context (without
+# interactions a linear model scores an action by its own features only and learns one choice for everyone), at a
+# cost linear in the namespaces where `-q ::` is quadratic; VW's full names keep a context namespace that starts
+# with `a` or `c` out of it. SquareCB explores where the model is unsure. docs/defaults.md has the measurements.
+DEFAULT_POLICY = (
+    "vw:--cb_explore_adf --squarecb"
+    " --experimental_full_name_interactions action|: --experimental_full_name_interactions channel|:"
+)
 DEFAULT_REWARD_WAIT_SECONDS = 60.0
 DEFAULT_PUBLISH_INTERVAL_SECONDS = 10.0
 MIN_INTERVAL_SECONDS = 0.05

@@ -1,10 +1,10 @@
 """Loops as code: a TOML or JSON file declares loops; a plan makes a server's loops match it.
 
     [loops.checkout]
-    policy = "vw:--cb_explore_adf --epsilon 0.05 -q ::"
+    policy = "vw:--cb_explore_adf --squarecb -q ::"
     reward_wait_seconds = 600
     reward_aggregation = "SUM"
-    shadow_policies = ["vw:--cb_explore_adf --squarecb -q ::"]
+    shadow_policies = ["vw:--cb_explore_adf --softmax --lambda 10 -q ::"]
 
 Each table under `loops` is a loop; its keys are LoopConfig fields (enums by name, `SUM` or
 `REWARD_AGGREGATION_SUM`). A loop missing on the server is created; a declared field that differs is changed

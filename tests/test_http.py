@@ -29,7 +29,7 @@ from nextbest.client import action
 from nextbest.server.app import NextbestServer
 from nextbest.server.auth import ApiKeys
 from nextbest.server.bench.load import rank_request
-from nextbest.server.config import Limits
+from nextbest.server.config import DEFAULT_POLICY, Limits
 from nextbest.server.evaluation import EvaluationLimits
 from nextbest.server.http import fastjson, personalizer
 from nextbest.server.http.api import Services
@@ -66,7 +66,7 @@ def test_rank_over_http_answers_and_logs_the_decision_as_grpc_does(http_served):
     assert ranked["eventId"] == "e-1"
     assert {r["actionId"] for r in ranked["ranking"]} == {a["id"] for a in ACTIONS}
     assert math.isclose(sum(r["probability"] for r in ranked["ranking"]), 1.0, abs_tol=1e-12)
-    assert ranked["policy"] == "vw:--cb_explore_adf --epsilon 0.05 -q ::"
+    assert ranked["policy"] == DEFAULT_POLICY
     assert ranked["learningMode"] == "LEARNING_MODE_ONLINE" and ranked["holdout"] is False
 
     record = records_pb2.DecisionRecord.FromString(server.store.log.get(Stream.DECISIONS, "default", "e-1"))

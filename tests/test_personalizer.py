@@ -21,6 +21,7 @@ from msrest.authentication import CognitiveServicesCredentials
 
 from nextbest import policies
 from nextbest.server.auth import ApiKeys
+from nextbest.server.config import DEFAULT_POLICY
 from nextbest.server.store import Stream, cursor_name
 from nextbest.testing import http_call, running_server, wait_for
 from nextbest.v1 import records_pb2
@@ -154,6 +155,15 @@ def test_an_evaluation_is_one_whichever_path_names_the_loop_and_reports_its_fail
 def test_service_configuration_and_policy_map_onto_the_loop(served):
     server, client, endpoint = served
     admin = PersonalizerAdministrationClient(endpoint, KEY)
+    # the default policy explores with SquareCB: no percentage to report or set
+    assert admin.get_service_configuration()["explorationPercentage"] == 0.0
+    with pytest.raises(HttpResponseError) as e:
+        admin.update_service_configuration({"explorationPercentage": 0.2})
+    assert e.value.status_code == 400 and e.value.error.code == "InvalidServiceConfiguration"
+    assert e.value.error.message.startswith("explorationPercentage: the loop's policy ")
+    assert client.get_loop("default").policy == DEFAULT_POLICY
+    # an epsilon-greedy policy, as Personalizer's: its epsilon is the percentage
+    admin.update_policy({"name": "epsilon-greedy", "arguments": "--cb_explore_adf --epsilon 0.05 -q ::"})
     shown = admin.get_service_configuration()
     assert shown["rewardWaitTime"] == "PT1M" and shown["explorationPercentage"] == 0.05
     assert shown["learningMode"] == "Online" and shown["logRetentionDays"] == -1
@@ -186,8 +196,8 @@ def test_service_configuration_and_policy_map_onto_the_loop(served):
         admin.update_policy({"name": "n", "arguments": "--cb_explore_adf --sendto example.org"})
     assert e.value.status_code == 400 and e.value.error.code == "InvalidPolicyConfiguration"
     assert e.value.error.message.startswith("arguments: VW option --sendto is not allowed")
-    assert admin.reset_policy()["arguments"] == "--cb_explore_adf --epsilon 0.05 -q ::"
-    assert client.get_loop("default").policy == "vw:--cb_explore_adf --epsilon 0.05 -q ::"
+    assert "vw:" + admin.reset_policy()["arguments"] == DEFAULT_POLICY
+    assert client.get_loop("default").policy == DEFAULT_POLICY
 
 
 def test_model_export_import_and_reset(served):

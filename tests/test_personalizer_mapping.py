@@ -237,7 +237,7 @@ def test_service_configuration_round_trips():
         "rewardWaitTime": "PT1M",
         "defaultReward": 0.0,
         "rewardAggregation": "earliest",
-        "explorationPercentage": 0.05,
+        "explorationPercentage": 0.0,  # the default explores with SquareCB
         "modelExportFrequency": "PT10S",
         "logRetentionDays": -1,
         "learningMode": "Online",
@@ -249,7 +249,7 @@ def test_service_configuration_round_trips():
 
 
 def test_service_configuration_changes_map_onto_the_loop():
-    config = default_loop_config()
+    config = normalized(types_pb2.LoopConfig(name="default", policy="vw:--cb_explore_adf --epsilon 0.05 -q ::"))
     body = {
         "rewardWaitTime": "PT10M",
         "defaultReward": -0.5,
@@ -308,8 +308,12 @@ def test_exploration_of_other_explorations_is_kept_and_not_changed():
 def test_policy_contracts():
     assert pm.policy_contract(types_pb2.LoopConfig(name="default", policy=DEFAULT_POLICY)) == {
         "name": "default",
-        "arguments": "--cb_explore_adf --epsilon 0.05 -q ::",
+        "arguments": "--cb_explore_adf --squarecb --experimental_full_name_interactions action|: "
+        "--experimental_full_name_interactions channel|:",
     }
+    assert pm.policy_spec(pm.policy_contract(types_pb2.LoopConfig(name="default", policy=DEFAULT_POLICY))) == (
+        DEFAULT_POLICY
+    )
     assert pm.policy_contract(types_pb2.LoopConfig(name="x", policy="random"))["arguments"] == "random"
     # learning settings as Personalizer wrote them (examples/Evaluations_Create.json): --dsjson is its input format
     microsofts = "--cb_explore_adf --epsilon 0.2 --dsjson --cb_type ips -l 0.5 --l1 1E-07 --power_t 0.5"

@@ -5,6 +5,7 @@ import math
 import pytest
 
 from nextbest.client import action
+from nextbest.server.config import DEFAULT_POLICY
 from nextbest.server.sampling import sample_index, seeded_uniform
 from nextbest.server.store import Stream
 from nextbest.v1 import records_pb2
@@ -31,7 +32,7 @@ def test_rank_answers_a_ranking_that_sums_to_one_and_logs_it(served):
     assert math.isclose(sum(probs), 1.0, abs_tol=1e-12)
     assert probs == sorted(probs, reverse=True)
     assert r.chosen_action_id in {a.id for a in ACTIONS}
-    assert r.policy == "vw:--cb_explore_adf --epsilon 0.05 -q ::"
+    assert r.policy == DEFAULT_POLICY
     assert r.model_version == "0"
 
     record = logged(server, "default", "e-1")

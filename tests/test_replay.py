@@ -1,12 +1,12 @@
 """The served model is VW learning `nextbest export`: a whole service's life, replayed through VW in-process.
 
-`nextbest serve` (a subprocess) runs one loop per reward aggregation, each with a different default reward,
-on traffic with every feature shape Rank accepts (`test_export.SHAPES`), exclusions, deferred decisions
-(some activated) and 0, 1 or 2 rewards per decision. It is killed (SIGKILL) under traffic, restarted, stopped
-cleanly (SIGTERM), restarted; meanwhile one loop gets two shadows (one raising on every decision without
-`push-tip`) and later promotes the other, and one loop replaces its policy. Then, for every loop, VW
-itself (`vw --dsjson` with the live spec's arguments) learns the export's lines of the live model's range
-(`server.export.live_replay`) and must give the served model's probabilities on the logged examples.
+`nextbest serve` (a subprocess) runs one loop per reward aggregation, each with a different default reward (one
+with the default policy), on traffic with every feature shape Rank accepts (`test_export.SHAPES`), exclusions,
+deferred decisions (some activated) and 0, 1 or 2 rewards per decision. It is killed (SIGKILL) under traffic,
+restarted, stopped cleanly (SIGTERM), restarted; meanwhile one loop gets two shadows (one raising on every
+decision without `push-tip`) and later promotes the other, and one loop replaces its policy. Then, for every
+loop, VW itself (`vw --dsjson` with the live spec's arguments) learns the export's lines of the live model's
+range (`server.export.live_replay`) and must give the served model's probabilities on the logged examples.
 """
 
 import io
@@ -20,6 +20,7 @@ from test_export import SHAPES, max_pmf_gap, vw_replay
 
 from nextbest import policies
 from nextbest.client import Client, RewardAggregation, action
+from nextbest.server.config import DEFAULT_POLICY
 from nextbest.server.export import export, logged_event
 from nextbest.server.store import Stream, open_store
 from nextbest.testing import wait_for
@@ -31,12 +32,12 @@ SPEC = "vw:--cb_explore_adf --softmax --lambda 5 -q ::"  # a pmf that moves with
 OTHER = "vw:--cb_explore_adf --squarecb -q ::"
 REPLACEMENT = "vw:--cb_explore_adf --softmax --lambda 2 --cb_type ips -q ::"
 PUSH_ONLY = 'fixed:{"push-tip": 1}'  # raises on a decision without push-tip among the candidates
-LOOPS = {  # loop: (aggregation, default reward)
-    "earliest": (RewardAggregation.REWARD_AGGREGATION_EARLIEST, 0.0),
-    "sum": (RewardAggregation.REWARD_AGGREGATION_SUM, -0.5),
-    "average": (RewardAggregation.REWARD_AGGREGATION_AVERAGE, 0.25),
-    "min": (RewardAggregation.REWARD_AGGREGATION_MIN, 1.0),
-    "max": (RewardAggregation.REWARD_AGGREGATION_MAX, 0.0),
+LOOPS = {  # loop: (aggregation, default reward, policy; "" for the server's default)
+    "earliest": (RewardAggregation.REWARD_AGGREGATION_EARLIEST, 0.0, SPEC),
+    "sum": (RewardAggregation.REWARD_AGGREGATION_SUM, -0.5, SPEC),
+    "average": (RewardAggregation.REWARD_AGGREGATION_AVERAGE, 0.25, ""),
+    "min": (RewardAggregation.REWARD_AGGREGATION_MIN, 1.0, SPEC),
+    "max": (RewardAggregation.REWARD_AGGREGATION_MAX, 0.0, SPEC),
 }
 SHAPE_LIST = list(SHAPES.values())
 ROUND = 30  # decisions per loop and round
@@ -87,10 +88,10 @@ def lived(tmp_path_factory):
     with (directory / "server.log").open("w") as log:
         server = Server(store, log)
         with Client(server.address) as client:
-            for loop, (aggregation, default) in LOOPS.items():
+            for loop, (aggregation, default, policy) in LOOPS.items():
                 client.create_loop(
                     loop,
-                    policy=SPEC,
+                    policy=policy,
                     reward_aggregation=aggregation,
                     default_reward=default,
                     reward_wait_seconds=0.5,
@@ -144,6 +145,7 @@ def test_the_loops_went_through_what_the_replay_is_meant_to_cover(lived):
         starts = {loop: records_pb2.LearnerState.FromString(m.state).live_start_seq for loop, m in live.items()}
         joined = [records_pb2.JoinedEvent.FromString(d) for _, d in store.log.read(Stream.JOINED, "sum", 0, 10**6)]
     assert (live["sum"].spec, live["max"].spec, live["min"].spec) == (OTHER, REPLACEMENT, SPEC)
+    assert live["average"].spec == DEFAULT_POLICY
     assert ROUND <= starts["sum"] < 6 * ROUND and ROUND <= starts["max"] < 6 * ROUND  # swaps mid-stream
     assert starts["min"] == 0
     shadows = {p.spec: p for p in stats["sum"].policies}

@@ -25,6 +25,7 @@ from nextbest.policies.base import SlotOutcome
 from nextbest.policies.envelope import seal, unseal
 from nextbest.policies.featurize import Slot
 from nextbest.policies.vw_options import ALLOWED, model_options, parse_args
+from nextbest.server.config import DEFAULT_POLICY
 from nextbest.v1 import admin_pb2
 
 pytestmark = pytest.mark.slow
@@ -49,6 +50,7 @@ OTHER_OPTIONS = (  # on a softmax, whose pmf moves with every weight
 )
 SPECS = [f"vw:--cb_explore_adf {e} {c} -q ::".replace("  ", " ") for e, c in itertools.product(EXPLORATIONS, CB_TYPES)]
 SPECS += [f"vw:--cb_explore_adf --softmax --lambda 2 {o}" for o in OTHER_OPTIONS]
+SPECS += [DEFAULT_POLICY]
 NOT_RESUMABLE = ("--bag 3 --epsilon 0.05", "--cover 2", "--rnd 2 --epsilon 0.05", "--epsilon 0.05 --cb_type dr")
 EVENTS = 150
 SPLITS = (20, 45, 70, 100)
@@ -123,6 +125,7 @@ CCB_SPECS += [
     "vw:--ccb_explore_adf --softmax --lambda 2 --all_slots_loss -q ::",
     "vw:--ccb_explore_adf --softmax --lambda 2 --ccb_no_slot_index -q ::",
     "vw:--ccb_explore_adf --softmax --lambda 2 --cb_sample -q ::",
+    DEFAULT_POLICY.replace("--cb_explore_adf", "--ccb_explore_adf"),  # the default's options, multi-slot
 ]
 
 

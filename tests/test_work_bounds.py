@@ -26,6 +26,7 @@ LIMIT = Limits().max_generated_features
 # The README states that any request within the limits is answered or refused within about 1 s on its 2-core
 # machine; the test allows 5 s, the machine being shared.
 BOUND_SECONDS = 5.0
+PAIRS = "vw:--cb_explore_adf -q ::"  # every pair of namespaces: N(N+1)/2 products per action for N features
 
 
 def tokens(n: int, prefix: str = "t") -> list[str]:
@@ -45,13 +46,14 @@ def _refused(call, *args, **kwargs) -> grpc.RpcError:
 def test_a_rank_that_would_hold_the_worker_for_seconds_is_refused_before_vw_sees_it(served):
     """16 namespaces × 1,024 tokens and 32 actions, within every size limit, held the GIL 8.4 s with `-q ::`."""
     _, client = served
+    client.create_loop("pairs", policy=PAIRS)
     actions = [action(f"a{i}") for i in range(32)]
-    request = decision_pb2.RankRequest(context=wide_context(16, 1024), actions=actions)
+    request = decision_pb2.RankRequest(loop="pairs", context=wide_context(16, 1024), actions=actions)
     error = _refused(client.decisions.Rank, request)
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "max_generated_features=5,000,000" in error.details()
     assert "4,296,278,112 features" in error.details()  # 32 × (N + 1 + N(N+1)/2), N = 16,385
-    assert client.stats().decisions == 0  # never logged, so never learned
+    assert client.stats(loop="pairs").decisions == 0  # never logged, so never learned
 
 
 def test_a_shadow_policy_counts_too(served):
@@ -241,12 +243,13 @@ def rank_requests(draw) -> decision_pb2.RankRequest:
 @pytest.mark.slow
 def test_every_rank_at_the_limits_is_answered_or_refused_within_the_stated_bound(tmp_path):
     with running_server(tmp_path / "store") as (_, client):
-        client.create_loop("linear", policy="linucb")  # and `default`, with the default policy (`-q ::`)
+        client.create_loop("linear", policy="linucb")  # and `default`, with the default policy
+        client.create_loop("pairs", policy=PAIRS)
 
         @settings(
             max_examples=24, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
         )
-        @given(rank_requests(), st.sampled_from(["default", "linear"]))
+        @given(rank_requests(), st.sampled_from(["default", "linear", "pairs"]))
         def rank(request: decision_pb2.RankRequest, loop: str) -> None:
             request.loop = loop
             started = time.monotonic()
@@ -270,14 +273,16 @@ def test_while_a_policy_swap_is_under_way_the_configured_policy_counts_too():
     example = policies.Example({"u": Namespace({}, {}, tokens(1000))}, example.actions)
     config = types_pb2.LoopConfig(name="swap", policy="vw:--cb_explore_adf")
     validation.decision_work(example, serving, config, Limits())
-    config.policy = "vw:--cb_explore_adf -q ::"
+    config.policy = PAIRS
     with pytest.raises(ResourceExhausted, match="max_generated_features"):
         validation.decision_work(example, serving, config, Limits())
 
 
 def test_the_limit_is_configurable(tmp_path):
     with running_server(tmp_path / "store", limits=Limits(max_generated_features=100)) as (_, client):
-        request = decision_pb2.RankRequest(context=wide_context(1, 12), actions=[action("a"), action("b")])
+        client.create_loop("pairs", policy=PAIRS)
+        actions = [action("a"), action("b")]
+        request = decision_pb2.RankRequest(loop="pairs", context=wide_context(1, 12), actions=actions)
         error = _refused(client.decisions.Rank, request)  # 2 × (13 + 1 + C(14, 2)) = 210
         assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "210 features" in error.details() and "max_generated_features=100" in error.details()

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from nextbest.server.config import DEFAULT_POLICY
+
 
 @dataclass
 class Plan:
@@ -30,7 +32,7 @@ class Plan:
     subjects: int = 0
     batch: int = 0
     campaign: int = 1_000_000
-    policy: str = "vw:--cb_explore_adf --epsilon 0.05 -q ::"
+    policy: str = DEFAULT_POLICY
     loop: str = "bench"
     timeout: float = 5.0
     max_inflight: int = 1000
