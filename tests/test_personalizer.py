@@ -155,13 +155,16 @@ def test_an_evaluation_is_one_whichever_path_names_the_loop_and_reports_its_fail
 def test_service_configuration_and_policy_map_onto_the_loop(served):
     server, client, endpoint = served
     admin = PersonalizerAdministrationClient(endpoint, KEY)
-    # the default policy explores with SquareCB: no percentage to report or set
+    # the default policy explores with SquareCB: no percentage to report; setting one makes it epsilon-greedy
     assert admin.get_service_configuration()["explorationPercentage"] == 0.0
-    with pytest.raises(HttpResponseError) as e:
+    assert admin.update_service_configuration({"explorationPercentage": 0.2})["explorationPercentage"] == 0.2
+    epsilon = client.get_loop("default").policy
+    assert epsilon == DEFAULT_POLICY.replace(" --squarecb", "") + " --epsilon 0.2"
+    admin.update_policy({"name": "squarecb", "arguments": "--cb_explore_adf --squarecb -q ::"})
+    with pytest.raises(HttpResponseError) as e:  # a SquareCB someone chose is theirs: no percentage
         admin.update_service_configuration({"explorationPercentage": 0.2})
     assert e.value.status_code == 400 and e.value.error.code == "InvalidServiceConfiguration"
     assert e.value.error.message.startswith("explorationPercentage: the loop's policy ")
-    assert client.get_loop("default").policy == DEFAULT_POLICY
     # an epsilon-greedy policy, as Personalizer's: its epsilon is the percentage
     admin.update_policy({"name": "epsilon-greedy", "arguments": "--cb_explore_adf --epsilon 0.05 -q ::"})
     shown = admin.get_service_configuration()

@@ -303,6 +303,11 @@ def test_exploration_of_other_explorations_is_kept_and_not_changed():
         pm.configured(squarecb, {"explorationPercentage": 0.1})
     with pytest.raises(pm.PersonalizerError, match="does not explore epsilon-greedily"):
         pm.configured(types_pb2.LoopConfig(name="r", policy="random"), {"explorationPercentage": 0.1})
+    default = normalized(types_pb2.LoopConfig(name="d"))
+    assert pm.configured(default, {"explorationPercentage": 0.1}).policy == (
+        "vw:--cb_explore_adf --experimental_full_name_interactions action|: "
+        "--experimental_full_name_interactions channel|: --epsilon 0.1"
+    )  # nobody chose the default's SquareCB: a percentage makes it epsilon-greedy, its interactions kept
 
 
 def test_policy_contracts():

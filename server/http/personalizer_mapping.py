@@ -29,6 +29,7 @@ import isodate
 from nextbest.policies.ope import dsjson
 from nextbest.policies.ope.dsjson import utc_seconds
 from nextbest.policies.ope.report import LOGGED, EvaluationReport
+from nextbest.server.config import DEFAULT_POLICY
 from nextbest.server.http.calls import HttpError
 from nextbest.v1 import admin_pb2, decision_pb2, types_pb2
 
@@ -358,10 +359,14 @@ def exploration(spec: str) -> float:
 
 
 def with_exploration(spec: str, value: float) -> str:
-    """`spec` exploring with epsilon `value`; refused for policies whose exploration is not epsilon-greedy."""
+    """`spec` exploring with epsilon `value`; refused for policies whose exploration is not epsilon-greedy, but
+    for the default policy (nobody chose its SquareCB): it becomes epsilon-greedy, its interactions kept, as a
+    Personalizer client setting a percentage on a new loop expects."""
     if value == exploration(spec):
         return spec
     arguments = _vw_arguments(spec)
+    if spec == DEFAULT_POLICY and arguments is not None:
+        arguments = [t for t in arguments if t != "--squarecb"]
     if arguments is None or _OTHER_EXPLORATIONS.intersection(arguments):
         raise bad_request(
             f"explorationPercentage: the loop's policy {spec!r} does not explore epsilon-greedily; "
