@@ -25,6 +25,7 @@ from nextbest.policies.base import SlotOutcome
 from nextbest.policies.envelope import seal, unseal
 from nextbest.policies.featurize import Slot
 from nextbest.policies.vw_options import ALLOWED, model_options, parse_args
+from nextbest.sim.slots import CCB_POLICY
 from nextbest.v1 import admin_pb2
 
 pytestmark = pytest.mark.slow
@@ -123,6 +124,7 @@ CCB_SPECS += [
     "vw:--ccb_explore_adf --softmax --lambda 2 --all_slots_loss -q ::",
     "vw:--ccb_explore_adf --softmax --lambda 2 --ccb_no_slot_index -q ::",
     "vw:--ccb_explore_adf --softmax --lambda 2 --cb_sample -q ::",
+    CCB_POLICY,  # the multi-slot world's default (full-name interactions)
 ]
 
 
