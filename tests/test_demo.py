@@ -43,7 +43,7 @@ def test_a_short_demo_prints_the_table_and_writes_the_png_and_the_json(tmp_path)
 
 def test_a_short_multi_slot_demo_prints_each_arm_against_the_multi_slot_loop_over_the_seeds(tmp_path):
     doc = tmp_path / "slots.json"
-    command = [sys.executable, "-m", "nextbest", "demo", "--slots", "--seconds", "5", "--seed", "1", "--seeds", "2"]
+    command = [sys.executable, "-m", "nextbest", "demo", "--slots", "--seconds", "2", "--seed", "1", "--seeds", "2"]
     out = subprocess.run([*command, "--json", doc], capture_output=True, text=True, check=True, timeout=300)
     rows = {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
     assert {"ccb", "independent", "journey"} <= rows

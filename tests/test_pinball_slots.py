@@ -1,11 +1,13 @@
 """The multi-slot world (tools/pinball/slots.py): its rule, and that its comparison computes what it claims."""
 
+import argparse
 import math
 
 import numpy as np
 import pytest
 import scipy.stats
 
+from nextbest.server.commands.demo import run_slots
 from nextbest.sim import slots
 
 
@@ -73,3 +75,10 @@ def test_a_run_through_the_service_gives_every_arm_the_same_sends_and_the_multi_
     assert not run.repeated["ccb"].any() and not run.repeated["journey"].any()
     repeats = run.repeated["independent"]
     assert (run.expected["independent"][repeats, 1] == 0).all()  # a repeat is wasted in the secondary slot
+
+
+def test_the_multi_slot_demo_refuses_fewer_than_one_seed(tmp_path, capsys):
+    args = argparse.Namespace(seeds=0, seed=1, seconds=1.0, json=str(tmp_path / "slots.json"))
+    assert run_slots(args) == 2
+    assert "--seeds must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "slots.json").exists()
