@@ -41,18 +41,15 @@ def test_a_short_demo_prints_the_table_and_writes_the_png_and_the_json(tmp_path)
     assert figures["arms"][-1]["all"]["of_oracle"] == 1.0
 
 
-def test_a_short_multi_slot_demo_prints_each_arm_against_the_multi_slot_loop(tmp_path):
+def test_a_short_multi_slot_demo_prints_each_arm_against_the_multi_slot_loop_over_the_seeds(tmp_path):
     doc = tmp_path / "slots.json"
-    out = subprocess.run(
-        [sys.executable, "-m", "nextbest", "demo", "--slots", "--seconds", "5", "--seed", "1", "--json", doc],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
+    command = [sys.executable, "-m", "nextbest", "demo", "--slots", "--seconds", "2", "--seed", "1", "--seeds", "2"]
+    out = subprocess.run([*command, "--json", doc], capture_output=True, text=True, check=True, timeout=300)
     rows = {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
     assert {"ccb", "independent", "journey"} <= rows
+    assert "seed 2 done" in out.stderr  # progress
     figures = json.loads(doc.read_text())
-    assert figures["sends"] == 75 and [c["arm"] for c in figures["all"]] == ["ccb", "independent", "journey"]
+    assert figures["sends"] == 50 and figures["seeds"] == [1, 2]
+    assert [c["arm"] for c in figures["all"]] == ["ccb", "independent", "journey"]
     for c in figures["all"][1:]:
-        assert c["low"] <= c["difference"] <= c["high"]
+        assert len(c["per_seed"]) == 2 and c["low"] <= c["difference"] <= c["high"]

@@ -16,6 +16,7 @@ from nextbest.server.joiner import Joiner
 from nextbest.server.sampling import sample_index, slot_uniform
 from nextbest.server.store import Entry, Stream, open_store
 from nextbest.server.subjects.history import contacts
+from nextbest.sim.slots import CCB_POLICY
 from nextbest.testing import FakeClock, running_server, wait_for
 from nextbest.v1 import decision_pb2, records_pb2, types_pb2
 
@@ -217,11 +218,12 @@ REPLAY_CCB = "vw:--ccb_explore_adf --softmax --lambda 5 -q ua -q sa"  # a pmf th
 
 
 @pytest.mark.slow
-def test_vw_learning_the_ccb_export_is_the_live_model(tmp_path):
+@pytest.mark.parametrize("spec", [REPLAY_CCB, CCB_POLICY])
+def test_vw_learning_the_ccb_export_is_the_live_model(tmp_path, spec):
     clock = FakeClock()
     store = tmp_path / "store"
     with running_server(store, clock=clock) as (server, client):
-        client.create_loop("page", policy=REPLAY_CCB, reward_wait_seconds=10, publish_interval_seconds=0.05)
+        client.create_loop("page", policy=spec, reward_wait_seconds=10, publish_interval_seconds=0.05)
         rng = np.random.default_rng(11)
         for i in range(60):
             context = {"u": {"seg": f"s{i % 3}", "visits": i % 5, "tokens": ["music", "_promo"]}}
@@ -246,10 +248,10 @@ def test_vw_learning_the_ccb_export_is_the_live_model(tmp_path):
     first = json.loads(lines[0])
     assert list(first["c"]) == ["u", "_multi", "_slots"] and list(first)[-4:] == ["_outcomes", "o", "VWState", "Seq"]
     assert [s["_id"] for s in first["_outcomes"]] == ["hero", "side"]
-    replayed = vw_replay(lines, REPLAY_CCB, tmp_path)
+    replayed = vw_replay(lines, spec, tmp_path)
     examples = [policies.Example(namespaces({"u": {"seg": f"s{k}", "visits": k}}), ACTIONS) for k in range(3)]
     slots = [policies.Slot(namespaces(s.features), (0, 1, 2, 3)) for s in SLOTS]
-    fresh = policies.create(REPLAY_CCB)
+    fresh = policies.create(spec)
     gap = learned = 0.0
     for example in examples:
         for chosen in ([], [1], [2]):

@@ -26,6 +26,7 @@ from nextbest.policies.envelope import seal, unseal
 from nextbest.policies.featurize import Slot
 from nextbest.policies.vw_options import ALLOWED, model_options, parse_args
 from nextbest.server.config import DEFAULT_POLICY
+from nextbest.sim.slots import CCB_POLICY
 from nextbest.v1 import admin_pb2
 
 pytestmark = pytest.mark.slow
@@ -126,6 +127,7 @@ CCB_SPECS += [
     "vw:--ccb_explore_adf --softmax --lambda 2 --ccb_no_slot_index -q ::",
     "vw:--ccb_explore_adf --softmax --lambda 2 --cb_sample -q ::",
     DEFAULT_POLICY.replace("--cb_explore_adf", "--ccb_explore_adf"),  # the default's options, multi-slot
+    CCB_POLICY,  # the multi-slot world's default (full-name interactions)
 ]
 
 

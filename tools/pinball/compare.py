@@ -69,6 +69,11 @@ def demo_config(seconds: float) -> WorldConfig:
     return WorldConfig(customers=customers, days=DEMO_DAYS)
 
 
+def memory_dir() -> str | None:
+    """/dev/shm when there is one, for temporary stores: the store fsyncs every write, which costs nothing in memory."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
 def through_service(
     population: Population,
     loops: Mapping[str, str | Loop],
@@ -81,14 +86,12 @@ def through_service(
 
     The servers run in-process on free loopback ports with a FakeClock that
     follows the world clock, one per contact policy (in a subdirectory of
-    `store` each). Without `store`, they run on a temporary store (in /dev/shm
-    when there is one: the store fsyncs every write, which costs nothing in
-    memory), removed afterwards. `extra` arms (e.g. in-process twins of a loop)
+    `store` each). Without `store`, they run on a temporary store (in
+    `memory_dir()`), removed afterwards. `extra` arms (e.g. in-process twins of a loop)
     run alongside. Returns the run and each loop's GetStats at the end.
     """
     if store is None:
-        shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-        with tempfile.TemporaryDirectory(prefix="nextbest-pinball-", dir=shm) as temporary:
+        with tempfile.TemporaryDirectory(prefix="nextbest-pinball-", dir=memory_dir()) as temporary:
             return through_service(population, loops, temporary, extra=extra, progress=progress)
     plans = {name: Loop(loop) if isinstance(loop, str) else loop for name, loop in loops.items()}
     policies = sorted({plan.contact_policy for plan in plans.values()})
