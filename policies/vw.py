@@ -70,6 +70,7 @@ import re
 import tempfile
 from collections.abc import Sequence
 
+import pylibvw
 import vowpalwabbit
 
 from nextbest.policies.base import LearnEvent, Policy, PolicySpecError
@@ -221,9 +222,18 @@ class VWPolicy(Policy):
     def _learn(self, events: Sequence[LearnEvent]) -> None:
         for e in events:
             if self.multi_slot:
-                self._ws.learn(ccb_labeled_lines(e))
+                self._learn_lines(ccb_labeled_lines(e))
             else:
-                self._ws.learn(e.example.vw_labeled_lines(e.chosen_index, -e.reward, e.probability))
+                self._learn_lines(e.example.vw_labeled_lines(e.chosen_index, -e.reward, e.probability))
+
+    def _learn_lines(self, lines: list[str]) -> None:
+        """Learn one multi-line example as `Workspace.learn(lines)` does (VW parses the same joined text), without
+        pyvw wrapping each parsed line in a Python object: that wrapping cost more than VW's parse."""
+        examples = pylibvw.vw._parse(self._ws, "\n".join(lines).strip())
+        try:
+            pylibvw.vw.learn_multi(self._ws, examples)
+        finally:
+            pylibvw.vw._finish_example_multi_ex(self._ws, examples)
 
     def _save(self) -> bytes:
         with tempfile.TemporaryDirectory(dir=_tmpdir()) as d:
