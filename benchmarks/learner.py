@@ -290,9 +290,13 @@ def _workspace(params: str) -> vowpalwabbit.Workspace:
     return vowpalwabbit.Workspace(arg_list=[*shlex.split(params), "--quiet"])
 
 
-def _labeled(event: policies.LearnEvent, params: str) -> list[str]:
-    """The event's labeled VW text, as a VW policy of these arguments learns it."""
-    if "--ccb_explore_adf" in shlex.split(params):
+def _multi_slot(params: str) -> bool:
+    return "--ccb_explore_adf" in shlex.split(params)
+
+
+def _labeled(event: policies.LearnEvent, multi_slot: bool) -> list[str]:
+    """The event's labeled VW text, as a VW policy (`multi_slot`: of `--ccb_explore_adf`) learns it."""
+    if multi_slot:
         return ccb_labeled_lines(event)
     return event.example.vw_labeled_lines(event.chosen_index, -event.reward, event.probability)
 
@@ -302,7 +306,8 @@ def vw_lines(spec: str, events: list[policies.LearnEvent]) -> dict[str, float] |
     params = _vw_params(spec)
     if params is None:
         return None
-    lines = [_labeled(e, params) for e in events]
+    multi_slot = _multi_slot(params)
+    lines = [_labeled(e, multi_slot) for e in events]
     workspace = _workspace(params)
 
     def run() -> None:
@@ -324,7 +329,7 @@ def stages(spec: str, joined: list[bytes]) -> dict[str, float] | None:
     params = _vw_params(spec)
     if params is None:
         return None
-    workspace = _workspace(params)
+    workspace, multi_slot = _workspace(params), _multi_slot(params)
     spent = dict.fromkeys(_STAGES, 0.0)
     learned = 0
     clock = time.thread_time
@@ -337,7 +342,7 @@ def stages(spec: str, joined: list[bytes]) -> dict[str, float] | None:
             t2 = clock()
             if event is None:
                 continue
-            lines = _labeled(event, params)
+            lines = _labeled(event, multi_slot)
             t3 = clock()
             learn_lines(workspace, lines)
             t4 = clock()
@@ -373,10 +378,10 @@ def run(plan: Plan) -> dict[str, Any]:
             joined = joined_stream(store)
         finally:
             server.stop(grace=0)
+    steps = stages(plan.policy, joined)  # first: the baselines' events, kept alive, would slow its collections
     events = learn_events(joined)
     progress(f"baselines: learning the {len(events):,} events with VW directly")
     direct, lines = vw_direct(plan.policy, events), vw_lines(plan.policy, events)
-    steps = stages(plan.policy, joined)
     return {
         "version": 1,
         "plan": asdict(plan),
