@@ -26,11 +26,11 @@ the LearnEvents of the joined stream, one at a time as the learner does (featuri
 beforehand, through `policies.vw.learn_lines` as the policy does (VW alone: its parse and learn).
 `ratio`: the trainer's learned/s over vw_direct's events/s (`cpu_ratio`: the same per CPU second).
 `stages_us` (VW policies): where a learned event's time goes, in thread CPU microseconds per event:
-`join` and `learn` are the trainer's joiner and learner steps (publishing excluded); `decode`
-(the joined event from its bytes), `learn_event`, `featurize` (the labeled VW text) and `vw` (VW's
-parse, learn and finish) are timed around each step of each event in a pass of their own over the
-joined events with a fresh workspace (so that the machine's load falls on every step alike); `other`
-is the learner step's time beyond them (reading the store, bookkeeping, the estimates).
+`join` and `learn` are the trainer's joiner and learner steps (publishing excluded); the learner's
+own steps, `decode` (the joined event from its bytes), `learn_event`, `featurize` (the labeled VW
+text) and `vw` (VW's parse, learn and finish), are timed around each step of each event in a pass
+of their own over the joined events with a fresh workspace, so that the machine's load falls on
+every step alike (their sum is not the trainer's `learn`: another pass, under another load).
 The verdict compares the trainer's learned/s with `TARGET_PER_SECOND` (`target_ratio`), and its
 learned events per CPU second (what an otherwise idle core reaches) too (`cpu_target_ratio`); the
 machine's load average is reported with it, as context (the wall-clock figure is absolute).
@@ -44,7 +44,7 @@ The report (`--json`): {"version": 1, "plan": {...}, "calls": "in-process Decisi
 "learned_per_cpu_second"},
 "samples": [{"t", "joined", "learned", "published", "lag_events"}],
 "vw_direct": {"events", "seconds", "per_second", "cpu_seconds", "per_cpu_second"}, "vw_lines": {...} | null,
-"stages_us": {"join", "learn", "decode", "learn_event", "featurize", "vw", "other"} | null,
+"stages_us": {"join", "learn", "decode", "learn_event", "featurize", "vw"} | null,
 "ratio", "ratio_lines", "cpu_ratio", "target_per_second", "target_ratio", "cpu_target_ratio", "met", "cpu_met"}.
 """
 
@@ -355,12 +355,11 @@ def stages(spec: str, joined: list[bytes]) -> dict[str, float] | None:
 
 
 def _stages_us(trainer: dict[str, Any], steps: dict[str, float] | None, events: int) -> dict[str, float] | None:
-    """The trainer's joiner and learner CPU per event with the learner's split into the steps measured alone."""
+    """The trainer's joiner and learner CPU per event, and the learner's steps measured alone."""
     if steps is None:
         return None
     cpu = trainer["step_cpu_seconds"]
-    join, learn = cpu["join"] / events * 1e6, (cpu["learn"] - cpu["publish"]) / events * 1e6
-    return {"join": join, "learn": learn, **steps, "other": learn - sum(steps.values())}
+    return {"join": cpu["join"] / events * 1e6, "learn": (cpu["learn"] - cpu["publish"]) / events * 1e6, **steps}
 
 
 def run(plan: Plan) -> dict[str, Any]:
@@ -439,8 +438,14 @@ def summary(report: dict[str, Any]) -> str:
         f"machine: {report['machine']['cpus']} cpus, load average before {report['machine']['loadavg_before'][0]:.2f}"
         f", after {report['machine']['loadavg_after'][0]:.2f} (other processes share it)",
     ]
-    if report["stages_us"]:
-        lines.append("CPU us per learned event: " + ", ".join(f"{k} {v:.0f}" for k, v in report["stages_us"].items()))
+    if stages_us := report["stages_us"]:
+        alone = {k: v for k, v in stages_us.items() if k not in ("join", "learn")}
+        lines.append(
+            f"CPU us per learned event: joiner {stages_us['join']:.0f}, learner {stages_us['learn']:.0f}; the "
+            "learner's steps alone: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in alone.items())
+            + f" (sum {sum(alone.values()):.0f})"
+        )
     target = f"{report['target_per_second']:,.0f}"
     lines += [
         f"target >= {target} learned events/s: {'met' if report['met'] else 'NOT met'} "

@@ -27,7 +27,7 @@ def test_a_short_run_joins_and_learns_every_event_once(tmp_path):
     assert report["met"] in (True, False) and report["cpu_met"] in (True, False)
     assert report["target_per_second"] == 5000 and report["target_ratio"] > 0 and report["cpu_target_ratio"] > 0
     stages = report["stages_us"]  # the learner's CPU per event split into its steps, the joiner's beside it
-    assert list(stages) == ["join", "learn", "decode", "learn_event", "featurize", "vw", "other"]
+    assert list(stages) == ["join", "learn", "decode", "learn_event", "featurize", "vw"]
     assert all(stages[k] > 0 for k in ("join", "learn", "decode", "featurize", "vw"))
     samples = report["samples"]
     assert samples[-1]["published"] == 300 and samples[-1]["lag_events"] == 0
