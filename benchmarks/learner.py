@@ -12,13 +12,14 @@ The loop: `--policy` (default: the service's default policy), ONLINE, a reward w
 clock then moves past the window, so that every decision can be joined at once.
 
 Trainer: a `Trainer` starts on the store (same clock) and works the backlog off; `Joiner.step`,
-`Learner.step` and `Learner.publish` are timed while it runs (wall and thread CPU seconds spent in
-each, and when the joiner had joined and the learner had learned every event). Every
+`Learner.step`, `Learner.publish`, and the passes' other readers of the joined stream,
+`LiftCounter.step` and `SubjectOutcomes.step`, are timed while it runs (wall and thread CPU seconds
+spent in each, and when the joiner had joined and the learner had learned every event). Every
 `--sample-seconds` the loop's statistics (`trainer.stats`) are sampled: joined, learned (as
 published), learner lag in events. Throughputs are events over wall time from the trainer's start:
 joined/s, learned/s (in the learner's memory) and published/s (a model that learned every event is
-in the store); `learned_per_cpu_second` divides by the trainer thread's CPU time in joiner and
-learner steps instead: what an otherwise idle core would reach, waits for the disk excluded.
+in the store); `learned_per_cpu_second` divides by the trainer thread's CPU time in those steps
+instead: what an otherwise idle core would reach, waits for the disk excluded.
 
 Baselines, in the same run on the same events: `vw_direct` creates the policy and calls `learn` with
 the LearnEvents of the joined stream, one at a time as the learner does (featurizing included);
@@ -26,7 +27,7 @@ the LearnEvents of the joined stream, one at a time as the learner does (featuri
 beforehand, through `policies.vw.learn_lines` as the policy does (VW alone: its parse and learn).
 `ratio`: the trainer's learned/s over vw_direct's events/s (`cpu_ratio`: the same per CPU second).
 `stages_us` (VW policies): where a learned event's time goes, in thread CPU microseconds per event:
-`join` and `learn` are the trainer's joiner and learner steps (publishing excluded); the learner's
+`join`, `learn`, `lift` and `outcomes` are the trainer's steps (publishing excluded); the learner's
 own steps, `decode` (the joined event from its bytes), `learn_event`, `featurize` (the labeled VW
 text) and `vw` (VW's parse, learn and finish), are timed around each step of each event in a pass
 of their own over the joined events with a fresh workspace, so that the machine's load falls on
@@ -40,11 +41,11 @@ The report (`--json`): {"version": 1, "plan": {...}, "calls": "in-process Decisi
 "fill": {"decisions", "rewards", "seconds", "decisions_per_second"},
 "trainer": {"joined", "learned", "published", "defaulted", "joined_seconds", "learned_seconds",
 "published_seconds", "joined_per_second", "learned_per_second", "published_per_second",
-"step_seconds": {"join", "learn", "publish"}, "step_cpu_seconds": {...}, "publishes",
+"step_seconds": {"join", "learn", "publish", "lift", "outcomes"}, "step_cpu_seconds": {...}, "publishes",
 "learned_per_cpu_second"},
 "samples": [{"t", "joined", "learned", "published", "lag_events"}],
 "vw_direct": {"events", "seconds", "per_second", "cpu_seconds", "per_cpu_second"}, "vw_lines": {...} | null,
-"stages_us": {"join", "learn", "decode", "learn_event", "featurize", "vw"} | null,
+"stages_us": {"join", "learn", "lift", "outcomes", "decode", "learn_event", "featurize", "vw"} | null,
 "ratio", "ratio_lines", "cpu_ratio", "target_per_second", "target_ratio", "cpu_target_ratio", "met", "cpu_met"}.
 """
 
@@ -75,7 +76,9 @@ from nextbest.server.config import DEFAULT_POLICY, Mode, normalized
 from nextbest.server.decision_service import DecisionService
 from nextbest.server.joiner import GRACE_SECONDS, Joiner
 from nextbest.server.learner import Learner, learn_event
+from nextbest.server.lift import LiftCounter
 from nextbest.server.store import Store, Stream, open_store
+from nextbest.server.subjects.outcomes import SubjectOutcomes
 from nextbest.server.trainer import Trainer
 from nextbest.testing import FakeClock
 from nextbest.v1 import decision_pb2, records_pb2, types_pb2
@@ -176,19 +179,27 @@ class StepTimer:
         return timed
 
 
+_TIMED: tuple[tuple[str, type, str, Callable[[Any], int]], ...] = (
+    ("join", Joiner, "step", lambda joiner: joiner.state.joined),  # events joined
+    ("learn", Learner, "step", lambda learner: learner.learned_seq),  # events learned, as of the call
+    ("publish", Learner, "publish", lambda learner: learner.learned_seq),
+    ("lift", LiftCounter, "step", lambda lift: lift.state.seq),  # joined events counted
+    ("outcomes", SubjectOutcomes, "step", lambda outcomes: outcomes.state.seq),
+)
+
+
 @contextmanager
 def timed_steps(target: int) -> Iterator[StepTimer]:
-    """Joiner.step ("join": events joined), Learner.step ("learn") and Learner.publish ("publish": events
-    learned, as of the call) timed while inside."""
+    """The trainer's steps of `_TIMED` timed while inside."""
     timer = StepTimer(target)
-    originals = Joiner.step, Learner.step, Learner.publish
-    Joiner.step = timer.wrap("join", Joiner.step, lambda joiner: joiner.state.joined)
-    Learner.step = timer.wrap("learn", Learner.step, lambda learner: learner.learned_seq)
-    Learner.publish = timer.wrap("publish", Learner.publish, lambda learner: learner.learned_seq)
+    originals = [(cls, method, getattr(cls, method)) for _, cls, method, _ in _TIMED]
+    for name, cls, method, position in _TIMED:
+        setattr(cls, method, timer.wrap(name, getattr(cls, method), position))
     try:
         yield timer
     finally:
-        Joiner.step, Learner.step, Learner.publish = originals
+        for cls, method, original in originals:
+            setattr(cls, method, original)
 
 
 def _sample(trainer: Trainer, t: float, timer: StepTimer) -> dict[str, float]:
@@ -235,7 +246,7 @@ def train(store: Store, clock: FakeClock, plan: Plan) -> tuple[dict[str, Any], l
         **{f"{verb}_per_second": plan.events / times[name] for verb, name in _VERBS},
         "step_seconds": dict(timer.seconds),
         "step_cpu_seconds": dict(timer.cpu_seconds),
-        "learned_per_cpu_second": plan.events / (timer.cpu_seconds["join"] + timer.cpu_seconds["learn"]),
+        "learned_per_cpu_second": plan.events / _trainer_cpu(timer.cpu_seconds),
         "publishes": timer.calls["publish"],
     }
     return figures, samples
@@ -249,6 +260,11 @@ def joined_stream(store: Store) -> list[bytes]:
         joined += [data for _, data in batch]
         position = batch[-1][0]
     return joined
+
+
+def _trainer_cpu(cpu_seconds: dict[str, float]) -> float:
+    """The trainer thread's CPU seconds in its steps (publishing is inside the learner's)."""
+    return sum(seconds for name, seconds in cpu_seconds.items() if name != "publish")
 
 
 def learn_events(joined: list[bytes]) -> list[policies.LearnEvent]:
@@ -358,8 +374,9 @@ def _stages_us(trainer: dict[str, Any], steps: dict[str, float] | None, events: 
     """The trainer's joiner and learner CPU per event, and the learner's steps measured alone."""
     if steps is None:
         return None
-    cpu = trainer["step_cpu_seconds"]
-    return {"join": cpu["join"] / events * 1e6, "learn": (cpu["learn"] - cpu["publish"]) / events * 1e6, **steps}
+    cpu = {**trainer["step_cpu_seconds"]}
+    cpu["learn"] -= cpu.pop("publish")
+    return {name: seconds / events * 1e6 for name, seconds in cpu.items()} | steps
 
 
 def run(plan: Plan) -> dict[str, Any]:
@@ -430,8 +447,10 @@ def summary(report: dict[str, Any]) -> str:
     lines += [
         f"trainer time until learned: joiner {_share(steps['join'], t['learned_seconds'])}, learner "
         f"{_share(learning, t['learned_seconds'])}, publishing {_share(steps['publish'], t['learned_seconds'])} "
-        f"in {t['publishes']} publish calls; CPU: joiner {cpu['join']:.2f} s, learner "
-        f"{cpu['learn'] - cpu['publish']:.2f} s, publishing {cpu['publish']:.2f} s",
+        f"in {t['publishes']} publish calls, lift and subject outcomes "
+        f"{_share(steps['lift'] + steps['outcomes'], t['learned_seconds'])}; CPU: joiner {cpu['join']:.2f} s, "
+        f"learner {cpu['learn'] - cpu['publish']:.2f} s, publishing {cpu['publish']:.2f} s, lift "
+        f"{cpu['lift']:.2f} s, subject outcomes {cpu['outcomes']:.2f} s",
         f"trainer learned/s over VW direct: {report['ratio']:.2f} (policy)"
         + (f", {report['ratio_lines']:.2f} (text lines)" if report["ratio_lines"] else "")
         + f"; per CPU second: {report['cpu_ratio']:.2f} (policy)",
@@ -439,10 +458,10 @@ def summary(report: dict[str, Any]) -> str:
         f", after {report['machine']['loadavg_after'][0]:.2f} (other processes share it)",
     ]
     if stages_us := report["stages_us"]:
-        alone = {k: v for k, v in stages_us.items() if k not in ("join", "learn")}
+        alone = {k: v for k, v in stages_us.items() if k not in ("join", "learn", "lift", "outcomes")}
         lines.append(
-            f"CPU us per learned event: joiner {stages_us['join']:.0f}, learner {stages_us['learn']:.0f}; the "
-            "learner's steps alone: "
+            f"CPU us per learned event: joiner {stages_us['join']:.0f}, learner {stages_us['learn']:.0f}, lift "
+            f"{stages_us['lift']:.0f}, subject outcomes {stages_us['outcomes']:.0f}; the learner's steps alone: "
             + ", ".join(f"{k} {v:.0f}" for k, v in alone.items())
             + f" (sum {sum(alone.values()):.0f})"
         )
