@@ -2,12 +2,14 @@
 
 The parent process opens the store, creates the loop `default` if needed,
 runs a trainer (joiner, learner, retention) and the metrics endpoint, and
-spawns the workers and the other M - 1 trainers. Each worker opens the store itself, binds the port with
-SO_REUSEPORT (the kernel spreads connections over them) and serves gRPC
-without training; it picks up every model the trainers publish through the
-store. Each trainer process opens the store itself and takes its share of the loops' leases (see
-`Trainer`), so that several loops learn in parallel. A worker or trainer process that dies is started again.
-SIGTERM or SIGINT stops the workers gracefully, then the trainers.
+spawns the workers and the other M - 1 trainers. Each worker opens the store
+itself, binds the port with SO_REUSEPORT (the kernel spreads connections
+over them) and serves gRPC without training; it picks up every model the
+trainers publish through the store. Each trainer process opens the store
+itself and takes its share of the loops' leases (see `Trainer`), so that
+several loops learn in parallel. A worker or trainer process that dies is
+started again. SIGTERM or SIGINT stops the workers gracefully, then the
+trainers.
 """
 
 from __future__ import annotations

@@ -125,3 +125,13 @@ def test_two_trainer_processes_learn_different_loops(tmp_path):
     assert sorted(by_loop) == ["a", "b", "default"] and len(training) == 3, training  # each loop taken once
     pids = {int(pid) for pid in by_loop.values()}
     assert len(pids) == 2 and proc.pid in pids, (proc.pid, by_loop)  # the parent and a trainer process learn
+
+
+@pytest.mark.parametrize(
+    ("store", "trainers", "why"),
+    [("{tmp}/store", "0", "--trainers must be at least 1"), ("nats://127.0.0.1:1", "2", "--trainers needs an LMDB")],
+)
+def test_serve_refuses_trainers_it_cannot_run(tmp_path, store, trainers, why):
+    argv = ["serve", "--store", store.format(tmp=tmp_path), "--port", "0", "--trainers", trainers]
+    out = subprocess.run([sys.executable, "-m", "nextbest", *argv], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and why in out.stderr

@@ -183,11 +183,14 @@ def _evaluation(args: argparse.Namespace) -> EvaluationLimits:
 def run(args: argparse.Namespace) -> int:
     from nextbest.server.app import Node, ServerSettings, run_node
     from nextbest.server.errors import ServiceError
+    from nextbest.server.store import is_remote
 
     if args.workers < 1:
         raise SystemExit("nextbest serve: --workers must be at least 1")
     if args.trainers < 1:
         raise SystemExit("nextbest serve: --trainers must be at least 1")
+    if args.trainers > 1 and is_remote(args.store):
+        raise SystemExit("nextbest serve: --trainers needs an LMDB store; on NATS, run `nextbest train` more times")
     if args.http_port is not None and not 0 <= args.http_port <= 65535:
         raise SystemExit("nextbest serve: --http-port must be between 0 and 65535")
     if args.http_allow_origin and args.http_port is None:
