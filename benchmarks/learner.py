@@ -1,4 +1,4 @@
-"""Does the learner keep up with 2,000 joined events/s? The trainer on a backlog, against VW alone.
+"""Does one loop learn 5,000 joined events/s on one core? The trainer on a backlog, against VW alone.
 
     python -m benchmarks.learner --events 20000 --json learner.json --plot learner.png
 
@@ -12,31 +12,41 @@ The loop: `--policy` (default: the service's default policy), ONLINE, a reward w
 clock then moves past the window, so that every decision can be joined at once.
 
 Trainer: a `Trainer` starts on the store (same clock) and works the backlog off; `Joiner.step`,
-`Learner.step` and `Learner.publish` are timed while it runs (wall and thread CPU seconds spent in
-each, and when the joiner had joined and the learner had learned every event). Every
+`Learner.step`, `Learner.publish`, and the passes' other readers of the joined stream,
+`LiftCounter.step` and `SubjectOutcomes.step`, are timed while it runs (wall and thread CPU seconds
+spent in each, and when the joiner had joined and the learner had learned every event). Every
 `--sample-seconds` the loop's statistics (`trainer.stats`) are sampled: joined, learned (as
 published), learner lag in events. Throughputs are events over wall time from the trainer's start:
 joined/s, learned/s (in the learner's memory) and published/s (a model that learned every event is
-in the store); `learned_per_cpu_second` divides by the trainer thread's CPU time in joiner and
-learner steps instead: what an otherwise idle core would reach, waits for the disk excluded.
+in the store); `learned_per_cpu_second` divides by the trainer thread's CPU time in those steps
+instead: what an otherwise idle core would reach, waits for the disk excluded.
 
 Baselines, in the same run on the same events: `vw_direct` creates the policy and calls `learn` with
 the LearnEvents of the joined stream, one at a time as the learner does (featurizing included);
 `vw_lines` (VW policies) feeds a bare `vowpalwabbit.Workspace` the labeled text lines, prepared
-beforehand (VW alone). `ratio`: the trainer's learned/s over vw_direct's events/s (`cpu_ratio`: the
-same per CPU second). The verdict compares the trainer's learned/s with `TARGET_PER_SECOND`; the
-machine's load average is reported with it, as context (that figure is absolute).
+beforehand, through `policies.vw.learn_lines` as the policy does (VW alone: its parse and learn).
+`ratio`: the trainer's learned/s over vw_direct's events/s (`cpu_ratio`: the same per CPU second).
+`stages_us` (VW policies): where a learned event's time goes, in thread CPU microseconds per event:
+`join`, `learn`, `lift` and `outcomes` are the trainer's steps (publishing excluded); the learner's
+own steps, `decode` (the joined event from its bytes), `learn_event`, `featurize` (the labeled VW
+text) and `vw` (VW's parse, learn and finish), are timed around each step of each event in a pass
+of their own over the joined events with a fresh workspace, so that the machine's load falls on
+every step alike (their sum is not the trainer's `learn`: another pass, under another load).
+The verdict compares the trainer's learned/s with `TARGET_PER_SECOND` (`target_ratio`), and its
+learned events per CPU second (what an otherwise idle core reaches) too (`cpu_target_ratio`); the
+machine's load average is reported with it, as context (the wall-clock figure is absolute).
 
 The report (`--json`): {"version": 1, "plan": {...}, "calls": "in-process DecisionService (no gRPC)",
 "machine": {"cpus", "loadavg_before", "loadavg_after"},
 "fill": {"decisions", "rewards", "seconds", "decisions_per_second"},
 "trainer": {"joined", "learned", "published", "defaulted", "joined_seconds", "learned_seconds",
 "published_seconds", "joined_per_second", "learned_per_second", "published_per_second",
-"step_seconds": {"join", "learn", "publish"}, "step_cpu_seconds": {...}, "publishes",
+"step_seconds": {"join", "learn", "publish", "lift", "outcomes"}, "step_cpu_seconds": {...}, "publishes",
 "learned_per_cpu_second"},
 "samples": [{"t", "joined", "learned", "published", "lag_events"}],
 "vw_direct": {"events", "seconds", "per_second", "cpu_seconds", "per_cpu_second"}, "vw_lines": {...} | null,
-"ratio", "ratio_lines", "cpu_ratio", "target_per_second", "met"}.
+"stages_us": {"join", "learn", "lift", "outcomes", "decode", "learn_event", "featurize", "vw"} | null,
+"ratio", "ratio_lines", "cpu_ratio", "target_per_second", "target_ratio", "cpu_target_ratio", "met", "cpu_met"}.
 """
 
 from __future__ import annotations
@@ -59,18 +69,21 @@ from typing import Any
 import vowpalwabbit
 
 from nextbest import policies
+from nextbest.policies.vw import ccb_labeled_lines, learn_lines
 from nextbest.server.app import NextbestServer
 from nextbest.server.bench.load import PUBLISH_SECONDS, REWARD_WAIT_SECONDS, Workload
 from nextbest.server.config import DEFAULT_POLICY, Mode, normalized
 from nextbest.server.decision_service import DecisionService
 from nextbest.server.joiner import GRACE_SECONDS, Joiner
 from nextbest.server.learner import Learner, learn_event
+from nextbest.server.lift import LiftCounter
 from nextbest.server.store import Store, Stream, open_store
+from nextbest.server.subjects.outcomes import SubjectOutcomes
 from nextbest.server.trainer import Trainer
 from nextbest.testing import FakeClock
 from nextbest.v1 import decision_pb2, records_pb2, types_pb2
 
-TARGET_PER_SECOND = 2000.0
+TARGET_PER_SECOND = 5000.0
 LOOP = "learner"
 _READ_BATCH = 1000
 _VERBS = (("joined", "join"), ("learned", "learn"), ("published", "publish"))  # report name, step name
@@ -166,19 +179,27 @@ class StepTimer:
         return timed
 
 
+_TIMED: tuple[tuple[str, type, str, Callable[[Any], int]], ...] = (
+    ("join", Joiner, "step", lambda joiner: joiner.state.joined),  # events joined
+    ("learn", Learner, "step", lambda learner: learner.learned_seq),  # events learned, as of the call
+    ("publish", Learner, "publish", lambda learner: learner.learned_seq),
+    ("lift", LiftCounter, "step", lambda lift: lift.state.seq),  # joined events counted
+    ("outcomes", SubjectOutcomes, "step", lambda outcomes: outcomes.state.seq),
+)
+
+
 @contextmanager
 def timed_steps(target: int) -> Iterator[StepTimer]:
-    """Joiner.step ("join": events joined), Learner.step ("learn") and Learner.publish ("publish": events
-    learned, as of the call) timed while inside."""
+    """The trainer's steps of `_TIMED` timed while inside."""
     timer = StepTimer(target)
-    originals = Joiner.step, Learner.step, Learner.publish
-    Joiner.step = timer.wrap("join", Joiner.step, lambda joiner: joiner.state.joined)
-    Learner.step = timer.wrap("learn", Learner.step, lambda learner: learner.learned_seq)
-    Learner.publish = timer.wrap("publish", Learner.publish, lambda learner: learner.learned_seq)
+    originals = [(cls, method, getattr(cls, method)) for _, cls, method, _ in _TIMED]
+    for name, cls, method, position in _TIMED:
+        setattr(cls, method, timer.wrap(name, getattr(cls, method), position))
     try:
         yield timer
     finally:
-        Joiner.step, Learner.step, Learner.publish = originals
+        for cls, method, original in originals:
+            setattr(cls, method, original)
 
 
 def _sample(trainer: Trainer, t: float, timer: StepTimer) -> dict[str, float]:
@@ -225,22 +246,31 @@ def train(store: Store, clock: FakeClock, plan: Plan) -> tuple[dict[str, Any], l
         **{f"{verb}_per_second": plan.events / times[name] for verb, name in _VERBS},
         "step_seconds": dict(timer.seconds),
         "step_cpu_seconds": dict(timer.cpu_seconds),
-        "learned_per_cpu_second": plan.events / (timer.cpu_seconds["join"] + timer.cpu_seconds["learn"]),
+        "learned_per_cpu_second": plan.events / _trainer_cpu(timer.cpu_seconds),
         "publishes": timer.calls["publish"],
     }
     return figures, samples
 
 
-def learn_events(store: Store) -> list[policies.LearnEvent]:
-    """The LearnEvents of the loop's joined stream, in order (as the learner derives them)."""
-    events, position = [], 0
+def joined_stream(store: Store) -> list[bytes]:
+    """The loop's joined events as stored, in order."""
+    joined: list[bytes] = []
+    position = 0
     while batch := store.log.read(Stream.JOINED, LOOP, position, _READ_BATCH):
-        for _, data in batch:
-            event = learn_event(records_pb2.JoinedEvent.FromString(data))
-            if event is not None:
-                events.append(event)
+        joined += [data for _, data in batch]
         position = batch[-1][0]
-    return events
+    return joined
+
+
+def _trainer_cpu(cpu_seconds: dict[str, float]) -> float:
+    """The trainer thread's CPU seconds in its steps (publishing is inside the learner's)."""
+    return sum(seconds for name, seconds in cpu_seconds.items() if name != "publish")
+
+
+def learn_events(joined: list[bytes]) -> list[policies.LearnEvent]:
+    """The LearnEvents of joined events, in order (as the learner derives them)."""
+    events = (learn_event(records_pb2.JoinedEvent.FromString(data)) for data in joined)
+    return [event for event in events if event is not None]
 
 
 def _timed(events: int, run: Callable[[], None]) -> dict[str, float]:
@@ -267,22 +297,86 @@ def vw_direct(spec: str, events: list[policies.LearnEvent]) -> dict[str, float]:
     return _timed(len(events), run)
 
 
+def _vw_params(spec: str) -> str | None:
+    family, _, params = spec.partition(":")
+    return params if family == "vw" else None
+
+
+def _workspace(params: str) -> vowpalwabbit.Workspace:
+    return vowpalwabbit.Workspace(arg_list=[*shlex.split(params), "--quiet"])
+
+
+def _multi_slot(params: str) -> bool:
+    return "--ccb_explore_adf" in shlex.split(params)
+
+
+def _labeled(event: policies.LearnEvent, multi_slot: bool) -> list[str]:
+    """The event's labeled VW text, as a VW policy (`multi_slot`: of `--ccb_explore_adf`) learns it."""
+    if multi_slot:
+        return ccb_labeled_lines(event)
+    return event.example.vw_labeled_lines(event.chosen_index, -event.reward, event.probability)
+
+
 def vw_lines(spec: str, events: list[policies.LearnEvent]) -> dict[str, float] | None:
     """A bare VW workspace of `spec`'s arguments learning the events' labeled lines (None: not a VW spec)."""
-    family, _, params = spec.partition(":")
-    if family != "vw":
+    params = _vw_params(spec)
+    if params is None:
         return None
-    lines = [e.example.vw_labeled_lines(e.chosen_index, -e.reward, e.probability) for e in events]
-    workspace = vowpalwabbit.Workspace(arg_list=[*shlex.split(params), "--quiet"])
+    multi_slot = _multi_slot(params)
+    lines = [_labeled(e, multi_slot) for e in events]
+    workspace = _workspace(params)
 
     def run() -> None:
         for example in lines:
-            workspace.learn(example)
+            learn_lines(workspace, example)
 
     try:
         return _timed(len(lines), run)
     finally:
         workspace.finish()
+
+
+_STAGES = ("decode", "learn_event", "featurize", "vw")
+
+
+def stages(spec: str, joined: list[bytes]) -> dict[str, float] | None:
+    """Thread CPU microseconds per learned event of each step of learning `joined` with a fresh workspace of `spec`'s
+    arguments, each step timed around each event (None: not a VW spec)."""
+    params = _vw_params(spec)
+    if params is None:
+        return None
+    workspace, multi_slot = _workspace(params), _multi_slot(params)
+    spent = dict.fromkeys(_STAGES, 0.0)
+    learned = 0
+    clock = time.thread_time
+    try:
+        for data in joined:
+            t0 = clock()
+            decoded = records_pb2.JoinedEvent.FromString(data)
+            t1 = clock()
+            event = learn_event(decoded)
+            t2 = clock()
+            if event is None:
+                continue
+            lines = _labeled(event, multi_slot)
+            t3 = clock()
+            learn_lines(workspace, lines)
+            t4 = clock()
+            for stage, start, end in zip(_STAGES, (t0, t1, t2, t3), (t1, t2, t3, t4), strict=True):
+                spent[stage] += end - start
+            learned += 1
+    finally:
+        workspace.finish()
+    return {stage: seconds / max(learned, 1) * 1e6 for stage, seconds in spent.items()}
+
+
+def _stages_us(trainer: dict[str, Any], steps: dict[str, float] | None, events: int) -> dict[str, float] | None:
+    """The trainer's joiner and learner CPU per event, and the learner's steps measured alone."""
+    if steps is None:
+        return None
+    cpu = {**trainer["step_cpu_seconds"]}
+    cpu["learn"] -= cpu.pop("publish")
+    return {name: seconds / events * 1e6 for name, seconds in cpu.items()} | steps
 
 
 def run(plan: Plan) -> dict[str, Any]:
@@ -297,9 +391,11 @@ def run(plan: Plan) -> dict[str, Any]:
             filled = fill(DecisionService(store.log, server.catalog, server.limits, clock), plan)
             clock.advance(REWARD_WAIT_SECONDS + GRACE_SECONDS + 1.0)
             trainer, samples = train(store, clock, plan)
-            events = learn_events(store)
+            joined = joined_stream(store)
         finally:
             server.stop(grace=0)
+    steps = stages(plan.policy, joined)  # first: the baselines' events, kept alive, would slow its collections
+    events = learn_events(joined)
     progress(f"baselines: learning the {len(events):,} events with VW directly")
     direct, lines = vw_direct(plan.policy, events), vw_lines(plan.policy, events)
     return {
@@ -312,11 +408,15 @@ def run(plan: Plan) -> dict[str, Any]:
         "samples": samples,
         "vw_direct": direct,
         "vw_lines": lines,
+        "stages_us": _stages_us(trainer, steps, len(events)),
         "ratio": trainer["learned_per_second"] / direct["per_second"],
         "ratio_lines": trainer["learned_per_second"] / lines["per_second"] if lines else None,
         "cpu_ratio": trainer["learned_per_cpu_second"] / direct["per_cpu_second"],
         "target_per_second": TARGET_PER_SECOND,
+        "target_ratio": trainer["learned_per_second"] / TARGET_PER_SECOND,
+        "cpu_target_ratio": trainer["learned_per_cpu_second"] / TARGET_PER_SECOND,
         "met": trainer["learned_per_second"] >= TARGET_PER_SECOND,
+        "cpu_met": trainer["learned_per_cpu_second"] >= TARGET_PER_SECOND,
     }
 
 
@@ -347,15 +447,30 @@ def summary(report: dict[str, Any]) -> str:
     lines += [
         f"trainer time until learned: joiner {_share(steps['join'], t['learned_seconds'])}, learner "
         f"{_share(learning, t['learned_seconds'])}, publishing {_share(steps['publish'], t['learned_seconds'])} "
-        f"in {t['publishes']} publish calls; CPU: joiner {cpu['join']:.2f} s, learner "
-        f"{cpu['learn'] - cpu['publish']:.2f} s, publishing {cpu['publish']:.2f} s",
+        f"in {t['publishes']} publish calls, lift and subject outcomes "
+        f"{_share(steps['lift'] + steps['outcomes'], t['learned_seconds'])}; CPU: joiner {cpu['join']:.2f} s, "
+        f"learner {cpu['learn'] - cpu['publish']:.2f} s, publishing {cpu['publish']:.2f} s, lift "
+        f"{cpu['lift']:.2f} s, subject outcomes {cpu['outcomes']:.2f} s",
         f"trainer learned/s over VW direct: {report['ratio']:.2f} (policy)"
         + (f", {report['ratio_lines']:.2f} (text lines)" if report["ratio_lines"] else "")
         + f"; per CPU second: {report['cpu_ratio']:.2f} (policy)",
         f"machine: {report['machine']['cpus']} cpus, load average before {report['machine']['loadavg_before'][0]:.2f}"
         f", after {report['machine']['loadavg_after'][0]:.2f} (other processes share it)",
-        f"target >= {report['target_per_second']:,.0f} learned events/s: "
-        f"{'met' if report['met'] else 'NOT met'} ({t['learned_per_second']:,.0f}/s)",
+    ]
+    if stages_us := report["stages_us"]:
+        alone = {k: v for k, v in stages_us.items() if k not in ("join", "learn", "lift", "outcomes")}
+        lines.append(
+            f"CPU us per learned event: joiner {stages_us['join']:.0f}, learner {stages_us['learn']:.0f}, lift "
+            f"{stages_us['lift']:.0f}, subject outcomes {stages_us['outcomes']:.0f}; the learner's steps alone: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in alone.items())
+            + f" (sum {sum(alone.values()):.0f})"
+        )
+    target = f"{report['target_per_second']:,.0f}"
+    lines += [
+        f"target >= {target} learned events/s: {'met' if report['met'] else 'NOT met'} "
+        f"({t['learned_per_second']:,.0f}/s = {report['target_ratio']:.2f} of it); per CPU second: "
+        f"{'met' if report['cpu_met'] else 'NOT met'} ({t['learned_per_cpu_second']:,.0f} = "
+        f"{report['cpu_target_ratio']:.2f} of it)",
     ]
     return "\n".join(lines) + "\n"
 

@@ -70,6 +70,7 @@ import re
 import tempfile
 from collections.abc import Sequence
 
+import pylibvw
 import vowpalwabbit
 
 from nextbest.policies.base import LearnEvent, Policy, PolicySpecError
@@ -147,6 +148,16 @@ def ccb_labeled_lines(event: LearnEvent) -> list[str]:
     return example.ccb_lines([s.slot for s in event.slots], labels)
 
 
+def learn_lines(workspace: vowpalwabbit.Workspace, lines: list[str]) -> None:
+    """Learn one multi-line example as `workspace.learn(lines)` does (VW parses the same joined text), without pyvw
+    wrapping each parsed line in a Python object: that wrapping cost more than VW's parse."""
+    examples = pylibvw.vw._parse(workspace, "\n".join(lines).strip())
+    try:
+        pylibvw.vw.learn_multi(workspace, examples)
+    finally:
+        pylibvw.vw._finish_example_multi_ex(workspace, examples)
+
+
 @register("vw")
 class VWPolicy(Policy):
     """A VW `--cb_explore_adf` workspace; its pmf is VW's exploration distribution (normalized:
@@ -221,9 +232,9 @@ class VWPolicy(Policy):
     def _learn(self, events: Sequence[LearnEvent]) -> None:
         for e in events:
             if self.multi_slot:
-                self._ws.learn(ccb_labeled_lines(e))
+                learn_lines(self._ws, ccb_labeled_lines(e))
             else:
-                self._ws.learn(e.example.vw_labeled_lines(e.chosen_index, -e.reward, e.probability))
+                learn_lines(self._ws, e.example.vw_labeled_lines(e.chosen_index, -e.reward, e.probability))
 
     def _save(self) -> bytes:
         with tempfile.TemporaryDirectory(dir=_tmpdir()) as d:

@@ -33,7 +33,7 @@ from nextbest.server.store import Store, is_remote
 from nextbest.server.subjects.contact import PolicyCache
 from nextbest.server.subjects.keeper import SubjectKeeper
 from nextbest.server.tls import ServerTls, TlsError
-from nextbest.server.trainer import Trainer
+from nextbest.server.trainer import STOP_SECONDS, Trainer
 from nextbest.v1 import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc
 
 log = logging.getLogger("nextbest")
@@ -280,8 +280,8 @@ class ServerSettings:
 
 @dataclass(frozen=True)
 class Node:
-    """A `nextbest serve` node: worker processes serving gRPC over one store and, on LMDB, the trainer and the
-    metrics endpoint in the parent process."""
+    """A `nextbest serve` node: worker processes serving gRPC over one store and, on LMDB, a trainer and the
+    metrics endpoint in the parent process, and `trainers` - 1 trainer processes more."""
 
     store: str
     store_options: dict[str, Any]
@@ -295,6 +295,7 @@ class Node:
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
     loops: dict[str, dict[str, Any]] | None = None  # declared loops (`--loops FILE`), applied at start
+    trainers: int = 1
 
 
 @dataclass(frozen=True)
@@ -317,7 +318,7 @@ def run_node(
     """Run `node` on the opened `store` until `stopping` is set; then stop the workers, the trainer and the
     metrics, and close the store. `applied` hears of each change the declared loops make; ServiceError for the
     first one refused (nothing runs then)."""
-    from nextbest.server.workers import WorkerPool, free_port
+    from nextbest.server.workers import TrainerPool, WorkerPool, free_port
 
     if node.loops is not None:
         apply_declared_loops(store, node.loops, node.server.limits, applied)
@@ -327,10 +328,20 @@ def run_node(
     if settings.http_port == 0:  # every worker must bind the same port: pick it here
         settings = replace(settings, http_port=free_port(node.host))
     pool = WorkerPool(node.workers, node.store, node.store_options, node.host, port, settings, node.grace)
-    trainer = None
+    trainer, trainers = None, None
     if not is_remote(node.store):  # a replica of a shared store leaves training to `nextbest train`
-        trainer = Trainer(store, keep_models=node.keep_models, lease_seconds=node.lease_seconds)
+        trainer = Trainer(store, keep_models=node.keep_models, lease_seconds=node.lease_seconds, trainers=node.trainers)
         trainer.start()
+        if node.trainers > 1:
+            trainers = TrainerPool(
+                node.trainers - 1,
+                node.store,
+                node.store_options,
+                settings.restrictions,
+                node.keep_models,
+                node.lease_seconds,
+            )
+            trainers.start()
     pool.start()
     metrics, metrics_port = None, 0
     if node.metrics_port is not None:
@@ -339,6 +350,8 @@ def run_node(
     started(Started(f"{node.host}:{port}", sorted(store.configs.list()), metrics_port, settings.http_port))
     stopping.wait()
     pool.stop(node.grace)
+    if trainers:
+        trainers.stop(STOP_SECONDS + 10)
     if trainer:
         trainer.stop()
     if metrics:

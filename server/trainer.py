@@ -113,8 +113,11 @@ class _Failing:
 class Trainer:
     """Joins and learns every loop of the store until stopped; saves its positions on stop.
 
-    A pass starts every `pass_seconds`, or at once after a pass that found a backlog: passes write (joined
-    events, positions) in few transactions, so that they seldom hold the store's one writer from Rank.
+    `trainers` trainers share the store's loops: each holds at most its share of the leases (the number of loops
+    over `trainers`, rounded up), so that the loops spread over them and learn in parallel; a loop whose holder is
+    gone is taken by a trainer below its share. A pass starts every `pass_seconds`, or at once after a pass that found
+    a backlog: passes write (joined events, positions) in few transactions, so that they seldom hold the store's one
+    writer from Rank.
     """
 
     def __init__(
@@ -125,8 +128,13 @@ class Trainer:
         keep_models: int = DEFAULT_KEEP_MODELS,
         retention_interval_seconds: float = 60.0,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        trainers: int = 1,
     ) -> None:
+        if trainers < 1:
+            raise ValueError(f"trainers must be at least 1, got {trainers}")
         self._store = store
+        self._trainers = trainers
+        self._share = 0  # the most leases this trainer takes, of the current pass
         self.holder = process_holder()
         self._lease_seconds = lease_seconds
         self._renewed_at: dict[str, float] = {}  # when this trainer last took or renewed each lease it holds (clock)
@@ -168,6 +176,7 @@ class Trainer:
         self._failing = {name: f for name, f in self._failing.items() if name in configs}
         for name in set(self._renewed_at) - set(configs):
             self._release(name)
+        self._share = math.ceil(len(configs) / self._trainers)
         done = 0
         if time.monotonic() - self._swept_at >= self._retention_interval:
             self._sweep()
@@ -232,6 +241,8 @@ class Trainer:
         renewed_at = self._renewed_at.get(loop)
         if renewed_at is not None and renewed_at <= now < renewed_at + self._lease_seconds / 3:
             return True
+        if renewed_at is None and len(self._renewed_at) >= self._share:  # its share taken: the loop is another's
+            return False
         if self._store.leases.acquire(_lease_name(loop), self.holder, self._lease_seconds, now):
             if renewed_at is None:
                 log.info("trainer %s: training loop %s", self.holder, loop)

@@ -146,6 +146,29 @@ def test_two_trainers_on_one_store_share_no_loop(clock: FakeClock) -> None:
     assert first.learner_state("l") is not None and second.learner_state("l") is None
 
 
+def test_trainers_sharing_a_store_spread_its_loops_and_a_replacement_takes_a_stopped_ones(clock: FakeClock) -> None:
+    """With `trainers=3`, each trainer takes at most a third of the loops (rounded up): the first one to pass does not
+    take every loop, so each loop is learned by one trainer and all three learn. When one stops (releasing its
+    leases), the others stay at their share and its replacement (`nextbest serve` starts one) takes its loops."""
+    backend = MemoryBackend(clock=clock)
+    loop = make_loop(open_memory(backend), clock)
+    names = set("lmnopq")
+    for name in sorted(names - {"l"}):
+        loop.admin.CreateLoop(admin_pb2.CreateLoopRequest(config=types_pb2.LoopConfig(name=name)), None)
+
+    def spread(trainers: list[Trainer]) -> list[set[str]]:
+        for trainer in trainers:
+            trainer.step()
+        return [{name for name in names if t.learner_state(name) is not None} for t in trainers]
+
+    trainers = [Trainer(open_memory(backend), clock, lease_seconds=LEASE, trainers=3) for _ in range(3)]
+    held = spread(trainers)
+    assert [len(h) for h in held] == [2, 2, 2] and set().union(*held) == names
+    trainers[0].stop()
+    replacement = Trainer(open_memory(backend), clock, lease_seconds=LEASE, trainers=3)
+    assert spread([*trainers[1:], replacement]) == [held[1], held[2], held[0]]
+
+
 def test_a_standby_trainer_takes_over_a_lease_left_to_expire_on_the_trainers_clock(clock: FakeClock) -> None:
     """The lease and its renewals follow the trainers' clock: when it passes the lease's TTL without a renewal,
     the standby takes the loop on its next step and the former holder stands by on its next step."""

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
+import tempfile
 
 import numpy as np
 import pytest
+import vowpalwabbit
 
 from nextbest import policies
 from nextbest.policies.base import Policy
 from nextbest.policies.envelope import seal, unseal
+from nextbest.policies.vw import ccb_labeled_lines
 from nextbest.v1 import decision_pb2, types_pb2
 
 Features = types_pb2.Features
@@ -532,3 +536,37 @@ def test_linear_load_checks_the_saved_arrays(family):
             policies.load(f"{family}:dim=16", seal(family, out.getvalue()))
     with pytest.raises(ValueError, match=f"not a saved {family} policy"):
         policies.load(f"{family}:dim=16", seal(family, b"PK\x03\x04 not a zip"))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "vw:--cb_explore_adf --epsilon 0.05 -q ::",
+        "vw:--cb_explore_adf --squarecb --experimental_full_name_interactions action|: "
+        "--experimental_full_name_interactions channel|:",
+        "vw:--ccb_explore_adf --epsilon 0.1 -q ua",
+    ],
+)
+def test_a_vw_policy_learns_what_vws_own_workspace_learn_learns_from_the_same_lines(spec: str) -> None:
+    """The policy hands VW its example text through pylibvw (not pyvw's Workspace.learn, whose Python wrapping of each
+    line cost more than VW's parse): the model is byte for byte the one pyvw's learn makes of the same lines."""
+    rng = np.random.default_rng(7)
+    policy = policies.create(spec)
+    workspace = vowpalwabbit.Workspace(arg_list=[*shlex.split(spec.partition(":")[2]), "--quiet"])
+    for i in range(200):
+        ex = student(visits=float(rng.integers(0, 10)), tokens=("t" + str(i % 3),))
+        chosen_index = int(rng.integers(0, len(ex)))
+        reward = float(rng.random() < 0.5)
+        event = policies.LearnEvent(ex, chosen_index, 0.25, reward)
+        policy.learn([event])
+        labeled = ex.vw_labeled_lines(chosen_index, -reward, 0.25)
+        workspace.learn(ccb_labeled_lines(event) if policy.multi_slot else labeled)
+    assert unseal("vw", policy.save()) == _saved(workspace)
+
+
+def _saved(workspace: vowpalwabbit.Workspace) -> bytes:
+    with tempfile.TemporaryDirectory() as d:
+        workspace.save(f"{d}/m.vw")
+        workspace.finish()
+        with open(f"{d}/m.vw", "rb") as f:
+            return f.read()

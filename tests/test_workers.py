@@ -86,3 +86,52 @@ def test_two_workers_share_port_store_and_models(tmp_path):
     assert code == 0, proc.stderr.read()
     with open_store(str(store)) as s:  # every acknowledged decision is in the store
         assert all(s.log.get(Stream.DECISIONS, "w", f"e{i}") is not None for i in range(ranked))
+
+
+@pytest.mark.slow
+def test_two_trainer_processes_learn_different_loops(tmp_path):
+    """`nextbest serve --trainers 2`: the parent's trainer and a trainer process each take their share of the loops
+    (the `default` one and two created), so that loops are learned by two different processes; every loop learns."""
+    log_file = tmp_path / "serve.log"
+    with open(log_file, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nextbest", "--log-level", "INFO", "serve", "--store", str(tmp_path / "store")]
+            + ["--port", "0", "--trainers", "2"],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+    client = None
+    try:
+        address = re.search(r"serving on (\S+)", proc.stdout.readline()).group(1)
+        client = Client(address)
+        loops = ["a", "b"]
+        for loop in loops:
+            client.create_loop(loop, policy=PERSONALIZING, reward_wait_seconds=0.05, publish_interval_seconds=0.05)
+        for i in range(20):
+            for loop in loops:
+                r = client.rank(ACTIONS, {"user": {"segment": "student"}}, loop=loop, event_id=f"{loop}{i}")
+                client.reward(r.event_id, 1.0, loop=loop)
+        for loop in loops:
+            wait_for(lambda loop=loop: client.stats(loop).learned == 20)
+        training = re.findall(r"trainer \S+?:(\d+):\S+: training loop (\S+)", log_file.read_text())
+    finally:
+        if client:
+            client.close()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    assert code == 0, log_file.read_text()[-3000:]
+    by_loop = {loop: pid for pid, loop in training}
+    assert sorted(by_loop) == ["a", "b", "default"] and len(training) == 3, training  # each loop taken once
+    pids = {int(pid) for pid in by_loop.values()}
+    assert len(pids) == 2 and proc.pid in pids, (proc.pid, by_loop)  # the parent and a trainer process learn
+
+
+@pytest.mark.parametrize(
+    ("store", "trainers", "why"),
+    [("{tmp}/store", "0", "--trainers must be at least 1"), ("nats://127.0.0.1:1", "2", "--trainers needs an LMDB")],
+)
+def test_serve_refuses_trainers_it_cannot_run(tmp_path, store, trainers, why):
+    argv = ["serve", "--store", store.format(tmp=tmp_path), "--port", "0", "--trainers", trainers]
+    out = subprocess.run([sys.executable, "-m", "nextbest", *argv], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and why in out.stderr

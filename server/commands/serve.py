@@ -143,6 +143,13 @@ def add(commands: argparse._SubParsersAction) -> None:
         "learner (LMDB) and metrics endpoint run in the parent process, so learning never competes with serving "
         "for one interpreter",
     )
+    serve.add_argument(
+        "--trainers",
+        type=int,
+        default=1,
+        help="trainer processes on an LMDB store (default: 1, the parent's): each takes its share of the loops, so "
+        "that several loops learn in parallel on several cores",
+    )
     add_metrics_arguments(serve)
     serve.set_defaults(run=run)
 
@@ -197,9 +204,14 @@ def _evaluation(args: argparse.Namespace) -> EvaluationLimits:
 def run(args: argparse.Namespace) -> int:
     from nextbest.server.app import Node, ServerSettings, run_node
     from nextbest.server.errors import ServiceError
+    from nextbest.server.store import is_remote
 
     if args.workers < 1:
         raise SystemExit("nextbest serve: --workers must be at least 1")
+    if args.trainers < 1:
+        raise SystemExit("nextbest serve: --trainers must be at least 1")
+    if args.trainers > 1 and is_remote(args.store):
+        raise SystemExit("nextbest serve: --trainers needs an LMDB store; on NATS, run `nextbest train` more times")
     if args.http_port is not None and not 0 <= args.http_port <= 65535:
         raise SystemExit("nextbest serve: --http-port must be between 0 and 65535")
     if args.http_allow_origin and args.http_port is None:
@@ -228,6 +240,7 @@ def run(args: argparse.Namespace) -> int:
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
         loops=_declared_loops(args.loops),
+        trainers=args.trainers,
     )
     stopping = stop_on_signals("shutting down")
     try:
