@@ -70,11 +70,17 @@ ORACLE_TARGET = 0.9
 HISTORY_WORLD = WorldConfig(customers=150, days=30)
 HISTORY_SEEDS = 3
 CALLER, SUBJECTS, JOURNEY_RULE = "vw-default-caller", "vw-default-subjects", "journey-contact-rule"
-HISTORY_LOOPS = {
-    CALLER: Loop(DEFAULT_POLICY),
-    SUBJECTS: Loop(DEFAULT_POLICY, subjects=True),
-    JOURNEY_RULE: Loop(SCRIPT_SPEC, subjects=True, contact_policy=CONTACT_POLICY),
-}
+
+
+def history_loops(policy: str = DEFAULT_POLICY) -> dict[str, Loop]:
+    """Part (c)'s loops: `policy` with the caller's history and through subject ids, and the journey."""
+    return {
+        CALLER: Loop(policy),
+        SUBJECTS: Loop(policy, subjects=True),
+        JOURNEY_RULE: Loop(SCRIPT_SPEC, subjects=True, contact_policy=CONTACT_POLICY),
+    }
+
+
 BATCHES = 20  # per world, for the intervals: decisions of one run correlate (same customers, same model versions)
 
 
@@ -152,12 +158,16 @@ def _interval(per_world: list[np.ndarray]) -> dict[str, float]:
     return {"difference": mean, "ci_low": mean - half, "ci_high": mean + half}
 
 
-def history(seed: int, seeds: int = HISTORY_SEEDS, world: WorldConfig = HISTORY_WORLD) -> dict[str, Any]:
-    """Part (c): HISTORY_LOOPS and the oracle through the service over `seeds` worlds of `world` from `seed`."""
-    expected: dict[str, list[np.ndarray]] = {name: [] for name in (*HISTORY_LOOPS, ORACLE)}
+def history(
+    seed: int, seeds: int = HISTORY_SEEDS, world: WorldConfig = HISTORY_WORLD, policy: str = DEFAULT_POLICY
+) -> dict[str, Any]:
+    """Part (c): `history_loops(policy)` and the oracle through the service over `seeds` worlds of `world` from
+    `seed`."""
+    loops = history_loops(policy)
+    expected: dict[str, list[np.ndarray]] = {name: [] for name in (*loops, ORACLE)}
     tails: dict[str, list[np.ndarray]] = {name: [] for name in expected}
     for world_seed in range(seed, seed + seeds):
-        run, _ = through_service(Population(world, world_seed), HISTORY_LOOPS)
+        run, _ = through_service(Population(world, world_seed), loops)
         since = report.last_fifth(run)
         for name in expected:
             arm = run.arm(name)
@@ -172,9 +182,10 @@ def history(seed: int, seeds: int = HISTORY_SEEDS, world: WorldConfig = HISTORY_
 
     return {
         "seeds": list(range(seed, seed + seeds)),
+        "policy": policy,
         "world": {"customers": world.customers, "days": world.days},
         "decisions_per_world": [len(e) for e in expected[ORACLE]],
-        "of_oracle": {n: {"all": of_oracle(expected, n), "last_fifth": of_oracle(tails, n)} for n in HISTORY_LOOPS},
+        "of_oracle": {n: {"all": of_oracle(expected, n), "last_fifth": of_oracle(tails, n)} for n in loops},
         "subjects_vs_journey": difference(SUBJECTS, JOURNEY_RULE),
         "caller_vs_journey": difference(CALLER, JOURNEY_RULE),
         "subjects_vs_caller": difference(SUBJECTS, CALLER),
@@ -185,7 +196,7 @@ def _print_history(c: dict[str, Any]) -> None:
     print(
         f"(c) history kept by the service vs by the caller, through the service, worlds {c['seeds']} "
         f"({c['world']['customers']} customers, {c['world']['days']:g} days; {c['seconds']:.0f} s), "
-        "share of the oracle:"
+        f"policy {c['policy']!r}, share of the oracle:"
     )
     for name, share in c["of_oracle"].items():
         print(f"  {name:22} {share['all']:.1%} (last fifth {share['last_fifth']:.1%})")
@@ -208,6 +219,13 @@ def main(argv: list[str] | None = None) -> int:
         type=_named_spec,
         help="one more policy for part (b), next to LONG_POLICIES (repeatable)",
     )
+    parser.add_argument(
+        "--history-policy",
+        default=DEFAULT_POLICY,
+        metavar="SPEC",
+        help="the policy of part (c)'s two default arms (default: the server's default, %(default)r)",
+    )
+    parser.add_argument("--seeds", type=int, default=HISTORY_SEEDS, help="worlds of part (c) (default: %(default)s)")
     parser.add_argument("--json", default="nextbest-learning.json", help="results (default: %(default)s)")
     parser.add_argument("--plot", default="nextbest-learning.png", help="learning curves of (b) (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -242,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         report.plot(run, args.plot, f"pinball world, {LONG_WORLD.days:g} days with drift: learning curves")
     if args.only in (None, "history"):
         started = time.monotonic()
-        results["history"] = c = history(args.seed)
+        results["history"] = c = history(args.seed, args.seeds, policy=args.history_policy)
         c["seconds"] = round(time.monotonic() - started, 1)
         _print_history(c)
     with open(args.json, "w") as f:

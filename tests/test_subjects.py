@@ -15,7 +15,8 @@ from nextbest.commands.admin import stats_lines
 from nextbest.server.auth import ApiKeys
 from nextbest.server.export import export
 from nextbest.server.store import Entry, Stream, open_store
-from nextbest.server.subjects.history import contacts
+from nextbest.server.subjects.features import with_features
+from nextbest.server.subjects.history import Contact, Summary, contacts
 from nextbest.testing import FakeClock, nats_server_binary, running_nats, running_server, wait_for
 from nextbest.v1 import admin_pb2, records_pb2
 
@@ -404,3 +405,17 @@ def test_a_contact_missing_from_the_history_is_recorded_when_its_decision_is_joi
     (recorded,) = contacts(server.store.subjects.get("ann"), clock())
     assert (recorded.event_id, recorded.action_id, recorded.channel, recorded.clicked) == ("lost", "sms-a", "sms", True)
     assert recorded.timestamp == decision.timestamp
+
+
+def test_an_actions_history_features_are_built_once_per_distinct_history():
+    now = 100 * DAY
+    sms = [
+        Contact(loop="l", event_id="e1", action_id="sms-a", channel="sms", timestamp=now - DAY / 2, expires=now + DAY)
+    ]
+    once, again = (with_features(Summary.of(sms, now), SMS) for _ in range(2))
+    assert once is again  # the same message: its line comes from the featurizer's cache
+    assert dict(once.features["nb_history"].numeric) == {"shown_7d": 1.0, "channel_contacts_7d": 1.0}
+    later = with_features(Summary.of(sms, now + DAY), SMS)
+    assert dict(later.features["nb_history"].categorical) == {"channel_days_since": "1-3"}
+    assert dict(once.features["nb_history"].categorical) == {"channel_days_since": "0-1"}
+    assert not SMS.features  # the candidate itself is left as it was

@@ -74,7 +74,7 @@ class Rule:
         """Whether the rule forbids its candidates now; None when it is skipped (no UTC offset for quiet hours)."""
         if self.kind == "quiet":
             return self._quiet(context, now)
-        scope = [c for c in history if self.covers(c.action_id, c.channel)]
+        scope = self._scope(history)
         if self.kind == "cap":
             return sum(now - c.timestamp < self.seconds for c in scope) >= self.max
         if self.kind == "gap":
@@ -82,6 +82,12 @@ class Rule:
         if self.kind == "bought":
             return any(c.joined and c.reward >= self.threshold and now - c.joined_at < self.seconds for c in scope)
         return self._fatigued(scope, now)
+
+    def _scope(self, history: Sequence[Contact]) -> Sequence[Contact]:
+        """The contacts the rule counts (all of them when it names no channel and no action)."""
+        if not self.channels and not self.actions:
+            return history
+        return [c for c in history if self.covers(c.action_id, c.channel)]
 
     def _quiet(self, context: Mapping[str, Namespace], now: float) -> bool | None:
         namespace, feature = self.offset_feature

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from nextbest.v1 import records_pb2, types_pb2
 
 DAY = 86400.0
+WEEK, MONTH = 7 * DAY, 30 * DAY
 MIN_HORIZON_SECONDS = 90 * DAY  # the least time a contact is kept (features look back 30 days)
 MAX_CONTACTS = 1000  # per subject, the newest kept
 
@@ -123,20 +124,28 @@ class Summary:
     @classmethod
     def of(cls, kept: list[Contact], now: float) -> Summary:
         summary = cls(now)
+        channels, actions = summary.channels, summary.actions
         for c in reversed(kept):  # newest first: the ignored run counts back from the newest joined contact
-            recent = now - c.timestamp < 7 * DAY
-            channel = summary.channels.setdefault(c.channel, _Channel())
-            channel.last = max(channel.last, c.timestamp)
-            action = summary.actions.setdefault(c.action_id, _Action())
-            summary.last = max(summary.last, c.timestamp)
-            if recent:
+            timestamp = c.timestamp
+            channel = channels.get(c.channel)
+            if channel is None:
+                channel = channels[c.channel] = _Channel()
+            action = actions.get(c.action_id)
+            if action is None:
+                action = actions[c.action_id] = _Action()
+            if timestamp > channel.last:
+                channel.last = timestamp
+            if timestamp > summary.last:
+                summary.last = timestamp
+            if now - timestamp < WEEK:
                 summary.contacts_7d += 1
                 channel.contacts_7d += 1
                 action.shown_7d += 1
-            if c.clicked and now - c.timestamp < 30 * DAY:
+            clicked = c.clicked
+            if clicked and now - timestamp < MONTH:
                 action.clicked_30d += 1
             if c.joined and not channel.run_done:
-                if c.clicked:
+                if clicked:
                     channel.run_done = True
                 else:
                     channel.ignored_run += 1
