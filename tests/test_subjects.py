@@ -16,7 +16,7 @@ from nextbest.server.auth import ApiKeys
 from nextbest.server.export import export
 from nextbest.server.store import Entry, Stream, open_store
 from nextbest.server.subjects.features import with_features
-from nextbest.server.subjects.history import Contact, Summary, contacts
+from nextbest.server.subjects.history import Contact, Summary, contacts, read, with_contact
 from nextbest.testing import FakeClock, nats_server_binary, running_nats, running_server, wait_for
 from nextbest.v1 import admin_pb2, records_pb2
 
@@ -419,3 +419,19 @@ def test_an_actions_history_features_are_built_once_per_distinct_history():
     assert dict(later.features["nb_history"].categorical) == {"channel_days_since": "1-3"}
     assert dict(once.features["nb_history"].categorical) == {"channel_days_since": "0-1"}
     assert not SMS.features  # the candidate itself is left as it was
+
+
+def test_the_contact_write_reuses_the_history_rank_read_only_while_it_is_unchanged():
+    now = 100 * DAY
+    first = Contact(loop="l", event_id="e1", action_id="sms-a", channel="sms", timestamp=now - DAY, expires=now + DAY)
+    second = Contact(loop="l", event_id="e2", action_id="push-a", channel="push", timestamp=now, expires=now + DAY)
+    stored = with_contact(None, first, now - DAY)
+    seen = read(stored, now)
+    assert with_contact(stored, second, now, seen) == with_contact(stored, second, now)
+    assert [c.event_id for c in contacts(with_contact(stored, second, now, seen), now)] == ["e1", "e2"]
+    assert seen.kept == [first]  # the read itself is left as it was
+    # another write came between the read and this one: its contact is kept
+    other = Contact(loop="m", event_id="e3", action_id="sms-a", channel="sms", timestamp=now, expires=now + DAY)
+    changed = with_contact(stored, other, now)
+    assert [c.event_id for c in contacts(with_contact(changed, second, now, seen), now)] == ["e1", "e3", "e2"]
+    assert contacts(with_contact(stored, second, now + 2 * DAY, seen), now + 2 * DAY) == []  # expired by then

@@ -60,10 +60,25 @@ def _find(kept: list[Contact], key: Contact) -> Contact | None:
     return None
 
 
-def with_contact(data: bytes | None, contact: Contact, now: float) -> bytes | None:
+@dataclass(frozen=True)
+class Read:
+    """A stored history as read at `now`, and its unexpired contacts (oldest first): what a write at the same `now`
+    decodes again when the record has not changed since."""
+
+    data: bytes | None
+    kept: list[Contact]
+    now: float
+
+
+def read(data: bytes | None, now: float) -> Read:
+    return Read(data, contacts(data, now), now)
+
+
+def with_contact(data: bytes | None, contact: Contact, now: float, known: Read | None = None) -> bytes | None:
     """The history with `contact` in it (once: a contact is keyed by loop, event id and slot), the expired ones
-    out."""
-    kept = contacts(data, now)
+    out; `known`: the history read before, decoded again only when it is not `data` as of `now`."""
+    same = known is not None and known.now == now and known.data == data
+    kept = list(known.kept) if same else contacts(data, now)
     if _find(kept, contact) is None:
         kept.append(contact)
     return _encoded(kept)
