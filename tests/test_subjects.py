@@ -15,6 +15,7 @@ from nextbest.commands.admin import stats_lines
 from nextbest.server.auth import ApiKeys
 from nextbest.server.export import export
 from nextbest.server.store import Entry, Stream, open_store
+from nextbest.server.subjects.contact import parse
 from nextbest.server.subjects.features import with_features
 from nextbest.server.subjects.history import Contact, Summary, contacts, read, with_contact
 from nextbest.testing import FakeClock, nats_server_binary, running_nats, running_server, wait_for
@@ -435,3 +436,22 @@ def test_the_contact_write_reuses_the_history_rank_read_only_while_it_is_unchang
     changed = with_contact(stored, other, now)
     assert [c.event_id for c in contacts(with_contact(changed, second, now, seen), now)] == ["e1", "e3", "e2"]
     assert contacts(with_contact(stored, second, now + 2 * DAY, seen), now + 2 * DAY) == []  # expired by then
+
+
+def test_the_rules_covering_a_candidate_are_found_once_per_action_and_channel():
+    rules = policy(
+        {"name": "sms", "channels": ["sms"], "max": 1, "per_seconds": DAY},
+        {"name": "promo", "actions": ["promo"], "max": 1, "per_seconds": DAY},
+        {"name": "both", "channels": ["email"], "actions": ["promo"], "min_gap_seconds": DAY},
+    )
+    screening, _ = parse(rules)
+    now = 10 * DAY
+    history = [
+        Contact(loop="l", event_id="e1", action_id="promo", channel="email", timestamp=now - 1.0, expires=now + DAY)
+    ]
+    for _ in range(2):
+        allowed, removed, skipped = screening.screen(history, [SMS, PROMO, UPGRADE, NOTHING], {}, now)
+        assert [a.id for a in allowed] == ["sms-a", "upgrade-offer", "nothing"] and not skipped
+        assert [(s.action_id, s.rule) for s in removed] == [("promo", "promo")]
+    assert len(screening._covering) == 3  # the no-contact action is never screened
+    assert screening._covering.get(("promo", "email")) == screening.rules[1:]
