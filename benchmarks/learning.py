@@ -4,6 +4,8 @@
     python -m benchmarks.learning --only service  # part (a) alone (or long, history)
     python -m benchmarks.learning --only long --policy sq-a='vw:--cb_explore_adf --squarecb -q a:'
                                                   # part (b) with one more policy
+    python -m benchmarks.learning --only history --history-policy 'vw:--cb_explore_adf --squarecb -q ::' --seeds 6
+                                                  # part (c) for another policy, over 6 worlds
 
 (a) service vs VW-direct: the same world (same customers, occasions and
     draws) through loops of a real nextbest service and through the same VW
@@ -16,10 +18,10 @@
     and the fraction of the oracle's it reaches (target: >= 0.9 for the best
     VW policy).
 (c) history kept by the service vs by the caller, through a real service:
-    the default policy with the caller's own history features, the default
-    policy through subject ids (the caller sends only what it knows of the
-    customer now; the service adds its history features), and the scripted
-    journey through subject ids under its weekly cap as the store's contact
+    the default policy (or --history-policy) with the caller's own history
+    features, the same policy through subject ids (the caller sends only
+    what it knows of the customer now; the service adds its history
+    features), and the scripted journey through subject ids under its weekly cap as the store's contact
     rule (on a server of its own, since a contact policy is store-wide), on
     the same worlds. The share of the oracle of both default arms (target:
     the service's history reaches at least the caller's), and the difference
