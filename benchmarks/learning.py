@@ -4,6 +4,8 @@
     python -m benchmarks.learning --only service  # part (a) alone (or long, history)
     python -m benchmarks.learning --only long --policy sq-a='vw:--cb_explore_adf --squarecb -q a:'
                                                   # part (b) with one more policy
+    python -m benchmarks.learning --only history --history-policy 'vw:--cb_explore_adf --squarecb -q ::' --seeds 6
+                                                  # part (c) for another policy, over 6 worlds
 
 (a) service vs VW-direct: the same world (same customers, occasions and
     draws) through loops of a real nextbest service and through the same VW
@@ -16,10 +18,10 @@
     and the fraction of the oracle's it reaches (target: >= 0.9 for the best
     VW policy).
 (c) history kept by the service vs by the caller, through a real service:
-    the default policy with the caller's own history features, the default
-    policy through subject ids (the caller sends only what it knows of the
-    customer now; the service adds its history features), and the scripted
-    journey through subject ids under its weekly cap as the store's contact
+    the default policy (or --history-policy) with the caller's own history
+    features, the same policy through subject ids (the caller sends only
+    what it knows of the customer now; the service adds its history
+    features), and the scripted journey through subject ids under its weekly cap as the store's contact
     rule (on a server of its own, since a contact policy is store-wide), on
     the same worlds. The share of the oracle of both default arms (target:
     the service's history reaches at least the caller's), and the difference
@@ -73,11 +75,17 @@ ORACLE_TARGET = 0.9
 HISTORY_WORLD = WorldConfig(customers=150, days=30)
 HISTORY_SEEDS = 3
 CALLER, SUBJECTS, JOURNEY_RULE = "vw-default-caller", "vw-default-subjects", "journey-contact-rule"
-HISTORY_LOOPS = {
-    CALLER: Loop(DEFAULT_POLICY),
-    SUBJECTS: Loop(DEFAULT_POLICY, subjects=True),
-    JOURNEY_RULE: Loop(SCRIPT_SPEC, subjects=True, contact_policy=CONTACT_POLICY),
-}
+
+
+def history_loops(policy: str = DEFAULT_POLICY) -> dict[str, Loop]:
+    """Part (c)'s loops: `policy` with the caller's history and through subject ids, and the journey."""
+    return {
+        CALLER: Loop(policy),
+        SUBJECTS: Loop(policy, subjects=True),
+        JOURNEY_RULE: Loop(SCRIPT_SPEC, subjects=True, contact_policy=CONTACT_POLICY),
+    }
+
+
 BATCHES = 20  # per world, for the intervals: decisions of one run correlate (same customers, same model versions)
 
 
@@ -155,12 +163,16 @@ def _interval(per_world: list[np.ndarray]) -> dict[str, float]:
     return {"difference": mean, "ci_low": mean - half, "ci_high": mean + half}
 
 
-def history(seed: int, seeds: int = HISTORY_SEEDS, world: WorldConfig = HISTORY_WORLD) -> dict[str, Any]:
-    """Part (c): HISTORY_LOOPS and the oracle through the service over `seeds` worlds of `world` from `seed`."""
-    expected: dict[str, list[np.ndarray]] = {name: [] for name in (*HISTORY_LOOPS, ORACLE)}
+def history(
+    seed: int, seeds: int = HISTORY_SEEDS, world: WorldConfig = HISTORY_WORLD, policy: str = DEFAULT_POLICY
+) -> dict[str, Any]:
+    """Part (c): `history_loops(policy)` and the oracle through the service over `seeds` worlds of `world` from
+    `seed`."""
+    loops = history_loops(policy)
+    expected: dict[str, list[np.ndarray]] = {name: [] for name in (*loops, ORACLE)}
     tails: dict[str, list[np.ndarray]] = {name: [] for name in expected}
     for world_seed in range(seed, seed + seeds):
-        run, _ = through_service(Population(world, world_seed), HISTORY_LOOPS)
+        run, _ = through_service(Population(world, world_seed), loops)
         since = report.last_fifth(run)
         for name in expected:
             arm = run.arm(name)
@@ -175,9 +187,10 @@ def history(seed: int, seeds: int = HISTORY_SEEDS, world: WorldConfig = HISTORY_
 
     return {
         "seeds": list(range(seed, seed + seeds)),
+        "policy": policy,
         "world": {"customers": world.customers, "days": world.days},
         "decisions_per_world": [len(e) for e in expected[ORACLE]],
-        "of_oracle": {n: {"all": of_oracle(expected, n), "last_fifth": of_oracle(tails, n)} for n in HISTORY_LOOPS},
+        "of_oracle": {n: {"all": of_oracle(expected, n), "last_fifth": of_oracle(tails, n)} for n in loops},
         "subjects_vs_journey": difference(SUBJECTS, JOURNEY_RULE),
         "caller_vs_journey": difference(CALLER, JOURNEY_RULE),
         "subjects_vs_caller": difference(SUBJECTS, CALLER),
@@ -188,7 +201,7 @@ def _print_history(c: dict[str, Any]) -> None:
     print(
         f"(c) history kept by the service vs by the caller, through the service, worlds {c['seeds']} "
         f"({c['world']['customers']} customers, {c['world']['days']:g} days; {c['seconds']:.0f} s), "
-        "share of the oracle:"
+        f"policy {c['policy']!r}, share of the oracle:"
     )
     for name, share in c["of_oracle"].items():
         print(f"  {name:22} {share['all']:.1%} (last fifth {share['last_fifth']:.1%})")
@@ -211,6 +224,13 @@ def main(argv: list[str] | None = None) -> int:
         type=_named_spec,
         help="one more policy for part (b), next to LONG_POLICIES (repeatable)",
     )
+    parser.add_argument(
+        "--history-policy",
+        default=DEFAULT_POLICY,
+        metavar="SPEC",
+        help="the policy of part (c)'s two default arms (default: the server's default, %(default)r)",
+    )
+    parser.add_argument("--seeds", type=int, default=HISTORY_SEEDS, help="worlds of part (c) (default: %(default)s)")
     parser.add_argument("--json", default="nextbest-learning.json", help="results (default: %(default)s)")
     parser.add_argument("--plot", default="nextbest-learning.png", help="learning curves of (b) (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -245,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         report.plot(run, args.plot, f"pinball world, {LONG_WORLD.days:g} days with drift: learning curves")
     if args.only in (None, "history"):
         started = time.monotonic()
-        results["history"] = c = history(args.seed)
+        results["history"] = c = history(args.seed, args.seeds, policy=args.history_policy)
         c["seconds"] = round(time.monotonic() - started, 1)
         _print_history(c)
     with open(args.json, "w") as f:

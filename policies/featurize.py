@@ -192,12 +192,31 @@ def _namespaces_text(namespaces: Mapping[str, FeaturesLike]) -> str:
     return " ".join(_namespace_text(ns, namespaces[ns]) for ns in sorted(namespaces))
 
 
+# An action's namespace texts by (name, serialized features), for the lines the line cache misses: an action whose
+# line is new often differs from one seen before in one namespace only (e.g. the history features Rank adds to it).
+_action_namespace_texts: BoundedCache[tuple[str, bytes], str] = BoundedCache(ACTION_CACHE_SIZE)
+
+
+def _action_namespace_text(name: str, features: FeaturesLike) -> str:
+    serialize = getattr(features, "SerializeToString", None)
+    if serialize is None:
+        return _namespace_text(name, features)
+    key = (name, serialize())
+    text = _action_namespace_texts.get(key)
+    if text is None:
+        text = _namespace_text(name, features)
+        if len(key[1]) <= CACHEABLE_ACTION_BYTES:
+            _action_namespace_texts.put(key, text)
+    return text
+
+
 def _action_line(action: ActionLike) -> str:
     head = f"|{ACTION_NAMESPACE} id={sanitize(action.id)}"
     if action.channel:
         head += f" |{CHANNEL_NAMESPACE} {sanitize(action.channel)}"
-    rest = _namespaces_text(action.features)
-    return f"{head} {rest}" if rest else head
+    if not action.features:
+        return head
+    return " ".join([head, *(_action_namespace_text(ns, action.features[ns]) for ns in sorted(action.features))])
 
 
 _action_lines: BoundedCache[bytes, str] = BoundedCache(ACTION_CACHE_SIZE)

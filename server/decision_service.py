@@ -19,6 +19,7 @@ from nextbest.server.config import Limits, Mode, check_reward
 from nextbest.server.errors import FailedPrecondition, InvalidArgument, ServiceError, status_of
 from nextbest.server.sampling import in_holdout, sample_index, seeded_uniform, slot_uniform
 from nextbest.server.store import Appended, Entry, EventLog, StoreFullError, Stream, SubjectChanges
+from nextbest.server.subjects.history import Read
 from nextbest.server.subjects.keeper import Screened, SubjectKeeper
 from nextbest.v1 import decision_pb2, decision_pb2_grpc, records_pb2, types_pb2
 
@@ -420,7 +421,7 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
             skipped_rules=screened.skipped,
         )
         decided_by = (record.model_version, policy, view.config.learning_mode)
-        contact = self._contact(record, candidates[chosen_index], view.config, now)
+        contact = self._contact(record, candidates[chosen_index], view.config, now, screened.history)
         entry = Entry(event_id, record_data(request, candidates, record, screened.logged_context), contact)
         answer = _response(event_id, candidates, pmf, chosen_index, decided_by, record.holdout, screened.suppressed)
         return _Decided(loop, view.config, entry, answer)
@@ -546,12 +547,18 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         )
 
     def _contact(
-        self, record: records_pb2.DecisionRecord, chosen: types_pb2.Action, config: types_pb2.LoopConfig, now: float
+        self,
+        record: records_pb2.DecisionRecord,
+        chosen: types_pb2.Action,
+        config: types_pb2.LoopConfig,
+        now: float,
+        history: Read | None = None,
     ) -> SubjectChanges:
-        """The subject history change that records a decision's contact, written with the decision."""
+        """The subject history change that records a decision's contact, written with the decision (`history`: the
+        subject's history as the decision read it)."""
         if not record.subject_id or record.deferred or self._subjects is None:
             return {}
-        return self._subjects.contact(record, chosen, config, now)
+        return self._subjects.contact(record, chosen, config, now, history)
 
     def _answered_unlogged(self, loop: str, error: StoreFullError) -> None:
         if self._on_unlogged:

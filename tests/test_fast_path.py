@@ -6,6 +6,7 @@ import random
 import pytest
 
 from nextbest import policies
+from nextbest.policies import featurize
 from nextbest.policies.cache import BoundedCache
 from nextbest.policies.featurize import action_line, plain
 from nextbest.server import validation
@@ -38,6 +39,18 @@ def test_cached_action_lines_are_the_computed_ones():
     for action in r.actions:
         assert action_line(action) == action_line(Plain(action))  # computed, then from the cache
         assert action_line(action) == action_line(Plain(action))
+
+
+def test_an_action_new_in_one_namespace_reuses_the_texts_of_the_others_and_gets_the_computed_line():
+    original = request(7).actions[0]
+    action_line(original)
+    for shown in (1.0, 2.0):  # as Rank adds history features: a new line, the `offer` namespace seen before
+        featured = types_pb2.Action()
+        featured.CopyFrom(original)
+        featured.features["history"].numeric["shown"] = shown
+        assert action_line(featured) == action_line(Plain(featured))
+    text = featurize._action_namespace_texts.get(("offer", original.features["offer"].SerializeToString()))
+    assert text is not None and text.startswith("|offer ") and action_line(original).endswith(f" {text}")
 
 
 def test_a_plain_context_gives_the_same_example_as_the_protobuf_one():

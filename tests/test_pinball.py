@@ -8,7 +8,7 @@ import pytest
 import scipy.stats
 
 from benchmarks.inprocess import in_process
-from benchmarks.learning import CALLER, HISTORY_LOOPS, JOURNEY_RULE, SUBJECTS, history
+from benchmarks.learning import CALLER, JOURNEY_RULE, SUBJECTS, history, history_loops
 from nextbest.server.config import DEFAULT_POLICY
 from nextbest.sim import features
 from nextbest.sim.arms import OracleArm, ServiceArm
@@ -212,7 +212,7 @@ def test_through_subject_ids_the_service_keeps_the_history_and_the_weekly_cap_is
 
 def test_the_history_benchmark_measures_both_histories_against_the_journey_under_its_rule():
     figures = history(seed=4, seeds=1, world=WorldConfig(customers=10, days=4))
-    assert set(figures["of_oracle"]) == set(HISTORY_LOOPS) == {CALLER, SUBJECTS, JOURNEY_RULE}
+    assert set(figures["of_oracle"]) == set(history_loops()) == {CALLER, SUBJECTS, JOURNEY_RULE}
     assert all(0 < share["all"] < 1 for share in figures["of_oracle"].values())
     for key in ("subjects_vs_journey", "caller_vs_journey", "subjects_vs_caller"):
         d = figures[key]

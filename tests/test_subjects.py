@@ -15,7 +15,9 @@ from nextbest.commands.admin import stats_lines
 from nextbest.server.auth import ApiKeys
 from nextbest.server.export import export
 from nextbest.server.store import Entry, Stream, open_store
-from nextbest.server.subjects.history import contacts
+from nextbest.server.subjects.contact import parse
+from nextbest.server.subjects.features import with_features
+from nextbest.server.subjects.history import Contact, Summary, contacts, read, with_contact
 from nextbest.testing import FakeClock, nats_server_binary, running_nats, running_server, wait_for
 from nextbest.v1 import admin_pb2, records_pb2
 
@@ -404,3 +406,52 @@ def test_a_contact_missing_from_the_history_is_recorded_when_its_decision_is_joi
     (recorded,) = contacts(server.store.subjects.get("ann"), clock())
     assert (recorded.event_id, recorded.action_id, recorded.channel, recorded.clicked) == ("lost", "sms-a", "sms", True)
     assert recorded.timestamp == decision.timestamp
+
+
+def test_an_actions_history_features_are_built_once_per_distinct_history():
+    now = 100 * DAY
+    sms = [
+        Contact(loop="l", event_id="e1", action_id="sms-a", channel="sms", timestamp=now - DAY / 2, expires=now + DAY)
+    ]
+    once, again = (with_features(Summary.of(sms, now), SMS) for _ in range(2))
+    assert once is again  # the same message: its line comes from the featurizer's cache
+    assert dict(once.features["nb_history"].numeric) == {"shown_7d": 1.0, "channel_contacts_7d": 1.0}
+    later = with_features(Summary.of(sms, now + DAY), SMS)
+    assert dict(later.features["nb_history"].categorical) == {"channel_days_since": "1-3"}
+    assert dict(once.features["nb_history"].categorical) == {"channel_days_since": "0-1"}
+    assert not SMS.features  # the candidate itself is left as it was
+
+
+def test_the_contact_write_reuses_the_history_rank_read_only_while_it_is_unchanged():
+    now = 100 * DAY
+    first = Contact(loop="l", event_id="e1", action_id="sms-a", channel="sms", timestamp=now - DAY, expires=now + DAY)
+    second = Contact(loop="l", event_id="e2", action_id="push-a", channel="push", timestamp=now, expires=now + DAY)
+    stored = with_contact(None, first, now - DAY)
+    seen = read(stored, now)
+    assert with_contact(stored, second, now, seen) == with_contact(stored, second, now)
+    assert [c.event_id for c in contacts(with_contact(stored, second, now, seen), now)] == ["e1", "e2"]
+    assert seen.kept == [first]  # the read itself is left as it was
+    # another write came between the read and this one: its contact is kept
+    other = Contact(loop="m", event_id="e3", action_id="sms-a", channel="sms", timestamp=now, expires=now + DAY)
+    changed = with_contact(stored, other, now)
+    assert [c.event_id for c in contacts(with_contact(changed, second, now, seen), now)] == ["e1", "e3", "e2"]
+    assert contacts(with_contact(stored, second, now + 2 * DAY, seen), now + 2 * DAY) == []  # expired by then
+
+
+def test_the_rules_covering_a_candidate_are_found_once_per_action_and_channel():
+    rules = policy(
+        {"name": "sms", "channels": ["sms"], "max": 1, "per_seconds": DAY},
+        {"name": "promo", "actions": ["promo"], "max": 1, "per_seconds": DAY},
+        {"name": "both", "channels": ["email"], "actions": ["promo"], "min_gap_seconds": DAY},
+    )
+    screening, _ = parse(rules)
+    now = 10 * DAY
+    history = [
+        Contact(loop="l", event_id="e1", action_id="promo", channel="email", timestamp=now - 1.0, expires=now + DAY)
+    ]
+    for _ in range(2):
+        allowed, removed, skipped = screening.screen(history, [SMS, PROMO, UPGRADE, NOTHING], {}, now)
+        assert [a.id for a in allowed] == ["sms-a", "upgrade-offer", "nothing"] and not skipped
+        assert [(s.action_id, s.rule) for s in removed] == [("promo", "promo")]
+    assert len(screening._covering) == 3  # the no-contact action is never screened
+    assert screening._covering.get(("promo", "email")) == screening.rules[1:]

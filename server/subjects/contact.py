@@ -23,10 +23,11 @@ import threading
 import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from nextbest.policies.featurize import Namespace
+from nextbest.policies.cache import BoundedCache
+from nextbest.policies.featurize import ACTION_CACHE_SIZE, Namespace
 from nextbest.server.config import MAX_REWARD_WAIT_SECONDS
 from nextbest.server.errors import InvalidArgument
 from nextbest.server.store import SubjectStore
@@ -74,7 +75,7 @@ class Rule:
         """Whether the rule forbids its candidates now; None when it is skipped (no UTC offset for quiet hours)."""
         if self.kind == "quiet":
             return self._quiet(context, now)
-        scope = [c for c in history if self.covers(c.action_id, c.channel)]
+        scope = self._scope(history)
         if self.kind == "cap":
             return sum(now - c.timestamp < self.seconds for c in scope) >= self.max
         if self.kind == "gap":
@@ -82,6 +83,16 @@ class Rule:
         if self.kind == "bought":
             return any(c.joined and c.reward >= self.threshold and now - c.joined_at < self.seconds for c in scope)
         return self._fatigued(scope, now)
+
+    def _scope(self, history: Sequence[Contact]) -> Sequence[Contact]:
+        """The contacts the rule counts (`covers`, with the common one-sided rules checked inline: Rank screens
+        every candidate of every decision)."""
+        channels, actions = self.channels, self.actions
+        if not actions:
+            return [c for c in history if c.channel in channels] if channels else history
+        if not channels:
+            return [c for c in history if c.action_id in actions]
+        return [c for c in history if self.covers(c.action_id, c.channel)]
 
     def _quiet(self, context: Mapping[str, Namespace], now: float) -> bool | None:
         namespace, feature = self.offset_feature
@@ -112,6 +123,10 @@ class ContactPolicy:
 
     rules: tuple[Rule, ...] = ()
     version: int = 0
+    # the rules that cover an (action id, channel): candidates repeat from request to request
+    _covering: BoundedCache[tuple[str, str], tuple[Rule, ...]] = field(
+        default_factory=lambda: BoundedCache(ACTION_CACHE_SIZE), compare=False, repr=False
+    )
 
     @property
     def horizon(self) -> float:
@@ -146,6 +161,14 @@ class ContactPolicy:
                 suppressed.append(types_pb2.SuppressedAction(action_id=action.id, rule=rule))
         return allowed, suppressed, [name for name, verdict in verdicts.items() if verdict is None]
 
+    def _rules_covering(self, action_id: str, channel: str) -> tuple[Rule, ...]:
+        key = (action_id, channel)
+        rules = self._covering.get(key)
+        if rules is None:
+            rules = tuple(r for r in self.rules if r.covers(action_id, channel))
+            self._covering.put(key, rules)
+        return rules
+
     def _forbidding(
         self,
         action: types_pb2.Action,
@@ -154,9 +177,7 @@ class ContactPolicy:
         now: float,
         verdicts: dict[str, bool | None],
     ) -> str | None:
-        for rule in self.rules:
-            if not rule.covers(action.id, action.channel):
-                continue
+        for rule in self._rules_covering(action.id, action.channel):
             if rule.name not in verdicts:
                 verdicts[rule.name] = rule.forbids(history, context, now)
             if verdicts[rule.name]:

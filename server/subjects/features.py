@@ -8,11 +8,16 @@ offline evaluation see exactly what the model saw.
 
 Counts of 0 are left out: a linear model gives a feature of value 0 no weight, and every feature costs the
 model's interactions time.
+
+An action's history features take few distinct values (a bucket and small counts), so its featured copy is cached
+by the action and those values: the same message comes back for the same input, and the featurizer's caches (keyed
+by the serialized action and its line) hit instead of rebuilding the line for every request.
 """
 
 from __future__ import annotations
 
-from nextbest.policies.featurize import Namespace
+from nextbest.policies.cache import BoundedCache
+from nextbest.policies.featurize import ACTION_CACHE_SIZE, CACHEABLE_ACTION_BYTES, Namespace
 from nextbest.server.subjects.history import DAY, Summary
 from nextbest.v1 import types_pb2
 
@@ -36,31 +41,48 @@ def context_features(summary: Summary) -> Namespace:
     return Namespace(numeric, {}, [])
 
 
-def _add_action_features(summary: Summary, action: types_pb2.Action, features: types_pb2.Features) -> None:
-    """Write the history features of `action` into `features` (its `nb_history` namespace)."""
-    numeric = features.numeric
+# (days-since bucket or "" when the action has no channel, channel contacts in 7 days, ignored run, shown, clicked)
+_Values = tuple[str, int, int, int, int]
+_featured: BoundedCache[tuple[bytes, _Values], types_pb2.Action] = BoundedCache(ACTION_CACHE_SIZE)
+
+
+def _values(summary: Summary, action: types_pb2.Action) -> _Values:
     own = summary.actions.get(action.id)
-    if own is not None:
-        if own.shown_7d:
-            numeric["shown_7d"] = own.shown_7d
-        if own.clicked_30d:
-            numeric["clicked_30d"] = own.clicked_30d
+    shown, clicked = (own.shown_7d, own.clicked_30d) if own is not None else (0, 0)
     if not action.channel:
-        return
+        return "", 0, 0, shown, clicked
     channel = summary.channels.get(action.channel)
     if channel is None:
-        features.categorical["channel_days_since"] = "never"
-        return
-    features.categorical["channel_days_since"] = _bucket((summary.now - channel.last) / DAY)
-    if channel.contacts_7d:
-        numeric["channel_contacts_7d"] = channel.contacts_7d
-    if channel.ignored_run:
-        numeric["channel_ignored_run"] = channel.ignored_run
+        return "never", 0, 0, shown, clicked
+    return _bucket((summary.now - channel.last) / DAY), channel.contacts_7d, channel.ignored_run, shown, clicked
+
+
+def _featured_action(action: types_pb2.Action, values: _Values) -> types_pb2.Action:
+    """A copy of `action` with the history features `values` in its `nb_history` namespace."""
+    out = types_pb2.Action()
+    out.CopyFrom(action)
+    features = out.features[ACTION_NAMESPACE]
+    days_since, channel_contacts, ignored_run, shown, clicked = values
+    for name, count in (
+        ("shown_7d", shown),
+        ("clicked_30d", clicked),
+        ("channel_contacts_7d", channel_contacts),
+        ("channel_ignored_run", ignored_run),
+    ):
+        if count:
+            features.numeric[name] = count
+    if days_since:
+        features.categorical["channel_days_since"] = days_since
+    return out
 
 
 def with_features(summary: Summary, action: types_pb2.Action) -> types_pb2.Action:
-    """A copy of `action` with its history features."""
-    out = types_pb2.Action()
-    out.CopyFrom(action)
-    _add_action_features(summary, action, out.features[ACTION_NAMESPACE])
+    """`action` with its history features; the message may be shared with other decisions: do not modify it."""
+    serialized = action.SerializeToString()
+    key = (serialized, _values(summary, action))
+    out = _featured.get(key)
+    if out is None:
+        out = _featured_action(action, key[1])
+        if len(serialized) <= CACHEABLE_ACTION_BYTES:
+            _featured.put(key, out)
     return out

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from nextbest.v1 import records_pb2, types_pb2
 
 DAY = 86400.0
+WEEK, MONTH = 7 * DAY, 30 * DAY
 MIN_HORIZON_SECONDS = 90 * DAY  # the least time a contact is kept (features look back 30 days)
 MAX_CONTACTS = 1000  # per subject, the newest kept
 
@@ -59,10 +60,25 @@ def _find(kept: list[Contact], key: Contact) -> Contact | None:
     return None
 
 
-def with_contact(data: bytes | None, contact: Contact, now: float) -> bytes | None:
+@dataclass(frozen=True)
+class Read:
+    """A stored history as read at `now`, and its unexpired contacts (oldest first): what a write at the same `now`
+    decodes again when the record has not changed since."""
+
+    data: bytes | None
+    kept: list[Contact]
+    now: float
+
+
+def read(data: bytes | None, now: float) -> Read:
+    return Read(data, contacts(data, now), now)
+
+
+def with_contact(data: bytes | None, contact: Contact, now: float, known: Read | None = None) -> bytes | None:
     """The history with `contact` in it (once: a contact is keyed by loop, event id and slot), the expired ones
-    out."""
-    kept = contacts(data, now)
+    out; `known`: the history read before, decoded again only when it is not `data` as of `now`."""
+    same = known is not None and known.now == now and known.data == data
+    kept = list(known.kept) if same else contacts(data, now)
     if _find(kept, contact) is None:
         kept.append(contact)
     return _encoded(kept)
@@ -123,20 +139,28 @@ class Summary:
     @classmethod
     def of(cls, kept: list[Contact], now: float) -> Summary:
         summary = cls(now)
+        channels, actions = summary.channels, summary.actions
         for c in reversed(kept):  # newest first: the ignored run counts back from the newest joined contact
-            recent = now - c.timestamp < 7 * DAY
-            channel = summary.channels.setdefault(c.channel, _Channel())
-            channel.last = max(channel.last, c.timestamp)
-            action = summary.actions.setdefault(c.action_id, _Action())
-            summary.last = max(summary.last, c.timestamp)
-            if recent:
+            timestamp = c.timestamp
+            channel = channels.get(c.channel)
+            if channel is None:
+                channel = channels[c.channel] = _Channel()
+            action = actions.get(c.action_id)
+            if action is None:
+                action = actions[c.action_id] = _Action()
+            if timestamp > channel.last:
+                channel.last = timestamp
+            if timestamp > summary.last:
+                summary.last = timestamp
+            if now - timestamp < WEEK:
                 summary.contacts_7d += 1
                 channel.contacts_7d += 1
                 action.shown_7d += 1
-            if c.clicked and now - c.timestamp < 30 * DAY:
+            clicked = c.clicked
+            if clicked and now - timestamp < MONTH:
                 action.clicked_30d += 1
             if c.joined and not channel.run_done:
-                if c.clicked:
+                if clicked:
                     channel.run_done = True
                 else:
                     channel.ignored_run += 1

@@ -10,7 +10,7 @@ from nextbest.server.errors import FailedPrecondition
 from nextbest.server.store import SubjectChanges, SubjectStore
 from nextbest.server.subjects.contact import PolicyCache
 from nextbest.server.subjects.features import CONTEXT_NAMESPACE, context_features, with_features
-from nextbest.server.subjects.history import Summary, contact_of, contacts, with_contact
+from nextbest.server.subjects.history import Read, Summary, contact_of, read, with_contact
 from nextbest.v1 import records_pb2, types_pb2
 
 
@@ -24,6 +24,7 @@ class Screened:
     logged_context: dict[str, types_pb2.Features] | None = None
     suppressed: list[types_pb2.SuppressedAction] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    history: Read | None = None  # the subject's history as read (for the write that records the contact)
 
 
 class SubjectKeeper:
@@ -45,8 +46,8 @@ class SubjectKeeper:
     ) -> Screened:
         """Remove the candidates the contact policy forbids and add the history features (unless the loop turned
         them off); FailedPrecondition naming the rules when no candidate is left."""
-        history = contacts(self._store.get(subject), now)
-        allowed, suppressed, skipped = self._policy.current().screen(history, candidates, context, now)
+        history = read(self._store.get(subject), now)
+        allowed, suppressed, skipped = self._policy.current().screen(history.kept, candidates, context, now)
         if not allowed:
             rules = sorted({s.rule for s in suppressed})
             raise FailedPrecondition(
@@ -54,23 +55,28 @@ class SubjectKeeper:
                 "add a candidate without a channel (no contact) to be answered with it"
             )
         if config.subject_features == types_pb2.SUBJECT_FEATURES_OFF:
-            return Screened(context, allowed, None, suppressed, skipped)
-        summary = Summary.of(history, now)
+            return Screened(context, allowed, None, suppressed, skipped, history)
+        summary = Summary.of(history.kept, now)
         own = context_features(summary)
         logged = dict(request_context)
         logged[CONTEXT_NAMESPACE] = types_pb2.Features(numeric=own.numeric)
         featured = [with_features(summary, a) for a in allowed]
-        return Screened({**context, CONTEXT_NAMESPACE: own}, featured, logged, suppressed, skipped)
+        return Screened({**context, CONTEXT_NAMESPACE: own}, featured, logged, suppressed, skipped, history)
 
     def contact(
-        self, decision: records_pb2.DecisionRecord, chosen: types_pb2.Action, config: types_pb2.LoopConfig, now: float
+        self,
+        decision: records_pb2.DecisionRecord,
+        chosen: types_pb2.Action,
+        config: types_pb2.LoopConfig,
+        now: float,
+        history: Read | None = None,
     ) -> SubjectChanges:
         """The change that records the contact a decision of a subject that chose `chosen` makes `now` (none when
-        the action has no channel)."""
+        the action has no channel); `history`: the subject's history as the decision read it."""
         contact = contact_of(decision.loop, decision.event_id, chosen, now, self._policy.current().expiry(config, now))
         if contact is None:
             return {}
-        return {decision.subject_id: lambda data: with_contact(data, contact, now)}
+        return {decision.subject_id: lambda data: with_contact(data, contact, now, history)}
 
     def slot_contacts(
         self, decision: records_pb2.DecisionRecord, config: types_pb2.LoopConfig, now: float, only: str = ""
