@@ -65,6 +65,19 @@ def die_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def _child(kind: str, log_level: str, log_format: str, restrictions: Restrictions) -> threading.Event:
+    """Set up a child process of `serve`: its logging, its end with the parent, SIGTERM setting the returned event
+    (SIGINT is the parent's to act on) and the parent's restrictions (every process that creates policies has the
+    same)."""
+    configure(log_level, log_format, f"{kind} {os.getpid()}")
+    die_with_parent()
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    restrictions.apply()
+    return stopping
+
+
 def _worker(
     store_path: str,
     store_options: dict[str, Any],
@@ -76,14 +89,9 @@ def _worker(
     log_level: str,
     log_format: str,
 ) -> None:
-    configure(log_level, log_format, f"worker {os.getpid()}")
+    stopping = _child("worker", log_level, log_format, settings.restrictions)
     from nextbest.server.store import open_store
 
-    die_with_parent()
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
-    settings.restrictions.apply()  # as the parent did: the same for every process that creates policies
     server = settings.worker_server(open_store(store_path, **store_options), host, port).start()
     ready.put(os.getpid())
     stopping.wait()
@@ -101,15 +109,10 @@ def _trainer(
     log_level: str,
     log_format: str,
 ) -> None:
-    configure(log_level, log_format, f"trainer {os.getpid()}")
+    stopping = _child("trainer", log_level, log_format, restrictions)
     from nextbest.server.store import open_store
     from nextbest.server.trainer import Trainer
 
-    die_with_parent()
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
-    restrictions.apply()  # as the parent did: the same for every process that creates policies
     store = open_store(store_path, **store_options)
     trainer = Trainer(store, keep_models=keep_models, lease_seconds=lease_seconds, trainers=trainers)
     trainer.start()
