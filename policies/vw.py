@@ -158,6 +158,18 @@ def learn_lines(workspace: vowpalwabbit.Workspace, lines: list[str]) -> None:
         pylibvw.vw._finish_example_multi_ex(workspace, examples)
 
 
+def predict_lines(workspace: vowpalwabbit.Workspace, lines: list[str], multi_slot: bool = False) -> list:
+    """VW's prediction of one multi-line example as `workspace.predict(lines)` gives it: the action probabilities of
+    `--cb_explore_adf`, or with `multi_slot` the decision scores of `--ccb_explore_adf`; parsed and predicted as
+    `learn_lines` learns, without pyvw wrapping each parsed line in a Python object."""
+    examples = pylibvw.vw._parse(workspace, "\n".join(lines).strip())
+    try:
+        pylibvw.vw.predict_multi(workspace, examples)
+        return examples[0].get_decision_scores() if multi_slot else examples[0].get_action_scores()
+    finally:
+        pylibvw.vw._finish_example_multi_ex(workspace, examples)
+
+
 @register("vw")
 class VWPolicy(Policy):
     """A VW `--cb_explore_adf` workspace; its pmf is VW's exploration distribution (normalized:
@@ -219,14 +231,14 @@ class VWPolicy(Policy):
     def _pmf(self, example: Example, event_id: str) -> Sequence[float]:
         if self.multi_slot:
             return self._slot_pmf(example, [Slot({}, tuple(range(len(example))))], [])
-        return self._ws.predict(example.vw_lines())
+        return predict_lines(self._ws, example.vw_lines())
 
     def _slot_pmf(self, example: Example, slots: Sequence[Slot], chosen: Sequence[int]) -> Sequence[float]:
         """VW's pmf of the slot after `chosen`: the earlier slots are sent with their chosen action as their only
         candidate, so VW removes exactly those actions (its own samples for them would differ)."""
         i = len(chosen)
         asked = [Slot(slot.features, (a,)) for slot, a in zip(slots, chosen, strict=False)] + [slots[i]]
-        scores = dict(self._ws.predict(example.ccb_lines(asked))[i])
+        scores = dict(predict_lines(self._ws, example.ccb_lines(asked), multi_slot=True)[i])
         return [scores.get(a, 0.0) for a in slots[i].candidates]
 
     def _learn(self, events: Sequence[LearnEvent]) -> None:

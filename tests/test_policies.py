@@ -14,7 +14,9 @@ import vowpalwabbit
 from nextbest import policies
 from nextbest.policies.base import Policy
 from nextbest.policies.envelope import seal, unseal
-from nextbest.policies.vw import ccb_labeled_lines
+from nextbest.policies.featurize import Slot
+from nextbest.policies.vw import ccb_labeled_lines, learn_lines, predict_lines
+from nextbest.server.config import DEFAULT_POLICY
 from nextbest.v1 import decision_pb2, types_pb2
 
 Features = types_pb2.Features
@@ -562,6 +564,35 @@ def test_a_vw_policy_learns_what_vws_own_workspace_learn_learns_from_the_same_li
         labeled = ex.vw_labeled_lines(chosen_index, -reward, 0.25)
         workspace.learn(ccb_labeled_lines(event) if policy.multi_slot else labeled)
     assert unseal("vw", policy.save()) == _saved(workspace)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "vw:--cb_explore_adf --epsilon 0.1 -q ::",
+        DEFAULT_POLICY,
+        "vw:--ccb_explore_adf --squarecb -q ua",
+    ],
+)
+def test_a_vw_policys_prediction_is_what_vws_own_workspace_predict_gives_for_the_same_lines(spec: str) -> None:
+    """Rank's prediction goes through pylibvw as learning does (pyvw's Workspace.predict wraps each parsed line in a
+    Python object): the same prediction, float for float, after the same learning."""
+    rng = np.random.default_rng(11)
+    args = [*shlex.split(spec.partition(":")[2]), "--quiet"]
+    ours, theirs = vowpalwabbit.Workspace(arg_list=args), vowpalwabbit.Workspace(arg_list=args)
+    multi_slot = spec.startswith("vw:--ccb")
+    for i in range(60):
+        ex = student(visits=float(rng.integers(0, 10)), tokens=("t" + str(i % 3),))
+        event = policies.LearnEvent(ex, int(rng.integers(0, len(ex))), 0.25, float(rng.random() < 0.5))
+        lines = ex.ccb_lines([Slot({}, tuple(range(len(ex))))]) if multi_slot else ex.vw_lines()
+        assert predict_lines(ours, lines, multi_slot) == theirs.predict(lines)
+        learned = (
+            ccb_labeled_lines(event) if multi_slot else ex.vw_labeled_lines(event.chosen_index, -event.reward, 0.25)
+        )
+        learn_lines(ours, learned)
+        theirs.learn(learned)
+    ours.finish()
+    theirs.finish()
 
 
 def _saved(workspace: vowpalwabbit.Workspace) -> bytes:
