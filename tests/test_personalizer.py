@@ -567,9 +567,10 @@ def test_a_planted_preference_is_learned_through_the_sdk_then_evaluated(served):
     rng = np.random.default_rng(7)
     start = datetime.now(UTC) - timedelta(minutes=1)
     hits = []
-    for _ in range(ROUNDS):
+    for i in range(ROUNDS):
         segment = SEGMENTS[rng.integers(len(SEGMENTS))]
-        response = sdk.rank({"contextFeatures": [{"user": {"segment": segment}}], "actions": ACTIONS})
+        context = [{"user": {"segment": segment}}]  # the event id seeds the sampling: the same draws every run
+        response = sdk.rank({"contextFeatures": context, "actions": ACTIONS, "eventId": f"planted-{i}"})
         best = response["rewardActionId"] == BEST[segment]
         hits.append(best)
         sdk.reward(response["eventId"], {"value": float(rng.random() < (0.8 if best else 0.1))})
