@@ -236,6 +236,22 @@ def action_line(action: ActionLike) -> str:
     return line
 
 
+def action_line_with(action: ActionLike, name: str, features: FeaturesLike) -> str:
+    """`action_line` of `action` with the namespace `name` (not one of its own) added, built from the action's own
+    line: each namespace of a line starts with ` |`, names and features never hold `|`, and the action's
+    namespaces come after its id and channel in the order of their names.
+
+    >>> from nextbest.v1.types_pb2 import Action, Features
+    >>> a = Action(id="a", channel="email", features={"x": Features(numeric={"n": 2}), "z": Features(tokens=["t"])})
+    >>> action_line_with(a, "y", Features(numeric={"m": 1}))
+    '|action id=a |channel email |x n:2 |y m |z t'
+    """
+    parts = action_line(action).split(" |")
+    before = sum(own < name for own in action.features)
+    parts.insert(1 + bool(action.channel) + before, _action_namespace_text(name, features)[1:])
+    return " |".join(parts)
+
+
 Namespaces = list[tuple[str, Items]]
 
 
@@ -300,10 +316,19 @@ class Example:
     representation once and caches it.
     """
 
-    def __init__(self, context: Mapping[str, FeaturesLike], actions: Sequence[ActionLike]) -> None:
+    def __init__(
+        self,
+        context: Mapping[str, FeaturesLike],
+        actions: Sequence[ActionLike],
+        action_lines: Sequence[str] | None = None,
+    ) -> None:
+        """`action_lines`: the actions' VW lines when the caller already has them (each `action_line` of its
+        action)."""
         self.context = context
         self.actions = actions
         self._hashed: dict[int, np.ndarray] = {}
+        if action_lines is not None:
+            self._action_lines = list(action_lines)
 
     def __len__(self) -> int:
         return len(self.actions)

@@ -13,7 +13,7 @@ import grpc
 import numpy as np
 
 from nextbest import policies
-from nextbest.server import validation
+from nextbest.server import validation, wire
 from nextbest.server.catalog import Catalog, LiveModel, LoopView
 from nextbest.server.config import Limits, Mode, check_reward
 from nextbest.server.errors import FailedPrecondition, InvalidArgument, ServiceError, status_of
@@ -75,13 +75,16 @@ def record_data(
     candidates: Sequence[types_pb2.Action],
     record: records_pb2.DecisionRecord,
     context: Mapping[str, types_pb2.Features] | None = None,
+    candidate_data: Sequence[bytes] | None = None,
 ) -> bytes:
-    """The serialized DecisionRecord: `record` with the context (the request's unless given) and the candidates.
+    """The serialized DecisionRecord: `record` with the context (the request's unless given) and the candidates
+    (`candidate_data`: their serializations, when known).
 
     Context and actions are fields 3 and 4 of both messages (and the subject id 14), so when the request's
     context and every action are what is logged and the request sets no field that means something else in a
     record (5 and 6; unknown fields are dropped from the request), the request's own bytes carry them: the
-    record's loop and event id, serialized after them, win. Otherwise they are copied into `record`.
+    record's loop and event id, serialized after them, win. Otherwise the context is copied into `record` and
+    the candidates' bytes follow it as its actions (a parsed repeated field keeps every entry, in order).
     """
     if (
         context is None
@@ -93,8 +96,12 @@ def record_data(
         return request.SerializeToString() + record.SerializeToString()
     for name, features in (request.context if context is None else context).items():
         record.context[name].CopyFrom(features)
-    record.actions.extend(candidates)
-    return record.SerializeToString()
+    if candidate_data is None:
+        candidate_data = [c.SerializeToString() for c in candidates]
+    return record.SerializeToString() + b"".join(wire.field(_ACTIONS, d) for d in candidate_data)
+
+
+_ACTIONS = records_pb2.DecisionRecord.DESCRIPTOR.fields_by_name["actions"].number
 
 
 def reward_entry(request: decision_pb2.RewardRequest, now: float) -> Entry:
@@ -395,7 +402,7 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         now = self._clock()
         screened = self._screen(request, rank_input, view.config, now)
         candidates = screened.candidates
-        example = policies.Example(screened.context, candidates)
+        example = policies.Example(screened.context, candidates, screened.candidate_lines)
         holdout = _holdout_model(view, loop, request.subject_id)
         validation.decision_work(example, (holdout or view.model).policy, view.config, self._limits)
         if holdout is None:
@@ -422,7 +429,8 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         )
         decided_by = (record.model_version, policy, view.config.learning_mode)
         contact = self._contact(record, candidates[chosen_index], view.config, now, screened.history)
-        entry = Entry(event_id, record_data(request, candidates, record, screened.logged_context), contact)
+        data = record_data(request, candidates, record, screened.logged_context, screened.candidate_data)
+        entry = Entry(event_id, data, contact)
         answer = _response(event_id, candidates, pmf, chosen_index, decided_by, record.holdout, screened.suppressed)
         return _Decided(loop, view.config, entry, answer)
 
@@ -497,7 +505,7 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         screened = self._screen(request, validation.RankInput(multi.context, multi.actions), view.config, now)
         candidates = screened.candidates
         slots = _screened_slots(multi.slots, multi.actions, candidates)
-        example = policies.Example(screened.context, candidates)
+        example = policies.Example(screened.context, candidates, screened.candidate_lines)
         holdout = _holdout_model(view, loop, request.subject_id)
         policy = (holdout or view.model).policy
         evaluations = validation.slot_evaluations(len(slots), policy.multi_slot)

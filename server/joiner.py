@@ -59,6 +59,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar, NamedTuple
 
+from nextbest.server import wire
 from nextbest.server.config import Aggregation, Mode
 from nextbest.server.store import Entry, EventLog, Stream, cursor_name
 from nextbest.v1 import records_pb2
@@ -312,19 +313,10 @@ def _seen_through(joined: records_pb2.JoinedEvent) -> float:
     return joined.rewards_seq if joined.HasField("rewards_seq") else float("inf")
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def joined_data(decision_data: bytes, joined: records_pb2.JoinedEvent) -> bytes:
     """The serialized JoinedEvent of `joined` (from `join`) with the logged decision as is in field 1: the
     decision is neither copied nor serialized again (joining costs half as much)."""
-    return b"\x0a" + _varint(len(decision_data)) + decision_data + joined.SerializeToString()
+    return wire.field(1, decision_data) + joined.SerializeToString()
 
 
 class _Open(NamedTuple):

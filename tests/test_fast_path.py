@@ -114,6 +114,12 @@ def test_a_record_with_history_features_or_suppressed_actions_is_copied():
     record.subject_id = "ann"
     expected = copied(r, featured, record, context)
     assert records_pb2.DecisionRecord.FromString(record_data(r, featured, record, context)) == expected
+    featured[0].features["long"].tokens.extend(f"t{i}" for i in range(3000))  # a length of three varint bytes
+    record = decision()
+    record.subject_id = "ann"
+    expected = copied(r, featured, record, context)
+    data = [a.SerializeToString() for a in featured]
+    assert records_pb2.DecisionRecord.FromString(record_data(r, featured, record, context, data)) == expected
     record = decision()  # record_data fills the record it is given
     record.subject_id = "ann"
     expected = copied(r, candidates[1:], record)

@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 
+from nextbest.server import wire
 from nextbest.v1 import decision_pb2
 
 RANK_BATCH_METHOD = "/nextbest.v1.DecisionService/RankBatch"
@@ -26,22 +27,9 @@ BATCH_TARGET = 5.0  # RankBatch decisions/s over single-call Rank's, at least
 MEMORY_GROWTH_TARGET = 1.2  # the campaign's anonymous memory at its end over at its first tenth, at most
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def batch_bytes(rank: Callable[[int], bytes], first: int, size: int) -> bytes:
     """The serialized RankBatchRequest of requests first..first+size-1: each is field 1, length-delimited."""
-    parts = []
-    for i in range(first, first + size):
-        request = rank(i)
-        parts += (b"\x0a", _varint(len(request)), request)
-    return b"".join(parts)
+    return b"".join(wire.field(1, rank(i)) for i in range(first, first + size))
 
 
 def memory(root: int | None, tree: Callable[[int], set[int]]) -> dict[str, float] | None:

@@ -9,15 +9,18 @@ offline evaluation see exactly what the model saw.
 Counts of 0 are left out: a linear model gives a feature of value 0 no weight, and every feature costs the
 model's interactions time.
 
-An action's history features take few distinct values (a bucket and small counts), so its featured copy is cached
-by the action and those values: the same message comes back for the same input, and the featurizer's caches (keyed
-by the serialized action and its line) hit instead of rebuilding the line for every request.
+An action's history features take few distinct values (a bucket and small counts), so its featured copy, the
+copy's bytes and its VW line are cached by the action and those values; a copy not cached is made from the
+action's bytes and line (both cached by the featurizer) and those of the values.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import NamedTuple
+
 from nextbest.policies.cache import BoundedCache
-from nextbest.policies.featurize import ACTION_CACHE_SIZE, CACHEABLE_ACTION_BYTES, Namespace
+from nextbest.policies.featurize import ACTION_CACHE_SIZE, CACHEABLE_ACTION_BYTES, Namespace, action_line_with
 from nextbest.server.subjects.history import DAY, Summary
 from nextbest.v1 import types_pb2
 
@@ -43,7 +46,17 @@ def context_features(summary: Summary) -> Namespace:
 
 # (days-since bucket or "" when the action has no channel, channel contacts in 7 days, ignored run, shown, clicked)
 _Values = tuple[str, int, int, int, int]
-_featured: BoundedCache[tuple[bytes, _Values], types_pb2.Action] = BoundedCache(ACTION_CACHE_SIZE)
+
+
+class Featured(NamedTuple):
+    """An action with its history features: the message, its serialization and its VW line."""
+
+    action: types_pb2.Action
+    data: bytes
+    line: str
+
+
+_featured: BoundedCache[tuple[bytes, _Values], Featured] = BoundedCache(ACTION_CACHE_SIZE)
 
 
 def _values(summary: Summary, action: types_pb2.Action) -> _Values:
@@ -57,11 +70,11 @@ def _values(summary: Summary, action: types_pb2.Action) -> _Values:
     return _bucket((summary.now - channel.last) / DAY), channel.contacts_7d, channel.ignored_run, shown, clicked
 
 
-def _featured_action(action: types_pb2.Action, values: _Values) -> types_pb2.Action:
-    """A copy of `action` with the history features `values` in its `nb_history` namespace."""
-    out = types_pb2.Action()
-    out.CopyFrom(action)
-    features = out.features[ACTION_NAMESPACE]
+@lru_cache(maxsize=ACTION_CACHE_SIZE)  # a bucket and small counts: few distinct values
+def _history(values: _Values) -> tuple[types_pb2.Features, bytes]:
+    """The `nb_history` namespace of these values, and its serialization as a field of an Action (appended to an
+    action's bytes, it adds the namespace: a parsed map keeps every entry)."""
+    features = types_pb2.Features()
     days_since, channel_contacts, ignored_run, shown, clicked = values
     for name, count in (
         ("shown_7d", shown),
@@ -73,16 +86,19 @@ def _featured_action(action: types_pb2.Action, values: _Values) -> types_pb2.Act
             features.numeric[name] = count
     if days_since:
         features.categorical["channel_days_since"] = days_since
-    return out
+    return features, types_pb2.Action(features={ACTION_NAMESPACE: features}).SerializeToString()
 
 
-def with_features(summary: Summary, action: types_pb2.Action) -> types_pb2.Action:
+def featured(summary: Summary, action: types_pb2.Action) -> Featured:
     """`action` with its history features; the message may be shared with other decisions: do not modify it."""
     serialized = action.SerializeToString()
     key = (serialized, _values(summary, action))
     out = _featured.get(key)
     if out is None:
-        out = _featured_action(action, key[1])
+        features, entry = _history(key[1])
+        data = serialized + entry
+        line = action_line_with(action, ACTION_NAMESPACE, features)
+        out = Featured(types_pb2.Action.FromString(data), data, line)
         if len(serialized) <= CACHEABLE_ACTION_BYTES:
             _featured.put(key, out)
     return out

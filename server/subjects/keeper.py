@@ -9,7 +9,7 @@ from nextbest.policies.featurize import Namespace
 from nextbest.server.errors import FailedPrecondition
 from nextbest.server.store import SubjectChanges, SubjectStore
 from nextbest.server.subjects.contact import PolicyCache
-from nextbest.server.subjects.features import CONTEXT_NAMESPACE, context_features, with_features
+from nextbest.server.subjects.features import CONTEXT_NAMESPACE, context_features, featured
 from nextbest.server.subjects.history import Read, Summary, contact_of, read, with_contact
 from nextbest.v1 import records_pb2, types_pb2
 
@@ -25,6 +25,9 @@ class Screened:
     suppressed: list[types_pb2.SuppressedAction] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     history: Read | None = None  # the subject's history as read (for the write that records the contact)
+    # when the candidates are copies with history features: their serializations and VW lines
+    candidate_data: list[bytes] | None = None
+    candidate_lines: list[str] | None = None
 
 
 class SubjectKeeper:
@@ -60,8 +63,17 @@ class SubjectKeeper:
         own = context_features(summary)
         logged = dict(request_context)
         logged[CONTEXT_NAMESPACE] = types_pb2.Features(numeric=own.numeric)
-        featured = [with_features(summary, a) for a in allowed]
-        return Screened({**context, CONTEXT_NAMESPACE: own}, featured, logged, suppressed, skipped, history)
+        copies = [featured(summary, a) for a in allowed]
+        return Screened(
+            {**context, CONTEXT_NAMESPACE: own},
+            [c.action for c in copies],
+            logged,
+            suppressed,
+            skipped,
+            history,
+            [c.data for c in copies],
+            [c.line for c in copies],
+        )
 
     def contact(
         self,
