@@ -4,6 +4,7 @@ loops, history survives restarts and SIGKILL, and bad input is refused naming th
 
 import io
 import json
+import random
 import signal
 
 import grpc
@@ -12,14 +13,16 @@ from test_crash import Server
 
 from nextbest.client import Client, action
 from nextbest.commands.admin import stats_lines
+from nextbest.policies.featurize import action_line
 from nextbest.server.auth import ApiKeys
 from nextbest.server.export import export
 from nextbest.server.store import Entry, Stream, open_store
+from nextbest.server.subjects import history as history_module
 from nextbest.server.subjects.contact import parse
-from nextbest.server.subjects.features import with_features
-from nextbest.server.subjects.history import Contact, Summary, contacts, read, with_contact
+from nextbest.server.subjects.features import featured
+from nextbest.server.subjects.history import Contact, Summary, contacts, read, with_contact, with_outcome
 from nextbest.testing import FakeClock, nats_server_binary, running_nats, running_server, wait_for
-from nextbest.v1 import admin_pb2, records_pb2
+from nextbest.v1 import admin_pb2, records_pb2, types_pb2
 
 DAY = 86400.0
 WAIT = 60.0  # the loops' reward window
@@ -413,13 +416,41 @@ def test_an_actions_history_features_are_built_once_per_distinct_history():
     sms = [
         Contact(loop="l", event_id="e1", action_id="sms-a", channel="sms", timestamp=now - DAY / 2, expires=now + DAY)
     ]
-    once, again = (with_features(Summary.of(sms, now), SMS) for _ in range(2))
-    assert once is again  # the same message: its line comes from the featurizer's cache
-    assert dict(once.features["nb_history"].numeric) == {"shown_7d": 1.0, "channel_contacts_7d": 1.0}
-    later = with_features(Summary.of(sms, now + DAY), SMS)
-    assert dict(later.features["nb_history"].categorical) == {"channel_days_since": "1-3"}
-    assert dict(once.features["nb_history"].categorical) == {"channel_days_since": "0-1"}
+    once, again = (featured(Summary.of(sms, now), SMS) for _ in range(2))
+    assert once is again
+    assert dict(once.action.features["nb_history"].numeric) == {"shown_7d": 1.0, "channel_contacts_7d": 1.0}
+    later = featured(Summary.of(sms, now + DAY), SMS)
+    assert dict(later.action.features["nb_history"].categorical) == {"channel_days_since": "1-3"}
+    assert dict(once.action.features["nb_history"].categorical) == {"channel_days_since": "0-1"}
     assert not SMS.features  # the candidate itself is left as it was
+
+
+@pytest.mark.parametrize("names", [(), ("a",), ("zz",), ("a", "nb", "nb_historyx", "z"), ("Z", "_", "nb_histor")])
+def test_a_featured_actions_bytes_and_line_are_those_of_its_message(names):
+    """The copy is made from the action's bytes and line: they must be what protobuf and the featurizer make of the
+    copy itself, wherever its history namespace falls among the action's own."""
+    now = 100 * DAY
+    action = types_pb2.Action(
+        id="offer 1", channel="sms", features={n: types_pb2.Features(numeric={"x": 2.5}, tokens=["t"]) for n in names}
+    )
+    history = [
+        Contact(
+            loop="l",
+            event_id=f"e{i}",
+            action_id=action.id,
+            channel="sms",
+            timestamp=now - i * DAY,
+            expires=now + DAY,
+            joined=True,
+            clicked=i == 2,
+        )
+        for i in range(1, 4)
+    ]
+    for kept in ([], history[:1], history):
+        out = featured(Summary.of(kept, now), action)
+        assert types_pb2.Action.FromString(out.data) == out.action
+        assert out.line == action_line(out.action)
+        assert set(out.action.features) == {*names, "nb_history"}
 
 
 def test_the_contact_write_reuses_the_history_rank_read_only_while_it_is_unchanged():
@@ -436,6 +467,65 @@ def test_the_contact_write_reuses_the_history_rank_read_only_while_it_is_unchang
     changed = with_contact(stored, other, now)
     assert [c.event_id for c in contacts(with_contact(changed, second, now, seen), now)] == ["e1", "e3", "e2"]
     assert contacts(with_contact(stored, second, now + 2 * DAY, seen), now + 2 * DAY) == []  # expired by then
+
+
+def _rebuilt(data: bytes | None, now: float, change) -> bytes | None:
+    """A history change made the plain way: decode, keep the unexpired contacts, change, sort, keep the newest."""
+    kept = [c for c in (records_pb2.SubjectHistory.FromString(data).contacts if data else []) if c.expires > now]
+    kept = change(kept)
+    kept = sorted(kept, key=lambda c: c.timestamp)[-history_module.MAX_CONTACTS :]
+    return records_pb2.SubjectHistory(contacts=kept).SerializeToString() if kept else None
+
+
+def _same_history(a: bytes | None, b: bytes | None) -> bool:
+    parsed = [records_pb2.SubjectHistory.FromString(x) if x else None for x in (a, b)]
+    return parsed[0] == parsed[1]
+
+
+def test_contact_and_outcome_writes_equal_the_history_rebuilt_from_scratch(monkeypatch):
+    """Writes append to the stored bytes or change the record in place when they can: each must be the history
+    decoded, changed, sorted and bounded anew (seeded random contacts: repeats, outcomes, expiries, late ones)."""
+    monkeypatch.setattr(history_module, "MAX_CONTACTS", 6)
+    rng = random.Random(7)
+    for _ in range(300):
+        data, now = None, 100 * DAY
+        for step in range(12):
+            now += rng.choice([0.0, 60.0, DAY])
+            c = Contact(
+                loop=rng.choice(["l", "m"]),
+                event_id=f"e{rng.randrange(8)}",
+                action_id="sms-a",
+                channel="sms",
+                timestamp=now - rng.choice([0.0, 0.0, 3600.0, 2 * DAY]),
+                expires=now + rng.choice([-1.0, DAY, 3 * DAY]),
+                slot_id=rng.choice(["", "", "s1"]),
+            )
+            key = (c.loop, c.event_id, c.slot_id)
+
+            def found(kept, key=key):
+                return [k for k in kept if (k.loop, k.event_id, k.slot_id) == key]
+
+            if rng.random() < 0.5:
+                known = read(data, now) if rng.random() < 0.5 else None
+                expected = _rebuilt(data, now, lambda kept, c=c: kept if found(kept) else [*kept, c])
+                data_after = with_contact(data, c, now, known)
+            else:
+                reward = rng.choice([0.0, 1.0])
+                outcome = records_pb2.JoinedEvent(reward=reward)
+
+                def joined(kept, c=c, reward=reward, now=now):
+                    target = found(kept)[-1] if found(kept) else (c if c.expires > now else None)
+                    if target is None:
+                        return kept
+                    target.joined, target.reward, target.clicked, target.joined_at = True, reward, reward > 0, now
+                    return kept if found(kept) else [*kept, target]
+
+                given = Contact()
+                given.CopyFrom(c)  # a write may change the contact it is given
+                data_after = with_outcome(data, given, outcome, now, now)
+                expected = _rebuilt(data, now, joined)
+            assert _same_history(data_after, expected), (step, data_after, expected)
+            data = data_after
 
 
 def test_the_rules_covering_a_candidate_are_found_once_per_action_and_channel():

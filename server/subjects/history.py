@@ -9,7 +9,7 @@ the newest MAX_CONTACTS, so a record stays bounded.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from nextbest.v1 import records_pb2, types_pb2
@@ -42,9 +42,7 @@ def contact_of(
 
 def contacts(data: bytes | None, now: float) -> list[Contact]:
     """The unexpired contacts of a stored history, oldest first."""
-    if not data:
-        return []
-    return [c for c in records_pb2.SubjectHistory.FromString(data).contacts if c.expires > now]
+    return read(data, now).kept
 
 
 def _encoded(kept: Iterable[Contact]) -> bytes | None:
@@ -52,7 +50,7 @@ def _encoded(kept: Iterable[Contact]) -> bytes | None:
     return record.SerializeToString() if record.contacts else None
 
 
-def _find(kept: list[Contact], key: Contact) -> Contact | None:
+def _find(kept: Sequence[Contact], key: Contact) -> Contact | None:
     """The kept contact of the same loop, event id and slot as `key`."""
     for c in reversed(kept):  # the newest first: an update is most often about a recent contact
         if c.event_id == key.event_id and c.loop == key.loop and c.slot_id == key.slot_id:
@@ -62,26 +60,45 @@ def _find(kept: list[Contact], key: Contact) -> Contact | None:
 
 @dataclass(frozen=True)
 class Read:
-    """A stored history as read at `now`, and its unexpired contacts (oldest first): what a write at the same `now`
-    decodes again when the record has not changed since."""
+    """A stored history as read at `now`: its record, and the unexpired contacts (oldest first, the record's own
+    messages); what a write at the same `now` decodes again when the record has not changed since."""
 
     data: bytes | None
+    record: records_pb2.SubjectHistory
     kept: list[Contact]
     now: float
 
+    @property
+    def whole(self) -> bool:
+        """Whether every stored contact is kept: then the stored bytes are the kept contacts, in order."""
+        return len(self.kept) == len(self.record.contacts)
+
+    def follows(self, contact: Contact) -> bool:
+        """Whether `contact` may follow the kept contacts as they are stored: none expired, room for one more, and
+        none later than it (a record's contacts are kept in order of time)."""
+        kept = self.kept
+        return self.whole and len(kept) < MAX_CONTACTS and (not kept or kept[-1].timestamp <= contact.timestamp)
+
 
 def read(data: bytes | None, now: float) -> Read:
-    return Read(data, contacts(data, now), now)
+    record = records_pb2.SubjectHistory.FromString(data) if data else records_pb2.SubjectHistory()
+    return Read(data, record, [c for c in record.contacts if c.expires > now], now)
+
+
+def _appended(data: bytes | None, contact: Contact) -> bytes:
+    """The stored history `data` with `contact` after its contacts (a parsed repeated field keeps every entry)."""
+    return (data or b"") + records_pb2.SubjectHistory(contacts=[contact]).SerializeToString()
 
 
 def with_contact(data: bytes | None, contact: Contact, now: float, known: Read | None = None) -> bytes | None:
     """The history with `contact` in it (once: a contact is keyed by loop, event id and slot), the expired ones
     out; `known`: the history read before, decoded again only when it is not `data` as of `now`."""
-    same = known is not None and known.now == now and known.data == data
-    kept = list(known.kept) if same else contacts(data, now)
-    if _find(kept, contact) is None:
-        kept.append(contact)
-    return _encoded(kept)
+    history = known if known is not None and known.now == now and known.data == data else read(data, now)
+    if _find(history.kept, contact) is not None:
+        return (data or None) if history.whole else _encoded(history.kept)
+    if history.follows(contact):
+        return _appended(data, contact)
+    return _encoded([*history.kept, contact])
 
 
 def with_outcome(
@@ -93,18 +110,20 @@ def with_outcome(
 ) -> bytes | None:
     """The history with the joined outcome (of the event, or of the contact's slot) on its contact (added when Rank
     had not recorded it)."""
-    kept = contacts(data, now)
-    found = _find(kept, contact)
-    if found is None:
-        if contact.expires <= now:
-            return _encoded(kept)
-        found = contact
-        kept.append(found)
-    found.joined = True
-    found.reward = joined.reward
-    found.clicked = not joined.defaulted and joined.reward > 0
-    found.joined_at = joined_at
-    return _encoded(kept)
+    history = read(data, now)
+    found = _find(history.kept, contact)
+    if found is None and contact.expires <= now:
+        return (data or None) if history.whole else _encoded(history.kept)
+    target = contact if found is None else found  # found: a message of the record, changed in place
+    target.joined = True
+    target.reward = joined.reward
+    target.clicked = not joined.defaulted and joined.reward > 0
+    target.joined_at = joined_at
+    if found is not None and history.whole:
+        return history.record.SerializeToString()
+    if found is None and history.follows(contact):
+        return _appended(history.record.SerializeToString(), contact)
+    return _encoded(history.kept if found is not None else [*history.kept, contact])
 
 
 def trimmed(data: bytes, now: float) -> bytes | None:
