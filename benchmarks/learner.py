@@ -7,6 +7,8 @@ Fill: a temporary LMDB store gets `--events` decisions of `nextbest bench`'s pay
 real decision path, a `NextbestServer(train=False)` whose catalog serves the loop and a DecisionService
 called in this process (no gRPC), from `--callers` threads (a lone caller commits each append on its
 own: a few hundred decisions/s), on a FakeClock; a seeded `--reward-fraction` of them get a Reward.
+With `--subjects N` each Rank carries a subject id from a pool of N under `nextbest bench`'s contact policy
+(`BENCH_CONTACT_POLICY`): its decisions hold the history features, and the trainer records their outcomes.
 The loop: `--policy` (default: the service's default policy), ONLINE, a reward window of
 `REWARD_WAIT_SECONDS` and a publish interval of `PUBLISH_SECONDS` (wall time, as in production). The
 clock then moves past the window, so that every decision can be joined at once.
@@ -71,13 +73,15 @@ import vowpalwabbit
 from nextbest import policies
 from nextbest.policies.vw import ccb_labeled_lines, learn_lines
 from nextbest.server.app import NextbestServer
-from nextbest.server.bench.load import PUBLISH_SECONDS, REWARD_WAIT_SECONDS, Workload
+from nextbest.server.bench.load import BENCH_CONTACT_POLICY, PUBLISH_SECONDS, REWARD_WAIT_SECONDS, Workload
 from nextbest.server.config import DEFAULT_POLICY, Mode, normalized
 from nextbest.server.decision_service import DecisionService
 from nextbest.server.joiner import GRACE_SECONDS, Joiner
 from nextbest.server.learner import Learner, learn_event
 from nextbest.server.lift import LiftCounter
 from nextbest.server.store import Store, Stream, open_store
+from nextbest.server.subjects.contact import PolicyCache
+from nextbest.server.subjects.keeper import SubjectKeeper
 from nextbest.server.subjects.outcomes import SubjectOutcomes
 from nextbest.server.trainer import Trainer
 from nextbest.testing import FakeClock
@@ -98,6 +102,7 @@ class Plan:
     sample_seconds: float = 0.25
     timeout_seconds: float = 600.0  # the trainer must have published every event by then
     seed: int = 1
+    subjects: int = 0  # Rank with subject ids from a pool of this many, under the bench's contact policy
 
 
 def progress(message: str) -> None:
@@ -118,9 +123,16 @@ def _create_loop(store: Store, policy: str) -> None:
     store.configs.create(LOOP, config.SerializeToString())
 
 
+def _keeper(store: Store) -> SubjectKeeper:
+    """The subject histories of `store` under the bench's contact policy."""
+    policy = PolicyCache(store.subjects)
+    policy.set(json.dumps(BENCH_CONTACT_POLICY))
+    return SubjectKeeper(store.subjects, policy)
+
+
 def fill(service: DecisionService, plan: Plan) -> dict[str, Any]:
     """`plan.events` Rank calls from `plan.callers` threads, each followed by a Reward for a seeded share."""
-    workload = Workload(LOOP, plan.reward_fraction, plan.seed)
+    workload = Workload(LOOP, plan.reward_fraction, plan.seed, plan.subjects)
     indices, rewards = itertools.count(1), itertools.count()
     every = max(1, plan.events // 10)
     start = time.perf_counter()
@@ -388,7 +400,9 @@ def run(plan: Plan) -> dict[str, Any]:
         _create_loop(store, plan.policy)
         server = NextbestServer(store, "127.0.0.1", 0, train=False, clock=clock).start()
         try:
-            filled = fill(DecisionService(store.log, server.catalog, server.limits, clock), plan)
+            filled = fill(
+                DecisionService(store.log, server.catalog, server.limits, clock, subjects=_keeper(store)), plan
+            )
             clock.advance(REWARD_WAIT_SECONDS + GRACE_SECONDS + 1.0)
             trainer, samples = train(store, clock, plan)
             joined = joined_stream(store)
@@ -516,6 +530,12 @@ def main(argv: list[str] | None = None) -> int:
         "--sample-seconds", type=float, default=d.sample_seconds, help="sampling period (default: %(default)s)"
     )
     parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument(
+        "--subjects",
+        type=int,
+        default=d.subjects,
+        help="Rank with subject ids from a pool of this many, under the bench's contact policy (0: none)",
+    )
     parser.add_argument("--json", metavar="FILE", default="nextbest-learner.json", help="default: %(default)s")
     parser.add_argument("--plot", metavar="FILE", default="nextbest-learner.png", help="default: %(default)s")
     args = parser.parse_args(argv)
@@ -526,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         reward_fraction=args.reward_fraction,
         sample_seconds=args.sample_seconds,
         seed=args.seed,
+        subjects=args.subjects,
     )
     report = run(plan)
     print(summary(report), end="")

@@ -110,6 +110,8 @@ def test_short_bench_reports_rank_and_echo(tmp_path):
         "2000",
         "--subjects",
         "50",
+        "--subject-rounds",
+        "2",
     ]
     outputs = ["--json", str(report_path), "--plot", str(plot_path)]
     out = subprocess.run(
@@ -140,10 +142,13 @@ def test_short_bench_reports_rank_and_echo(tmp_path):
     stream = report["reward_stream"]
     assert stream["accepted"] == 2000 and stream["rewards_per_second"] > 0 and stream["echo_per_second"] > 0
     assert report["loop"]["reward_wait_seconds"] == 0.5
-    (subject_run,) = report["subject_runs"]
-    assert subject_run["service"] == "rank+subj" and subject_run["calls"] > 0 and not subject_run["errors"]
+    # the run with subject ids, then one without and one with: two rounds
+    assert [r["service"] for r in report["subject_runs"]] == ["rank+subj", "rank", "rank+subj"]
+    assert all(r["calls"] > 0 and not r["errors"] for r in report["subject_runs"])
     (subjects,) = report["subjects"]
-    assert subjects["subjects"] == 50 and subjects["cpu_ratio"] > 0
+    assert subjects["subjects"] == 50 and len(subjects["rounds"]) == 2
+    ratios = sorted(r["cpu_ratio"] for r in subjects["rounds"])
+    assert 0 < ratios[0] <= subjects["cpu_ratio"] <= ratios[1]
     assert plot_path.read_bytes().startswith(b"\x89PNG")
 
 

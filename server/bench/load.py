@@ -51,8 +51,10 @@ CPU in cores (client: this process; server: the loaded service's process tree; o
                "met"} (sweep),
      "reward_stream": {"rewards", "seconds", "rewards_per_second", "accepted", "duplicates",
                        "echo_per_second", "ratio", "target", "met"} (reward_stream),
-     "subject_runs": [<run of "rank+subj">] and "subjects": [{"label", "subjects", "cpu_ms_per_rank",
-                 "cpu_ms_per_rank_with_subject", "cpu_ratio", "target", "met"}] (subjects),
+     "subject_runs": [<run of "rank+subj", or of "rank" in the rounds after the first>] and
+     "subjects": [{"label", "subjects", "rounds": [{"cpu_ms_per_rank", "cpu_ms_per_rank_with_subject",
+                   "cpu_ratio"}], "cpu_ms_per_rank", "cpu_ms_per_rank_with_subject", "cpu_ratio" (medians),
+                   "target", "met"}] (subjects),
      "batch": {"single": {"concurrency", "throughput", "errors", "latency_ms"},
                "batched": {"batch", "callers", "duration", "batches", "decisions", "decisions_per_second",
                            "item_errors", "errors"}, "ratio", "target", "met",
@@ -61,8 +63,9 @@ CPU in cores (client: this process; server: the loaded service's process tree; o
                (batch; see `nextbest.server.bench.batch`)}
 
 With `subjects`, each Rank run is followed (once the learner caught up) by the same load with subject ids
-from a pool of `subjects` under `BENCH_CONTACT_POLICY`; their server CPU per Rank (the Rewards after it and
-its learning included) is compared.
+from a pool of `subjects` under `BENCH_CONTACT_POLICY`, then by runs without and with them in turn until
+`subject_rounds` pairs are measured; their server CPU per Rank (the Rewards after it and its learning
+included) is compared pair by pair, and the median ratio is reported.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ import os
 import platform
 import random
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -742,14 +746,27 @@ def _cpu_ms_per_call(run: dict[str, Any]) -> float | None:
     return server * run["duration"] / run["calls"] * 1000 if server is not None and run["calls"] else None
 
 
-def _subject_compare(without: dict[str, Any], with_subjects: dict[str, Any], subjects: int) -> dict[str, Any]:
-    plain, subject = _cpu_ms_per_call(without), _cpu_ms_per_call(with_subjects)
-    ratio = _ratio(subject, plain) if plain is not None and subject is not None else None
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _subject_compare(rounds: list[tuple[dict[str, Any], dict[str, Any]]], subjects: int) -> dict[str, Any]:
+    """Server CPU per Rank with subject ids against without, over rounds of (run without, run with) in turn: the
+    medians, and the median of the rounds' ratios (each ratio compares runs a few seconds apart, so a machine
+    that slows down or speeds up for a while moves both sides)."""
+    pairs = [(_cpu_ms_per_call(without), _cpu_ms_per_call(with_subjects)) for without, with_subjects in rounds]
+    measured = [(plain, subject) for plain, subject in pairs if plain is not None and subject is not None]
+    ratios = [_ratio(subject, plain) for plain, subject in measured]
+    ratio = _median([r for r in ratios if r is not None])
     return {
-        "label": without["label"],
+        "label": rounds[0][0]["label"],
         "subjects": subjects,
-        "cpu_ms_per_rank": plain,
-        "cpu_ms_per_rank_with_subject": subject,
+        "rounds": [
+            {"cpu_ms_per_rank": p, "cpu_ms_per_rank_with_subject": s, "cpu_ratio": r}
+            for (p, s), r in zip(measured, ratios, strict=True)
+        ],
+        "cpu_ms_per_rank": _median([p for p, _ in measured]),
+        "cpu_ms_per_rank_with_subject": _median([s for _, s in measured]),
         "cpu_ratio": ratio,
         "target": SUBJECT_CPU_TARGET,
         "met": ratio is not None and ratio <= SUBJECT_CPU_TARGET,
@@ -828,12 +845,19 @@ async def _session(
             )
 
         async def with_subjects(load: Load, without: dict[str, Any]) -> None:
-            """Rank again with subject ids, once the learner caught up with the run without."""
+            """Rank again with subject ids, once the learner caught up with the run without; then again without
+            and with, in turn, until `plan.subject_rounds` pairs are measured."""
             service = dataclasses.replace(nextbest, name="rank+subj")
-            subject_run = await run(service, load, subject_workload)
-            await _settle(admin, plan.loop)
-            report["subject_runs"].append(subject_run)
-            report["subjects"].append(_subject_compare(without, subject_run, plan.subjects))
+            rounds = []
+            for i in range(plan.subject_rounds):
+                if i:
+                    without = await run(nextbest, load, workload)
+                    await _settle(admin, plan.loop)
+                    report["subject_runs"].append(without)
+                rounds.append((without, await run(service, load, subject_workload)))
+                await _settle(admin, plan.loop)
+                report["subject_runs"].append(rounds[-1][1])
+            report["subjects"].append(_subject_compare(rounds, plan.subjects))
 
         async def pair(load: Load) -> dict[str, Any]:
             runs = [await run(service, load, workload) for service in (bare, nextbest)]
@@ -1071,10 +1095,11 @@ def summary(report: dict[str, Any]) -> str:
             f"{'met' if met['p999_ms_at_half_max'] else 'NOT met'})"
         )
     for c in report.get("subjects", []):
+        each = ", ".join(_num(r["cpu_ratio"]) for r in c["rounds"])
         lines.append(
             f"Rank with subject ids ({c['subjects']:,} subjects, {len(BENCH_CONTACT_POLICY['rules'])} contact rules), "
-            f"{c['label']}: server CPU {_num(c['cpu_ms_per_rank_with_subject'])} ms per Rank vs "
-            f"{_num(c['cpu_ms_per_rank'])} ms without, ratio {_num(c['cpu_ratio'])} "
+            f"{c['label']}, {len(c['rounds'])} rounds (medians): server CPU {_num(c['cpu_ms_per_rank_with_subject'])} "
+            f"ms per Rank vs {_num(c['cpu_ms_per_rank'])} ms without, ratio {_num(c['cpu_ratio'])} (rounds: {each}) "
             f"(target <= {c['target']:g}: {'met' if c['met'] else 'NOT met'})"
         )
     if batched := report.get("batch"):

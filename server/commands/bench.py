@@ -30,6 +30,7 @@ class Plan:
     sweep_concurrency: tuple[int, ...] = (1, 4, 16, 64)
     reward_stream: int = 0
     subjects: int = 0
+    subject_rounds: int = 3
     batch: int = 0
     campaign: int = 1_000_000
     policy: str = DEFAULT_POLICY
@@ -141,6 +142,14 @@ def add(commands: argparse._SubParsersAction) -> None:
         metavar="N",
         help="after each Rank run, run Rank again with subject ids from a pool of N under a contact policy of 5 "
         "rules, and report its server CPU per Rank against the run without (default: no such run)",
+    )
+    load.add_argument(
+        "--subject-rounds",
+        type=_bounded(int, 1, 20),
+        default=d.subject_rounds,
+        metavar="N",
+        help="with --subjects: measure N pairs of runs without and with subject ids, in turn, and report the "
+        "median ratio (default: %(default)s)",
     )
     load.add_argument(
         "--batch",
