@@ -1,8 +1,12 @@
 """Policies: what decides, behind one small interface, chosen by a spec string.
 
 >>> from nextbest import policies
+>>> from nextbest.v1.types_pb2 import Action, Features
 >>> p = policies.create("vw:--cb_explore_adf --epsilon 0.05")
->>> p.pmf(policies.Example(context, actions), event_id)
+>>> context = {"user": Features(categorical={"segment": "student"})}
+>>> actions = [Action(id="email-offer", channel="email"), Action(id="push-tip", channel="push")]
+>>> p.pmf(policies.Example(context, actions), "event-1").round(3).tolist()  # nothing learned: a tie
+[0.5, 0.5]
 
 Families: `vw:<VW arguments>` (policies.vw), `random`, `baseline`,
 `fixed:<json>` (policies.simple), `rules:<journey>` (policies.rules),
