@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -31,6 +32,15 @@ class BoundedCache(Generic[K, V]):
 
     def get(self, key: K) -> V | None:
         return self._data.get(key)
+
+    def get_or_make(self, key: K, make: Callable[[], V], keep: bool = True) -> V:
+        """The value of `key`; when there is none, `make()`'s, put unless `keep` is false."""
+        value = self._data.get(key)
+        if value is None:
+            value = make()
+            if keep:
+                self.put(key, value)
+        return value
 
     def put(self, key: K, value: V) -> None:
         with self._lock:

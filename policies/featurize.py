@@ -181,7 +181,8 @@ def unwritable(namespaces: Mapping[str, FeaturesLike], reserved: frozenset[str] 
     return None
 
 
-def _namespace_text(name: str, features: FeaturesLike) -> str:
+def namespace_text(name: str, features: FeaturesLike) -> str:
+    """The VW text of one namespace: `|name feature[:value] ...`."""
     parts = [f"|{sanitize(name)}"]
     for feature, value in namespace_items(features):
         parts.append(feature if value == 1.0 else f"{feature}:{value:.9g}")
@@ -189,7 +190,7 @@ def _namespace_text(name: str, features: FeaturesLike) -> str:
 
 
 def _namespaces_text(namespaces: Mapping[str, FeaturesLike]) -> str:
-    return " ".join(_namespace_text(ns, namespaces[ns]) for ns in sorted(namespaces))
+    return " ".join(namespace_text(ns, namespaces[ns]) for ns in sorted(namespaces))
 
 
 # An action's namespace texts by (name, serialized features), for the lines the line cache misses: an action whose
@@ -200,14 +201,11 @@ _action_namespace_texts: BoundedCache[tuple[str, bytes], str] = BoundedCache(ACT
 def _action_namespace_text(name: str, features: FeaturesLike) -> str:
     serialize = getattr(features, "SerializeToString", None)
     if serialize is None:
-        return _namespace_text(name, features)
+        return namespace_text(name, features)
     key = (name, serialize())
-    text = _action_namespace_texts.get(key)
-    if text is None:
-        text = _namespace_text(name, features)
-        if len(key[1]) <= CACHEABLE_ACTION_BYTES:
-            _action_namespace_texts.put(key, text)
-    return text
+    return _action_namespace_texts.get_or_make(
+        key, lambda: namespace_text(name, features), len(key[1]) <= CACHEABLE_ACTION_BYTES
+    )
 
 
 def _action_line(action: ActionLike) -> str:
@@ -228,28 +226,72 @@ def action_line(action: ActionLike) -> str:
     if serialize is None:
         return _action_line(action)
     key = serialize()  # the same bytes always parse to the same action, so give the same line
-    line = _action_lines.get(key)
-    if line is None:
-        line = _action_line(action)
-        if len(key) <= CACHEABLE_ACTION_BYTES:
-            _action_lines.put(key, line)
-    return line
+    return _action_lines.get_or_make(key, lambda: _action_line(action), len(key) <= CACHEABLE_ACTION_BYTES)
 
 
-def action_line_with(action: ActionLike, name: str, features: FeaturesLike) -> str:
-    """`action_line` of `action` with the namespace `name` (not one of its own) added, built from the action's own
-    line: each namespace of a line starts with ` |`, names and features never hold `|`, and the action's
-    namespaces come after its id and channel in the order of their names.
+def action_line_around(action: ActionLike, name: str) -> tuple[str, str]:
+    """`action_line` of `action` split where a namespace `name` (not one of its own) goes: with that namespace's
+    text (`namespace_text`), the line is `before + " " + text + after`. Each namespace of a line starts with ` |`
+    (names and features never hold `|`), and the action's own come after its id and channel, ordered by name.
 
     >>> from nextbest.v1.types_pb2 import Action, Features
     >>> a = Action(id="a", channel="email", features={"x": Features(numeric={"n": 2}), "z": Features(tokens=["t"])})
-    >>> action_line_with(a, "y", Features(numeric={"m": 1}))
+    >>> before, after = action_line_around(a, "y")
+    >>> before + " " + namespace_text("y", Features(numeric={"m": 1})) + after
     '|action id=a |channel email |x n:2 |y m |z t'
     """
     parts = action_line(action).split(" |")
-    before = sum(own < name for own in action.features)
-    parts.insert(1 + bool(action.channel) + before, _action_namespace_text(name, features)[1:])
-    return " |".join(parts)
+    at = 1 + bool(action.channel) + sum(own < name for own in action.features)
+    return " |".join(parts[:at]), "".join(f" |{part}" for part in parts[at:])
+
+
+class LineSizes(NamedTuple):
+    """Features per VW namespace index (the first byte of its name) and per full namespace name of one VW text
+    line (what a decision costs VW: `policies.work`); names never hold `|` or white space, so each `|` starts a
+    namespace and each space a feature."""
+
+    by_index: dict[int, int]
+    by_name: dict[str, int]
+
+
+def _sizes(line: str) -> LineSizes:
+    by_index: dict[int, int] = {}
+    by_name: dict[str, int] = {}
+    for group in line.split("|")[1:]:
+        name, _, features = group.partition(" ")
+        n = features.count(" ") + bool(features) - features.endswith(" ")
+        by_name[name] = by_name.get(name, 0) + n
+        if name:
+            index = ord(name[0]) if name[0] < "\x80" else name[0].encode()[0]
+            by_index[index] = by_index.get(index, 0) + n
+    return LineSizes(by_index, by_name)
+
+
+_line_sizes: BoundedCache[str, LineSizes] = BoundedCache(ACTION_CACHE_SIZE)  # short action lines repeat
+
+
+def line_sizes(line: str) -> LineSizes:
+    """The sizes of one VW text line's namespaces; cached for short lines."""
+    return _line_sizes.get_or_make(line, lambda: _sizes(line), len(line) <= CACHEABLE_ACTION_BYTES)
+
+
+def summed_sizes(first: str, *rest: str) -> LineSizes:
+    """The sizes of a line whose namespaces are those of the texts `first` and `rest` together (lines or namespace
+    texts, e.g. an action's line and a namespace added to it): summed from theirs, each cached, instead of parsed
+    (cheapest with the longest first).
+
+    >>> summed_sizes("|a x |b y z", "|a w") == line_sizes("|a x |b y z |a w")
+    True
+    """
+    sizes = line_sizes(first)
+    by_index, by_name = dict(sizes.by_index), dict(sizes.by_name)
+    for part in rest:
+        sizes = line_sizes(part)
+        for index, n in sizes.by_index.items():
+            by_index[index] = by_index.get(index, 0) + n
+        for name, n in sizes.by_name.items():
+            by_name[name] = by_name.get(name, 0) + n
+    return LineSizes(by_index, by_name)
 
 
 Namespaces = list[tuple[str, Items]]
@@ -321,14 +363,17 @@ class Example:
         context: Mapping[str, FeaturesLike],
         actions: Sequence[ActionLike],
         action_lines: Sequence[str] | None = None,
+        action_sizes: Sequence[LineSizes] | None = None,
     ) -> None:
-        """`action_lines`: the actions' VW lines when the caller already has them (each `action_line` of its
-        action)."""
+        """`action_lines`, `action_sizes`: the actions' VW lines and their sizes when the caller already has them
+        (each `action_line` of its action, and `line_sizes` of that)."""
         self.context = context
         self.actions = actions
         self._hashed: dict[int, np.ndarray] = {}
         if action_lines is not None:
             self._action_lines = list(action_lines)
+        if action_sizes is not None:
+            self._action_sizes = list(action_sizes)
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -344,6 +389,14 @@ class Example:
     @cached_property
     def _action_lines(self) -> list[str]:
         return [action_line(action) for action in self.actions]
+
+    @cached_property
+    def _action_sizes(self) -> list[LineSizes]:
+        return [line_sizes(line) for line in self._action_lines]
+
+    def action_line_sizes(self) -> list[LineSizes]:
+        """The sizes of the actions' VW lines (`line_sizes`), in order."""
+        return self._action_sizes
 
     def vw_lines(self) -> list[str]:
         """The unlabeled VW multi-line example (shared line first when there is context)."""

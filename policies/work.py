@@ -24,10 +24,9 @@ product of an interaction, as VW generates them. Counts are upper bounds:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from functools import lru_cache
 from math import comb, prod
 
-from nextbest.policies.featurize import ACTION_CACHE_SIZE, CACHEABLE_ACTION_BYTES, Example, FeaturesLike
+from nextbest.policies.featurize import Example, FeaturesLike, LineSizes, line_sizes
 
 WorkCounter = Callable[[Example], int]
 WILDCARD = ord(":")
@@ -41,40 +40,6 @@ def no_work(example: Example) -> int:
     return 0
 
 
-def _sizes(line: str) -> dict[int, int]:
-    sizes: dict[int, int] = {}
-    for group in line.split("|")[1:]:
-        if group:
-            index = ord(group[0]) if group[0] < "\x80" else group[0].encode()[0]
-            sizes[index] = sizes.get(index, 0) + group.count(" ") - group.endswith(" ")
-    return sizes
-
-
-_cached_sizes = lru_cache(maxsize=ACTION_CACHE_SIZE)(_sizes)  # short action lines repeat from request to request
-
-
-def _named_sizes(line: str) -> dict[str, int]:
-    sizes: dict[str, int] = {}
-    for group in line.split("|")[1:]:
-        name, _, features = group.partition(" ")
-        sizes[name] = sizes.get(name, 0) + features.count(" ") + bool(features) - features.endswith(" ")
-    return sizes
-
-
-_cached_named_sizes = lru_cache(maxsize=ACTION_CACHE_SIZE)(_named_sizes)
-
-
-def named_sizes(line: str) -> dict[str, int]:
-    """Features per full namespace name of one VW text line (see `namespace_sizes`)."""
-    return _cached_named_sizes(line) if len(line) <= CACHEABLE_ACTION_BYTES else _named_sizes(line)
-
-
-def namespace_sizes(line: str) -> dict[int, int]:
-    """Features per VW namespace index (the first byte of the name) of one VW text line; names never hold `|`
-    or white space (see `policies.featurize`), so each `|` starts a namespace and each space a feature."""
-    return _cached_sizes(line) if len(line) <= CACHEABLE_ACTION_BYTES else _sizes(line)
-
-
 def vw_counter(terms: Iterable[str], full_names: Iterable[str] = ()) -> WorkCounter:
     """The counter of a VW policy with these interaction terms (e.g. `::`, `ua`) and full-name terms (e.g.
     `action|:`)."""
@@ -84,18 +49,16 @@ def vw_counter(terms: Iterable[str], full_names: Iterable[str] = ()) -> WorkCoun
 
     def count(example: Example) -> int:
         lines = example.vw_lines()  # cached: the policy decides from the same lines
-        shared = namespace_sizes(lines[0]) if len(lines) > len(example) else {}
+        shared, shared_names = line_sizes(lines[0]) if len(lines) > len(example) else LineSizes({}, {})
         shared_features = sum(shared.values())
-        shared_names = named_sizes(lines[0]) if named and shared else {}
         total = 0
-        for line in lines[len(lines) - len(example) :]:
-            own = namespace_sizes(line)
+        for own, own_names in example.action_line_sizes():
             n = shared_features + sum(own.values())
             total += n + 1 + sum(comb(n + k - 1, k) for k in wildcards)  # and the constant
             for term in literals:
                 total += prod(n if c == WILDCARD else shared.get(c, 0) + own.get(c, 0) for c in term)
             if named:
-                total += _named_products(named, n, shared_names, named_sizes(line))
+                total += _named_products(named, n, shared_names, own_names)
         return total
 
     return count

@@ -13,6 +13,7 @@ import grpc
 import numpy as np
 
 from nextbest import policies
+from nextbest.policies.featurize import ActionLike
 from nextbest.server import validation, wire
 from nextbest.server.catalog import Catalog, LiveModel, LoopView
 from nextbest.server.config import Limits, Mode, check_reward
@@ -32,7 +33,7 @@ _UNLOGGED_WARNING_SECONDS = 60.0
 
 def _response(
     event_id: str,
-    actions: Sequence[types_pb2.Action],
+    actions: Sequence[ActionLike],
     pmf: Sequence[float],
     chosen_index: int,
     decided_by: tuple[str, str, int],
@@ -72,13 +73,13 @@ def response_of(record: records_pb2.DecisionRecord) -> decision_pb2.RankResponse
 
 def record_data(
     request: decision_pb2.RankRequest,
-    candidates: Sequence[types_pb2.Action],
+    candidates: Sequence[ActionLike],
     record: records_pb2.DecisionRecord,
     context: Mapping[str, types_pb2.Features] | None = None,
     candidate_data: Sequence[bytes] | None = None,
 ) -> bytes:
     """The serialized DecisionRecord: `record` with the context (the request's unless given) and the candidates
-    (`candidate_data`: their serializations, when known).
+    (`candidate_data`: their serializations; without it the candidates must be messages).
 
     Context and actions are fields 3 and 4 of both messages (and the subject id 14), so when the request's
     context and every action are what is logged and the request sets no field that means something else in a
@@ -402,7 +403,7 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         now = self._clock()
         screened = self._screen(request, rank_input, view.config, now)
         candidates = screened.candidates
-        example = policies.Example(screened.context, candidates, screened.candidate_lines)
+        example = policies.Example(screened.context, candidates, screened.candidate_lines, screened.candidate_sizes)
         holdout = _holdout_model(view, loop, request.subject_id)
         validation.decision_work(example, (holdout or view.model).policy, view.config, self._limits)
         if holdout is None:
@@ -503,9 +504,9 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         event_id = request.event_id or uuid.uuid4().hex
         now = self._clock()
         screened = self._screen(request, validation.RankInput(multi.context, multi.actions), view.config, now)
-        candidates = screened.candidates
+        candidates = screened.messages()
         slots = _screened_slots(multi.slots, multi.actions, candidates)
-        example = policies.Example(screened.context, candidates, screened.candidate_lines)
+        example = policies.Example(screened.context, candidates, screened.candidate_lines, screened.candidate_sizes)
         holdout = _holdout_model(view, loop, request.subject_id)
         policy = (holdout or view.model).policy
         evaluations = validation.slot_evaluations(len(slots), policy.multi_slot)
@@ -557,7 +558,7 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
     def _contact(
         self,
         record: records_pb2.DecisionRecord,
-        chosen: types_pb2.Action,
+        chosen: ActionLike,
         config: types_pb2.LoopConfig,
         now: float,
         history: Read | None = None,

@@ -183,3 +183,16 @@ def test_bounded_cache_forgets_the_oldest_entries():
     for i in range(5):
         cache.put(i, str(i))
     assert len(cache) == 3 and cache.get(0) is None and cache.get(1) is None and cache.get(4) == "4"
+
+
+def test_bounded_cache_makes_a_missing_value_once_and_keeps_it_only_when_asked():
+    cache: BoundedCache[int, str] = BoundedCache(3)
+    made: list[int] = []
+
+    def make(i: int) -> str:
+        made.append(i)
+        return str(i)
+
+    assert [cache.get_or_make(1, lambda: make(1)) for _ in range(2)] == ["1", "1"] and made == [1]
+    assert [cache.get_or_make(2, lambda: make(2), keep=False) for _ in range(2)] == ["2", "2"] and made == [1, 2, 2]
+    assert cache.get(2) is None and len(cache) == 1

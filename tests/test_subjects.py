@@ -13,7 +13,7 @@ from test_crash import Server
 
 from nextbest.client import Client, action
 from nextbest.commands.admin import stats_lines
-from nextbest.policies.featurize import action_line
+from nextbest.policies.featurize import _sizes, action_line
 from nextbest.server.auth import ApiKeys
 from nextbest.server.export import export
 from nextbest.server.store import Entry, Stream, open_store
@@ -450,6 +450,8 @@ def test_a_featured_actions_bytes_and_line_are_those_of_its_message(names):
         out = featured(Summary.of(kept, now), action)
         assert types_pb2.Action.FromString(out.data) == out.action
         assert out.line == action_line(out.action)
+        assert out.sizes == _sizes(out.line)  # summed from its parts: those parsed from it
+        assert (out.id, out.channel, out.features) == (action.id, action.channel, out.action.features)
         assert set(out.action.features) == {*names, "nb_history"}
 
 

@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 from nextbest import policies
 from nextbest.client import action
 from nextbest.policies.envelope import seal, unseal
-from nextbest.policies.featurize import Namespace
-from nextbest.policies.work import namespace_sizes
+from nextbest.policies.featurize import Namespace, line_sizes
 from nextbest.server.config import Limits
 from nextbest.testing import running_server
 from nextbest.v1 import decision_pb2, types_pb2
@@ -134,7 +133,7 @@ def test_the_count_bounds_what_vw_generates(interactions):
         assert vw <= count
         exact = interactions in ("-q ::", "--interactions :::") and i % 2 == 0  # VW leaves non-ASCII ones out
         if exact:  # and counts the shared features once, not per action
-            shared = sum(namespace_sizes(example.vw_lines()[0]).values()) if example.context else 0
+            shared = sum(line_sizes(example.vw_lines()[0]).by_index.values()) if example.context else 0
             assert count == vw + len(example) * shared
 
 

@@ -162,12 +162,9 @@ class ContactPolicy:
         return allowed, suppressed, [name for name, verdict in verdicts.items() if verdict is None]
 
     def _rules_covering(self, action_id: str, channel: str) -> tuple[Rule, ...]:
-        key = (action_id, channel)
-        rules = self._covering.get(key)
-        if rules is None:
-            rules = tuple(r for r in self.rules if r.covers(action_id, channel))
-            self._covering.put(key, rules)
-        return rules
+        return self._covering.get_or_make(
+            (action_id, channel), lambda: tuple(r for r in self.rules if r.covers(action_id, channel))
+        )
 
     def _forbidding(
         self,

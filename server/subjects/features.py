@@ -16,11 +16,21 @@ action's bytes and line (both cached by the featurizer) and those of the values.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import NamedTuple
 
 from nextbest.policies.cache import BoundedCache
-from nextbest.policies.featurize import ACTION_CACHE_SIZE, CACHEABLE_ACTION_BYTES, Namespace, action_line_with
+from nextbest.policies.featurize import (
+    ACTION_CACHE_SIZE,
+    CACHEABLE_ACTION_BYTES,
+    LineSizes,
+    Namespace,
+    action_line,
+    action_line_around,
+    namespace_text,
+    summed_sizes,
+)
 from nextbest.server.subjects.history import DAY, Summary
 from nextbest.v1 import types_pb2
 
@@ -48,12 +58,26 @@ def context_features(summary: Summary) -> Namespace:
 _Values = tuple[str, int, int, int, int]
 
 
-class Featured(NamedTuple):
-    """An action with its history features: the message, its serialization and its VW line."""
+class Featured:
+    """An action with its history features (a `policies.featurize.ActionLike`): its serialization, its VW line and
+    the line's sizes, and the message, parsed from the serialization the first time it is asked for (a VW policy
+    decides from the line alone)."""
 
-    action: types_pb2.Action
-    data: bytes
-    line: str
+    __slots__ = ("id", "channel", "data", "line", "sizes", "_action")
+
+    def __init__(self, id: str, channel: str, data: bytes, line: str, sizes: LineSizes) -> None:
+        self.id, self.channel, self.data, self.line, self.sizes = id, channel, data, line, sizes
+        self._action: types_pb2.Action | None = None
+
+    @property
+    def action(self) -> types_pb2.Action:
+        if self._action is None:
+            self._action = types_pb2.Action.FromString(self.data)
+        return self._action
+
+    @property
+    def features(self) -> Mapping[str, types_pb2.Features]:
+        return self.action.features
 
 
 _featured: BoundedCache[tuple[bytes, _Values], Featured] = BoundedCache(ACTION_CACHE_SIZE)
@@ -70,10 +94,16 @@ def _values(summary: Summary, action: types_pb2.Action) -> _Values:
     return _bucket((summary.now - channel.last) / DAY), channel.contacts_7d, channel.ignored_run, shown, clicked
 
 
+class _History(NamedTuple):
+    """The `nb_history` namespace of some values: its text, and its serialization as a field of an Action (appended
+    to an action's bytes, it adds the namespace: a parsed map keeps every entry)."""
+
+    text: str
+    data: bytes
+
+
 @lru_cache(maxsize=ACTION_CACHE_SIZE)  # a bucket and small counts: few distinct values
-def _history(values: _Values) -> tuple[types_pb2.Features, bytes]:
-    """The `nb_history` namespace of these values, and its serialization as a field of an Action (appended to an
-    action's bytes, it adds the namespace: a parsed map keeps every entry)."""
+def _history(values: _Values) -> _History:
     features = types_pb2.Features()
     days_since, channel_contacts, ignored_run, shown, clicked = values
     for name, count in (
@@ -86,19 +116,28 @@ def _history(values: _Values) -> tuple[types_pb2.Features, bytes]:
             features.numeric[name] = count
     if days_since:
         features.categorical["channel_days_since"] = days_since
-    return features, types_pb2.Action(features={ACTION_NAMESPACE: features}).SerializeToString()
+    data = types_pb2.Action(features={ACTION_NAMESPACE: features}).SerializeToString()
+    return _History(namespace_text(ACTION_NAMESPACE, features), data)
+
+
+# An action's line, and the line split where its history namespace goes (`action_line_around`), by the serialized
+# action.
+_around: BoundedCache[bytes, tuple[str, str, str]] = BoundedCache(ACTION_CACHE_SIZE)
 
 
 def featured(summary: Summary, action: types_pb2.Action) -> Featured:
-    """`action` with its history features; the message may be shared with other decisions: do not modify it."""
+    """`action` with its history features (shared with other decisions: do not modify it), made from the action's
+    bytes, line and line sizes and its history namespace's (each cached)."""
     serialized = action.SerializeToString()
-    key = (serialized, _values(summary, action))
-    out = _featured.get(key)
-    if out is None:
-        features, entry = _history(key[1])
-        data = serialized + entry
-        line = action_line_with(action, ACTION_NAMESPACE, features)
-        out = Featured(types_pb2.Action.FromString(data), data, line)
-        if len(serialized) <= CACHEABLE_ACTION_BYTES:
-            _featured.put(key, out)
-    return out
+    values = _values(summary, action)
+    keep = len(serialized) <= CACHEABLE_ACTION_BYTES
+
+    def make() -> Featured:
+        history = _history(values)
+        own, before, after = _around.get_or_make(
+            serialized, lambda: (action_line(action), *action_line_around(action, ACTION_NAMESPACE)), keep
+        )
+        line = f"{before} {history.text}{after}"
+        return Featured(action.id, action.channel, serialized + history.data, line, summed_sizes(own, history.text))
+
+    return _featured.get_or_make((serialized, values), make, keep)

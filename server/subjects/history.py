@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from nextbest.v1 import records_pb2, types_pb2
+from nextbest.policies.featurize import ActionLike
+from nextbest.v1 import records_pb2
 
 DAY = 86400.0
 WEEK, MONTH = 7 * DAY, 30 * DAY
@@ -23,7 +24,7 @@ Contact = records_pb2.Contact
 
 
 def contact_of(
-    loop: str, event_id: str, chosen: types_pb2.Action, timestamp: float, expires: float, slot_id: str = ""
+    loop: str, event_id: str, chosen: ActionLike, timestamp: float, expires: float, slot_id: str = ""
 ) -> Contact | None:
     """The contact a decision (or a slot of one) that chose `chosen` makes at `timestamp` (its own time, or its
     activation's), or None when the action has no channel."""

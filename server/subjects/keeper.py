@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from nextbest.policies.featurize import Namespace
+from nextbest.policies.featurize import ActionLike, LineSizes, Namespace
 from nextbest.server.errors import FailedPrecondition
 from nextbest.server.store import SubjectChanges, SubjectStore
 from nextbest.server.subjects.contact import PolicyCache
-from nextbest.server.subjects.features import CONTEXT_NAMESPACE, context_features, featured
+from nextbest.server.subjects.features import CONTEXT_NAMESPACE, Featured, context_features, featured
 from nextbest.server.subjects.history import Read, Summary, contact_of, read, with_contact
 from nextbest.v1 import records_pb2, types_pb2
 
@@ -19,15 +19,20 @@ class Screened:
     """A decision's input once its subject's history has been applied."""
 
     context: dict[str, Namespace]  # what the policy sees
-    candidates: list[types_pb2.Action]
+    candidates: Sequence[ActionLike]  # the request's actions, or copies with history features (`Featured`)
     # the context to log when it is not the request's own (history features added)
     logged_context: dict[str, types_pb2.Features] | None = None
     suppressed: list[types_pb2.SuppressedAction] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     history: Read | None = None  # the subject's history as read (for the write that records the contact)
-    # when the candidates are copies with history features: their serializations and VW lines
+    # when the candidates are copies with history features: their serializations, VW lines and the lines' sizes
     candidate_data: list[bytes] | None = None
     candidate_lines: list[str] | None = None
+    candidate_sizes: list[LineSizes] | None = None
+
+    def messages(self) -> Sequence[types_pb2.Action]:
+        """The candidates as messages."""
+        return [c.action if isinstance(c, Featured) else c for c in self.candidates]
 
 
 class SubjectKeeper:
@@ -66,19 +71,20 @@ class SubjectKeeper:
         copies = [featured(summary, a) for a in allowed]
         return Screened(
             {**context, CONTEXT_NAMESPACE: own},
-            [c.action for c in copies],
+            copies,
             logged,
             suppressed,
             skipped,
             history,
             [c.data for c in copies],
             [c.line for c in copies],
+            [c.sizes for c in copies],
         )
 
     def contact(
         self,
         decision: records_pb2.DecisionRecord,
-        chosen: types_pb2.Action,
+        chosen: ActionLike,
         config: types_pb2.LoopConfig,
         now: float,
         history: Read | None = None,
