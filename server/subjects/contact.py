@@ -24,6 +24,7 @@ import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from nextbest.policies.cache import BoundedCache
@@ -128,7 +129,7 @@ class ContactPolicy:
         default_factory=lambda: BoundedCache(ACTION_CACHE_SIZE), compare=False, repr=False
     )
 
-    @property
+    @cached_property  # asked for every contact recorded
     def horizon(self) -> float:
         """How long contacts are kept: the longest rule window, at least MIN_HORIZON_SECONDS."""
         return max([MIN_HORIZON_SECONDS, *(r.window for r in self.rules)])
