@@ -159,7 +159,8 @@ class _Env:
         finally:
             with self._lock:
                 self._readers -= 1
-                self._lock.notify_all()
+                if self._closed:  # close() waits for the last reader
+                    self._lock.notify_all()
 
     def write(self, op: Callable[[lmdb.Transaction], _T], grows: bool = True) -> _T:
         """Run `op` in the writer's next transaction; return its result once committed.

@@ -28,8 +28,9 @@ from nextbest.policies.featurize import (
     Namespace,
     action_line,
     action_line_around,
+    line_sizes,
     namespace_text,
-    summed_sizes,
+    sizes_with,
 )
 from nextbest.server.subjects.history import DAY, Summary
 from nextbest.v1 import types_pb2
@@ -100,6 +101,7 @@ class _History(NamedTuple):
 
     text: str
     data: bytes
+    features: int
 
 
 @lru_cache(maxsize=ACTION_CACHE_SIZE)  # a bucket and small counts: few distinct values
@@ -117,7 +119,8 @@ def _history(values: _Values) -> _History:
     if days_since:
         features.categorical["channel_days_since"] = days_since
     data = types_pb2.Action(features={ACTION_NAMESPACE: features}).SerializeToString()
-    return _History(namespace_text(ACTION_NAMESPACE, features), data)
+    text = namespace_text(ACTION_NAMESPACE, features)
+    return _History(text, data, text.count(" "))
 
 
 # An action's line, and the line split where its history namespace goes (`action_line_around`), by the serialized
@@ -129,15 +132,17 @@ def featured(summary: Summary, action: types_pb2.Action) -> Featured:
     """`action` with its history features (shared with other decisions: do not modify it), made from the action's
     bytes, line and line sizes and its history namespace's (each cached)."""
     serialized = action.SerializeToString()
-    values = _values(summary, action)
+    key = (serialized, _values(summary, action))
+    out = _featured.get(key)
+    if out is not None:
+        return out
+    history = _history(key[1])
     keep = len(serialized) <= CACHEABLE_ACTION_BYTES
-
-    def make() -> Featured:
-        history = _history(values)
-        own, before, after = _around.get_or_make(
-            serialized, lambda: (action_line(action), *action_line_around(action, ACTION_NAMESPACE)), keep
-        )
-        line = f"{before} {history.text}{after}"
-        return Featured(action.id, action.channel, serialized + history.data, line, summed_sizes(own, history.text))
-
-    return _featured.get_or_make((serialized, values), make, keep)
+    own, before, after = _around.get_or_make(
+        serialized, lambda: (action_line(action), *action_line_around(action, ACTION_NAMESPACE)), keep
+    )
+    sizes = sizes_with(line_sizes(own), ACTION_NAMESPACE, history.features)
+    out = Featured(action.id, action.channel, serialized + history.data, f"{before} {history.text}{after}", sizes)
+    if keep:
+        _featured.put(key, out)
+    return out

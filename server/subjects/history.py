@@ -132,7 +132,7 @@ def trimmed(data: bytes, now: float) -> bytes | None:
     return _encoded(contacts(data, now))
 
 
-@dataclass
+@dataclass(slots=True)
 class _Channel:
     last: float = float("-inf")
     contacts_7d: int = 0
@@ -140,7 +140,7 @@ class _Channel:
     run_done: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class _Action:
     shown_7d: int = 0
     clicked_30d: int = 0
@@ -161,13 +161,13 @@ class Summary:
         summary = cls(now)
         channels, actions = summary.channels, summary.actions
         for c in reversed(kept):  # newest first: the ignored run counts back from the newest joined contact
-            timestamp = c.timestamp
-            channel = channels.get(c.channel)
+            timestamp, name, action_id = c.timestamp, c.channel, c.action_id
+            channel = channels.get(name)
             if channel is None:
-                channel = channels[c.channel] = _Channel()
-            action = actions.get(c.action_id)
+                channel = channels[name] = _Channel()
+            action = actions.get(action_id)
             if action is None:
-                action = actions[c.action_id] = _Action()
+                action = actions[action_id] = _Action()
             if timestamp > channel.last:
                 channel.last = timestamp
             if timestamp > summary.last:
