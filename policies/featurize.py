@@ -254,6 +254,11 @@ class LineSizes(NamedTuple):
     by_name: dict[str, int]
 
 
+def _vw_index(name: str) -> int:
+    """The VW namespace index of a namespace name: its first byte."""
+    return ord(name[0]) if name[0] < "\x80" else name[0].encode()[0]
+
+
 def _sizes(line: str) -> LineSizes:
     by_index: dict[int, int] = {}
     by_name: dict[str, int] = {}
@@ -262,7 +267,7 @@ def _sizes(line: str) -> LineSizes:
         n = features.count(" ") + bool(features) - features.endswith(" ")
         by_name[name] = by_name.get(name, 0) + n
         if name:
-            index = ord(name[0]) if name[0] < "\x80" else name[0].encode()[0]
+            index = _vw_index(name)
             by_index[index] = by_index.get(index, 0) + n
     return LineSizes(by_index, by_name)
 
@@ -281,7 +286,7 @@ def sizes_with(sizes: LineSizes, name: str, features: int) -> LineSizes:
     >>> sizes_with(line_sizes("|a x |b y z"), "a2", 1) == line_sizes("|a x |b y z |a2 w")
     True
     """
-    index = ord(name[0]) if name[0] < "\x80" else name[0].encode()[0]
+    index = _vw_index(name)
     by_index, by_name = dict(sizes.by_index), dict(sizes.by_name)
     by_index[index] = by_index.get(index, 0) + features
     by_name[name] = by_name.get(name, 0) + features
@@ -391,6 +396,19 @@ class Example:
     def action_line_sizes(self) -> list[LineSizes]:
         """The sizes of the actions' VW lines (`line_sizes`), in order."""
         return self._action_sizes
+
+    def shared_sizes(self) -> LineSizes:
+        """The sizes of the shared line (`line_sizes` of it), counted from the context: every feature is written."""
+        by_index: dict[int, int] = {}
+        by_name: dict[str, int] = {}
+        for ns, features in self.context.items():
+            name = sanitize(ns)
+            n = len(features.numeric) + len(features.categorical) + len(features.tokens)
+            by_name[name] = by_name.get(name, 0) + n
+            if name:
+                index = _vw_index(name)
+                by_index[index] = by_index.get(index, 0) + n
+        return LineSizes(by_index, by_name)
 
     def vw_lines(self) -> list[str]:
         """The unlabeled VW multi-line example (shared line first when there is context)."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from math import comb, prod
 
-from nextbest.policies.featurize import Example, FeaturesLike, LineSizes, line_sizes
+from nextbest.policies.featurize import Example, FeaturesLike, LineSizes
 
 WorkCounter = Callable[[Example], int]
 WILDCARD = ord(":")
@@ -49,7 +49,7 @@ def vw_counter(terms: Iterable[str], full_names: Iterable[str] = ()) -> WorkCoun
 
     def count(example: Example) -> int:
         lines = example.vw_lines()  # cached: the policy decides from the same lines
-        shared, shared_names = line_sizes(lines[0]) if len(lines) > len(example) else LineSizes({}, {})
+        shared, shared_names = example.shared_sizes() if len(lines) > len(example) else LineSizes({}, {})
         shared_features = sum(shared.values())
         total = 0
         for own, own_names in example.action_line_sizes():

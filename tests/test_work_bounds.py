@@ -131,6 +131,8 @@ def test_the_count_bounds_what_vw_generates(interactions):
         workspace.finish_example(parsed)
         count = counter(example)
         assert vw <= count
+        if example.context:  # the counter's shared sizes, counted from the context, are those of the shared line
+            assert example.shared_sizes() == line_sizes(example.vw_lines()[0])
         exact = interactions in ("-q ::", "--interactions :::") and i % 2 == 0  # VW leaves non-ASCII ones out
         if exact:  # and counts the shared features once, not per action
             shared = sum(line_sizes(example.vw_lines()[0]).by_index.values()) if example.context else 0

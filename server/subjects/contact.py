@@ -155,7 +155,8 @@ class ContactPolicy:
         allowed: list[types_pb2.Action] = []
         suppressed: list[types_pb2.SuppressedAction] = []
         for action in candidates:
-            rule = self._forbidding(action, history, context, now, verdicts) if action.channel else None
+            channel = action.channel
+            rule = self._forbidding(action.id, channel, history, context, now, verdicts) if channel else None
             if rule is None:
                 allowed.append(action)
             else:
@@ -163,23 +164,30 @@ class ContactPolicy:
         return allowed, suppressed, [name for name, verdict in verdicts.items() if verdict is None]
 
     def _rules_covering(self, action_id: str, channel: str) -> tuple[Rule, ...]:
-        return self._covering.get_or_make(
-            (action_id, channel), lambda: tuple(r for r in self.rules if r.covers(action_id, channel))
-        )
+        key = (action_id, channel)
+        rules = self._covering.get(key)
+        if rules is None:
+            rules = tuple(r for r in self.rules if r.covers(action_id, channel))
+            self._covering.put(key, rules)
+        return rules
 
     def _forbidding(
         self,
-        action: types_pb2.Action,
+        action_id: str,
+        channel: str,
         history: Sequence[Contact],
         context: Mapping[str, Namespace],
         now: float,
         verdicts: dict[str, bool | None],
     ) -> str | None:
-        for rule in self._rules_covering(action.id, action.channel):
-            if rule.name not in verdicts:
-                verdicts[rule.name] = rule.forbids(history, context, now)
-            if verdicts[rule.name]:
-                return rule.name
+        for rule in self._rules_covering(action_id, channel):
+            name = rule.name
+            if name in verdicts:
+                verdict = verdicts[name]
+            else:
+                verdict = verdicts[name] = rule.forbids(history, context, now)
+            if verdict:
+                return name
         return None
 
 
