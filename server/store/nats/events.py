@@ -159,7 +159,10 @@ class NatsEventLog(EventLog):
         pending = []
         for subject, e, msg_id in writes:
             pending.append(await self._publisher.send(subject, e.data, self._headers(e, msg_id)))
-        return [await self._outcome(name, stream, loop, w, ack) for w, ack in zip(writes, pending, strict=True)]
+        deadline = time.monotonic() + self._conn.timeout  # for the whole append, not per entry
+        return [
+            await self._outcome(name, stream, loop, w, ack, deadline) for w, ack in zip(writes, pending, strict=True)
+        ]
 
     @staticmethod
     def _headers(e: Entry, msg_id: str) -> dict[str, str]:
@@ -169,13 +172,19 @@ class NatsEventLog(EventLog):
         return headers
 
     async def _outcome(
-        self, name: str, stream: Stream, loop: str, write: tuple[str, Entry, str], pending: asyncio.Future
+        self,
+        name: str,
+        stream: Stream,
+        loop: str,
+        write: tuple[str, Entry, str],
+        pending: asyncio.Future,
+        deadline: float,
     ) -> Appended:
-        """The result of one pipelined publish."""
+        """The result of one pipelined publish, published again until `deadline` when it failed."""
         try:
             ack = await asyncio.wait_for(pending, REQUEST_TIMEOUT)
         except Exception as e:
-            return await self._publish(name, stream, loop, write, e)
+            return await self._publish(name, stream, loop, write, e, deadline)
         return await self._acked(name, write, ack)
 
     async def _acked(self, name: str, write: tuple[str, Entry, str], ack: api.PubAck) -> Appended:
@@ -199,12 +208,11 @@ class NatsEventLog(EventLog):
         return Appended(ack.seq, True, e.data)
 
     async def _publish(
-        self, name: str, stream: Stream, loop: str, write: tuple[str, Entry, str], error: Exception
+        self, name: str, stream: Stream, loop: str, write: tuple[str, Entry, str], error: Exception, deadline: float
     ) -> Appended:
-        """Publish one entry again until it is stored or the entry holding its key is found; `error`: what the
-        last try got. The same message id makes a retry after a lost acknowledgement harmless."""
+        """Publish one entry again until it is stored or the entry holding its key is found, or `deadline` passes;
+        `error`: what the last try got. The same message id makes a retry after a lost acknowledgement harmless."""
         subject, e, msg_id = write
-        deadline = time.monotonic() + self._conn.timeout
         while True:
             if self._conflict(error):
                 existing = await self._last(name, subject)
@@ -214,11 +222,10 @@ class NatsEventLog(EventLog):
                 raise self._mapped(error) from error
             if time.monotonic() > deadline:
                 raise self._mapped(error) from error
-            if isinstance(error, NoStreamResponseError):  # deleted by drop_loop, perhaps in another process
-                await self._create(name, stream, loop)
-            else:
-                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)
             try:
+                if isinstance(error, NoStreamResponseError):  # no leader yet, or deleted by drop_loop elsewhere
+                    await asyncio.wait_for(self._create(name, stream, loop), REQUEST_TIMEOUT)
                 ack = await self._conn.js.publish(
                     subject, e.data, timeout=REQUEST_TIMEOUT, headers=self._headers(e, msg_id)
                 )
