@@ -13,7 +13,7 @@ from test_crash import Server
 
 from nextbest.client import Client, action
 from nextbest.commands.admin import stats_lines
-from nextbest.policies.featurize import _sizes, action_line
+from nextbest.policies.featurize import Example, _sizes, action_line
 from nextbest.server.auth import ApiKeys
 from nextbest.server.export import export
 from nextbest.server.store import Entry, Stream, open_store
@@ -303,6 +303,21 @@ def test_history_features_are_logged_with_the_decision(served, clock):
     assert record.subject_id == "ann"
 
 
+@pytest.mark.parametrize("policy", ["linucb:alpha=1 dim=64", "random"])
+def test_a_policy_that_reads_action_features_decides_from_the_logged_history_features(served, clock, policy):
+    """Rank hands the policy featured actions whose message is made only when read: a policy that reads features
+    decides through a real server, and gives the logged probabilities from what is logged."""
+    server, client = served
+    client.create_loop("lin", policy=policy)
+    contact(client, "ann", SMS)  # in another loop: "lin" learns nothing, so its model stays the one that decided
+    clock.advance(DAY / 2)
+    client.rank([SMS, EMAIL, PROMO], {"user": {"age": 30}}, subject_id="ann", loop="lin", event_id="e-2")
+    record = records_pb2.DecisionRecord.FromString(server.store.log.get(Stream.DECISIONS, "lin", "e-2"))
+    assert all("nb_history" in a.features for a in record.actions)
+    example = Example(record.context, list(record.actions))
+    assert server.catalog.get("lin").model.pmf(example, "e-2").tolist() == pytest.approx(list(record.pmf))
+
+
 def test_history_survives_a_restart(tmp_path):
     clock = FakeClock()
     rules = policy({"name": "gap", "min_gap_seconds": DAY})
@@ -452,6 +467,9 @@ def test_a_featured_actions_bytes_and_line_are_those_of_its_message(names):
         assert out.line == action_line(out.action)
         assert out.sizes == _sizes(out.line)  # summed from its parts: those parsed from it
         assert (out.id, out.channel, out.features) == (action.id, action.channel, out.action.features)
+        # a policy that reads features (linucb, lints, python:) featurizes the copy as it does the message
+        assert (Example({}, [out]).hashed(64) == Example({}, [out.action]).hashed(64)).all()
+        assert not (Example({}, [out]).hashed(64) == Example({}, [action]).hashed(64)).all()
         assert set(out.action.features) == {*names, "nb_history"}
 
 
