@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from nextbest.policies.featurize import ActionLike, LineSizes, Namespace
 from nextbest.server.errors import FailedPrecondition
@@ -25,10 +26,27 @@ class Screened:
     suppressed: list[types_pb2.SuppressedAction] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     history: Read | None = None  # the subject's history as read (for the write that records the contact)
-    # when the candidates are copies with history features: their serializations, VW lines and the lines' sizes
-    candidate_data: list[bytes] | None = None
-    candidate_lines: list[str] | None = None
-    candidate_sizes: list[LineSizes] | None = None
+
+    @cached_property
+    def _featured(self) -> list[Featured] | None:
+        """The candidates when they are copies with history features (all of them are, or none)."""
+        featured = [c for c in self.candidates if isinstance(c, Featured)]
+        return featured if featured else None
+
+    @property
+    def candidate_data(self) -> list[bytes] | None:
+        """The featured candidates' serializations (None: the candidates are the request's messages)."""
+        return None if (f := self._featured) is None else [c.data for c in f]
+
+    @property
+    def candidate_lines(self) -> list[str] | None:
+        """The featured candidates' VW lines."""
+        return None if (f := self._featured) is None else [c.line for c in f]
+
+    @property
+    def candidate_sizes(self) -> list[LineSizes] | None:
+        """The sizes of the featured candidates' VW lines."""
+        return None if (f := self._featured) is None else [c.sizes for c in f]
 
     def messages(self) -> Sequence[types_pb2.Action]:
         """The candidates as messages."""
@@ -69,17 +87,7 @@ class SubjectKeeper:
         logged = dict(request_context)
         logged[CONTEXT_NAMESPACE] = types_pb2.Features(numeric=own.numeric)
         copies = [featured(summary, a) for a in allowed]
-        return Screened(
-            {**context, CONTEXT_NAMESPACE: own},
-            copies,
-            logged,
-            suppressed,
-            skipped,
-            history,
-            [c.data for c in copies],
-            [c.line for c in copies],
-            [c.sizes for c in copies],
-        )
+        return Screened({**context, CONTEXT_NAMESPACE: own}, copies, logged, suppressed, skipped, history)
 
     def contact(
         self,
