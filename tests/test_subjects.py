@@ -17,6 +17,7 @@ from nextbest.policies.featurize import Example, _sizes, action_line
 from nextbest.server.auth import ApiKeys
 from nextbest.server.export import export
 from nextbest.server.store import Entry, Stream, open_store
+from nextbest.server.subjects import features as features_module
 from nextbest.server.subjects import history as history_module
 from nextbest.server.subjects.contact import parse
 from nextbest.server.subjects.features import featured
@@ -426,17 +427,19 @@ def test_a_contact_missing_from_the_history_is_recorded_when_its_decision_is_joi
     assert recorded.timestamp == decision.timestamp
 
 
-def test_an_actions_history_features_are_built_once_per_distinct_history():
+def test_an_actions_history_features_follow_its_history_and_its_line_is_split_once():
     now = 100 * DAY
     sms = [
         Contact(loop="l", event_id="e1", action_id="sms-a", channel="sms", timestamp=now - DAY / 2, expires=now + DAY)
     ]
+    parts = len(features_module._parts)
     once, again = (featured(Summary.of(sms, now), SMS) for _ in range(2))
-    assert once is again
+    assert (once.data, once.line, once.sizes) == (again.data, again.line, again.sizes)
     assert dict(once.action.features["nb_history"].numeric) == {"shown_7d": 1.0, "channel_contacts_7d": 1.0}
     later = featured(Summary.of(sms, now + DAY), SMS)
     assert dict(later.action.features["nb_history"].categorical) == {"channel_days_since": "1-3"}
     assert dict(once.action.features["nb_history"].categorical) == {"channel_days_since": "0-1"}
+    assert len(features_module._parts) <= parts + 1  # the action's line was split once (or before)
     assert not SMS.features  # the candidate itself is left as it was
 
 

@@ -9,9 +9,8 @@ offline evaluation see exactly what the model saw.
 Counts of 0 are left out: a linear model gives a feature of value 0 no weight, and every feature costs the
 model's interactions time.
 
-An action's history features take few distinct values (a bucket and small counts), so its featured copy, the
-copy's bytes and its VW line are cached by the action and those values; a copy not cached is made from the
-action's bytes and line (both cached by the featurizer) and those of the values.
+A featured copy of an action is made from the action's bytes and the parts of its VW line (cached by the
+action) and its history namespace's bytes and text (cached by its values: a bucket and small counts).
 """
 
 from __future__ import annotations
@@ -81,18 +80,15 @@ class Featured:
         return self.action.features
 
 
-_featured: BoundedCache[tuple[bytes, _Values], Featured] = BoundedCache(ACTION_CACHE_SIZE)
-
-
-def _values(summary: Summary, action: types_pb2.Action) -> _Values:
-    own = summary.actions.get(action.id)
+def _values(summary: Summary, action_id: str, channel: str) -> _Values:
+    own = summary.actions.get(action_id)
     shown, clicked = (own.shown_7d, own.clicked_30d) if own is not None else (0, 0)
-    if not action.channel:
+    if not channel:
         return "", 0, 0, shown, clicked
-    channel = summary.channels.get(action.channel)
-    if channel is None:
+    state = summary.channels.get(channel)
+    if state is None:
         return "never", 0, 0, shown, clicked
-    return _bucket((summary.now - channel.last) / DAY), channel.contacts_7d, channel.ignored_run, shown, clicked
+    return _bucket((summary.now - state.last) / DAY), state.contacts_7d, state.ignored_run, shown, clicked
 
 
 class _History(NamedTuple):
@@ -123,26 +119,34 @@ def _history(values: _Values) -> _History:
     return _History(text, data, text.count(" "))
 
 
-# An action's line, and the line split where its history namespace goes (`action_line_around`), by the serialized
-# action.
-_around: BoundedCache[bytes, tuple[str, str, str]] = BoundedCache(ACTION_CACHE_SIZE)
+class _Parts:
+    """What every featured copy of one action is made from: the action's VW line split where its history namespace
+    goes (`action_line_around`), and the line's sizes with a history namespace of each feature count (made the
+    first time a count is asked for: a history namespace has at most five features)."""
+
+    __slots__ = ("before", "after", "_own", "_sizes")
+
+    def __init__(self, action: types_pb2.Action) -> None:
+        self.before, self.after = action_line_around(action, ACTION_NAMESPACE)
+        self._own = line_sizes(action_line(action))
+        self._sizes: dict[int, LineSizes] = {}
+
+    def sizes(self, features: int) -> LineSizes:
+        sizes = self._sizes.get(features)
+        if sizes is None:
+            sizes = self._sizes[features] = sizes_with(self._own, ACTION_NAMESPACE, features)
+        return sizes
+
+
+_parts: BoundedCache[bytes, _Parts] = BoundedCache(ACTION_CACHE_SIZE)  # by the serialized action
 
 
 def featured(summary: Summary, action: types_pb2.Action) -> Featured:
-    """`action` with its history features (shared with other decisions: do not modify it), made from the action's
-    bytes, line and line sizes and its history namespace's (each cached)."""
+    """`action` with its history features, made from the action's parts (cached) and its history namespace's
+    (cached per distinct values): a copy is cheaper to make than to cache, as each subject's counts differ."""
     serialized = action.SerializeToString()
-    key = (serialized, _values(summary, action))
-    out = _featured.get(key)
-    if out is not None:
-        return out
-    history = _history(key[1])
-    keep = len(serialized) <= CACHEABLE_ACTION_BYTES
-    own, before, after = _around.get_or_make(
-        serialized, lambda: (action_line(action), *action_line_around(action, ACTION_NAMESPACE)), keep
-    )
-    sizes = sizes_with(line_sizes(own), ACTION_NAMESPACE, history.features)
-    out = Featured(action.id, action.channel, serialized + history.data, f"{before} {history.text}{after}", sizes)
-    if keep:
-        _featured.put(key, out)
-    return out
+    parts = _parts.get_or_make(serialized, lambda: _Parts(action), len(serialized) <= CACHEABLE_ACTION_BYTES)
+    action_id, channel = action.id, action.channel
+    history = _history(_values(summary, action_id, channel))
+    line = f"{parts.before} {history.text}{parts.after}"
+    return Featured(action_id, channel, serialized + history.data, line, parts.sizes(history.features))
