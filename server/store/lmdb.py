@@ -103,13 +103,6 @@ class _Redo(Exception):
     """An operation of a batch raised: the batch is redone with each operation in its own transaction."""
 
 
-def _get(txn: lmdb.Transaction, key: bytes, db: lmdb._Database) -> bytes | None:
-    """The value of `key` in `db`, or None. Through a cursor: py-lmdb's Transaction.get lets go of the GIL around the
-    lookup (a microsecond), so with other threads waiting for it every lookup hands it over and waits to get it
-    back; a cursor's get keeps it."""
-    return txn.cursor(db).get(key)
-
-
 def _u64(raw: bytes | None) -> int:
     return _U64.unpack(raw)[0] if raw else 0
 
@@ -339,13 +332,13 @@ class LmdbEventLog(EventLog):
         self, txn: lmdb.Transaction, prefix: bytes, rows: list[tuple[bytes | None, bytes, bytes]]
     ) -> list[Appended]:
         events, keys = self._db["events"], self._db["keys"]
-        seq = _u64(_get(txn, prefix, self._db["seqs"]))
+        seq = _u64(txn.get(prefix, db=self._db["seqs"]))
         out = []
         for key, stored, data in rows:
             if key is not None:
-                found = _get(txn, prefix + key, keys)
+                found = txn.get(prefix + key, db=keys)
                 if found is not None:
-                    value = _get(txn, prefix + found, events)
+                    value = txn.get(prefix + found, db=events)
                     out.append(Appended(_u64(found), False, _entry_data(value)))
                     continue
                 txn.put(prefix + key, _U64.pack(seq + 1), db=keys)
@@ -358,8 +351,8 @@ class LmdbEventLog(EventLog):
     def get(self, stream: Stream, loop: str, key: str) -> bytes | None:
         prefix = _prefix(stream, loop)
         with self._env.read() as txn:
-            seq = _get(txn, prefix + _index_key(prefix, key, self._env.max_key_size), self._db["keys"])
-            value = None if seq is None else _get(txn, prefix + seq, self._db["events"])
+            seq = txn.get(prefix + _index_key(prefix, key, self._env.max_key_size), db=self._db["keys"])
+            value = None if seq is None else txn.get(prefix + seq, db=self._db["events"])
         return None if value is None else _entry_data(value)
 
     def read(self, stream: Stream, loop: str, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
@@ -381,7 +374,7 @@ class LmdbEventLog(EventLog):
 
     def last_seq(self, stream: Stream, loop: str) -> int:
         with self._env.read() as txn:
-            return _u64(_get(txn, _prefix(stream, loop), self._db["seqs"]))
+            return _u64(txn.get(_prefix(stream, loop), db=self._db["seqs"]))
 
     def trim(self, stream: Stream, loop: str, before_seq: int) -> int:
         """Delete entries with seq < before_seq, in transactions of up to 10,000 entries."""
@@ -406,7 +399,7 @@ class LmdbEventLog(EventLog):
 
     def get_cursor(self, name: str) -> bytes | None:
         with self._env.read() as txn:
-            return _get(txn, name.encode(), self._db["cursors"])
+            return txn.get(name.encode(), db=self._db["cursors"])
 
     def set_cursor(self, name: str, data: bytes) -> None:
         """Save a consumer's position, also when the store is full: cursors are few and small, so they may use
@@ -444,7 +437,7 @@ class LmdbModelStore(ModelStore):
         self._db = env.db
 
     def _live(self, txn: lmdb.Transaction, loop: str) -> LiveRecord:
-        return LiveRecord.decode(_get(txn, loop.encode(), self._db["live"]))
+        return LiveRecord.decode(txn.get(loop.encode(), db=self._db["live"]))
 
     def publish(
         self, loop: str, spec: str, data: bytes, learned_seq: int, state: bytes = b"", if_live: int | None = None
@@ -463,7 +456,7 @@ class LmdbModelStore(ModelStore):
     def live(self, loop: str) -> StoredModel | None:
         with self._env.read() as txn:
             version = self._live(txn, loop).live
-            raw = _get(txn, _model_key(loop, version), self._db["models"]) if version else None
+            raw = txn.get(_model_key(loop, version), db=self._db["models"]) if version else None
         return None if raw is None else decode_model(loop, version, raw)
 
     def live_version(self, loop: str) -> int:
@@ -474,7 +467,7 @@ class LmdbModelStore(ModelStore):
         if version <= 0:
             return None
         with self._env.read() as txn:
-            raw = _get(txn, _model_key(loop, version), self._db["models"])
+            raw = txn.get(_model_key(loop, version), db=self._db["models"])
         return None if raw is None else decode_model(loop, version, raw)
 
     def _versions(self, txn: lmdb.Transaction, loop: str) -> list[int]:
@@ -521,7 +514,7 @@ class LmdbConfigStore(ConfigStore):
         self._meta = env.db["meta"]
 
     def _bump(self, txn: lmdb.Transaction) -> None:
-        txn.put(_GENERATION, _U64.pack(_u64(_get(txn, _GENERATION, self._meta)) + 1), db=self._meta)
+        txn.put(_GENERATION, _U64.pack(_u64(txn.get(_GENERATION, db=self._meta)) + 1), db=self._meta)
 
     def create(self, name: str, data: bytes) -> bool:
         def op(txn: lmdb.Transaction) -> bool:
@@ -536,7 +529,7 @@ class LmdbConfigStore(ConfigStore):
         """Replace an existing loop's config; KeyError when there is none."""
 
         def op(txn: lmdb.Transaction) -> None:
-            if _get(txn, name.encode(), self._db) is None:
+            if txn.get(name.encode(), db=self._db) is None:
                 raise KeyError(name)
             txn.put(name.encode(), data, db=self._db)
             self._bump(txn)
@@ -545,7 +538,7 @@ class LmdbConfigStore(ConfigStore):
 
     def get(self, name: str) -> bytes | None:
         with self._env.read() as txn:
-            return _get(txn, name.encode(), self._db)
+            return txn.get(name.encode(), db=self._db)
 
     def list(self) -> dict[str, bytes]:
         with self._env.read() as txn:
@@ -562,7 +555,7 @@ class LmdbConfigStore(ConfigStore):
 
     def generation(self) -> int:
         with self._env.read() as txn:
-            return _u64(_get(txn, _GENERATION, self._meta))
+            return _u64(txn.get(_GENERATION, db=self._meta))
 
 
 class LmdbLeases(Leases):
@@ -576,7 +569,7 @@ class LmdbLeases(Leases):
         """Take or renew the lease; works when the store is full too (lease records are few and small)."""
 
         def op(txn: lmdb.Transaction) -> bool:
-            raw = _get(txn, _lease_key(name), self._meta)
+            raw = txn.get(_lease_key(name), db=self._meta)
             lease = take_lease(None if raw is None else Lease.decode(raw), holder, ttl_seconds, now)
             if lease is not None:
                 txn.put(_lease_key(name), lease.encode(), db=self._meta)
@@ -586,7 +579,7 @@ class LmdbLeases(Leases):
 
     def release(self, name: str, holder: str) -> None:
         def op(txn: lmdb.Transaction) -> None:
-            raw = _get(txn, _lease_key(name), self._meta)
+            raw = txn.get(_lease_key(name), db=self._meta)
             if raw is not None and Lease.decode(raw).holder == holder:
                 txn.delete(_lease_key(name), db=self._meta)
 
@@ -596,7 +589,7 @@ class LmdbLeases(Leases):
 def _change_subjects(txn: lmdb.Transaction, db: lmdb._Database, changes: SubjectChanges) -> None:
     for subject, change in changes.items():
         key = subject.encode()
-        data = change(_get(txn, key, db))
+        data = change(txn.get(key, db=db))
         if data is None:
             txn.delete(key, db=db)
         else:
@@ -613,7 +606,7 @@ class LmdbSubjectStore(SubjectStore):
 
     def get(self, subject: str) -> bytes | None:
         with self._env.read() as txn:
-            return _get(txn, subject.encode(), self._db)
+            return txn.get(subject.encode(), db=self._db)
 
     def update(self, changes: SubjectChanges) -> None:
         """All the changes in one transaction."""
@@ -653,11 +646,11 @@ class LmdbSubjectStore(SubjectStore):
 
     def get_policy(self) -> bytes | None:
         with self._env.read() as txn:
-            return _get(txn, _CONTACT_POLICY, self._meta)
+            return txn.get(_CONTACT_POLICY, db=self._meta)
 
     def update_policy(self, change: Callable[[bytes | None], bytes]) -> bytes:
         def op(txn: lmdb.Transaction) -> bytes:
-            data = change(_get(txn, _CONTACT_POLICY, self._meta))
+            data = change(txn.get(_CONTACT_POLICY, db=self._meta))
             txn.put(_CONTACT_POLICY, data, db=self._meta)
             return data
 
