@@ -21,7 +21,15 @@ from nextbest.server.subjects import features as features_module
 from nextbest.server.subjects import history as history_module
 from nextbest.server.subjects.contact import parse
 from nextbest.server.subjects.features import featured
-from nextbest.server.subjects.history import Contact, Summary, contacts, read, with_contact, with_outcome
+from nextbest.server.subjects.history import (
+    Contact,
+    Summary,
+    by_channel,
+    contacts,
+    read,
+    with_contact,
+    with_outcome,
+)
 from nextbest.testing import FakeClock, nats_server_binary, running_nats, running_server, wait_for
 from nextbest.v1 import admin_pb2, records_pb2, types_pb2
 
@@ -433,10 +441,10 @@ def test_an_actions_history_features_follow_its_history_and_its_line_is_split_on
         Contact(loop="l", event_id="e1", action_id="sms-a", channel="sms", timestamp=now - DAY / 2, expires=now + DAY)
     ]
     parts = len(features_module._parts)
-    once, again = (featured(Summary.of(sms, now), SMS) for _ in range(2))
+    once, again = (featured(Summary.of(by_channel(sms), now), SMS) for _ in range(2))
     assert (once.data, once.line, once.sizes) == (again.data, again.line, again.sizes)
     assert dict(once.action.features["nb_history"].numeric) == {"shown_7d": 1.0, "channel_contacts_7d": 1.0}
-    later = featured(Summary.of(sms, now + DAY), SMS)
+    later = featured(Summary.of(by_channel(sms), now + DAY), SMS)
     assert dict(later.action.features["nb_history"].categorical) == {"channel_days_since": "1-3"}
     assert dict(once.action.features["nb_history"].categorical) == {"channel_days_since": "0-1"}
     assert len(features_module._parts) <= parts + 1  # the action's line was split once (or before)
@@ -465,7 +473,7 @@ def test_a_featured_actions_bytes_and_line_are_those_of_its_message(names):
         for i in range(1, 4)
     ]
     for kept in ([], history[:1], history):
-        out = featured(Summary.of(kept, now), action)
+        out = featured(Summary.of(by_channel(kept), now), action)
         assert types_pb2.Action.FromString(out.data) == out.action
         assert out.line == action_line(out.action)
         assert out.sizes == _sizes(out.line)  # summed from its parts: those parsed from it
@@ -551,7 +559,7 @@ def test_contact_and_outcome_writes_equal_the_history_rebuilt_from_scratch(monke
             data = data_after
 
 
-def test_the_rules_covering_a_candidate_are_found_once_per_action_and_channel():
+def test_the_rules_covering_a_candidate_are_found_once_per_channel_and_named_action():
     rules = policy(
         {"name": "sms", "channels": ["sms"], "max": 1, "per_seconds": DAY},
         {"name": "promo", "actions": ["promo"], "max": 1, "per_seconds": DAY},
@@ -562,9 +570,14 @@ def test_the_rules_covering_a_candidate_are_found_once_per_action_and_channel():
     history = [
         Contact(loop="l", event_id="e1", action_id="promo", channel="email", timestamp=now - 1.0, expires=now + DAY)
     ]
+    other_sms = action("sms-b", "sms")
     for _ in range(2):
-        allowed, removed, skipped = screening.screen(history, [SMS, PROMO, UPGRADE, NOTHING], {}, now)
-        assert [a.id for a in allowed] == ["sms-a", "upgrade-offer", "nothing"] and not skipped
+        candidates = [SMS, PROMO, UPGRADE, other_sms, NOTHING]
+        allowed, removed, skipped = screening.screen(history, by_channel(history), candidates, {}, now)
+        assert [a.id for a in allowed] == ["sms-a", "upgrade-offer", "sms-b", "nothing"] and not skipped
         assert [(s.action_id, s.rule) for s in removed] == [("promo", "promo")]
-    assert len(screening._covering) == 3  # the no-contact action is never screened
+    # the no-contact action is never screened; the actions no rule names share their channel's rules
+    assert len(screening._covering) == 3
     assert screening._covering.get(("promo", "email")) == screening.rules[1:]
+    assert screening._covering.get(("", "sms")) == screening.rules[:1]
+    assert screening._covering.get(("", "web")) == ()

@@ -72,11 +72,18 @@ class Rule:
     def covers(self, action_id: str, channel: str) -> bool:
         return (not self.channels or channel in self.channels) and (not self.actions or action_id in self.actions)
 
-    def forbids(self, history: Sequence[Contact], context: Mapping[str, Namespace], now: float) -> bool | None:
-        """Whether the rule forbids its candidates now; None when it is skipped (no UTC offset for quiet hours)."""
+    def forbids(
+        self,
+        history: Sequence[Contact],
+        channels: Mapping[str, Sequence[Contact]],
+        context: Mapping[str, Namespace],
+        now: float,
+    ) -> bool | None:
+        """Whether the rule forbids its candidates now, given the subject's contacts (oldest first) and those of each
+        channel (`history.by_channel`); None when it is skipped (no UTC offset for quiet hours)."""
         if self.kind == "quiet":
             return self._quiet(context, now)
-        scope = self._scope(history)
+        scope = self._scope(history, channels)
         if self.kind == "cap":
             return sum(now - c.timestamp < self.seconds for c in scope) >= self.max
         if self.kind == "gap":
@@ -85,11 +92,14 @@ class Rule:
             return any(c.joined and c.reward >= self.threshold and now - c.joined_at < self.seconds for c in scope)
         return self._fatigued(scope, now)
 
-    def _scope(self, history: Sequence[Contact]) -> Sequence[Contact]:
+    def _scope(self, history: Sequence[Contact], by_channel: Mapping[str, Sequence[Contact]]) -> Sequence[Contact]:
         """The contacts the rule counts (`covers`, with the common one-sided rules checked inline: Rank screens
-        every candidate of every decision)."""
+        every candidate of every decision), in the history's order."""
         channels, actions = self.channels, self.actions
         if not actions:
+            if len(channels) == 1:
+                (channel,) = channels
+                return by_channel.get(channel, ())
             return [c for c in history if c.channel in channels] if channels else history
         if not channels:
             return [c for c in history if c.action_id in actions]
@@ -124,7 +134,8 @@ class ContactPolicy:
 
     rules: tuple[Rule, ...] = ()
     version: int = 0
-    # the rules that cover an (action id, channel): candidates repeat from request to request
+    # the rules that cover the candidates of an (action id some rule names, or "", channel): they repeat from request
+    # to request
     _covering: BoundedCache[tuple[str, str], tuple[Rule, ...]] = field(
         default_factory=lambda: BoundedCache(ACTION_CACHE_SIZE), compare=False, repr=False
     )
@@ -142,50 +153,65 @@ class ContactPolicy:
             keep = min(keep, config.retention_days * DAY)
         return timestamp + keep
 
+    @cached_property
+    def _named_actions(self) -> frozenset[str]:
+        """The action ids some rule names: the rules covering any other action depend on its channel alone."""
+        return frozenset().union(*(r.actions for r in self.rules))
+
     def screen(
         self,
         history: Sequence[Contact],
+        channels: Mapping[str, Sequence[Contact]],
         candidates: Sequence[types_pb2.Action],
         context: Mapping[str, Namespace],
         now: float,
     ) -> tuple[list[types_pb2.Action], list[types_pb2.SuppressedAction], list[str]]:
-        """The candidates no rule forbids, those removed (with the first rule that forbids each), and the rules
-        skipped; only rules that cover a candidate are checked, each once."""
+        """The candidates no rule forbids given the subject's contacts (oldest first, and by channel:
+        `history.by_channel`), those removed (with the first rule that forbids each), and the rules skipped; only
+        rules that cover a candidate are checked, each once."""
         verdicts: dict[str, bool | None] = {}
+        forbidding: dict[tuple[str, str], str | None] = {}  # by `_covering`'s key: candidates share channels
         allowed: list[types_pb2.Action] = []
         suppressed: list[types_pb2.SuppressedAction] = []
+        named = self._named_actions
         for action in candidates:
             channel = action.channel
-            rule = self._forbidding(action.id, channel, history, context, now, verdicts) if channel else None
+            if not channel:  # no contact
+                allowed.append(action)
+                continue
+            action_id = action.id
+            key = (action_id if action_id in named else "", channel)
+            if key in forbidding:
+                rule = forbidding[key]
+            else:
+                rule = forbidding[key] = self._forbidding(key, history, channels, context, now, verdicts)
             if rule is None:
                 allowed.append(action)
             else:
-                suppressed.append(types_pb2.SuppressedAction(action_id=action.id, rule=rule))
+                suppressed.append(types_pb2.SuppressedAction(action_id=action_id, rule=rule))
         return allowed, suppressed, [name for name, verdict in verdicts.items() if verdict is None]
-
-    def _rules_covering(self, action_id: str, channel: str) -> tuple[Rule, ...]:
-        key = (action_id, channel)
-        rules = self._covering.get(key)
-        if rules is None:
-            rules = tuple(r for r in self.rules if r.covers(action_id, channel))
-            self._covering.put(key, rules)
-        return rules
 
     def _forbidding(
         self,
-        action_id: str,
-        channel: str,
+        key: tuple[str, str],
         history: Sequence[Contact],
+        channels: Mapping[str, Sequence[Contact]],
         context: Mapping[str, Namespace],
         now: float,
         verdicts: dict[str, bool | None],
     ) -> str | None:
-        for rule in self._rules_covering(action_id, channel):
+        """The first rule that covers the candidates of `key` (an action id some rule names, or "", and a channel)
+        and forbids them now; `verdicts`: each rule's, found once."""
+        rules = self._covering.get(key)
+        if rules is None:
+            rules = tuple(r for r in self.rules if r.covers(*key))
+            self._covering.put(key, rules)
+        for rule in rules:
             name = rule.name
             if name in verdicts:
                 verdict = verdicts[name]
             else:
-                verdict = verdicts[name] = rule.forbids(history, context, now)
+                verdict = verdicts[name] = rule.forbids(history, channels, context, now)
             if verdict:
                 return name
         return None

@@ -9,8 +9,9 @@ the newest MAX_CONTACTS, so a record stays bounded.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from nextbest.policies.featurize import ActionLike
 from nextbest.v1 import records_pb2
@@ -69,6 +70,12 @@ class Read:
     kept: list[Contact]
     now: float
 
+    @cached_property
+    def by_channel(self) -> dict[str, list[Contact]]:
+        """The kept contacts of each channel, oldest first (each contact's channel read once: rules and features
+        ask for a channel's contacts)."""
+        return by_channel(self.kept)
+
     @property
     def whole(self) -> bool:
         """Whether every stored contact is kept: then the stored bytes are the kept contacts, in order."""
@@ -79,6 +86,18 @@ class Read:
         none later than it (a record's contacts are kept in order of time)."""
         kept = self.kept
         return self.whole and len(kept) < MAX_CONTACTS and (not kept or kept[-1].timestamp <= contact.timestamp)
+
+
+def by_channel(kept: Iterable[Contact]) -> dict[str, list[Contact]]:
+    """The contacts of each channel, in their order."""
+    out: dict[str, list[Contact]] = {}
+    for c in kept:
+        channel = out.get(name := c.channel)
+        if channel is None:
+            out[name] = [c]
+        else:
+            channel.append(c)
+    return out
 
 
 def read(data: bytes | None, now: float) -> Read:
@@ -157,31 +176,31 @@ class Summary:
     actions: dict[str, _Action] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, kept: list[Contact], now: float) -> Summary:
+    def of(cls, channels: Mapping[str, list[Contact]], now: float) -> Summary:
+        """The summary at `now` of a history's contacts by channel (`by_channel`)."""
         summary = cls(now)
-        channels, actions = summary.channels, summary.actions
-        for c in reversed(kept):  # newest first: the ignored run counts back from the newest joined contact
-            timestamp, name, action_id = c.timestamp, c.channel, c.action_id
-            channel = channels.get(name)
-            if channel is None:
-                channel = channels[name] = _Channel()
-            action = actions.get(action_id)
-            if action is None:
-                action = actions[action_id] = _Action()
-            if timestamp > channel.last:
-                channel.last = timestamp
-            if timestamp > summary.last:
-                summary.last = timestamp
-            if now - timestamp < WEEK:
-                summary.contacts_7d += 1
-                channel.contacts_7d += 1
-                action.shown_7d += 1
-            clicked = c.clicked
-            if clicked and now - timestamp < MONTH:
-                action.clicked_30d += 1
-            if c.joined and not channel.run_done:
-                if clicked:
-                    channel.run_done = True
-                else:
-                    channel.ignored_run += 1
+        actions = summary.actions
+        for name, kept in channels.items():
+            channel = summary.channels[name] = _Channel()
+            for c in reversed(kept):  # newest first: the ignored run counts back from the newest joined contact
+                timestamp, action_id = c.timestamp, c.action_id
+                action = actions.get(action_id)
+                if action is None:
+                    action = actions[action_id] = _Action()
+                if timestamp > channel.last:
+                    channel.last = timestamp
+                age = now - timestamp
+                if age < WEEK:
+                    channel.contacts_7d += 1
+                    action.shown_7d += 1
+                clicked = c.clicked
+                if clicked and age < MONTH:
+                    action.clicked_30d += 1
+                if c.joined and not channel.run_done:
+                    if clicked:
+                        channel.run_done = True
+                    else:
+                        channel.ignored_run += 1
+            summary.contacts_7d += channel.contacts_7d
+            summary.last = max(summary.last, channel.last)
         return summary

@@ -73,7 +73,9 @@ class SubjectKeeper:
         """Remove the candidates the contact policy forbids and add the history features (unless the loop turned
         them off); FailedPrecondition naming the rules when no candidate is left."""
         history = read(self._store.get(subject), now)
-        allowed, suppressed, skipped = self._policy.current().screen(history.kept, candidates, context, now)
+        allowed, suppressed, skipped = self._policy.current().screen(
+            history.kept, history.by_channel, candidates, context, now
+        )
         if not allowed:
             rules = sorted({s.rule for s in suppressed})
             raise FailedPrecondition(
@@ -82,7 +84,7 @@ class SubjectKeeper:
             )
         if config.subject_features == types_pb2.SUBJECT_FEATURES_OFF:
             return Screened(context, allowed, None, suppressed, skipped, history)
-        summary = Summary.of(history.kept, now)
+        summary = Summary.of(history.by_channel, now)
         own = context_features(summary)
         logged = dict(request_context)
         logged[CONTEXT_NAMESPACE] = types_pb2.Features(numeric=own.numeric)
