@@ -544,17 +544,24 @@ def test_contact_and_outcome_writes_equal_the_history_rebuilt_from_scratch(monke
                 reward = rng.choice([0.0, 1.0])
                 outcome = records_pb2.JoinedEvent(reward=reward)
 
-                def joined(kept, c=c, reward=reward, now=now):
-                    target = found(kept)[-1] if found(kept) else (c if c.expires > now else None)
-                    if target is None:
-                        return kept
-                    target.joined, target.reward, target.clicked, target.joined_at = True, reward, reward > 0, now
-                    return kept if found(kept) else [*kept, target]
+                def joined(contact, reward=reward, now=now):
+                    contact.joined, contact.reward, contact.clicked, contact.joined_at = True, reward, reward > 0, now
 
+                def added(kept, c=c, now=now):
+                    if c.expires <= now:
+                        return kept
+                    joined(c)
+                    return [*kept, c]
+
+                stored = list(records_pb2.SubjectHistory.FromString(data).contacts) if data else []
                 given = Contact()
                 given.CopyFrom(c)  # a write may change the contact it is given
                 data_after = with_outcome(data, given, outcome, now, now)
-                expected = _rebuilt(data, now, joined)
+                if found(stored):  # changed where it is stored, the rest as it was
+                    joined(found(stored)[-1])
+                    expected = records_pb2.SubjectHistory(contacts=stored).SerializeToString()
+                else:
+                    expected = _rebuilt(data, now, added)
             assert _same_history(data_after, expected), (step, data_after, expected)
             data = data_after
 

@@ -3,8 +3,9 @@ features ask of them.
 
 A contact is a logged decision, not deferred (or activated), whose chosen action has a channel. Rank records it
 as soon as the decision is logged; the joined event brings its outcome (a reward above 0 is a click, a contact
-joined without one was ignored). Each contact carries its expiry; every write drops the expired ones and keeps
-the newest MAX_CONTACTS, so a record stays bounded.
+joined without one was ignored). Each contact carries its expiry; every contact written drops the expired ones and
+keeps the newest MAX_CONTACTS, so a record stays bounded (an outcome changes its contact in place; the sweep
+drops expired contacts of records no longer written).
 """
 
 from __future__ import annotations
@@ -52,9 +53,9 @@ def _encoded(kept: Iterable[Contact]) -> bytes | None:
     return record.SerializeToString() if record.contacts else None
 
 
-def _find(kept: Sequence[Contact], key: Contact) -> Contact | None:
-    """The kept contact of the same loop, event id and slot as `key`."""
-    for c in reversed(kept):  # the newest first: an update is most often about a recent contact
+def _find(contacts: Sequence[Contact], key: Contact) -> Contact | None:
+    """The contact of the same loop, event id and slot as `key` (the last one)."""
+    for c in reversed(contacts):  # the newest first: an update is most often about a recent contact
         if c.event_id == key.event_id and c.loop == key.loop and c.slot_id == key.slot_id:
             return c
     return None
@@ -101,7 +102,10 @@ def by_channel(kept: Iterable[Contact]) -> dict[str, list[Contact]]:
 
 
 def read(data: bytes | None, now: float) -> Read:
-    record = records_pb2.SubjectHistory.FromString(data) if data else records_pb2.SubjectHistory()
+    return _read(data, records_pb2.SubjectHistory.FromString(data) if data else records_pb2.SubjectHistory(), now)
+
+
+def _read(data: bytes | None, record: records_pb2.SubjectHistory, now: float) -> Read:
     return Read(data, record, [c for c in record.contacts if c.expires > now], now)
 
 
@@ -128,22 +132,29 @@ def with_outcome(
     joined_at: float,
     now: float,
 ) -> bytes | None:
-    """The history with the joined outcome (of the event, or of the contact's slot) on its contact (added when Rank
-    had not recorded it)."""
-    history = read(data, now)
-    found = _find(history.kept, contact)
-    if found is None and contact.expires <= now:
+    """The history with the joined outcome (of the event, or of the contact's slot) on its contact. A recorded
+    contact is changed where it is stored and the record left otherwise as it was (its expired contacts leave it
+    with the next contact written, or the sweep): no other contact is decoded. A contact Rank had not recorded is
+    added, unless it has expired."""
+    record = records_pb2.SubjectHistory.FromString(data) if data else records_pb2.SubjectHistory()
+    found = _find(record.contacts, contact)
+    if found is not None:
+        _set_outcome(found, joined, joined_at)
+        return record.SerializeToString()
+    history = _read(data, record, now)
+    if contact.expires <= now:
         return (data or None) if history.whole else _encoded(history.kept)
-    target = contact if found is None else found  # found: a message of the record, changed in place
-    target.joined = True
-    target.reward = joined.reward
-    target.clicked = not joined.defaulted and joined.reward > 0
-    target.joined_at = joined_at
-    if found is not None and history.whole:
-        return history.record.SerializeToString()
-    if found is None and history.follows(contact):
-        return _appended(history.record.SerializeToString(), contact)
-    return _encoded(history.kept if found is not None else [*history.kept, contact])
+    _set_outcome(contact, joined, joined_at)
+    if history.follows(contact):
+        return _appended(data, contact)
+    return _encoded([*history.kept, contact])
+
+
+def _set_outcome(contact: Contact, joined: records_pb2.JoinedEvent | records_pb2.SlotOutcome, joined_at: float) -> None:
+    contact.joined = True
+    contact.reward = joined.reward
+    contact.clicked = not joined.defaulted and joined.reward > 0
+    contact.joined_at = joined_at
 
 
 def trimmed(data: bytes, now: float) -> bytes | None:
