@@ -23,7 +23,7 @@ import grpc
 
 from nextbest.client import Client
 from nextbest.server.config import DEFAULT_POLICY
-from nextbest.testing import child_pids
+from nextbest.testing import child_commands
 from nextbest.v1 import admin_pb2
 
 CHUNK = b"\x07" * (1 << 20)
@@ -49,7 +49,7 @@ def main() -> None:
         server = subprocess.Popen([*command, *args.serve_flags], stdout=subprocess.PIPE, text=True)
         try:
             address = re.search(r"serving on (\S+)", server.stdout.readline()).group(1)
-            (worker,) = [p for p in child_pids(server.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+            (worker,) = [p for p, command in child_commands(server.pid).items() if "spawn_main" in command]
             with Client(address) as client:
                 client.list_loops()
                 before, started = peak_mb(worker), time.monotonic()

@@ -168,13 +168,14 @@ def make_certificates(directory: str | Path) -> Certificates:
     return Certificates(d / "ca.pem", d / "server.pem", d / "server.key", d / "client.pem", d / "client.key")
 
 
-def child_pids(pid: int) -> list[int]:
-    """The processes whose parent is `pid` (Linux /proc), e.g. the serving workers of `nextbest serve`."""
-    out = []
+def child_commands(pid: int) -> dict[int, str]:
+    """The processes whose parent is `pid` (Linux /proc), e.g. the serving workers of `nextbest serve`, with their
+    command lines (arguments separated by NUL); a process that ends while they are read is left out."""
+    out = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(stat.parent.name))
+                out[int(stat.parent.name)] = (stat.parent / "cmdline").read_text()
         except (OSError, ValueError):
             pass
     return out

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import grpc
 import pytest
@@ -13,7 +12,7 @@ from planted import BEST, PERSONALIZING, run
 from nextbest.client import action
 from nextbest.server.evaluation import EvaluationLimits
 from nextbest.server.restrictions import Restrictions
-from nextbest.testing import FakeClock, child_pids, running_server, wait_for
+from nextbest.testing import FakeClock, child_commands, running_server, wait_for
 from nextbest.v1 import admin_pb2
 
 JOURNEY = json.dumps(
@@ -81,7 +80,7 @@ HOSTILE = Restrictions(policy_modules=("hostile_policies",))
 
 
 def evaluations_running() -> list[int]:
-    return [p for p in child_pids(os.getpid()) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+    return [p for p, command in child_commands(os.getpid()).items() if "spawn_main" in command]
 
 
 @pytest.fixture(scope="module")

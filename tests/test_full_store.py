@@ -14,7 +14,7 @@ import pytest
 
 from nextbest.client import Client, action
 from nextbest.server.store import Stream, open_store
-from nextbest.testing import child_pids, running_server, wait_for
+from nextbest.testing import child_commands, running_server, wait_for
 from nextbest.v1 import records_pb2
 
 SMALL_MAP = 1 << 20  # 1 MiB: refused beyond 768 KiB, the rest is the reserve kept for deletes
@@ -139,7 +139,7 @@ def test_a_full_disk_refuses_writes_and_the_server_recovers_when_there_is_space_
                 refusal.details(),
             ), refusal.details()
             unlimited = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
-            for pid in [proc.pid, *child_pids(proc.pid)]:  # space again, for the parent and its serving workers
+            for pid in [proc.pid, *child_commands(proc.pid)]:  # space again, for the parent and its serving workers
                 resource.prlimit(pid, resource.RLIMIT_FSIZE, (unlimited, unlimited))
             acked.add(client.rank(ACTIONS, BULKY, event_id="after").event_id)
     finally:

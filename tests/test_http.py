@@ -38,7 +38,7 @@ from nextbest.server.http.jsonapi import ADMIN_SERVICE, DECISION_SERVICE, RPCS
 from nextbest.server.restrictions import Restrictions
 from nextbest.server.store import Stream, open_store
 from nextbest.server.tls import ServerTls
-from nextbest.testing import FakeClock, child_pids, http_call, make_certificates, running_server, wait_for
+from nextbest.testing import FakeClock, child_commands, http_call, make_certificates, running_server, wait_for
 from nextbest.v1 import decision_pb2, records_pb2
 
 ACTIONS = [
@@ -105,7 +105,7 @@ def test_serve_http_port_serves_http_in_every_worker_and_counts_the_calls(tmp_pa
         line = proc.stdout.readline()
         http_port = int(re.search(r"HTTP on port (\d+)", line).group(1))
         metrics_port = int(re.search(r"metrics on port (\d+)", line).group(1))
-        workers = [p for p in child_pids(proc.pid) if "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_text()]
+        workers = [p for p, command in child_commands(proc.pid).items() if "resource_tracker" not in command]
         assert len(workers) == 2 and all(http_port in listening_ports(p) for p in workers)
         for i in range(10):
             ranked = http_call(http_port, "POST", "/v1/loops/default:rank", {"eventId": f"e{i}", "actions": ACTIONS})
@@ -572,7 +572,7 @@ def joined_events(store):
 
 
 def evaluations_running():
-    return [p for p in child_pids(os.getpid()) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+    return [p for p, command in child_commands(os.getpid()).items() if "spawn_main" in command]
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from nextbest.client import action
 from nextbest.policies.rules import restrict_rules_files
 from nextbest.server.learner import learned_position
 from nextbest.server.store import open_store
-from nextbest.testing import child_pids, nats_server_binary, running_nats, running_server, wait_for
+from nextbest.testing import child_commands, nats_server_binary, running_nats, running_server, wait_for
 
 ACTIONS = [action("a", "email"), action("b", "push")]
 RULES = "rules:journey.json"
@@ -124,7 +124,7 @@ def test_train_stops_within_seconds_when_the_store_is_gone(tmp_path):
         assert "nextbest training" in proc.stdout.readline()
         while "training loop default" not in proc.stderr.readline():  # it holds a lease to release
             pass
-        nats = next(p for p in child_pids(os.getpid()) if "nats-server" in Path(f"/proc/{p}/cmdline").read_text())
+        nats = next(p for p, command in child_commands(os.getpid()).items() if "nats-server" in command)
         os.kill(nats, signal.SIGKILL)
         time.sleep(1)  # the trainer notices
         started = time.monotonic()

@@ -13,7 +13,7 @@ from planted import ACTIONS, PERSONALIZING
 
 from nextbest.client import Client
 from nextbest.server.store import Stream, open_store
-from nextbest.testing import child_pids, wait_for
+from nextbest.testing import child_commands, wait_for
 
 CHANNELS = 16  # separate connections, spread over the workers by the kernel
 
@@ -52,7 +52,7 @@ def test_two_workers_share_port_store_and_models(tmp_path):
         line = proc.stdout.readline()
         address = re.search(r"serving on (\S+)", line).group(1)
         metrics_port = int(re.search(r"metrics on port (\d+)", line).group(1))
-        workers = [p for p in child_pids(proc.pid) if "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_text()]
+        workers = [p for p, command in child_commands(proc.pid).items() if "resource_tracker" not in command]
         assert len(workers) == 2, workers
         before = {p: cpu_ticks(p) for p in workers}
 
