@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import re
 import shutil
 import statistics
@@ -29,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nextbest.server.bench.load import BENCH_CONTACT_POLICY, VARIANTS, rank_request
+from nextbest.server.bench.load import BENCH_CONTACT_POLICY, Workload
 from nextbest.server.config import DEFAULT_POLICY
 from nextbest.server.decision_service import DecisionService
 from nextbest.server.subjects.contact import PolicyCache
@@ -38,30 +37,25 @@ from nextbest.testing import running_server
 from nextbest.v1 import decision_pb2
 
 LOOP = "bench"
+SEED = 1
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
 class _Ranker:
-    """A DecisionService over a running server's store, and the bench's requests."""
+    """A DecisionService over a running server's store, fed the bench's calls (`Workload`), with and without
+    subject ids; every _Ranker's event ids are its own (the same id again would be a retry)."""
 
-    def __init__(self, server: Any, subjects: int, prefix: str) -> None:
+    def __init__(self, server: Any, subjects: int) -> None:
         store = server.store
         keeper = SubjectKeeper(store.subjects, PolicyCache(store.subjects))
         self.service = DecisionService(store.log, server.catalog, server.limits, subjects=keeper)
-        rng = random.Random(1)
-        self.requests = [rank_request(rng, LOOP).SerializeToString() for _ in range(VARIANTS)]
-        self.subjects = subjects
-        self.prefix = prefix  # of the event ids: a store's events keep theirs (the same id again is a retry)
+        self.workloads = {False: Workload(LOOP, 0.0, SEED), True: Workload(LOOP, 0.0, SEED, subjects)}
         self.count = 0
 
     def rank(self, n: int, with_subjects: bool) -> None:
+        workload = self.workloads[with_subjects]
         for _ in range(n):
-            i = self.count
-            request = decision_pb2.RankRequest.FromString(self.requests[i % VARIANTS])
-            request.event_id = f"{self.prefix}{i}"
-            if with_subjects:
-                request.subject_id = f"subject-{i % self.subjects}"
-            self.service.Rank(request, None)
+            self.service.Rank(decision_pb2.RankRequest.FromString(workload.rank(self.count)), None)
             self.count += 1
 
 
@@ -69,14 +63,14 @@ def _fill(store: Path, subjects: int, contacts: int) -> None:
     with running_server(store, train=False) as (server, client):
         client.create_loop(LOOP, policy=DEFAULT_POLICY)
         client.set_contact_policy(json.dumps(BENCH_CONTACT_POLICY))
-        _Ranker(server, subjects, "fill-").rank(subjects * contacts, True)
+        _Ranker(server, subjects).rank(subjects * contacts, True)
 
 
 def cpu_blocks(store: Path, subjects: int, blocks: int, block: int) -> dict[str, Any]:
     """CPU µs per Rank of `blocks` blocks of each side, in turn."""
     out: dict[str, list[float]] = {"without": [], "with": []}
     with running_server(store, train=False) as (server, _):
-        ranker = _Ranker(server, subjects, "cpu-")
+        ranker = _Ranker(server, subjects)
         ranker.rank(block, False)  # the caches of the side without subject ids, warm
         for b in range(blocks):
             for side in ("without", "with"):
@@ -128,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.run is not None:
         with running_server(args.run, train=False) as (server, _):
-            _Ranker(server, args.subjects, "run-").rank(args.ranks, args.with_subjects)
+            _Ranker(server, args.subjects).rank(args.ranks, args.with_subjects)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store"

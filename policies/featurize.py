@@ -258,22 +258,21 @@ class LineSizes(NamedTuple):
     by_name: dict[str, int]
 
 
-def _vw_index(name: str) -> int:
-    """The VW namespace index of a namespace name: its first byte."""
-    return ord(name[0]) if name[0] < "\x80" else name[0].encode()[0]
+def _add(sizes: LineSizes, name: str, n: int) -> None:
+    """Count `n` more features in a namespace `name` (sanitized) of `sizes` (one being made: cached ones are shared);
+    VW's namespace index is the name's first byte."""
+    sizes.by_name[name] = sizes.by_name.get(name, 0) + n
+    if name:
+        index = ord(name[0]) if name[0] < "\x80" else name[0].encode()[0]
+        sizes.by_index[index] = sizes.by_index.get(index, 0) + n
 
 
 def _sizes(line: str) -> LineSizes:
-    by_index: dict[int, int] = {}
-    by_name: dict[str, int] = {}
+    sizes = LineSizes({}, {})
     for group in line.split("|")[1:]:
         name, _, features = group.partition(" ")
-        n = features.count(" ") + bool(features) - features.endswith(" ")
-        by_name[name] = by_name.get(name, 0) + n
-        if name:
-            index = _vw_index(name)
-            by_index[index] = by_index.get(index, 0) + n
-    return LineSizes(by_index, by_name)
+        _add(sizes, name, features.count(" ") + bool(features) - features.endswith(" "))
+    return sizes
 
 
 _line_sizes: BoundedCache[str, LineSizes] = BoundedCache(ACTION_CACHE_SIZE)  # short action lines repeat
@@ -290,11 +289,9 @@ def sizes_with(sizes: LineSizes, name: str, features: int) -> LineSizes:
     >>> sizes_with(line_sizes("|a x |b y z"), "a2", 1) == line_sizes("|a x |b y z |a2 w")
     True
     """
-    index = _vw_index(name)
-    by_index, by_name = dict(sizes.by_index), dict(sizes.by_name)
-    by_index[index] = by_index.get(index, 0) + features
-    by_name[name] = by_name.get(name, 0) + features
-    return LineSizes(by_index, by_name)
+    out = LineSizes(dict(sizes.by_index), dict(sizes.by_name))
+    _add(out, name, features)
+    return out
 
 
 Namespaces = list[tuple[str, Items]]
@@ -403,16 +400,10 @@ class Example:
 
     def shared_sizes(self) -> LineSizes:
         """The sizes of the shared line (`line_sizes` of it), counted from the context: every feature is written."""
-        by_index: dict[int, int] = {}
-        by_name: dict[str, int] = {}
+        sizes = LineSizes({}, {})
         for ns, features in self.context.items():
-            name = sanitize(ns)
-            n = len(features.numeric) + len(features.categorical) + len(features.tokens)
-            by_name[name] = by_name.get(name, 0) + n
-            if name:
-                index = _vw_index(name)
-                by_index[index] = by_index.get(index, 0) + n
-        return LineSizes(by_index, by_name)
+            _add(sizes, sanitize(ns), len(features.numeric) + len(features.categorical) + len(features.tokens))
+        return sizes
 
     def vw_lines(self) -> list[str]:
         """The unlabeled VW multi-line example (shared line first when there is context)."""
