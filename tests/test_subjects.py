@@ -27,6 +27,7 @@ from nextbest.server.subjects.history import (
     by_channel,
     contacts,
     read,
+    set_outcome,
     with_contact,
     with_outcome,
 )
@@ -542,7 +543,6 @@ def test_contact_and_outcome_writes_equal_the_history_rebuilt_from_scratch(monke
                 data_after = with_contact(data, c, now, known)
             else:
                 reward = rng.choice([0.0, 1.0])
-                outcome = records_pb2.JoinedEvent(reward=reward)
 
                 def joined(contact, reward=reward, now=now):
                     contact.joined, contact.reward, contact.clicked, contact.joined_at = True, reward, reward > 0, now
@@ -556,7 +556,7 @@ def test_contact_and_outcome_writes_equal_the_history_rebuilt_from_scratch(monke
                 stored = list(records_pb2.SubjectHistory.FromString(data).contacts) if data else []
                 given = Contact()
                 given.CopyFrom(c)  # a write may change the contact it is given
-                data_after = with_outcome(data, given, outcome, now, now)
+                data_after = with_outcome(data, set_outcome(given, records_pb2.JoinedEvent(reward=reward), now), now)
                 if found(stored):  # changed where it is stored, the rest as it was
                     joined(found(stored)[-1])
                     expected = records_pb2.SubjectHistory(contacts=stored).SerializeToString()

@@ -125,36 +125,39 @@ def with_contact(data: bytes | None, contact: Contact, now: float, known: Read |
     return _encoded([*history.kept, contact])
 
 
-def with_outcome(
-    data: bytes | None,
-    contact: Contact,
-    joined: records_pb2.JoinedEvent | records_pb2.SlotOutcome,
-    joined_at: float,
-    now: float,
-) -> bytes | None:
-    """The history with the joined outcome (of the event, or of the contact's slot) on its contact. A recorded
-    contact is changed where it is stored and the record left otherwise as it was (its expired contacts leave it
-    with the next contact written, or the sweep): no other contact is decoded. A contact Rank had not recorded is
-    added, unless it has expired."""
+def set_outcome(
+    contact: Contact, outcome: records_pb2.JoinedEvent | records_pb2.SlotOutcome, joined_at: float
+) -> Contact:
+    """`contact` with the joined outcome (of the event, or of the contact's slot) on it: its reward, clicked when
+    a reward above 0 arrived, and when it was joined."""
+    contact.joined = True
+    contact.reward = outcome.reward
+    contact.clicked = not outcome.defaulted and outcome.reward > 0
+    contact.joined_at = joined_at
+    return contact
+
+
+def with_outcome(data: bytes | None, contact: Contact, now: float) -> bytes | None:
+    """The history with the outcome of `contact` (`set_outcome`) on its stored contact. A recorded contact is changed
+    where it is stored and the record left otherwise as it was (its expired contacts leave it with the next contact
+    written, or the sweep): no other contact is decoded. A contact Rank had not recorded is added, unless it has
+    expired."""
     record = records_pb2.SubjectHistory.FromString(data) if data else records_pb2.SubjectHistory()
     found = _find(record.contacts, contact)
     if found is not None:
-        _set_outcome(found, joined, joined_at)
+        found.joined, found.reward, found.clicked, found.joined_at = (
+            True,
+            contact.reward,
+            contact.clicked,
+            contact.joined_at,
+        )
         return record.SerializeToString()
     history = _read(data, record, now)
     if contact.expires <= now:
         return (data or None) if history.whole else _encoded(history.kept)
-    _set_outcome(contact, joined, joined_at)
     if history.follows(contact):
         return _appended(data, contact)
     return _encoded([*history.kept, contact])
-
-
-def _set_outcome(contact: Contact, joined: records_pb2.JoinedEvent | records_pb2.SlotOutcome, joined_at: float) -> None:
-    contact.joined = True
-    contact.reward = joined.reward
-    contact.clicked = not joined.defaulted and joined.reward > 0
-    contact.joined_at = joined_at
 
 
 def trimmed(data: bytes, now: float) -> bytes | None:

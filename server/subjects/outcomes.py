@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from nextbest.server.store import EventLog, Store, Stream, cursor_name
 from nextbest.server.subjects.contact import PolicyCache
-from nextbest.server.subjects.history import contact_of, with_outcome
+from nextbest.server.subjects.history import Contact, contact_of, set_outcome, with_outcome
 from nextbest.v1 import admin_pb2, records_pb2
 
 _BATCH = 1000
@@ -59,7 +60,7 @@ class SubjectOutcomes:
             return 0
         now = self._clock()
         policy = self._policy.current()
-        changes: dict[str, list[Callable[[bytes | None], bytes | None]]] = {}
+        joined_contacts: dict[str, list[Contact]] = {}  # by subject, each with its outcome
         for _, data in batch:
             joined = records_pb2.JoinedEvent.FromString(data)
             d = joined.decision
@@ -74,22 +75,15 @@ class SubjectOutcomes:
             ] or [("", d.chosen_index, joined)]
             for slot_id, chosen, outcome in outcomes:
                 contact = contact_of(d.loop, d.event_id, d.actions[chosen], d.timestamp, expires, slot_id)
-                if contact is not None:
-                    changes.setdefault(d.subject_id, []).append(
-                        lambda current, c=contact, o=outcome, at=joined.joined_at: with_outcome(current, c, o, at, now)
-                    )
-        self._store.subjects.update({subject: _chained(fs) for subject, fs in changes.items()})
+                if contact is not None:  # the outcome on the contact: the batch's events are not kept alive
+                    joined_contacts.setdefault(d.subject_id, []).append(set_outcome(contact, outcome, joined.joined_at))
+        self._store.subjects.update({s: partial(_with_outcomes, cs, now) for s, cs in joined_contacts.items()})
         self.state.seq = batch[-1][0]
         self._store.log.set_cursor(_cursor(self._loop), json.dumps(self.state.__dict__).encode())
         return len(batch)
 
 
-def _chained(
-    changes: list[Callable[[bytes | None], bytes | None]],
-) -> Callable[[bytes | None], bytes | None]:
-    def change(data: bytes | None) -> bytes | None:
-        for c in changes:
-            data = c(data)
-        return data
-
-    return change
+def _with_outcomes(contacts: list[Contact], now: float, data: bytes | None) -> bytes | None:
+    for contact in contacts:
+        data = with_outcome(data, contact, now)
+    return data
