@@ -19,7 +19,7 @@ from nextbest.cli import build_parser
 from nextbest.server import validation
 from nextbest.server.bench import batch, echo, load
 from nextbest.server.bench.load import Load, Service, Workload, measure, rank_request
-from nextbest.server.commands.bench import Plan
+from nextbest.server.commands.bench import SUBJECT_RATE_SHARE, Plan
 from nextbest.server.config import Limits
 from nextbest.v1 import decision_pb2
 
@@ -97,6 +97,17 @@ def test_every_plan_field_is_a_flag_with_the_same_default():
     assert Plan(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Plan)}) == Plan()
 
 
+def test_the_subject_comparison_runs_at_the_rate_asked_or_at_the_rank_runs_own_load():
+    closed, ranked = Load(concurrency=16), {"throughput": 500.0}
+    assert load._subject_load(Plan(), closed, ranked) == Load(rate=SUBJECT_RATE_SHARE * 500.0)
+    assert load._subject_load(Plan(subject_rate=120.0, arrival="fixed"), closed, ranked) == Load(
+        rate=120.0, arrival="fixed"
+    )
+    assert load._subject_load(Plan(subject_rate=0.0), closed, ranked) == closed
+    opened = Load(rate=200.0)
+    assert load._subject_load(Plan(), opened, ranked) == opened
+
+
 def test_short_bench_reports_rank_and_echo(tmp_path):
     report_path, plot_path = tmp_path / "bench.json", tmp_path / "bench.png"
     flags = [
@@ -142,11 +153,15 @@ def test_short_bench_reports_rank_and_echo(tmp_path):
     stream = report["reward_stream"]
     assert stream["accepted"] == 2000 and stream["rewards_per_second"] > 0 and stream["echo_per_second"] > 0
     assert report["loop"]["reward_wait_seconds"] == 0.5
-    # the run with subject ids, then one without and one with: two rounds
-    assert [r["service"] for r in report["subject_runs"]] == ["rank+subj", "rank", "rank+subj"]
+    # without and with subject ids in turn, two rounds, both sides an open loop at 70% of the Rank run's throughput
+    assert [r["service"] for r in report["subject_runs"]] == ["rank", "rank+subj"] * 2
     assert all(r["calls"] > 0 and not r["errors"] for r in report["subject_runs"])
+    rate = SUBJECT_RATE_SHARE * rank_run["throughput"]
+    assert all(r["mode"] == "open" and r["rate"] == pytest.approx(rate) for r in report["subject_runs"])
     (subjects,) = report["subjects"]
     assert subjects["subjects"] == 50 and len(subjects["rounds"]) == 2
+    assert subjects["label"] == f"open {rate:,.0f}/s" and subjects["after"] == "closed c=2"
+    assert subjects["throughput"] > 0 and subjects["throughput_with_subject"] > 0
     ratios = sorted(r["cpu_ratio"] for r in subjects["rounds"])
     assert 0 < ratios[0] <= subjects["cpu_ratio"] <= ratios[1]
     assert plot_path.read_bytes().startswith(b"\x89PNG")

@@ -52,9 +52,9 @@ CPU in cores (client: this process; server: the loaded service's process tree; o
      "reward_stream": {"rewards", "seconds", "rewards_per_second", "accepted", "duplicates",
                        "echo_per_second", "ratio", "target", "met"} (reward_stream),
      "subject_runs": [<run of "rank+subj", or of "rank" in the rounds after the first>] and
-     "subjects": [{"label", "subjects", "rounds": [{"cpu_ms_per_rank", "cpu_ms_per_rank_with_subject",
-                   "cpu_ratio"}], "cpu_ms_per_rank", "cpu_ms_per_rank_with_subject", "cpu_ratio" (medians),
-                   "target", "met"}] (subjects),
+     "subjects": [{"label" (the runs' load), "after" (the Rank run's), "subjects", "rounds": [{"cpu_ms_per_rank",
+                   "cpu_ms_per_rank_with_subject", "cpu_ratio"}], "cpu_ms_per_rank", "cpu_ms_per_rank_with_subject",
+                   "cpu_ratio", "throughput", "throughput_with_subject" (medians), "target", "met"}] (subjects),
      "batch": {"single": {"concurrency", "throughput", "errors", "latency_ms"},
                "batched": {"batch", "callers", "duration", "batches", "decisions", "decisions_per_second",
                            "item_errors", "errors"}, "ratio", "target", "met",
@@ -62,10 +62,14 @@ CPU in cores (client: this process; server: the loaded service's process tree; o
                             "memory": [{"decisions", "rss_mb", "anon_mb"}], "anon_growth", "target", "met"}}
                (batch; see `nextbest.server.bench.batch`)}
 
-With `subjects`, each Rank run is followed (once the learner caught up) by the same load with subject ids
-from a pool of `subjects` under `BENCH_CONTACT_POLICY`, then by runs without and with them in turn until
-`subject_rounds` pairs are measured; their server CPU per Rank (the Rewards after it and its learning
-included) is compared pair by pair, and the median ratio is reported.
+With `subjects`, each Rank run is followed (once the learner caught up) by runs without and with subject ids
+from a pool of `subjects` under `BENCH_CONTACT_POLICY`, in turn, until `subject_rounds` pairs are measured;
+their server CPU per Rank (the Rewards after it and its learning included) is compared pair by pair, and the
+median ratio is reported. Both sides serve the same calls/s: an open loop at `subject_rate`, or by default at
+SUBJECT_RATE_SHARE of the closed-loop Rank run's throughput. The server spends CPU every second whatever the
+load (publishing and loading models, the trainer's polling), so a side served at a lower rate carries more of it
+per call: in a closed loop the side with subject ids, a little slower, would serve fewer calls and pay for that
+too. `subject_rate` 0 keeps the Rank run's own load (a closed loop: each side at its own throughput).
 """
 
 from __future__ import annotations
@@ -95,7 +99,7 @@ import grpc
 import numpy as np
 
 from nextbest.server.bench import batch, echo, httpload
-from nextbest.server.commands.bench import Plan
+from nextbest.server.commands.bench import SUBJECT_RATE_SHARE, Plan
 from nextbest.v1 import admin_pb2, admin_pb2_grpc, decision_pb2, decision_pb2_grpc, types_pb2
 
 RANK_METHOD = "/nextbest.v1.DecisionService/Rank"
@@ -750,21 +754,36 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def _subject_compare(rounds: list[tuple[dict[str, Any], dict[str, Any]]], subjects: int) -> dict[str, Any]:
+def _subject_load(plan: Plan, load: Load, ranked: dict[str, Any]) -> Load:
+    """The load of the runs without and with subject ids after the Rank run `ranked` at `load`: an open loop at
+    `plan.subject_rate`, or at SUBJECT_RATE_SHARE of a closed loop's throughput; the Rank run's own load when
+    `plan.subject_rate` is 0 or the Rank run is an open loop already."""
+    if plan.subject_rate == 0 or load.mode == "open":
+        return load
+    rate = plan.subject_rate if plan.subject_rate is not None else SUBJECT_RATE_SHARE * ranked["throughput"]
+    return Load(rate=max(rate, 1.0), arrival=plan.arrival)
+
+
+def _subject_compare(
+    rounds: list[tuple[dict[str, Any], dict[str, Any]]], subjects: int, rank_label: str
+) -> dict[str, Any]:
     """Server CPU per Rank with subject ids against without, over rounds of (run without, run with) in turn: the
     medians, and the median of the rounds' ratios (each ratio compares runs a few seconds apart, so a machine
-    that slows down or speeds up for a while moves both sides)."""
+    that slows down or speeds up for a while moves both sides); the calls/s each side served."""
     pairs = [(_cpu_ms_per_call(without), _cpu_ms_per_call(with_subjects)) for without, with_subjects in rounds]
     measured = [(plain, subject) for plain, subject in pairs if plain is not None and subject is not None]
     ratios = [_ratio(subject, plain) for plain, subject in measured]
     ratio = _median([r for r in ratios if r is not None])
     return {
         "label": rounds[0][0]["label"],
+        "after": rank_label,
         "subjects": subjects,
         "rounds": [
             {"cpu_ms_per_rank": p, "cpu_ms_per_rank_with_subject": s, "cpu_ratio": r}
             for (p, s), r in zip(measured, ratios, strict=True)
         ],
+        "throughput": _median([without["throughput"] for without, _ in rounds]),
+        "throughput_with_subject": _median([with_subjects["throughput"] for _, with_subjects in rounds]),
         "cpu_ms_per_rank": _median([p for p, _ in measured]),
         "cpu_ms_per_rank_with_subject": _median([s for _, s in measured]),
         "cpu_ratio": ratio,
@@ -844,20 +863,24 @@ async def _session(
                 progress=progress,
             )
 
-        async def with_subjects(load: Load, without: dict[str, Any]) -> None:
-            """Rank again with subject ids, once the learner caught up with the run without; then again without
-            and with, in turn, until `plan.subject_rounds` pairs are measured."""
+        async def with_subjects(load: Load, ranked: dict[str, Any]) -> None:
+            """Rank without and with subject ids, in turn, each run once the learner caught up with the one before,
+            until `plan.subject_rounds` pairs are measured; at the load `_subject_load` finds for the Rank run
+            `ranked` (when that is its own load, `ranked` is the first run without)."""
             service = dataclasses.replace(nextbest, name="rank+subj")
+            compared = _subject_load(plan, load, ranked)
             rounds = []
             for i in range(plan.subject_rounds):
-                if i:
-                    without = await run(nextbest, load, workload)
+                if i or compared != load:
+                    without = await run(nextbest, compared, workload)
                     await _settle(admin, plan.loop)
                     report["subject_runs"].append(without)
-                rounds.append((without, await run(service, load, subject_workload)))
+                else:
+                    without = ranked
+                rounds.append((without, await run(service, compared, subject_workload)))
                 await _settle(admin, plan.loop)
                 report["subject_runs"].append(rounds[-1][1])
-            report["subjects"].append(_subject_compare(rounds, plan.subjects))
+            report["subjects"].append(_subject_compare(rounds, plan.subjects, load.label))
 
         async def pair(load: Load) -> dict[str, Any]:
             runs = [await run(service, load, workload) for service in (bare, nextbest)]
@@ -1098,8 +1121,10 @@ def summary(report: dict[str, Any]) -> str:
         each = ", ".join(_num(r["cpu_ratio"]) for r in c["rounds"])
         lines.append(
             f"Rank with subject ids ({c['subjects']:,} subjects, {len(BENCH_CONTACT_POLICY['rules'])} contact rules), "
-            f"{c['label']}, {len(c['rounds'])} rounds (medians): server CPU {_num(c['cpu_ms_per_rank_with_subject'])} "
-            f"ms per Rank vs {_num(c['cpu_ms_per_rank'])} ms without, ratio {_num(c['cpu_ratio'])} (rounds: {each}) "
+            f"{c['label']}{'' if c['label'] == c['after'] else ' after ' + c['after']} "
+            f"({c['throughput_with_subject']:,.0f} vs {c['throughput']:,.0f} calls/s), {len(c['rounds'])} rounds "
+            f"(medians): server CPU {_num(c['cpu_ms_per_rank_with_subject'])} ms per Rank vs "
+            f"{_num(c['cpu_ms_per_rank'])} ms without, ratio {_num(c['cpu_ratio'])} (rounds: {each}) "
             f"(target <= {c['target']:g}: {'met' if c['met'] else 'NOT met'})"
         )
     if batched := report.get("batch"):

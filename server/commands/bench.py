@@ -11,6 +11,8 @@ from typing import Any
 
 from nextbest.server.config import DEFAULT_POLICY
 
+SUBJECT_RATE_SHARE = 0.7  # of the closed-loop Rank throughput: the rate both sides of the subject comparison serve
+
 
 @dataclass
 class Plan:
@@ -31,6 +33,7 @@ class Plan:
     reward_stream: int = 0
     subjects: int = 0
     subject_rounds: int = 3
+    subject_rate: float | None = None  # calls/s of the runs without and with subject ids (None: see bench.load)
     batch: int = 0
     campaign: int = 1_000_000
     policy: str = DEFAULT_POLICY
@@ -140,8 +143,9 @@ def add(commands: argparse._SubParsersAction) -> None:
         type=_bounded(int, 0),
         default=d.subjects,
         metavar="N",
-        help="after each Rank run, run Rank again with subject ids from a pool of N under a contact policy of 5 "
-        "rules, and report its server CPU per Rank against the run without (default: no such run)",
+        help="after each Rank run, run Rank without and with subject ids from a pool of N under a contact policy "
+        "of 5 rules, both at the same rate (--subject-rate), and report the server CPU per Rank of each (default: no "
+        "such run)",
     )
     load.add_argument(
         "--subject-rounds",
@@ -150,6 +154,15 @@ def add(commands: argparse._SubParsersAction) -> None:
         metavar="N",
         help="with --subjects: measure N pairs of runs without and with subject ids, in turn, and report the "
         "median ratio (default: %(default)s)",
+    )
+    load.add_argument(
+        "--subject-rate",
+        type=_bounded(float, 0),
+        default=d.subject_rate,
+        metavar="R",
+        help="with --subjects: run both sides at R calls/s, an open loop (default: "
+        f"{SUBJECT_RATE_SHARE * 100:.0f}%% of the closed-loop Rank throughput; 0: the Rank run's own load, so in "
+        "a closed loop each side at its own throughput)",
     )
     load.add_argument(
         "--batch",
