@@ -25,6 +25,7 @@ from nextbest.server.subjects.history import (
     Contact,
     Summary,
     by_channel,
+    candidates_of,
     contacts,
     read,
     set_outcome,
@@ -442,10 +443,10 @@ def test_an_actions_history_features_follow_its_history_and_its_line_is_split_on
         Contact(loop="l", event_id="e1", action_id="sms-a", channel="sms", timestamp=now - DAY / 2, expires=now + DAY)
     ]
     parts = len(features_module._parts)
-    once, again = (featured(Summary.of(by_channel(sms), now), SMS) for _ in range(2))
+    once, again = (featured(Summary.of(by_channel(sms), now), *candidates_of([SMS])) for _ in range(2))
     assert (once.data, once.line, once.sizes) == (again.data, again.line, again.sizes)
     assert dict(once.action.features["nb_history"].numeric) == {"shown_7d": 1.0, "channel_contacts_7d": 1.0}
-    later = featured(Summary.of(by_channel(sms), now + DAY), SMS)
+    later = featured(Summary.of(by_channel(sms), now + DAY), *candidates_of([SMS]))
     assert dict(later.action.features["nb_history"].categorical) == {"channel_days_since": "1-3"}
     assert dict(once.action.features["nb_history"].categorical) == {"channel_days_since": "0-1"}
     assert len(features_module._parts) <= parts + 1  # the action's line was split once (or before)
@@ -474,7 +475,7 @@ def test_a_featured_actions_bytes_and_line_are_those_of_its_message(names):
         for i in range(1, 4)
     ]
     for kept in ([], history[:1], history):
-        out = featured(Summary.of(by_channel(kept), now), action)
+        out = featured(Summary.of(by_channel(kept), now), *candidates_of([action]))
         assert types_pb2.Action.FromString(out.data) == out.action
         assert out.line == action_line(out.action)
         assert out.sizes == _sizes(out.line)  # summed from its parts: those parsed from it
@@ -579,9 +580,10 @@ def test_the_rules_covering_a_candidate_are_found_once_per_channel_and_named_act
     ]
     other_sms = action("sms-b", "sms")
     for _ in range(2):
-        candidates = [SMS, PROMO, UPGRADE, other_sms, NOTHING]
+        candidates = candidates_of([SMS, PROMO, UPGRADE, other_sms, NOTHING])
         allowed, removed, skipped = screening.screen(history, by_channel(history), candidates, {}, now)
-        assert [a.id for a in allowed] == ["sms-a", "upgrade-offer", "sms-b", "nothing"] and not skipped
+        assert [action_id for _, action_id, _ in allowed] == ["sms-a", "upgrade-offer", "sms-b", "nothing"]
+        assert not skipped
         assert [(s.action_id, s.rule) for s in removed] == [("promo", "promo")]
     # the no-contact action is never screened; the actions no rule names share their channel's rules
     assert len(screening._covering) == 3

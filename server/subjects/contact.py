@@ -32,7 +32,7 @@ from nextbest.policies.featurize import ACTION_CACHE_SIZE, Namespace
 from nextbest.server.config import MAX_REWARD_WAIT_SECONDS
 from nextbest.server.errors import InvalidArgument
 from nextbest.server.store import SubjectStore
-from nextbest.server.subjects.history import DAY, MIN_HORIZON_SECONDS, Contact
+from nextbest.server.subjects.history import DAY, MIN_HORIZON_SECONDS, Candidate, Contact
 from nextbest.v1 import admin_pb2, types_pb2
 
 MAX_RULES = 100
@@ -162,31 +162,30 @@ class ContactPolicy:
         self,
         history: Sequence[Contact],
         channels: Mapping[str, Sequence[Contact]],
-        candidates: Sequence[types_pb2.Action],
+        candidates: Sequence[Candidate],
         context: Mapping[str, Namespace],
         now: float,
-    ) -> tuple[list[types_pb2.Action], list[types_pb2.SuppressedAction], list[str]]:
+    ) -> tuple[list[Candidate], list[types_pb2.SuppressedAction], list[str]]:
         """The candidates no rule forbids given the subject's contacts (oldest first, and by channel:
         `history.by_channel`), those removed (with the first rule that forbids each), and the rules skipped; only
         rules that cover a candidate are checked, each once."""
         verdicts: dict[str, bool | None] = {}
         forbidding: dict[tuple[str, str], str | None] = {}  # by `_covering`'s key: candidates share channels
-        allowed: list[types_pb2.Action] = []
+        allowed: list[Candidate] = []
         suppressed: list[types_pb2.SuppressedAction] = []
         named = self._named_actions
-        for action in candidates:
-            channel = action.channel
+        for candidate in candidates:
+            _, action_id, channel = candidate
             if not channel:  # no contact
-                allowed.append(action)
+                allowed.append(candidate)
                 continue
-            action_id = action.id
             key = (action_id if action_id in named else "", channel)
             if key in forbidding:
                 rule = forbidding[key]
             else:
                 rule = forbidding[key] = self._forbidding(key, history, channels, context, now, verdicts)
             if rule is None:
-                allowed.append(action)
+                allowed.append(candidate)
             else:
                 suppressed.append(types_pb2.SuppressedAction(action_id=action_id, rule=rule))
         return allowed, suppressed, [name for name, verdict in verdicts.items() if verdict is None]

@@ -31,7 +31,7 @@ from nextbest.policies.featurize import (
     namespace_text,
     sizes_with,
 )
-from nextbest.server.subjects.history import DAY, Summary
+from nextbest.server.subjects.history import DAY, Candidate, Summary
 from nextbest.v1 import types_pb2
 
 CONTEXT_NAMESPACE = "nb_subject"
@@ -78,17 +78,6 @@ class Featured:
     @property
     def features(self) -> Mapping[str, types_pb2.Features]:
         return self.action.features
-
-
-def _values(summary: Summary, action_id: str, channel: str) -> _Values:
-    own = summary.actions.get(action_id)
-    shown, clicked = (own.shown_7d, own.clicked_30d) if own is not None else (0, 0)
-    if not channel:
-        return "", 0, 0, shown, clicked
-    state = summary.channels.get(channel)
-    if state is None:
-        return "never", 0, 0, shown, clicked
-    return _bucket((summary.now - state.last) / DAY), state.contacts_7d, state.ignored_run, shown, clicked
 
 
 class _History(NamedTuple):
@@ -141,12 +130,24 @@ class _Parts:
 _parts: BoundedCache[bytes, _Parts] = BoundedCache(ACTION_CACHE_SIZE)  # by the serialized action
 
 
-def featured(summary: Summary, action: types_pb2.Action) -> Featured:
-    """`action` with its history features, made from the action's parts (cached) and its history namespace's
-    (cached per distinct values): a copy is cheaper to make than to cache, as each subject's counts differ."""
+def _values(summary: Summary, action_id: str, channel: str) -> _Values:
+    own = summary.actions.get(action_id)
+    shown, clicked = (own.shown_7d, own.clicked_30d) if own is not None else (0, 0)
+    if not channel:
+        return "", 0, 0, shown, clicked
+    state = summary.channels.get(channel)
+    if state is None:
+        return "never", 0, 0, shown, clicked
+    return _bucket((summary.now - state.last) / DAY), state.contacts_7d, state.ignored_run, shown, clicked
+
+
+def featured(summary: Summary, candidate: Candidate) -> Featured:
+    """The candidate's action with its history features, made from the action's parts (cached) and its history
+    namespace's (cached per distinct values): a copy is cheaper to make than to cache, as each subject's counts
+    differ."""
+    action, action_id, channel = candidate
     serialized = action.SerializeToString()
     parts = _parts.get_or_make(serialized, lambda: _Parts(action), len(serialized) <= CACHEABLE_ACTION_BYTES)
-    action_id, channel = action.id, action.channel
     history = _history(_values(summary, action_id, channel))
     line = f"{parts.before} {history.text}{parts.after}"
     return Featured(action_id, channel, serialized + history.data, line, parts.sizes(history.features))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from nextbest.policies.featurize import ActionLike
-from nextbest.v1 import records_pb2
+from nextbest.v1 import records_pb2, types_pb2
 
 DAY = 86400.0
 WEEK, MONTH = 7 * DAY, 30 * DAY
@@ -23,6 +23,16 @@ MIN_HORIZON_SECONDS = 90 * DAY  # the least time a contact is kept (features loo
 MAX_CONTACTS = 1000  # per subject, the newest kept
 
 Contact = records_pb2.Contact
+
+
+# A candidate action with its id and channel, read from the message once per decision: rules and features ask for
+# them, and each read of a message's field costs more than a tuple's (a plain tuple: a NamedTuple's constructor
+# costs as much as the reads).
+Candidate = tuple[types_pb2.Action, str, str]
+
+
+def candidates_of(actions: Iterable[types_pb2.Action]) -> list[Candidate]:
+    return [(a, a.id, a.channel) for a in actions]
 
 
 def contact_of(

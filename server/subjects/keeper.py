@@ -11,7 +11,7 @@ from nextbest.server.errors import FailedPrecondition
 from nextbest.server.store import SubjectChanges, SubjectStore
 from nextbest.server.subjects.contact import PolicyCache
 from nextbest.server.subjects.features import CONTEXT_NAMESPACE, Featured, context_features, featured
-from nextbest.server.subjects.history import Read, Summary, contact_of, read, with_contact
+from nextbest.server.subjects.history import Read, Summary, candidates_of, contact_of, read, with_contact
 from nextbest.v1 import records_pb2, types_pb2
 
 
@@ -74,7 +74,7 @@ class SubjectKeeper:
         them off); FailedPrecondition naming the rules when no candidate is left."""
         history = read(self._store.get(subject), now)
         allowed, suppressed, skipped = self._policy.current().screen(
-            history.kept, history.by_channel, candidates, context, now
+            history.kept, history.by_channel, candidates_of(candidates), context, now
         )
         if not allowed:
             rules = sorted({s.rule for s in suppressed})
@@ -83,12 +83,15 @@ class SubjectKeeper:
                 "add a candidate without a channel (no contact) to be answered with it"
             )
         if config.subject_features == types_pb2.SUBJECT_FEATURES_OFF:
-            return Screened(context, allowed, None, suppressed, skipped, history)
+            return Screened(context, [action for action, _, _ in allowed], None, suppressed, skipped, history)
         summary = Summary.of(history.by_channel, now)
         own = context_features(summary)
         logged = dict(request_context)
-        logged[CONTEXT_NAMESPACE] = types_pb2.Features(numeric=own.numeric)
-        copies = [featured(summary, a) for a in allowed]
+        logged[CONTEXT_NAMESPACE] = logged_features = types_pb2.Features()
+        numeric = logged_features.numeric
+        for name, value in own.numeric.items():  # item by item: a map given to the constructor costs twice as much
+            numeric[name] = value
+        copies = [featured(summary, c) for c in allowed]
         return Screened({**context, CONTEXT_NAMESPACE: own}, copies, logged, suppressed, skipped, history)
 
     def contact(
