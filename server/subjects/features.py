@@ -80,6 +80,17 @@ class Featured:
         return self.action.features
 
 
+def _values(summary: Summary, action_id: str, channel: str) -> _Values:
+    own = summary.actions.get(action_id)
+    shown, clicked = (own.shown_7d, own.clicked_30d) if own is not None else (0, 0)
+    if not channel:
+        return "", 0, 0, shown, clicked
+    state = summary.channels.get(channel)
+    if state is None:
+        return "never", 0, 0, shown, clicked
+    return _bucket((summary.now - state.last) / DAY), state.contacts_7d, state.ignored_run, shown, clicked
+
+
 class _History(NamedTuple):
     """The `nb_history` namespace of some values: its text, and its serialization as a field of an Action (appended
     to an action's bytes, it adds the namespace: a parsed map keeps every entry)."""
@@ -128,17 +139,6 @@ class _Parts:
 
 
 _parts: BoundedCache[bytes, _Parts] = BoundedCache(ACTION_CACHE_SIZE)  # by the serialized action
-
-
-def _values(summary: Summary, action_id: str, channel: str) -> _Values:
-    own = summary.actions.get(action_id)
-    shown, clicked = (own.shown_7d, own.clicked_30d) if own is not None else (0, 0)
-    if not channel:
-        return "", 0, 0, shown, clicked
-    state = summary.channels.get(channel)
-    if state is None:
-        return "never", 0, 0, shown, clicked
-    return _bucket((summary.now - state.last) / DAY), state.contacts_7d, state.ignored_run, shown, clicked
 
 
 def featured(summary: Summary, candidate: Candidate) -> Featured:

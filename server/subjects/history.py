@@ -155,12 +155,10 @@ def with_outcome(data: bytes | None, contact: Contact, now: float) -> bytes | No
     record = records_pb2.SubjectHistory.FromString(data) if data else records_pb2.SubjectHistory()
     found = _find(record.contacts, contact)
     if found is not None:
-        found.joined, found.reward, found.clicked, found.joined_at = (
-            True,
-            contact.reward,
-            contact.clicked,
-            contact.joined_at,
-        )
+        found.joined = True
+        found.reward = contact.reward
+        found.clicked = contact.clicked
+        found.joined_at = contact.joined_at
         return record.SerializeToString()
     history = _read(data, record, now)
     if contact.expires <= now:
