@@ -51,7 +51,8 @@ CPU in cores (client: this process; server: the loaded service's process tree; o
                "met"} (sweep),
      "reward_stream": {"rewards", "seconds", "rewards_per_second", "accepted", "duplicates",
                        "echo_per_second", "ratio", "target", "met"} (reward_stream),
-     "subject_runs": [<run of "rank+subj", or of "rank" in the rounds after the first>] and
+     "subject_runs": [<runs without ("rank") and with ("rank+subj") subject ids, in turn; at the Rank run's own
+                      load, that run is the first without and not repeated here>] and
      "subjects": [{"label" (the runs' load), "after" (the Rank run's), "subjects", "rounds": [{"cpu_ms_per_rank",
                    "cpu_ms_per_rank_with_subject", "cpu_ratio"}], "cpu_ms_per_rank", "cpu_ms_per_rank_with_subject",
                    "cpu_ratio", "throughput", "throughput_with_subject" (medians), "target", "met"}] (subjects),
