@@ -567,6 +567,23 @@ def test_contact_and_outcome_writes_equal_the_history_rebuilt_from_scratch(monke
             data = data_after
 
 
+def test_the_fatigue_rule_counts_the_ignored_run_as_the_history_feature_does():
+    """Contacts of the same moment (the slots of one decision) count back in the history's order, for the rule as
+    for the `channel_ignored_run` feature: here the newest one stored was clicked, so there is no ignored run."""
+    now = 10 * DAY
+    moment = dict(loop="l", channel="email", timestamp=now - DAY, expires=now + DAY, joined=True, joined_at=now - 1)
+    history = [
+        Contact(event_id="e", slot_id="s1", action_id="a", clicked=False, **moment),
+        Contact(event_id="e", slot_id="s2", action_id="b", clicked=True, reward=1.0, **moment),
+    ]
+    (fatigue,) = parse(policy({"name": "f", "channels": ["email"], "after_ignored": 1, "pause_seconds": DAY}))[0].rules
+    assert Summary.of(by_channel(history), now).channels["email"].ignored_run == 0
+    assert fatigue.forbids(history, by_channel(history), {}, now) is False
+    stored_the_other_way = history[::-1]
+    assert Summary.of(by_channel(stored_the_other_way), now).channels["email"].ignored_run == 1
+    assert fatigue.forbids(stored_the_other_way, by_channel(stored_the_other_way), {}, now) is True
+
+
 def test_the_rules_covering_a_candidate_are_found_once_per_channel_and_named_action():
     rules = policy(
         {"name": "sms", "channels": ["sms"], "max": 1, "per_seconds": DAY},

@@ -115,8 +115,12 @@ class Rule:
         return any(_in_hours(hour, start, end) for start, end in self.quiet_hours)
 
     def _fatigued(self, scope: Sequence[Contact], now: float) -> bool:
+        """Whether the ignored run (joined contacts without a click, counted back from the newest in the history's
+        order, as the `channel_ignored_run` feature counts it) is long and recent enough."""
         run, last = 0, float("-inf")
-        for c in sorted((c for c in scope if c.joined), key=lambda c: c.timestamp, reverse=True):
+        for c in reversed(scope):  # newest first: a history is kept in order of time
+            if not c.joined:
+                continue
             if c.clicked:
                 break
             run += 1
