@@ -443,14 +443,31 @@ def test_an_actions_history_features_follow_its_history_and_its_line_is_split_on
         Contact(loop="l", event_id="e1", action_id="sms-a", channel="sms", timestamp=now - DAY / 2, expires=now + DAY)
     ]
     parts = len(features_module._parts)
-    once, again = (featured(Summary.of(by_channel(sms), now), *candidates_of([SMS])) for _ in range(2))
+    once, again = (featured(Summary.of(by_channel(sms), now), candidates_of([SMS]))[0] for _ in range(2))
     assert (once.data, once.line, once.sizes) == (again.data, again.line, again.sizes)
     assert dict(once.action.features["nb_history"].numeric) == {"shown_7d": 1.0, "channel_contacts_7d": 1.0}
-    later = featured(Summary.of(by_channel(sms), now + DAY), *candidates_of([SMS]))
+    (later,) = featured(Summary.of(by_channel(sms), now + DAY), candidates_of([SMS]))
     assert dict(later.action.features["nb_history"].categorical) == {"channel_days_since": "1-3"}
     assert dict(once.action.features["nb_history"].categorical) == {"channel_days_since": "0-1"}
     assert len(features_module._parts) <= parts + 1  # the action's line was split once (or before)
     assert not SMS.features  # the candidate itself is left as it was
+
+
+def test_copies_made_together_are_those_made_one_by_one():
+    """The copies of a decision's candidates share their channel's values, not the action's own."""
+    now = 100 * DAY
+    kept = [
+        Contact(loop="l", event_id="e1", action_id="sms-a", channel="sms", timestamp=now - DAY, expires=now + DAY),
+        Contact(loop="l", event_id="e2", action_id="promo", channel="email", timestamp=now - 2 * DAY,
+                expires=now + DAY, joined=True, clicked=True, reward=1.0),
+    ]  # fmt: skip
+    summary = Summary.of(by_channel(kept), now)
+    candidates = candidates_of([SMS, action("sms-b", "sms"), PROMO, EMAIL, NOTHING])
+    together = featured(summary, candidates)
+    alone = [featured(summary, [c])[0] for c in candidates]
+    assert [(f.id, f.data, f.line, f.sizes) for f in together] == [(f.id, f.data, f.line, f.sizes) for f in alone]
+    shown = [dict(f.action.features["nb_history"].numeric).get("shown_7d", 0) for f in together]
+    assert shown == [1, 0, 1, 0, 0]
 
 
 @pytest.mark.parametrize("names", [(), ("a",), ("zz",), ("a", "nb", "nb_historyx", "z"), ("Z", "_", "nb_histor")])
@@ -475,7 +492,7 @@ def test_a_featured_actions_bytes_and_line_are_those_of_its_message(names):
         for i in range(1, 4)
     ]
     for kept in ([], history[:1], history):
-        out = featured(Summary.of(by_channel(kept), now), *candidates_of([action]))
+        (out,) = featured(Summary.of(by_channel(kept), now), candidates_of([action]))
         assert types_pb2.Action.FromString(out.data) == out.action
         assert out.line == action_line(out.action)
         assert out.sizes == _sizes(out.line)  # summed from its parts: those parsed from it

@@ -15,7 +15,7 @@ action) and its history namespace's bytes and text (cached by its values: a buck
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -80,17 +80,6 @@ class Featured:
         return self.action.features
 
 
-def _values(summary: Summary, action_id: str, channel: str) -> _Values:
-    own = summary.actions.get(action_id)
-    shown, clicked = (own.shown_7d, own.clicked_30d) if own is not None else (0, 0)
-    if not channel:
-        return "", 0, 0, shown, clicked
-    state = summary.channels.get(channel)
-    if state is None:
-        return "never", 0, 0, shown, clicked
-    return _bucket((summary.now - state.last) / DAY), state.contacts_7d, state.ignored_run, shown, clicked
-
-
 class _History(NamedTuple):
     """The `nb_history` namespace of some values: its text, and its serialization as a field of an Action (appended
     to an action's bytes, it adds the namespace: a parsed map keeps every entry)."""
@@ -141,13 +130,32 @@ class _Parts:
 _parts: BoundedCache[bytes, _Parts] = BoundedCache(ACTION_CACHE_SIZE)  # by the serialized action
 
 
-def featured(summary: Summary, candidate: Candidate) -> Featured:
-    """The candidate's action with its history features, made from the action's parts (cached) and its history
+def featured(summary: Summary, candidates: Iterable[Candidate]) -> list[Featured]:
+    """Each candidate's action with its history features, made from the action's parts (cached) and its history
     namespace's (cached per distinct values): a copy is cheaper to make than to cache, as each subject's counts
-    differ."""
-    action, action_id, channel = candidate
-    serialized = action.SerializeToString()
-    parts = _parts.get_or_make(serialized, lambda: _Parts(action), len(serialized) <= CACHEABLE_ACTION_BYTES)
-    history = _history(_values(summary, action_id, channel))
-    line = f"{parts.before} {history.text}{parts.after}"
-    return Featured(action_id, channel, serialized + history.data, line, parts.sizes(history.features))
+    differ. One loop, a channel's values found once: Rank makes a copy of every candidate."""
+    now, actions, channels = summary.now, summary.actions, summary.channels
+    channel_values: dict[str, tuple[str, int, int]] = {}
+    copies = []
+    for action, action_id, channel in candidates:
+        values = channel_values.get(channel)
+        if values is None:
+            state = channels.get(channel)
+            if not channel:
+                values = ("", 0, 0)
+            elif state is None:
+                values = ("never", 0, 0)
+            else:
+                values = (_bucket((now - state.last) / DAY), state.contacts_7d, state.ignored_run)
+            channel_values[channel] = values
+        own = actions.get(action_id)
+        history = _history(values + ((own.shown_7d, own.clicked_30d) if own is not None else (0, 0)))
+        serialized = action.SerializeToString()
+        parts = _parts.get(serialized)  # not get_or_make: its call and lambda cost 1,400 instructions a copy
+        if parts is None:
+            parts = _Parts(action)
+            if len(serialized) <= CACHEABLE_ACTION_BYTES:
+                _parts.put(serialized, parts)
+        line = f"{parts.before} {history.text}{parts.after}"
+        copies.append(Featured(action_id, channel, serialized + history.data, line, parts.sizes(history.features)))
+    return copies

@@ -91,7 +91,7 @@ class SubjectKeeper:
         numeric = logged_features.numeric
         for name, value in own.numeric.items():  # item by item: a map given to the constructor costs twice as much
             numeric[name] = value
-        copies = [featured(summary, c) for c in allowed]
+        copies = featured(summary, allowed)
         return Screened({**context, CONTEXT_NAMESPACE: own}, copies, logged, suppressed, skipped, history)
 
     def contact(
