@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -91,7 +92,8 @@ def _instructions(store: Path, subjects: int, with_subjects: bool, n: int) -> in
             sys.executable, "-m", "benchmarks.subject_rank", "--run", str(copy),
             "--subjects", str(subjects), "--ranks", str(n), *(["--with-subjects"] if with_subjects else []),
         ]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same dict layouts run to run: counts that repeat
+        done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
         found = _COLLECTED.search(done.stderr)
         if found is None:
             raise RuntimeError(f"callgrind printed no count: {done.stderr[-2000:]}")
