@@ -151,33 +151,33 @@ class _Env:
     @contextmanager
     def read(self) -> Iterator[lmdb.Transaction]:
         """A read transaction, ended when the block exits."""
-        with self._mutex:
-            self._check_open()
-            self._readers += 1
+        self._reader_in()
         try:
             with self.env.begin() as txn:
                 yield txn
         finally:
-            with self._mutex:
-                self._readers -= 1
-                if self._closed:  # close() waits for the last reader
-                    self._lock.notify_all()
+            self._reader_out()
 
     def get(self, key: bytes, db: lmdb._Database) -> bytes | None:
         """The value of one key, in a read transaction of its own: `read` without a generator's cost (Rank reads
         a subject's history each time)."""
-        mutex = self._mutex
-        with mutex:
-            self._check_open()
-            self._readers += 1
+        self._reader_in()
         try:
             with self.env.begin(db=db) as txn:
                 return txn.get(key)
         finally:
-            with mutex:
-                self._readers -= 1
-                if self._closed:  # close() waits for the last reader
-                    self._lock.notify_all()
+            self._reader_out()
+
+    def _reader_in(self) -> None:
+        with self._mutex:
+            self._check_open()
+            self._readers += 1
+
+    def _reader_out(self) -> None:
+        with self._mutex:
+            self._readers -= 1
+            if self._closed:  # close() waits for the last reader
+                self._lock.notify_all()
 
     def write(self, op: Callable[[lmdb.Transaction], _T], grows: bool = True) -> _T:
         """Run `op` in the writer's next transaction; return its result once committed.
