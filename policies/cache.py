@@ -26,16 +26,16 @@ class BoundedCache(Generic[K, V]):
         self.maxsize = maxsize
         self._data: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
+        # the value of a key, or None: the dict's own lookup, called without a Python frame (a lookup in a method of
+        # this class costs about as much again as the lookup)
+        self.get: Callable[[K], V | None] = self._data.get
 
     def __len__(self) -> int:
         return len(self._data)
 
-    def get(self, key: K) -> V | None:
-        return self._data.get(key)
-
     def get_or_make(self, key: K, make: Callable[[], V], keep: bool = True) -> V:
         """The value of `key`; when there is none, `make()`'s, put unless `keep` is false."""
-        value = self._data.get(key)
+        value = self.get(key)
         if value is None:
             value = make()
             if keep:

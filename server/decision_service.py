@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import grpc
 import numpy as np
@@ -75,31 +76,45 @@ def record_data(
     request: decision_pb2.RankRequest,
     candidates: Sequence[ActionLike],
     record: records_pb2.DecisionRecord,
-    context: Mapping[str, types_pb2.Features] | None = None,
+    added_context: Mapping[str, types_pb2.Features] | None = None,
     candidate_data: Sequence[bytes] | None = None,
 ) -> bytes:
-    """The serialized DecisionRecord: `record` with the context (the request's unless given) and the candidates
-    (`candidate_data`: their serializations; without it the candidates must be messages).
+    """The serialized DecisionRecord: `record` (without a context or actions) with the request's context, the
+    namespaces Rank adds to it (`added_context`) and the candidates (`candidate_data`: their serializations; without
+    it the candidates must be messages).
 
-    Context and actions are fields 3 and 4 of both messages (and the subject id 14), so when the request's
-    context and every action are what is logged and the request sets no field that means something else in a
-    record (5 and 6; unknown fields are dropped from the request), the request's own bytes carry them: the
-    record's loop and event id, serialized after them, win. Otherwise the context is copied into `record` and
-    the candidates' bytes follow it as its actions (a parsed repeated field keeps every entry, in order).
+    Context and actions are fields 3 and 4 of both messages (and the subject id 14), so when every action is logged
+    as the request has it, nothing is added and the request sets no field that means something else in a record (5
+    and 6; unknown fields are dropped from the request), the request's own bytes carry them: the record's loop and
+    event id, serialized after them, win. Otherwise the context is copied (in one step) ahead of the record and the
+    candidates' bytes follow it as its actions (a parsed repeated field keeps every entry, in order).
     """
     if (
-        context is None
+        added_context is None
+        and candidate_data is None
         and not request.excluded_action_ids
         and not request.deferred
         and len(candidates) == len(request.actions)
     ):
         request.DiscardUnknownFields()
         return request.SerializeToString() + record.SerializeToString()
-    for name, features in (request.context if context is None else context).items():
-        record.context[name].CopyFrom(features)
+    context = records_pb2.DecisionRecord(context=request.context)
+    for name, features in (added_context or {}).items():
+        context.context[name].CopyFrom(features)
+    return context.SerializeToString() + record.SerializeToString() + _actions_data(candidates, candidate_data)
+
+
+def _actions_data(candidates: Sequence[ActionLike], candidate_data: Sequence[bytes] | None) -> bytes:
+    """The candidates as a record's actions field (field 4, one entry each)."""
     if candidate_data is None:
         candidate_data = [c.SerializeToString() for c in candidates]
-    return record.SerializeToString() + b"".join(wire.field(_ACTIONS, d) for d in candidate_data)
+    return b"".join([_action_prefix(len(d)) + d for d in candidate_data])
+
+
+@lru_cache(maxsize=4096)  # the lengths of serialized actions repeat
+def _action_prefix(length: int) -> bytes:
+    """The start of an entry of a record's actions field: its key and length."""
+    return wire.varint(_ACTIONS << 3 | 2) + wire.varint(length)
 
 
 _ACTIONS = records_pb2.DecisionRecord.DESCRIPTOR.fields_by_name["actions"].number
@@ -430,7 +445,7 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         )
         decided_by = (record.model_version, policy, view.config.learning_mode)
         contact = self._contact(record, candidates[chosen_index], view.config, now, screened.history)
-        data = record_data(request, candidates, record, screened.logged_context, screened.candidate_data)
+        data = record_data(request, candidates, record, screened.added_context, screened.candidate_data)
         entry = Entry(event_id, data, contact)
         answer = _response(event_id, candidates, pmf, chosen_index, decided_by, record.holdout, screened.suppressed)
         return _Decided(loop, view.config, entry, answer)
@@ -515,7 +530,7 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         record = records_pb2.DecisionRecord(
             loop=loop,
             event_id=event_id,
-            context=screened.logged_context or request.context,
+            context={**request.context, **screened.added_context} if screened.added_context else request.context,
             actions=candidates,
             model_version=str(view.model.version),
             config=view.config,
@@ -551,9 +566,7 @@ class DecisionService(decision_pb2_grpc.DecisionServiceServicer):
         """The decision's input after its subject's contact policy and history features (when it has a subject)."""
         if not request.subject_id or self._subjects is None:
             return Screened(rank_input.context, rank_input.candidates)
-        return self._subjects.screen(
-            request.subject_id, rank_input.context, request.context, rank_input.candidates, config, now
-        )
+        return self._subjects.screen(request.subject_id, rank_input.context, rank_input.candidates, config, now)
 
     def _contact(
         self,

@@ -100,30 +100,41 @@ def test_the_record_is_the_one_built_by_copying(fields):
     assert records_pb2.DecisionRecord.FromString(record_data(r, candidates, record)) == expected
 
 
-def test_a_record_with_history_features_or_suppressed_actions_is_copied():
-    """The features Rank adds and the candidates a contact rule removed are not in the request's bytes."""
-    r = request(event_id="client-id", subject_id="ann")
+@pytest.mark.parametrize(
+    "fields",
+    [{}, {"deferred": True}, {"excluded_action_ids": ["push-tip"]}],
+    ids=["from-bytes", "deferred", "excluded"],
+)
+def test_a_record_with_history_features_or_suppressed_actions_is_the_one_built_by_copying(fields):
+    """The features Rank adds and the candidates a contact rule removed are not in the request's bytes: the record
+    has the added namespaces and the candidates instead of the request's actions, and the request is left as it
+    was."""
+    r = request(event_id="client-id", subject_id="ann", **fields)
     candidates = validation.rank_request(r, Limits()).candidates
     featured = []
     for a in candidates[1:]:  # the first one suppressed
         featured.append(types_pb2.Action())
         featured[-1].CopyFrom(a)
         featured[-1].features["nb_history"].numeric["shown_7d"] = 2.0
-    context = {**r.context, "nb_subject": types_pb2.Features(numeric={"contacts_7d": 3.0})}
-    record = decision()
-    record.subject_id = "ann"
-    expected = copied(r, featured, record, context)
-    assert records_pb2.DecisionRecord.FromString(record_data(r, featured, record, context)) == expected
     featured[0].features["long"].tokens.extend(f"t{i}" for i in range(3000))  # a length of three varint bytes
-    record = decision()
-    record.subject_id = "ann"
-    expected = copied(r, featured, record, context)
+    added = {"nb_subject": types_pb2.Features(numeric={"contacts_7d": 3.0})}
+    context = {**r.context, **added}
+
+    def record() -> records_pb2.DecisionRecord:
+        out = decision()
+        out.subject_id, out.deferred = "ann", r.deferred
+        out.excluded_action_ids.extend(r.excluded_action_ids)
+        return out
+
+    expected = copied(r, featured, record(), context)
     data = [a.SerializeToString() for a in featured]
-    assert records_pb2.DecisionRecord.FromString(record_data(r, featured, record, context, data)) == expected
-    record = decision()  # record_data fills the record it is given
-    record.subject_id = "ann"
-    expected = copied(r, candidates[1:], record)
-    assert records_pb2.DecisionRecord.FromString(record_data(r, candidates[1:], record)) == expected
+    before = r.SerializeToString()
+    for given in (None, data):  # the candidates' bytes given, or made from the messages
+        logged = records_pb2.DecisionRecord.FromString(record_data(r, featured, record(), added, given))
+        assert logged == expected
+    expected = copied(r, candidates[1:], record())  # suppressed, no history features (the loop turned them off)
+    assert records_pb2.DecisionRecord.FromString(record_data(r, candidates[1:], record())) == expected
+    assert r.SerializeToString() == before
 
 
 def test_the_request_fields_that_reach_the_record_are_the_known_ones():

@@ -584,6 +584,38 @@ def test_contact_and_outcome_writes_equal_the_history_rebuilt_from_scratch(monke
             data = data_after
 
 
+def test_a_summary_is_what_its_definitions_say_of_every_contact():
+    """Seeded histories over 120 days (clicks, ignored and unjoined contacts, several actions a channel): the
+    summary, which walks each channel only as far as a feature needs, equals the features counted over every
+    contact by their definitions."""
+    rng = random.Random(7)
+    for _ in range(200):
+        now = 200 * DAY
+        times = sorted(now - rng.uniform(0, 120) * DAY for _ in range(rng.randrange(1, 40)))
+        kept = []
+        for i, t in enumerate(times):
+            joined = rng.random() < 0.8
+            clicked = joined and rng.random() < 0.15
+            kept.append(Contact(loop="l", event_id=f"e{i}", action_id=rng.choice("abcd"), channel=rng.choice("xyz"),
+                                timestamp=t, expires=now + DAY, joined=joined, clicked=clicked))  # fmt: skip
+        summary = Summary.of(by_channel(kept), now)
+        week = [c for c in kept if now - c.timestamp < 7 * DAY]
+        month_clicks = [c for c in kept if c.clicked and now - c.timestamp < 30 * DAY]
+        channels = {}
+        for name in {c.channel for c in kept}:
+            run = 0
+            for c in reversed([c for c in kept if c.channel == name and c.joined]):
+                if c.clicked:
+                    break
+                run += 1
+            on = [c for c in kept if c.channel == name]
+            channels[name] = (max(c.timestamp for c in on), sum(c in week for c in on), run)
+        assert summary.channels == channels
+        assert summary.shown_7d == {a: n for a in "abcd" if (n := sum(c.action_id == a for c in week))}
+        assert summary.clicked_30d == {a: n for a in "abcd" if (n := sum(c.action_id == a for c in month_clicks))}
+        assert (summary.contacts_7d, summary.last) == (len(week), max(times))
+
+
 def test_the_fatigue_rule_counts_the_ignored_run_as_the_history_feature_does():
     """Contacts of the same moment (the slots of one decision) count back in the history's order, for the rule as
     for the `channel_ignored_run` feature: here the newest one stored was clicked, so there is no ignored run."""
@@ -594,10 +626,10 @@ def test_the_fatigue_rule_counts_the_ignored_run_as_the_history_feature_does():
         Contact(event_id="e", slot_id="s2", action_id="b", clicked=True, reward=1.0, **moment),
     ]
     (fatigue,) = parse(policy({"name": "f", "channels": ["email"], "after_ignored": 1, "pause_seconds": DAY}))[0].rules
-    assert Summary.of(by_channel(history), now).channels["email"].ignored_run == 0
+    assert Summary.of(by_channel(history), now).channels["email"][2] == 0  # (last, contacts_7d, ignored_run)
     assert fatigue.forbids(history, by_channel(history), {}, now) is False
     stored_the_other_way = history[::-1]
-    assert Summary.of(by_channel(stored_the_other_way), now).channels["email"].ignored_run == 1
+    assert Summary.of(by_channel(stored_the_other_way), now).channels["email"][2] == 1
     assert fatigue.forbids(stored_the_other_way, by_channel(stored_the_other_way), {}, now) is True
 
 

@@ -83,6 +83,15 @@ class Rule:
         channel (`history.by_channel`); None when it is skipped (no UTC offset for quiet hours)."""
         if self.kind == "quiet":
             return self._quiet(context, now)
+        if self.kind == "bought" and self.actions:  # a reward's fields read before the action's id: rewards are few
+            threshold, seconds = self.threshold, self.seconds
+            return any(
+                c.reward >= threshold
+                and c.joined
+                and now - c.joined_at < seconds
+                and self.covers(c.action_id, c.channel)
+                for c in history
+            )
         scope = self._scope(history, channels)
         if self.kind == "cap":
             return sum(now - c.timestamp < self.seconds for c in scope) >= self.max

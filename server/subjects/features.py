@@ -37,6 +37,7 @@ from nextbest.v1 import types_pb2
 CONTEXT_NAMESPACE = "nb_subject"
 ACTION_NAMESPACE = "nb_history"
 RESERVED = frozenset({CONTEXT_NAMESPACE, ACTION_NAMESPACE})
+_MAX_HISTORY_FEATURES = 5  # an action's: the days-since bucket and four counts
 _BUCKETS = ((1.0, "0-1"), (3.0, "1-3"), (7.0, "3-7"), (30.0, "7-30"))
 
 
@@ -110,21 +111,15 @@ def _history(values: _Values) -> _History:
 
 class _Parts:
     """What every featured copy of one action is made from: the action's VW line split where its history namespace
-    goes (`action_line_around`), and the line's sizes with a history namespace of each feature count (made the
-    first time a count is asked for: a history namespace has at most five features)."""
+    goes (`action_line_around`), and the line's sizes with a history namespace of each feature count (`sizes[n]`: a
+    history namespace has at most five features)."""
 
-    __slots__ = ("before", "after", "_own", "_sizes")
+    __slots__ = ("before", "after", "sizes")
 
     def __init__(self, action: types_pb2.Action) -> None:
         self.before, self.after = action_line_around(action, ACTION_NAMESPACE)
-        self._own = line_sizes(action_line(action))
-        self._sizes: dict[int, LineSizes] = {}
-
-    def sizes(self, features: int) -> LineSizes:
-        sizes = self._sizes.get(features)
-        if sizes is None:
-            sizes = self._sizes[features] = sizes_with(self._own, ACTION_NAMESPACE, features)
-        return sizes
+        own = line_sizes(action_line(action))
+        self.sizes = [sizes_with(own, ACTION_NAMESPACE, n) for n in range(_MAX_HISTORY_FEATURES + 1)]
 
 
 _parts: BoundedCache[bytes, _Parts] = BoundedCache(ACTION_CACHE_SIZE)  # by the serialized action
@@ -134,7 +129,7 @@ def featured(summary: Summary, candidates: Iterable[Candidate]) -> list[Featured
     """Each candidate's action with its history features, made from the action's parts (cached) and its history
     namespace's (cached per distinct values): a copy is cheaper to make than to cache, as each subject's counts
     differ. One loop, a channel's values found once: Rank makes a copy of every candidate."""
-    now, actions, channels = summary.now, summary.actions, summary.channels
+    now, channels, shown, clicked = summary.now, summary.channels, summary.shown_7d, summary.clicked_30d
     channel_values: dict[str, tuple[str, int, int]] = {}
     copies = []
     for action, action_id, channel in candidates:
@@ -146,10 +141,10 @@ def featured(summary: Summary, candidates: Iterable[Candidate]) -> list[Featured
             elif state is None:
                 values = ("never", 0, 0)
             else:
-                values = (_bucket((now - state.last) / DAY), state.contacts_7d, state.ignored_run)
+                last, contacts_7d, ignored_run = state
+                values = (_bucket((now - last) / DAY), contacts_7d, ignored_run)
             channel_values[channel] = values
-        own = actions.get(action_id)
-        history = _history(values + ((own.shown_7d, own.clicked_30d) if own is not None else (0, 0)))
+        history = _history(values + (shown.get(action_id, 0), clicked.get(action_id, 0)))
         serialized = action.SerializeToString()
         parts = _parts.get(serialized)  # not get_or_make: its call and lambda cost 1,400 instructions a copy
         if parts is None:
@@ -157,5 +152,5 @@ def featured(summary: Summary, candidates: Iterable[Candidate]) -> list[Featured
             if len(serialized) <= CACHEABLE_ACTION_BYTES:
                 _parts.put(serialized, parts)
         line = f"{parts.before} {history.text}{parts.after}"
-        copies.append(Featured(action_id, channel, serialized + history.data, line, parts.sizes(history.features)))
+        copies.append(Featured(action_id, channel, serialized + history.data, line, parts.sizes[history.features]))
     return copies

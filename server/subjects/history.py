@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from nextbest.policies.featurize import ActionLike
 from nextbest.v1 import records_pb2, types_pb2
@@ -71,21 +70,16 @@ def _find(contacts: Sequence[Contact], key: Contact) -> Contact | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: Rank makes one, and a frozen dataclass costs three times as much to make
 class Read:
     """A stored history as read at `now`: its record, and the unexpired contacts (oldest first, the record's own
-    messages); what a write at the same `now` decodes again when the record has not changed since."""
+    messages); what a write at the same `now` decodes again when the record has not changed since. Not changed
+    once made."""
 
     data: bytes | None
     record: records_pb2.SubjectHistory
     kept: list[Contact]
     now: float
-
-    @cached_property
-    def by_channel(self) -> dict[str, list[Contact]]:
-        """The kept contacts of each channel, oldest first (each contact's channel read once: rules and features
-        ask for a channel's contacts)."""
-        return by_channel(self.kept)
 
     @property
     def whole(self) -> bool:
@@ -128,7 +122,9 @@ def with_contact(data: bytes | None, contact: Contact, now: float, known: Read |
     """The history with `contact` in it (once: a contact is keyed by loop, event id and slot), the expired ones
     out; `known`: the history read before, decoded again only when it is not `data` as of `now`."""
     history = known if known is not None and known.now == now and known.data == data else read(data, now)
-    if _find(history.kept, contact) is not None:
+    # a stored contact's event id is in the record's bytes: a new one (a Rank's) is not, found without reading the
+    # contacts
+    if data and contact.event_id.encode() in data and _find(history.kept, contact) is not None:
         return (data or None) if history.whole else _encoded(history.kept)
     if history.follows(contact):
         return _appended(data, contact)
@@ -173,56 +169,55 @@ def trimmed(data: bytes, now: float) -> bytes | None:
     return _encoded(contacts(data, now))
 
 
-@dataclass(slots=True)
-class _Channel:
-    last: float = float("-inf")
-    contacts_7d: int = 0
-    ignored_run: int = 0
-    run_done: bool = False
-
-
-@dataclass(slots=True)
-class _Action:
-    shown_7d: int = 0
-    clicked_30d: int = 0
+# A channel's state at a summary's time: its newest contact's time, its contacts in the last 7 days and its ignored
+# run (a plain tuple: a channel's is made at every Rank, and a NamedTuple's constructor costs three times as much)
+ChannelState = tuple[float, int, int]
 
 
 @dataclass
 class Summary:
-    """What the history features say of a subject at `now`: per channel and per action."""
+    """What the history features say of a subject at `now`: per channel (`ChannelState`) and per action (contacts in
+    the last 7 days, clicks in the last 30; actions without any are left out)."""
 
     now: float
     contacts_7d: int = 0
     last: float = float("-inf")
-    channels: dict[str, _Channel] = field(default_factory=dict)
-    actions: dict[str, _Action] = field(default_factory=dict)
+    channels: dict[str, ChannelState] = field(default_factory=dict)
+    shown_7d: dict[str, int] = field(default_factory=dict)
+    clicked_30d: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, channels: Mapping[str, list[Contact]], now: float) -> Summary:
-        """The summary at `now` of a history's contacts by channel (`by_channel`)."""
+        """The summary at `now` of a history's contacts by channel (`by_channel`, each in order of time). Each channel
+        is walked newest first (the ignored run counts back from the newest joined contact) and only as far as a
+        feature needs: past 30 days, to the end of the ignored run."""
         summary = cls(now)
-        actions = summary.actions
+        states, shown, clicked = summary.channels, summary.shown_7d, summary.clicked_30d
         for name, kept in channels.items():
-            channel = summary.channels[name] = _Channel()
-            for c in reversed(kept):  # newest first: the ignored run counts back from the newest joined contact
-                timestamp, action_id = c.timestamp, c.action_id
-                action = actions.get(action_id)
-                if action is None:
-                    action = actions[action_id] = _Action()
-                if timestamp > channel.last:
-                    channel.last = timestamp
-                age = now - timestamp
-                if age < WEEK:
-                    channel.contacts_7d += 1
-                    action.shown_7d += 1
-                clicked = c.clicked
-                if clicked and age < MONTH:
-                    action.clicked_30d += 1
-                if c.joined and not channel.run_done:
-                    if clicked:
-                        channel.run_done = True
+            contacts_7d = run = 0
+            in_run = True
+            for c in reversed(kept):
+                age = now - c.timestamp
+                if age < MONTH:
+                    action = c.action_id
+                    if age < WEEK:
+                        contacts_7d += 1
+                        shown[action] = shown.get(action, 0) + 1
+                    if c.clicked:
+                        clicked[action] = clicked.get(action, 0) + 1
+                        in_run = False
+                    elif in_run and c.joined:
+                        run += 1
+                elif not in_run:
+                    break
+                elif c.joined:
+                    if c.clicked:
+                        in_run = False
                     else:
-                        channel.ignored_run += 1
-            summary.contacts_7d += channel.contacts_7d
-            summary.last = max(summary.last, channel.last)
+                        run += 1
+            last = kept[-1].timestamp  # the newest: a history is kept in order of time
+            states[name] = (last, contacts_7d, run)
+            summary.contacts_7d += contacts_7d
+            if last > summary.last:
+                summary.last = last
         return summary

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from nextbest.policies.featurize import ActionLike, LineSizes, Namespace
 from nextbest.server.errors import FailedPrecondition
 from nextbest.server.store import SubjectChanges, SubjectStore
 from nextbest.server.subjects.contact import PolicyCache
 from nextbest.server.subjects.features import CONTEXT_NAMESPACE, Featured, context_features, featured
-from nextbest.server.subjects.history import Read, Summary, candidates_of, contact_of, read, with_contact
+from nextbest.server.subjects.history import Read, Summary, by_channel, candidates_of, contact_of, read, with_contact
 from nextbest.v1 import records_pb2, types_pb2
 
 
@@ -20,33 +19,28 @@ class Screened:
     """A decision's input once its subject's history has been applied."""
 
     context: dict[str, Namespace]  # what the policy sees
-    candidates: Sequence[ActionLike]  # the request's actions, or copies with history features (`Featured`)
-    # the context to log when it is not the request's own (history features added)
-    logged_context: dict[str, types_pb2.Features] | None = None
+    candidates: Sequence[ActionLike]  # the request's actions, or the copies in `featured`
+    featured: list[Featured] | None = None  # the candidates when they are copies with history features
+    # the namespaces added to the request's context in the log (history features), if any
+    added_context: dict[str, types_pb2.Features] | None = None
     suppressed: list[types_pb2.SuppressedAction] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     history: Read | None = None  # the subject's history as read (for the write that records the contact)
 
-    @cached_property
-    def _featured(self) -> list[Featured] | None:
-        """The candidates when they are copies with history features (all of them are, or none)."""
-        featured = [c for c in self.candidates if isinstance(c, Featured)]
-        return featured if featured else None
-
     @property
     def candidate_data(self) -> list[bytes] | None:
         """The featured candidates' serializations (None: the candidates are the request's messages)."""
-        return None if (f := self._featured) is None else [c.data for c in f]
+        return None if (f := self.featured) is None else [c.data for c in f]
 
     @property
     def candidate_lines(self) -> list[str] | None:
         """The featured candidates' VW lines."""
-        return None if (f := self._featured) is None else [c.line for c in f]
+        return None if (f := self.featured) is None else [c.line for c in f]
 
     @property
     def candidate_sizes(self) -> list[LineSizes] | None:
         """The sizes of the featured candidates' VW lines."""
-        return None if (f := self._featured) is None else [c.sizes for c in f]
+        return None if (f := self.featured) is None else [c.sizes for c in f]
 
     def messages(self) -> Sequence[types_pb2.Action]:
         """The candidates as messages."""
@@ -65,7 +59,6 @@ class SubjectKeeper:
         self,
         subject: str,
         context: dict[str, Namespace],
-        request_context: Mapping[str, types_pb2.Features],
         candidates: list[types_pb2.Action],
         config: types_pb2.LoopConfig,
         now: float,
@@ -73,8 +66,9 @@ class SubjectKeeper:
         """Remove the candidates the contact policy forbids and add the history features (unless the loop turned
         them off); FailedPrecondition naming the rules when no candidate is left."""
         history = read(self._store.get(subject), now)
+        channels = by_channel(history.kept)
         allowed, suppressed, skipped = self._policy.current().screen(
-            history.kept, history.by_channel, candidates_of(candidates), context, now
+            history.kept, channels, candidates_of(candidates), context, now
         )
         if not allowed:
             rules = sorted({s.rule for s in suppressed})
@@ -83,16 +77,16 @@ class SubjectKeeper:
                 "add a candidate without a channel (no contact) to be answered with it"
             )
         if config.subject_features == types_pb2.SUBJECT_FEATURES_OFF:
-            return Screened(context, [action for action, _, _ in allowed], None, suppressed, skipped, history)
-        summary = Summary.of(history.by_channel, now)
+            return Screened(context, [action for action, _, _ in allowed], None, None, suppressed, skipped, history)
+        summary = Summary.of(channels, now)
         own = context_features(summary)
-        logged = dict(request_context)
-        logged[CONTEXT_NAMESPACE] = logged_features = types_pb2.Features()
+        logged_features = types_pb2.Features()
         numeric = logged_features.numeric
         for name, value in own.numeric.items():  # item by item: a map given to the constructor costs twice as much
             numeric[name] = value
         copies = featured(summary, allowed)
-        return Screened({**context, CONTEXT_NAMESPACE: own}, copies, logged, suppressed, skipped, history)
+        added = {CONTEXT_NAMESPACE: logged_features}
+        return Screened({**context, CONTEXT_NAMESPACE: own}, copies, copies, added, suppressed, skipped, history)
 
     def contact(
         self,
