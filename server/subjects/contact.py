@@ -181,52 +181,44 @@ class ContactPolicy:
     ) -> tuple[list[Candidate], list[types_pb2.SuppressedAction], list[str]]:
         """The candidates no rule forbids given the subject's contacts (oldest first, and by channel:
         `history.by_channel`), those removed (with the first rule that forbids each), and the rules skipped; only
-        rules that cover a candidate are checked, each once."""
+        rules that cover a candidate are checked, each once, and each key of `_covering` (an action id some rule
+        names, or "", and a channel) once: candidates share channels."""
         verdicts: dict[str, bool | None] = {}
-        forbidding: dict[tuple[str, str], str | None] = {}  # by `_covering`'s key: candidates share channels
+        forbidding: dict[tuple[str, str], str | None] = {}  # the first rule that forbids, by key
         allowed: list[Candidate] = []
         suppressed: list[types_pb2.SuppressedAction] = []
-        named = self._named_actions
+        named, covering = self._named_actions, self._covering
         for candidate in candidates:
             _, action_id, channel = candidate
             if not channel:  # no contact
                 allowed.append(candidate)
                 continue
             key = (action_id if action_id in named else "", channel)
-            if key in forbidding:
-                rule = forbidding[key]
-            else:
-                rule = forbidding[key] = self._forbidding(key, history, channels, context, now, verdicts)
+            rule = forbidding.get(key, _UNSEEN)
+            if rule is _UNSEEN:
+                rules = covering.get(key)
+                if rules is None:
+                    rules = tuple(r for r in self.rules if r.covers(*key))
+                    covering.put(key, rules)
+                rule = None
+                for r in rules:  # the first that forbids, each rule's verdict found once
+                    name = r.name
+                    if name in verdicts:
+                        verdict = verdicts[name]
+                    else:
+                        verdict = verdicts[name] = r.forbids(history, channels, context, now)
+                    if verdict:
+                        rule = name
+                        break
+                forbidding[key] = rule
             if rule is None:
                 allowed.append(candidate)
             else:
                 suppressed.append(types_pb2.SuppressedAction(action_id=action_id, rule=rule))
         return allowed, suppressed, [name for name, verdict in verdicts.items() if verdict is None]
 
-    def _forbidding(
-        self,
-        key: tuple[str, str],
-        history: Sequence[Contact],
-        channels: Mapping[str, Sequence[Contact]],
-        context: Mapping[str, Namespace],
-        now: float,
-        verdicts: dict[str, bool | None],
-    ) -> str | None:
-        """The first rule that covers the candidates of `key` (an action id some rule names, or "", and a channel)
-        and forbids them now; `verdicts`: each rule's, found once."""
-        rules = self._covering.get(key)
-        if rules is None:
-            rules = tuple(r for r in self.rules if r.covers(*key))
-            self._covering.put(key, rules)
-        for rule in rules:
-            name = rule.name
-            if name in verdicts:
-                verdict = verdicts[name]
-            else:
-                verdict = verdicts[name] = rule.forbids(history, channels, context, now)
-            if verdict:
-                return name
-        return None
+
+_UNSEEN = ""  # never a rule's name: a key not looked at yet
 
 
 def _where(i: int, raw: Mapping[str, Any]) -> str:

@@ -15,6 +15,7 @@ action) and its history namespace's bytes and text (cached by its values: a buck
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import NamedTuple
@@ -38,14 +39,17 @@ CONTEXT_NAMESPACE = "nb_subject"
 ACTION_NAMESPACE = "nb_history"
 RESERVED = frozenset({CONTEXT_NAMESPACE, ACTION_NAMESPACE})
 _MAX_HISTORY_FEATURES = 5  # an action's: the days-since bucket and four counts
-_BUCKETS = ((1.0, "0-1"), (3.0, "1-3"), (7.0, "3-7"), (30.0, "7-30"))
+_BUCKET_LIMITS = (1.0, 3.0, 7.0, 30.0)  # days
+_BUCKETS = ("0-1", "1-3", "3-7", "7-30", "30+")
 
 
 def _bucket(days: float) -> str:
-    for limit, name in _BUCKETS:
-        if days < limit:
-            return name
-    return "30+"
+    """The days-since bucket of `days`: each bucket holds its lower limit.
+
+    >>> [_bucket(d) for d in (0.0, 0.99, 1.0, 6.5, 7.0, 29.9, 30.0, 400.0)]
+    ['0-1', '0-1', '1-3', '3-7', '7-30', '7-30', '30+', '30+']
+    """
+    return _BUCKETS[bisect_right(_BUCKET_LIMITS, days)]
 
 
 def context_features(summary: Summary) -> Namespace:
