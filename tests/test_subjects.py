@@ -633,6 +633,31 @@ def test_the_fatigue_rule_counts_the_ignored_run_as_the_history_feature_does():
     assert fatigue.forbids(stored_the_other_way, by_channel(stored_the_other_way), {}, now) is True
 
 
+@pytest.mark.parametrize(
+    "scope, forbids",
+    [
+        ({"channels": ["email"]}, True),
+        ({"channels": ["sms"]}, False),
+        ({"actions": ["promo"]}, True),
+        ({"actions": ["promo"], "channels": ["sms"]}, False),
+        ({"actions": ["promo", "sms-a"], "channels": ["email", "sms"]}, True),
+        ({}, True),
+    ],
+)
+def test_a_bought_rule_counts_the_rewards_of_its_channels_and_actions(scope, forbids):
+    now = 10 * DAY
+    history = [
+        Contact(loop="l", event_id="e1", action_id="promo", channel="email", timestamp=now - 2 * DAY,
+                expires=now + DAY, joined=True, clicked=True, reward=2.0, joined_at=now - DAY),
+        Contact(loop="l", event_id="e2", action_id="sms-a", channel="sms", timestamp=now - DAY, expires=now + DAY,
+                joined=True, reward=0.5, joined_at=now - DAY / 2),
+    ]  # fmt: skip
+    spec = {"name": "b", **scope, "after_reward_at_least": 1.0, "pause_seconds": 3 * DAY}
+    (bought,) = parse(policy(spec))[0].rules
+    assert bought.forbids(history, by_channel(history), {}, now) is forbids
+    assert bought.forbids(history, by_channel(history), {}, now + 3 * DAY) is False  # the pause is over
+
+
 def test_the_rules_covering_a_candidate_are_found_once_per_channel_and_named_action():
     rules = policy(
         {"name": "sms", "channels": ["sms"], "max": 1, "per_seconds": DAY},

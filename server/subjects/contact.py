@@ -83,23 +83,27 @@ class Rule:
         channel (`history.by_channel`); None when it is skipped (no UTC offset for quiet hours)."""
         if self.kind == "quiet":
             return self._quiet(context, now)
-        if self.kind == "bought" and self.actions:  # a reward's fields read before the action's id: rewards are few
-            threshold, seconds = self.threshold, self.seconds
-            return any(
-                c.reward >= threshold
-                and c.joined
-                and now - c.joined_at < seconds
-                and self.covers(c.action_id, c.channel)
-                for c in history
-            )
+        if self.kind == "bought":
+            return self._bought(history, channels, now)
         scope = self._scope(history, channels)
         if self.kind == "cap":
             return sum(now - c.timestamp < self.seconds for c in scope) >= self.max
         if self.kind == "gap":
             return any(now - c.timestamp < self.seconds for c in scope)
-        if self.kind == "bought":
-            return any(c.joined and c.reward >= self.threshold and now - c.joined_at < self.seconds for c in scope)
         return self._fatigued(scope, now)
+
+    def _bought(self, history: Sequence[Contact], channels: Mapping[str, Sequence[Contact]], now: float) -> bool:
+        """Whether a contact the rule counts brought a reward of at least the threshold, joined less than the pause
+        ago. A rule naming actions checks a contact's reward before its action id (rewards are few, and a read of
+        the id costs more than its scope's list would save)."""
+        threshold, seconds, actions = self.threshold, self.seconds, self.actions
+        return any(
+            c.reward >= threshold
+            and c.joined
+            and now - c.joined_at < seconds
+            and (not actions or self.covers(c.action_id, c.channel))
+            for c in (history if actions else self._scope(history, channels))
+        )
 
     def _scope(self, history: Sequence[Contact], by_channel: Mapping[str, Sequence[Contact]]) -> Sequence[Contact]:
         """The contacts the rule counts (`covers`, with the common one-sided rules checked inline: Rank screens
